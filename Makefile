@@ -1,0 +1,39 @@
+# `make run` and `make test` are the two commands a newcomer needs; both bootstrap first.
+SHELL := bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: bootstrap run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench
+
+bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
+	@./scripts/bootstrap.sh
+
+run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy
+	$(VENV)/adplane dev
+
+test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest  ## every check CI runs
+
+lint: bootstrap
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck: bootstrap
+	$(VENV)/mypy server tests scripts/generate.py
+
+proto-lint: bootstrap
+	$(VENV)/buf lint
+
+proto-breaking: bootstrap
+	@./scripts/buf_breaking.sh
+
+generate: bootstrap  ## rewrite generated/ from protos/
+	$(VENV)/python scripts/generate.py
+
+check-generated: bootstrap
+	$(VENV)/python scripts/generate.py --check
+
+migrate: bootstrap  ## upgrade the database at DATABASE_URL
+	$(VENV)/adplane migrate
+
+pytest: bootstrap
+	$(VENV)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Makes the project runnable on a machine that has only Python 3.13, make and git:
+# finds Python 3.13, installs uv into .tools/ when none is on PATH, and syncs .venv from uv.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.13 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      command -v "$candidate"
+      return
+    fi
+  done
+  # pyenv installs that are not on PATH (its shims refuse to run without PYENV_VERSION).
+  local root
+  root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+  for candidate in "$root"/versions/3.13*/bin/python3.13; do
+    if [ -x "$candidate" ]; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "bootstrap: Python 3.13 not found (looked on PATH and under $root/versions); set PYTHON=/path/to/python3.13" >&2
+  exit 1
+}
+
+find_uv() {
+  if command -v uv >/dev/null 2>&1; then
+    command -v uv
+  elif [ -x .tools/uv/bin/uv ]; then
+    echo .tools/uv/bin/uv
+  else
+    echo "bootstrap: installing uv into .tools/uv" >&2
+    "$PYTHON_BIN" -m venv .tools/uv >&2
+    .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5' >&2
+    echo .tools/uv/bin/uv
+  fi
+}
+
+PYTHON_BIN=$(find_python)
+UV=$(find_uv)
+export UV_PYTHON="$PYTHON_BIN" UV_PYTHON_DOWNLOADS=never
+"$UV" sync --frozen --all-extras --quiet

@@ -1,0 +1,107 @@
+"""Regenerate everything derived from protos/ (`make generate`), or check for drift (`--check`).
+
+Writes:
+  third_party/googleapis/  the google/api and google/rpc protos the contract imports, copied from
+                           the installed googleapis-common-protos so buf never needs the network;
+  generated/adplane/       Python messages, gRPC stubs and their mypy stubs;
+  generated/descriptors.binpb
+                           one FileDescriptorSet with every file (google/rpc/status.proto and
+                           error_details.proto included) for Envoy's transcoder and reflection.
+"""
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import google.api.annotations_pb2
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOGLE_PROTOS = [
+    "api/annotations.proto",
+    "api/field_behavior.proto",
+    "api/http.proto",
+    "rpc/code.proto",
+    "rpc/error_details.proto",
+    "rpc/status.proto",
+]
+DERIVED = ["third_party/googleapis", "generated"]
+
+
+def _buf(*args: str, cwd: Path) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    subprocess.run(["buf", *args], cwd=cwd, env=env, check=True)
+
+
+def generate(into: Path) -> None:
+    """Write the derived trees of DERIVED under `into` (the repo root or a scratch copy)."""
+    google_src = Path(google.api.annotations_pb2.__file__).parent.parent
+    third_party = into / "third_party" / "googleapis" / "google"
+    shutil.rmtree(third_party, ignore_errors=True)
+    for name in GOOGLE_PROTOS:
+        (third_party / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(google_src / name, third_party / name)
+
+    generated = into / "generated"
+    shutil.rmtree(generated, ignore_errors=True)
+    generated.mkdir(parents=True)
+    _buf("generate", cwd=into)
+    _buf("build", "--exclude-source-info", "-o", str(generated / "descriptors.binpb"), cwd=into)
+    # Message modules that declare no service get an empty *_pb2_grpc module; drop them.
+    for stub in generated.rglob("*_pb2_grpc.py"):
+        if "\nclass " not in stub.read_text():
+            stub.unlink()
+            stub.with_suffix(".pyi").unlink()
+    for package in (p for p in generated.rglob("*") if p.is_dir()):
+        (package / "__init__.py").touch()
+
+
+def _differences(left: Path, right: Path) -> list[str]:
+    diffs: list[str] = []
+
+    def walk(cmp: filecmp.dircmp[str], prefix: str) -> None:
+        diffs.extend(f"{prefix}{name}" for name in cmp.left_only + cmp.right_only)
+        diffs.extend(f"{prefix}{name}" for name in cmp.diff_files)
+        for name, sub in cmp.subdirs.items():
+            walk(sub, f"{prefix}{name}/")
+
+    walk(filecmp.dircmp(left, right, ignore=["__pycache__"]), f"{left.name}/")
+    return diffs
+
+
+def check() -> int:
+    """Regenerate into a scratch copy of the repo and compare with the committed trees."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for name in ["buf.yaml", "buf.gen.yaml", "protos", "scripts"]:
+            src = ROOT / name
+            (shutil.copytree if src.is_dir() else shutil.copyfile)(src, scratch / name)
+        (scratch / "third_party" / "googleapis").mkdir(parents=True)
+        generate(scratch)
+        drift = [d for sub in DERIVED for d in _differences(ROOT / sub, scratch / sub)]
+    if drift:
+        print("generated code is out of date; run `make generate` and commit:", file=sys.stderr)
+        for path in drift:
+            print(f"  {path}", file=sys.stderr)
+        return 1
+    print("generated code is up to date")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if regenerating changes anything")
+    args = parser.parse_args()
+    if args.check:
+        return check()
+    generate(ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

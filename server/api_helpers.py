@@ -1,0 +1,90 @@
+"""Helpers every servicer uses to translate between protobuf messages and service schemas."""
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from pydantic import BaseModel, ValidationError
+
+from server.exceptions import FieldViolation, InvalidRequestException
+
+
+def validated[S: BaseModel](schema: type[S], data: Mapping[str, Any], *, fields: Mapping[str, str] | None = None) -> S:
+    """Build `schema` from request values; failures become INVALID_ARGUMENT with field violations.
+
+    `fields` maps schema field names to their path in the request message when they differ
+    (`name` -> `workspace.name`).
+    """
+    try:
+        return schema.model_validate(dict(data))
+    except ValidationError as error:
+        raise InvalidRequestException(
+            [
+                FieldViolation(field=_request_path(err["loc"], fields or {}), description=err["msg"])
+                for err in error.errors(include_url=False)
+            ]
+        ) from None
+
+
+def _request_path(loc: tuple[int | str, ...], fields: Mapping[str, str]) -> str:
+    if not loc:
+        return ""
+    head, *rest = loc
+    path = fields.get(str(head), str(head))
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def enum_to_proto(value: StrEnum, *, prefix: str) -> str:
+    """`WorkspaceStatus.ACTIVE` -> `WORKSPACE_STATUS_ACTIVE` (pass the result to the proto enum's Value)."""
+    return f"{prefix}_{value.value.upper()}"
+
+
+def enum_from_proto(number: int, *, names: Mapping[int, str], prefix: str) -> str | None:
+    """A proto enum number -> the domain enum's value (`1` -> `"active"`), None for UNSPECIFIED.
+
+    The schema turns the value into the domain enum. A number this server does not know (from a
+    newer client) becomes its decimal string, which the schema rejects instead of ignoring it.
+    """
+    if number == 0:
+        return None
+    name = names.get(number)
+    return str(number) if name is None else name.removeprefix(f"{prefix}_").lower()
+
+
+def parse_id(value: str, *, field: str) -> uuid.UUID:
+    """A resource id from a request; malformed ids are INVALID_ARGUMENT, not NOT_FOUND."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidRequestException(
+            [FieldViolation(field=field, description="must be a UUID", reason="INVALID_ID")]
+        ) from None
+
+
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def parse_request_id(value: str) -> str | None:
+    """The optional idempotency key of a create, request or approval RPC; empty means none."""
+    if len(value) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidRequestException(
+            [
+                FieldViolation(
+                    field="request_id",
+                    description=f"must be at most {MAX_REQUEST_ID_LENGTH} characters",
+                    reason="INVALID_REQUEST_ID",
+                )
+            ]
+        )
+    return value or None

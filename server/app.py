@@ -1,0 +1,132 @@
+"""Builds and runs the grpc.aio server: interceptors, servicers, health, reflection, shutdown."""
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from adplane.v1 import workspace_service_pb2, workspace_service_pb2_grpc
+from server.composition import Infrastructure
+from server.config import Settings
+from server.interceptors.errors import ErrorMappingInterceptor
+from server.interceptors.request_logging import RequestLoggingInterceptor
+from server.log import configure_logging
+from server.workspaces.api import WorkspaceServicer
+
+logger = structlog.get_logger("adplane.server")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One adplane service: its full name and how to add its servicer to a server."""
+
+    name: str
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Callable[[Infrastructure], Any]
+
+
+REGISTRATIONS = [
+    Registration(
+        name=workspace_service_pb2.DESCRIPTOR.services_by_name["WorkspaceService"].full_name,
+        add=workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
+        servicer=WorkspaceServicer,
+    ),
+]
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.grpc_keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", settings.grpc_keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", settings.grpc_min_ping_interval_ms),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[grpc.aio.Server, HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[RequestLoggingInterceptor(), ErrorMappingInterceptor()],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    for registration in REGISTRATIONS:
+        registration.add(registration.servicer(infrastructure), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [r.name for r in REGISTRATIONS]
+        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    return server, health
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period."""
+    infrastructure = Infrastructure.build(settings)
+    server, health = build_server(settings, infrastructure)
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    server.add_insecure_port(address)
+    await server.start()
+    for registration in REGISTRATIONS:
+        await health.set(registration.name, health_pb2.HealthCheckResponse.SERVING)
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    logger.info("serving", address=address, pid=os.getpid())
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    logger.info("shutting down", grace_seconds=settings.grpc_shutdown_grace)
+    await health.enter_graceful_shutdown()
+    await server.stop(settings.grpc_shutdown_grace)
+    await infrastructure.close()
+    logger.info("stopped")
+
+
+def run_process(settings: Settings) -> None:
+    configure_logging(settings)
+    asyncio.run(serve(settings))
+
+
+def run(settings: Settings) -> int:
+    """Run GRPC_WORKERS server processes on one port (SO_REUSEPORT); the kernel spreads connections."""
+    workers = settings.grpc_workers or os.cpu_count() or 1
+    if workers == 1:
+        run_process(settings)
+        return 0
+    if settings.grpc_port == 0:
+        raise SystemExit("GRPC_WORKERS > 1 needs a fixed GRPC_PORT to share")
+
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=run_process, args=(settings,), name=f"adplane-serve-{i}") for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
+    return max((p.exitcode or 0 for p in processes), default=0)

@@ -1,0 +1,72 @@
+"""The `adplane` command."""
+
+from typing import Annotated, Any
+
+import typer
+
+from server.config import Settings
+
+app = typer.Typer(
+    help="adplane: the control plane for Meta ad assets (gRPC + REST through Envoy).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def serve(
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes sharing the port; 0 = one per core. Default: GRPC_WORKERS.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="gRPC port. Default: GRPC_PORT.")] = None,
+) -> None:
+    """Run the gRPC API server until SIGTERM/SIGINT, then drain in-flight RPCs."""
+    from server import app as server_app
+
+    overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
+    raise typer.Exit(server_app.run(Settings(**overrides)))
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Upgrade the database schema (to the latest revision by default)."""
+    from server import migrations
+
+    migrations.upgrade(Settings(), revision)
+
+
+@app.command()
+def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")]) -> None:
+    """Downgrade the database schema."""
+    from server import migrations
+
+    migrations.downgrade(Settings(), revision)
+
+
+@app.command()
+def makemigrations(
+    message: Annotated[str, typer.Argument(help="What the migration does.")],
+    empty: Annotated[bool, typer.Option("--empty", help="Write an empty revision instead of autogenerating.")] = False,
+) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    from server import migrations
+
+    migrations.make_migration(Settings(), message, empty=empty)
+
+
+@app.command()
+def envoy() -> None:
+    """Render envoy/envoy.yaml from settings and run Envoy (REST/JSON and gRPC-Web on HTTP_PORT)."""
+    from server.edge.envoy import exec_envoy
+
+    settings = Settings()
+    exec_envoy(settings, config_dir=settings.data_dir / "envoy")
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
+    when DATABASE_URL / REDIS_URL are unset, migrations, the server and Envoy."""
+    from server.devstack.supervisor import run_dev_stack
+
+    raise typer.Exit(run_dev_stack(Settings()))

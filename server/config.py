@@ -1,0 +1,94 @@
+"""Settings, read from environment variables and `.env` (see `.env.example` for every variable)."""
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Signs page tokens in development. Production refuses to start with it.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    # Empty variables count as unset, so .env.example can be copied as it is.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    # Signs opaque tokens (page tokens). At least 32 characters in production.
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+
+    # Empty: `adplane dev` (make run) starts an embedded PostgreSQL under DATA_DIR.
+    database_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.
+    redis_url: str = ""
+    # Where the embedded services keep their data between restarts.
+    data_dir: Path = PROJECT_ROOT / ".data"
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    # Server processes sharing the gRPC port through SO_REUSEPORT; 0 means one per core.
+    grpc_workers: int = Field(default=1, ge=0)
+    # Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before they are cancelled.
+    grpc_shutdown_grace: float = Field(default=15.0, ge=0)
+    grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    grpc_keepalive_time_ms: int = Field(default=60_000, ge=1000)
+    grpc_keepalive_timeout_ms: int = Field(default=20_000, ge=1000)
+    # Smallest interval between client pings the server tolerates.
+    grpc_min_ping_interval_ms: int = Field(default=10_000, ge=0)
+    grpc_max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+
+    # Envoy: REST/JSON and gRPC-Web on this port, proxied to the gRPC server.
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    # Host and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT.
+    grpc_upstream_host: str = "127.0.0.1"
+    grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
+    envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
+
+    log_level: str = "INFO"
+    # Empty: JSON in production, readable console lines otherwise.
+    log_format: LogFormat | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_asyncpg(cls, url: str) -> str:
+        # Accept the plain URLs other tools use (postgres://, postgresql://) and pick the async driver.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url.removeprefix(prefix)
+        return url
+
+    @model_validator(mode="after")
+    def _production_is_configured(self) -> "Settings":
+        if self.environment is Environment.PRODUCTION:
+            key = self.secret_key.get_secret_value()
+            if key == DEVELOPMENT_SECRET_KEY or len(key) < 32:
+                raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
+            if not self.database_url:
+                raise ValueError("DATABASE_URL is required in production")
+        return self
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.JSON if self.environment is Environment.PRODUCTION else LogFormat.CONSOLE
+
+    @property
+    def upstream_port(self) -> int:
+        return self.grpc_upstream_port or self.grpc_port

@@ -1,0 +1,65 @@
+"""Database engine, sessions and the declarative base every model inherits."""
+
+import datetime as dt
+import uuid
+
+import sqlalchemy.exc
+import uuid_utils
+from sqlalchemy import MetaData, func
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime
+
+from server.config import Settings
+
+# Deterministic constraint names, so alembic autogenerate and downgrades can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7: time-ordered, so primary-key order is creation order and inserts stay local."""
+    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), default=utcnow, onupdate=utcnow)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL for you)")
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def violated_constraint(error: sqlalchemy.exc.IntegrityError) -> str | None:
+    """Name of the constraint or unique index an IntegrityError broke (asyncpg reports it)."""
+    return getattr(error.orig.__cause__, "constraint_name", None) if error.orig else None

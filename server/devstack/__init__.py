@@ -1,0 +1,1 @@
+"""Embedded PostgreSQL and Redis, and the `make run` supervisor that starts the dev stack."""

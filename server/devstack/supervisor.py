@@ -1,0 +1,129 @@
+"""`adplane dev` (`make run`): the whole stack on one machine, with nothing installed beforehand.
+
+Starts embedded PostgreSQL and Redis for the URLs that are not configured, migrates, then runs the
+processes in CHILDREN until Ctrl-C/SIGTERM or until one of them dies.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from os import environ
+from pathlib import Path
+from types import FrameType
+
+from server.config import Settings
+from server.devstack.embedded import is_port_free, start_postgres, start_redis
+
+# The long-running processes of the stack, as `adplane` subcommands. Add worker and scheduler here.
+CHILDREN: dict[str, list[str]] = {
+    "server": ["serve"],
+    "envoy": ["envoy"],
+}
+DEV_DATABASE = "adplane"
+# Not 6379, so a Redis installed on the machine keeps its port.
+DEV_REDIS_PORT = 6380
+# How long children get after the grace period of the gRPC server before they are killed.
+EXTRA_STOP_SECONDS = 5.0
+POLL_SECONDS = 0.2
+
+
+def run_dev_stack(settings: Settings) -> int:
+    """Runs the stack until a signal (returns 0) or a child's death (returns non-zero)."""
+    received: list[int] = []
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    # From here on a signal only sets `received`: startup finishes the step it is in, and the
+    # children are stopped in order instead of all at once by the terminal.
+    previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ExitStack() as backing_services:
+            env = _start_backing_services(settings, backing_services)
+            if received:
+                return 0
+            migrate = _spawn(["migrate"], env)
+            if migrate.wait() != 0:
+                print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
+                return migrate.returncode
+            if received:
+                return 0
+            children = {name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}
+            _print_banner(settings, env)
+            return _supervise(children, received, stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _start_backing_services(settings: Settings, stack: ExitStack) -> dict[str, str]:
+    """The environment of the children: this one plus DATABASE_URL and REDIS_URL."""
+    env = dict(environ)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    else:
+        postgres = stack.enter_context(start_postgres(settings.data_dir / "postgres", ephemeral=False))
+        env["DATABASE_URL"] = postgres.create_database(DEV_DATABASE)
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    else:
+        port = DEV_REDIS_PORT if is_port_free(DEV_REDIS_PORT) else None
+        redis = stack.enter_context(start_redis(settings.data_dir / "redis", port=port, ephemeral=False))
+        env["REDIS_URL"] = redis.url
+    return env
+
+
+def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    adplane = Path(sys.executable).parent / "adplane"
+    # Own process group: Ctrl-C reaches the supervisor only, which forwards it once, in order.
+    return subprocess.Popen([str(adplane), *arguments], env=env, stdin=subprocess.DEVNULL, process_group=0)
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]], received: list[int], *, stop_timeout: float) -> int:
+    while True:
+        if received:
+            _stop(children, received[0], timeout=stop_timeout)
+            return 0
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"adplane dev: {name} exited with {child.returncode}; stopping the stack", file=sys.stderr)
+                _stop(children, signal.SIGTERM, timeout=stop_timeout)
+                return child.returncode or 1
+        time.sleep(POLL_SECONDS)
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]], signum: int, *, timeout: float) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signum)
+    deadline = time.monotonic() + timeout
+    for name, child in children.items():
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"adplane dev: {name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
+            child.kill()
+            child.wait()
+
+
+def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+    grpc_host = "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
+    rest = f"http://127.0.0.1:{settings.http_port}"
+    print(
+        f"""
+adplane dev stack (Ctrl-C stops everything)
+  gRPC         {grpc_host}:{settings.grpc_port}
+  REST         {rest}  (gRPC-Web on the same port)
+  Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
+  PostgreSQL   {env["DATABASE_URL"]}
+  Redis        {env["REDIS_URL"]}
+try:
+  curl -s {rest}/api/workspaces -H 'authorization: Bearer <token>'
+  curl -s -X POST {rest}/api/workspaces -H 'authorization: Bearer <token>' \\
+       -H 'content-type: application/json' -d '{{"name": "Acme"}}'
+""",
+        flush=True,
+    )

@@ -1,0 +1,41 @@
+import uuid
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+
+from server.idempotency.exceptions import RequestIdReusedException
+from server.idempotency.repository import IIdempotencyRepository
+from server.idempotency.schemas import fingerprint
+
+
+class IdempotencyService:
+    """Runs a create once per request_id within one transaction.
+
+    The key is claimed before the work, in the caller's transaction: a concurrent duplicate
+    blocks on the claim until the first commits (then replays its result) or rolls back (then
+    claims the key itself and does the work).
+    """
+
+    def __init__(self, repository: IIdempotencyRepository) -> None:
+        self._repository = repository
+
+    async def run_once[R](
+        self,
+        *,
+        scope: str,
+        request_id: str | None,
+        payload: BaseModel,
+        create: Callable[[], Awaitable[tuple[uuid.UUID, R]]],
+        replay: Callable[[uuid.UUID], Awaitable[R]],
+    ) -> R:
+        if not request_id:
+            return (await create())[1]
+        asked = fingerprint(payload)
+        if await self._repository.claim(scope=scope, key=request_id, fingerprint=asked):
+            resource_id, result = await create()
+            await self._repository.complete(scope=scope, key=request_id, resource_id=resource_id)
+            return result
+        record = await self._repository.get(scope=scope, key=request_id)
+        if record is None or record.fingerprint != asked or record.resource_id is None:
+            raise RequestIdReusedException()
+        return await replay(record.resource_id)

@@ -1,0 +1,108 @@
+"""Error mapping: domain exceptions -> canonical gRPC codes with a google.rpc.Status.
+
+Every error carries ErrorInfo (reason UPPER_SNAKE, domain "adplane"); validation errors add
+BadRequest field violations. Anything unexpected becomes INTERNAL with a generic message and
+its traceback is logged under the request id, never sent to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+import sqlalchemy.exc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server import exceptions as exc
+from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
+
+logger = structlog.get_logger("adplane.errors")
+
+ERROR_DOMAIN = "adplane"
+
+# Most specific first: the first base class an exception is an instance of decides its code.
+_CODES: list[tuple[type[exc.AdplaneException], int]] = [
+    (exc.InvalidRequestException, code_pb2.INVALID_ARGUMENT),
+    (exc.NotFoundException, code_pb2.NOT_FOUND),
+    (exc.AlreadyExistsException, code_pb2.ALREADY_EXISTS),
+    (exc.FailedPreconditionException, code_pb2.FAILED_PRECONDITION),
+    (exc.ConflictException, code_pb2.ABORTED),
+    (exc.UnauthenticatedException, code_pb2.UNAUTHENTICATED),
+    (exc.PermissionDeniedException, code_pb2.PERMISSION_DENIED),
+    (exc.ResourceExhaustedException, code_pb2.RESOURCE_EXHAUSTED),
+    (exc.UnavailableException, code_pb2.UNAVAILABLE),
+]
+
+# Infrastructure failures that a retry may fix: the database went away or the pool ran dry.
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, ConnectionError, TimeoutError)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(error: exc.AdplaneException) -> status_pb2.Status:
+    code = next((c for base, c in _CODES if isinstance(error, base)), code_pb2.UNKNOWN)
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
+    if isinstance(error, exc.InvalidRequestException):
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description, reason=v.reason
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    return status_pb2.Status(code=code, message=error.message, details=details)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
+    grpc_status = rpc_status.to_status(status)
+    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+
+        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
+            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    raise  # the handler already chose its status
+                except exc.AdplaneException as error:
+                    await abort_with(context, to_status(error))
+                except _TRANSIENT:
+                    logger.warning("dependency unavailable", exc_info=True)
+                    await abort_with(
+                        context,
+                        to_status(exc.UnavailableException("a dependency is unavailable; retry later")),
+                    )
+                except Exception:
+                    logger.exception("unhandled error")
+                    status = status_pb2.Status(
+                        code=code_pb2.INTERNAL,
+                        message="internal error",
+                        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+                    )
+                    await abort_with(context, status)
+
+            return mapped
+
+        return wrap_unary_unary(handler, wrap)

@@ -1,0 +1,53 @@
+"""WorkspaceService servicer: proto -> schema, call the service, schema -> proto."""
+
+from typing import Any
+
+import grpc
+
+from adplane.v1 import workspace_service_pb2 as pb
+from adplane.v1 import workspace_service_pb2_grpc
+from server.api_helpers import parse_id, parse_request_id
+from server.composition import Infrastructure
+from server.workspaces import converters
+
+type Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
+    def __init__(self, infrastructure: Infrastructure) -> None:
+        self._infrastructure = infrastructure
+
+    async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Context) -> pb.CreateWorkspaceResponse:
+        data = converters.create_request_from_proto(request)
+        request_id = parse_request_id(request.request_id)
+        async with self._infrastructure.unit_of_work() as uow:
+            workspace = await uow.workspaces.create_workspace(data, request_id=request_id)
+        return pb.CreateWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
+
+    async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Context) -> pb.GetWorkspaceResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        async with self._infrastructure.unit_of_work() as uow:
+            workspace = await uow.workspaces.get_workspace(workspace_id)
+        return pb.GetWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
+
+    async def ListWorkspaces(self, request: pb.ListWorkspacesRequest, context: Context) -> pb.ListWorkspacesResponse:
+        query = converters.list_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.workspaces.list_workspaces(query)
+        return pb.ListWorkspacesResponse(
+            workspaces=[converters.workspace_to_proto(w) for w in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def UpdateWorkspace(self, request: pb.UpdateWorkspaceRequest, context: Context) -> pb.UpdateWorkspaceResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        data = converters.update_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            workspace = await uow.workspaces.update_workspace(workspace_id, data)
+        return pb.UpdateWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
+
+    async def DeleteWorkspace(self, request: pb.DeleteWorkspaceRequest, context: Context) -> pb.DeleteWorkspaceResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        async with self._infrastructure.unit_of_work() as uow:
+            workspace = await uow.workspaces.delete_workspace(workspace_id, etag=request.etag)
+        return pb.DeleteWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))

@@ -1,0 +1,73 @@
+"""proto <-> schema for workspaces; the one place that knows both shapes."""
+
+from typing import Any
+
+from adplane.v1 import workspace_pb2, workspace_service_pb2
+from server.api_helpers import enum_from_proto, enum_to_proto, to_timestamp, validated
+from server.workspaces.schemas import (
+    WorkspaceCreateRequestSchema,
+    WorkspaceListRequestSchema,
+    WorkspaceResponseSchema,
+    WorkspaceUpdateRequestSchema,
+)
+
+_STATUS_NAMES_BY_NUMBER = {int(number): name for name, number in workspace_pb2.WorkspaceStatus.items()}
+_STATUS_PREFIX = "WORKSPACE_STATUS"
+
+
+def status_from_proto(number: int) -> str | None:
+    return enum_from_proto(number, names=_STATUS_NAMES_BY_NUMBER, prefix=_STATUS_PREFIX)
+
+
+def workspace_to_proto(workspace: WorkspaceResponseSchema) -> workspace_pb2.Workspace:
+    return workspace_pb2.Workspace(
+        id=str(workspace.id),
+        name=workspace.name,
+        status=workspace_pb2.WorkspaceStatus.Value(enum_to_proto(workspace.status, prefix=_STATUS_PREFIX)),
+        create_time=to_timestamp(workspace.created_at),
+        update_time=to_timestamp(workspace.updated_at),
+        etag=workspace.etag,
+    )
+
+
+def create_request_from_proto(
+    request: workspace_service_pb2.CreateWorkspaceRequest,
+) -> WorkspaceCreateRequestSchema:
+    data: dict[str, Any] = {"name": request.workspace.name}
+    if request.workspace.status:
+        data["status"] = status_from_proto(request.workspace.status)
+    return validated(
+        WorkspaceCreateRequestSchema, data, fields={"name": "workspace.name", "status": "workspace.status"}
+    )
+
+
+def list_request_from_proto(request: workspace_service_pb2.ListWorkspacesRequest) -> WorkspaceListRequestSchema:
+    return validated(
+        WorkspaceListRequestSchema,
+        {
+            "page_size": request.page_size,
+            "page_token": request.page_token,
+            "status": status_from_proto(request.status),
+        },
+    )
+
+
+def update_request_from_proto(
+    request: workspace_service_pb2.UpdateWorkspaceRequest,
+) -> WorkspaceUpdateRequestSchema:
+    data: dict[str, Any] = {"update_mask": list(request.update_mask.paths), "etag": request.workspace.etag}
+    if "name" in request.update_mask.paths:
+        data["name"] = request.workspace.name
+    if "status" in request.update_mask.paths:
+        # An unset status in the mask is a client error, not "leave it": the schema rejects it.
+        data["status"] = status_from_proto(request.workspace.status) or "unspecified"
+    return validated(
+        WorkspaceUpdateRequestSchema,
+        data,
+        fields={
+            "name": "workspace.name",
+            "status": "workspace.status",
+            "etag": "workspace.etag",
+            "update_mask": "update_mask.paths",
+        },
+    )

@@ -1,0 +1,58 @@
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from server.pagination import PageRequestSchema
+from server.workspaces.models import WorkspaceStatus
+
+
+def _printable(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+WorkspaceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
+]
+# Workspaces are archived through DeleteWorkspace only.
+SettableStatus = Literal[WorkspaceStatus.ACTIVE, WorkspaceStatus.SUSPENDED]
+
+
+class WorkspaceCreateRequestSchema(BaseModel):
+    name: WorkspaceName
+    status: SettableStatus = WorkspaceStatus.ACTIVE
+
+
+class WorkspaceUpdateRequestSchema(BaseModel):
+    """A partial update: only the fields in `update_mask` change."""
+
+    update_mask: Annotated[frozenset[Literal["name", "status"]], Field(min_length=1)]
+    name: WorkspaceName | None = None
+    status: SettableStatus | None = None
+    etag: str = ""
+
+
+class WorkspaceListRequestSchema(PageRequestSchema):
+    status: WorkspaceStatus | None = None
+
+
+class WorkspaceResponseSchema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: uuid.UUID
+    name: str
+    status: WorkspaceStatus
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
+
+
+def etag_of(version: int) -> str:
+    return f'W/"{version}"'

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real PostgreSQL (embedded in a throwaway directory unless TEST_DATABASE_URL
+is set), migrated once per session, and settings pointing at it."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from server import migrations
+from server.composition import Infrastructure
+from server.config import Environment, Settings
+from server.devstack.embedded import start_postgres
+from server.models import Base
+
+
+def _admin_dsn(url: str) -> str:
+    """A plain asyncpg DSN for the `postgres` database of the server behind `url`."""
+    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+async def _create_database(url: str, name: str) -> str:
+    connection = await asyncpg.connect(_admin_dsn(url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(_admin_dsn(url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield Settings(database_url=external).database_url
+        return
+    server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", ephemeral=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head, dropped afterwards."""
+    name = f"adplane_test_{uuid.uuid4().hex[:8]}"
+    url = asyncio.run(_create_database(postgres_server_url, name))
+    migrations.upgrade(Settings(database_url=url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_database(postgres_server_url, name))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.TEST,
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
+    )
+
+
+@pytest.fixture(scope="session")
+async def infrastructure(settings: Settings) -> AsyncIterator[Infrastructure]:
+    infrastructure = Infrastructure.build(settings)
+    yield infrastructure
+    await infrastructure.close()
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> None:
+    """Empty every table before a test that uses the database, so tests never see each other's rows."""
+    if "infrastructure" not in request.fixturenames and "stack" not in request.fixturenames:
+        return
+    infrastructure: Infrastructure = request.getfixturevalue("infrastructure")
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    async with infrastructure.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent

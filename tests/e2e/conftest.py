@@ -1,0 +1,148 @@
+"""The real stack for end-to-end tests: `adplane serve` and `adplane envoy` as subprocesses,
+on free ports, against the test database."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.config import Settings
+from server.devstack.embedded import free_port
+
+ADPLANE = str(Path(sys.executable).parent / "adplane")
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": settings.database_url,
+        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "DATA_DIR": str(settings.data_dir),
+        "LOG_FORMAT": "json",
+    }
+    env.update(overrides)
+    return env
+
+
+def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not become ready:\n{log.read_text()[-4000:]}")
+
+
+def _serving(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    process = subprocess.Popen(
+        [ADPLANE, "serve"],
+        env=stack_env(settings, GRPC_PORT=str(port), GRPC_HOST="127.0.0.1", **env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(process=process, port=port, log=log)
+    wait_until(lambda: _serving(server.target), what="adplane serve", process=process, log=log)
+    return server
+
+
+def start_envoy(settings: Settings, tmp: Path, *, upstream_port: int) -> ServerProcess:
+    port, admin = free_port(), free_port()
+    log = tmp / f"envoy-{port}.log"
+    process = subprocess.Popen(
+        [ADPLANE, "envoy"],
+        env=stack_env(
+            settings, HTTP_PORT=str(port), ENVOY_ADMIN_PORT=str(admin), GRPC_UPSTREAM_PORT=str(upstream_port)
+        ),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, what="envoy", process=process, log=log)
+    return ServerProcess(process=process, port=port, log=log)
+
+
+@dataclass
+class Stack:
+    server: ServerProcess
+    envoy: ServerProcess
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.envoy.port}"
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    server = start_server(settings, tmp)
+    envoy = start_envoy(settings, tmp, upstream_port=server.port)
+    yield Stack(server=server, envoy=envoy)
+    envoy.stop()
+    assert server.stop() == 0, server.log.read_text()[-4000:]
+
+
+@pytest.fixture
+async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(stack.server.target) as channel:
+        yield channel
+
+
+@pytest.fixture
+async def envoy_channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
+    """Native gRPC through Envoy's listener."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.envoy.port}") as channel:
+        yield channel
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as client:
+        yield client

@@ -1,0 +1,236 @@
+"""The Envoy config: what it is rendered from, that Envoy accepts it, and what the edge does with it.
+
+The behaviour tests put Envoy in front of a stub WorkspaceService, so they check the config (routes,
+transcoding options, gRPC-Web, error conversion) and nothing of the real servicer.
+"""
+
+import asyncio
+import struct
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import yaml
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from adplane.v1 import workspace_pb2, workspace_service_pb2_grpc
+from adplane.v1 import workspace_service_pb2 as pb
+from server.config import Settings
+from server.devstack.embedded import free_port
+from server.edge.envoy import adplane_services, envoy_binary, envoy_command, render_envoy_config, write_envoy_config
+
+type Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+def test_services_are_those_of_the_api_package() -> None:
+    services = adplane_services()
+
+    assert "adplane.v1.WorkspaceService" in services
+    assert all(service.startswith("adplane.v1.") for service in services)
+
+
+def test_rendered_config_carries_the_settings() -> None:
+    settings = _settings(http_port=18080, envoy_admin_port=19901, grpc_upstream_host="server", grpc_port=50055)
+
+    config = yaml.safe_load(render_envoy_config(settings))
+
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 18080}
+    assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
+    endpoint = config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "server", "port_value": 50055}
+    filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    assert [f["name"].rsplit(".", 1)[-1] for f in filters] == ["grpc_web", "cors", "grpc_json_transcoder", "router"]
+    transcoder = filters[2]["typed_config"]
+    assert transcoder["services"] == adplane_services()
+    assert Path(transcoder["proto_descriptor"]).is_file()
+
+
+def test_envoy_accepts_the_rendered_config(tmp_path: Path) -> None:
+    config = write_envoy_config(_settings(http_port=free_port(), envoy_admin_port=free_port()), tmp_path / "e.yaml")
+
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "--config-path", str(config), "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+class StubWorkspaces(workspace_service_pb2_grpc.WorkspaceServiceServicer):
+    """Echoes ids back; `missing` is NOT_FOUND with an ErrorInfo; remembers the last x-request-id."""
+
+    def __init__(self) -> None:
+        self.request_id: str | bytes | None = None
+
+    async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Context) -> pb.GetWorkspaceResponse:
+        self.request_id = dict(context.invocation_metadata() or ()).get("x-request-id")
+        if request.workspace_id == "missing":
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.ErrorInfo(reason="WORKSPACE_NOT_FOUND", domain="adplane"))
+            status = status_pb2.Status(code=code_pb2.NOT_FOUND, message="no such workspace", details=[detail])
+            await context.abort_with_status(rpc_status.to_status(status))
+        return pb.GetWorkspaceResponse(workspace=workspace_pb2.Workspace(id=request.workspace_id, name="Acme"))
+
+    async def ListWorkspaces(self, request: pb.ListWorkspacesRequest, context: Context) -> pb.ListWorkspacesResponse:
+        # Echo the parsed query parameters, to see how Envoy mapped them.
+        return pb.ListWorkspacesResponse(next_page_token=f"{request.page_size}/{request.status}")
+
+    async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Context) -> pb.CreateWorkspaceResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED)
+
+    async def UpdateWorkspace(self, request: pb.UpdateWorkspaceRequest, context: Context) -> pb.UpdateWorkspaceResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED)
+
+    async def DeleteWorkspace(self, request: pb.DeleteWorkspaceRequest, context: Context) -> pb.DeleteWorkspaceResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED)
+
+
+@dataclass
+class Edge:
+    url: str
+    stub: StubWorkspaces
+
+
+@pytest.fixture(scope="module")
+async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
+    stub = StubWorkspaces()
+    server = grpc.aio.server()
+    workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server(stub, server)
+    upstream_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    settings = _settings(http_port=free_port(), envoy_admin_port=free_port(), grpc_port=upstream_port)
+    config = write_envoy_config(settings, tmp_path_factory.mktemp("envoy") / "envoy.yaml")
+    envoy = await asyncio.create_subprocess_exec(*envoy_command(config))
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                assert envoy.returncode is None, "envoy exited"
+                try:
+                    ready = await client.get(f"http://127.0.0.1:{settings.envoy_admin_port}/ready")
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        yield Edge(url=f"http://127.0.0.1:{settings.http_port}", stub=stub)
+    finally:
+        envoy.terminate()
+        await asyncio.wait_for(envoy.wait(), timeout=10)
+        await server.stop(None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/api/workspaces/abc", "/api/workspaces/abc/"])
+async def test_rest_get_is_transcoded_with_or_without_trailing_slash(edge: Edge, path: str) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        response = await client.get(path)
+
+    assert response.status_code == 200
+    # Proto field names, and default values printed rather than omitted.
+    assert response.json() == {
+        "workspace": {"id": "abc", "name": "Acme", "status": "WORKSPACE_STATUS_UNSPECIFIED", "etag": ""}
+    }
+
+
+@pytest.mark.asyncio
+async def test_query_parameters_bind_and_enums_parse_case_insensitively(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        response = await client.get("/api/workspaces", params={"page_size": 7, "status": "workspace_status_active"})
+
+    assert response.json()["next_page_token"] == f"7/{workspace_pb2.WORKSPACE_STATUS_ACTIVE}"
+
+
+@pytest.mark.asyncio
+async def test_unknown_query_parameter_and_unknown_path_are_rejected_by_envoy(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        unknown_parameter = await client.get("/api/workspaces", params={"colour": "red"})
+        unknown_path = await client.get("/api/nothing-here")
+        # auto_mapping is off: no JSON on gRPC method paths.
+        method_path = await client.post("/adplane.v1.WorkspaceService/GetWorkspace", json={"workspace_id": "abc"})
+
+    assert unknown_parameter.status_code == 400
+    assert unknown_path.status_code == 404
+    assert method_path.status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_grpc_error_becomes_http_status_with_status_details(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        response = await client.get("/api/workspaces/missing")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": code_pb2.NOT_FOUND,
+        "message": "no such workspace",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "WORKSPACE_NOT_FOUND",
+                "domain": "adplane",
+                "metadata": {},
+            }
+        ],
+    }
+
+
+@pytest.mark.asyncio
+async def test_request_id_is_kept_forwarded_and_returned(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        given = await client.get("/api/workspaces/abc", headers={"x-request-id": "client-chosen"})
+        assert edge.stub.request_id == "client-chosen"
+        generated = await client.get("/api/workspaces/abc")
+
+    assert given.headers["x-request-id"] == "client-chosen"
+    assert generated.headers["x-request-id"] == edge.stub.request_id
+    assert edge.stub.request_id not in (None, "", "client-chosen")
+
+
+@pytest.mark.asyncio
+async def test_native_grpc_passes_through(edge: Edge) -> None:
+    async with grpc.aio.insecure_channel(edge.url.removeprefix("http://")) as channel:
+        stub = workspace_service_pb2_grpc.WorkspaceServiceStub(channel)
+        reply = await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id="native"))
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id="missing"))
+
+    assert reply.workspace.id == "native"
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.asyncio
+async def test_grpc_web_is_translated_and_cors_allows_browsers(edge: Edge) -> None:
+    message = pb.GetWorkspaceRequest(workspace_id="web").SerializeToString()
+    frame = b"\x00" + struct.pack(">I", len(message)) + message  # uncompressed gRPC-Web data frame
+    origin = {"origin": "http://localhost:3000"}
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        preflight = await client.options(
+            "/adplane.v1.WorkspaceService/GetWorkspace",
+            headers={**origin, "access-control-request-method": "POST", "access-control-request-headers": "x-grpc-web"},
+        )
+        response = await client.post(
+            "/adplane.v1.WorkspaceService/GetWorkspace",
+            content=frame,
+            headers={**origin, "content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+        )
+
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert response.status_code == 200
+    length = struct.unpack(">I", response.content[1:5])[0]
+    assert pb.GetWorkspaceResponse.FromString(response.content[5 : 5 + length]).workspace.id == "web"
+    assert b"grpc-status:0" in response.content[5 + length :]  # the trailer frame
+    assert "grpc-status" in response.headers["access-control-expose-headers"]
