@@ -106,7 +106,8 @@ def run_process(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """Run GRPC_WORKERS server processes on one port (SO_REUSEPORT); the kernel spreads connections."""
-    workers = settings.grpc_workers or os.cpu_count() or 1
+    # process_cpu_count honours CPU affinity (taskset, container cpusets).
+    workers = settings.grpc_workers or os.process_cpu_count() or 1
     if workers == 1:
         run_process(settings)
         return 0

@@ -13,6 +13,17 @@ app = typer.Typer(
 )
 
 
+def _settings(**overrides: Any) -> Settings:
+    """Settings for a command that uses the database or the secrets: production refuses dev defaults."""
+    settings = Settings(**overrides)
+    try:
+        settings.check_production_ready()
+    except ValueError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
 @app.command()
 def serve(
     workers: Annotated[
@@ -24,7 +35,7 @@ def serve(
     from server import app as server_app
 
     overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
-    raise typer.Exit(server_app.run(Settings(**overrides)))
+    raise typer.Exit(server_app.run(_settings(**overrides)))
 
 
 @app.command()
@@ -32,7 +43,7 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     """Upgrade the database schema (to the latest revision by default)."""
     from server import migrations
 
-    migrations.upgrade(Settings(), revision)
+    migrations.upgrade(_settings(), revision)
 
 
 @app.command()
@@ -40,7 +51,7 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g
     """Downgrade the database schema."""
     from server import migrations
 
-    migrations.downgrade(Settings(), revision)
+    migrations.downgrade(_settings(), revision)
 
 
 @app.command()

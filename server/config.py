@@ -3,7 +3,7 @@
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
     envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
 
+    # Access tokens are JWTs checked without a database read for their signature; keep them short.
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # Failed logins per email or per client address within the window: after
+    # LOGIN_SLOWDOWN_AFTER each attempt waits LOGIN_SLOWDOWN_SECONDS, after LOGIN_LOCKOUT_AFTER
+    # attempts are refused with RESOURCE_EXHAUSTED for LOGIN_LOCKOUT_SECONDS.
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    login_slowdown_after: int = Field(default=5, ge=1)
+    login_slowdown_seconds: float = Field(default=1.0, ge=0)
+    login_lockout_after: int = Field(default=10, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+
     log_level: str = "INFO"
     # Empty: JSON in production, readable console lines otherwise.
     log_format: LogFormat | None = None
@@ -73,15 +85,16 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
 
-    @model_validator(mode="after")
-    def _production_is_configured(self) -> "Settings":
-        if self.environment is Environment.PRODUCTION:
-            key = self.secret_key.get_secret_value()
-            if key == DEVELOPMENT_SECRET_KEY or len(key) < 32:
-                raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
-            if not self.database_url:
-                raise ValueError("DATABASE_URL is required in production")
-        return self
+    def check_production_ready(self) -> None:
+        """Refuse development defaults in production. Called by the commands that need the secrets
+        (serve, migrate, ...), so `adplane envoy` runs without them."""
+        if self.environment is not Environment.PRODUCTION:
+            return
+        key = self.secret_key.get_secret_value()
+        if key == DEVELOPMENT_SECRET_KEY or len(key) < 32:
+            raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
+        if not self.database_url:
+            raise ValueError("DATABASE_URL is required in production")
 
     @property
     def effective_log_format(self) -> LogFormat:
