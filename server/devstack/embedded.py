@@ -226,8 +226,10 @@ class EmbeddedPostgres:
         _ensure_system_user(user)
         for directory in (self.pgdata, self.socket_dir):
             shutil.chown(directory, user, user)
-            # The system user must be able to walk down to its directories (pytest's tmp root is 0700).
-            for parent in directory.parents:
+        # The system user must be able to walk down to its directories and to the binaries in the
+        # virtual environment (pytest's tmp root and a `mktemp -d` checkout are 0700).
+        for path in (self.pgdata, self.socket_dir, _postgres_bin("initdb")):
+            for parent in path.parents:
                 mode = parent.stat().st_mode
                 if not mode & stat.S_IXOTH:
                     parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
