@@ -1,11 +1,14 @@
 """Helpers every servicer uses to translate between protobuf messages and service schemas."""
 
+from __future__ import annotations
+
 import datetime as dt
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+import grpc
 from google.protobuf import timestamp_pb2
 from pydantic import BaseModel, ValidationError
 
@@ -88,3 +91,15 @@ def parse_request_id(value: str) -> str | None:
             ]
         )
     return value or None
+
+
+def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's network address: the last x-forwarded-for entry (appended by Envoy, the edge,
+    from the connection) when the call came through Envoy, else the gRPC peer's host."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
+            return value.rsplit(",", 1)[-1].strip()
+    peer = context.peer() or "unknown"
+    # ipv4:1.2.3.4:5678 / ipv6:[::1]:5678 -> the host part
+    host = peer.split(":", 1)[-1].rsplit(":", 1)[0]
+    return host.strip("[]") or peer

@@ -10,16 +10,33 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from adplane.v1 import workspace_service_pb2, workspace_service_pb2_grpc
+from adplane.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    user_service_pb2,
+    user_service_pb2_grpc,
+    workspace_service_pb2,
+    workspace_service_pb2_grpc,
+)
+from server.api_keys.api import ApiKeyServicer
+from server.auth.api import AuthServicer
+from server.auth.policies import PolicyTable
+from server.auth.resolver import PrincipalResolver
 from server.composition import Infrastructure
 from server.config import Settings
+from server.interceptors.authentication import AuthenticationInterceptor
+from server.interceptors.authorization import AuthorizationInterceptor
 from server.interceptors.errors import ErrorMappingInterceptor
 from server.interceptors.request_logging import RequestLoggingInterceptor
 from server.log import configure_logging
+from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
 
 logger = structlog.get_logger("adplane.server")
@@ -27,16 +44,35 @@ logger = structlog.get_logger("adplane.server")
 
 @dataclass(frozen=True)
 class Registration:
-    """One adplane service: its full name and how to add its servicer to a server."""
+    """One adplane service: its descriptor and how to add its servicer to a server."""
 
-    name: str
+    descriptor: ServiceDescriptor
     add: Callable[[Any, grpc.aio.Server], None]
     servicer: Callable[[Infrastructure], Any]
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.full_name
 
 
 REGISTRATIONS = [
     Registration(
-        name=workspace_service_pb2.DESCRIPTOR.services_by_name["WorkspaceService"].full_name,
+        descriptor=auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
+        add=auth_service_pb2_grpc.add_AuthServiceServicer_to_server,
+        servicer=AuthServicer,
+    ),
+    Registration(
+        descriptor=user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
+        add=user_service_pb2_grpc.add_UserServiceServicer_to_server,
+        servicer=UserServicer,
+    ),
+    Registration(
+        descriptor=api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
+        add=api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server,
+        servicer=ApiKeyServicer,
+    ),
+    Registration(
+        descriptor=workspace_service_pb2.DESCRIPTOR.services_by_name["WorkspaceService"],
         add=workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
         servicer=WorkspaceServicer,
     ),
@@ -57,8 +93,19 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 
 def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[grpc.aio.Server, HealthServicer]:
+    # Outermost first. Error mapping wraps authentication and authorization so that their
+    # refusals become the same google.rpc.Status as every other error.
+    interceptors = [
+        RequestLoggingInterceptor(),
+        ErrorMappingInterceptor(),
+        AuthenticationInterceptor(infrastructure.tokens),
+        AuthorizationInterceptor(
+            PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
+            PrincipalResolver(infrastructure.sessions),
+        ),
+    ]
     server = grpc.aio.server(
-        interceptors=[RequestLoggingInterceptor(), ErrorMappingInterceptor()],
+        interceptors=interceptors,
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )

@@ -81,3 +81,43 @@ def dev() -> None:
     from server.devstack.supervisor import run_dev_stack
 
     raise typer.Exit(run_dev_stack(Settings()))
+
+
+@app.command()
+def createsuperuser(
+    email: Annotated[str, typer.Option(prompt=True, help="Sign-in email.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters.")
+    ],
+    full_name: Annotated[str, typer.Option(help="Display name.")] = "",
+    keep_existing: Annotated[
+        bool, typer.Option("--keep-existing", help="Leave a user who already has this email unchanged.")
+    ] = False,
+) -> None:
+    """Create a superuser (or make the user with this email one, with this password).
+
+    Prompts for the email and password when the options are missing."""
+    import asyncio
+
+    from server.api_helpers import validated
+    from server.composition import Infrastructure
+    from server.exceptions import InvalidRequestException
+    from server.users.schemas import UserCreateRequestSchema
+
+    settings = _settings()
+    try:
+        data = validated(UserCreateRequestSchema, {"email": email, "password": password, "full_name": full_name})
+    except InvalidRequestException as error:
+        typer.echo(f"adplane: {error.message}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            async with infrastructure.unit_of_work() as uow:
+                user = await uow.users.ensure_superuser(data, keep_existing=keep_existing)
+            return user.email
+        finally:
+            await infrastructure.close()
+
+    typer.echo(f"superuser {asyncio.run(run())} is ready")

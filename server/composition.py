@@ -4,19 +4,30 @@
 `UnitOfWork`: one session, one transaction, and the services built on it.
 """
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.api_keys.repository import ApiKeyRepository
+from server.api_keys.service import ApiKeyService, IApiKeyService
+from server.auth.passwords import Passwords
+from server.auth.repository import AuthRepository
+from server.auth.service import AuthService, IAuthService
+from server.auth.throttle import LoginThrottle
+from server.auth.tokens import TokenIssuer
 from server.config import Settings
 from server.db import create_engine, create_sessionmaker
 from server.idempotency.repository import IdempotencyRepository
 from server.idempotency.service import IdempotencyService
 from server.pagination import PageTokenCodec
-from server.workspaces.repository import WorkspaceRepository
+from server.users.repository import RoleRepository, UserRepository
+from server.users.service import IUserService, UserService
+from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
 from server.workspaces.service import IWorkspaceService, WorkspaceService
 
 
@@ -26,15 +37,36 @@ class Infrastructure:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     page_tokens: PageTokenCodec
+    tokens: TokenIssuer
+    passwords: Passwords
+    # None when REDIS_URL is unset (tests of single modules); production requires it.
+    redis: Redis | None
+    login_throttle: LoginThrottle
 
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
         engine = create_engine(settings)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
+            tokens=TokenIssuer(
+                secret_key=settings.secret_key.get_secret_value(),
+                access_ttl=dt.timedelta(seconds=settings.access_token_ttl_seconds),
+                refresh_ttl=dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
+            ),
+            passwords=Passwords(),
+            redis=redis,
+            login_throttle=LoginThrottle(
+                redis,
+                window=dt.timedelta(seconds=settings.login_failure_window_seconds),
+                slowdown_after=settings.login_slowdown_after,
+                slowdown=dt.timedelta(seconds=settings.login_slowdown_seconds),
+                lockout_after=settings.login_lockout_after,
+                lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+            ),
         )
 
     @asynccontextmanager
@@ -45,6 +77,8 @@ class Infrastructure:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 class UnitOfWork:
@@ -62,6 +96,43 @@ class UnitOfWork:
     def workspaces(self) -> IWorkspaceService:
         return WorkspaceService(
             repository=WorkspaceRepository(self.session),
+            members=WorkspaceMemberRepository(self.session),
+            users=UserRepository(self.session),
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def roles(self) -> RoleRepository:
+        return RoleRepository(self.session)
+
+    @cached_property
+    def users(self) -> IUserService:
+        return UserService(
+            repository=UserRepository(self.session),
+            roles=self.roles,
+            auth_repository=AuthRepository(self.session),
+            passwords=self._infrastructure.passwords,
+            idempotency=self.idempotency,
+            page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def api_keys(self) -> IApiKeyService:
+        return ApiKeyService(
+            repository=ApiKeyRepository(self.session),
+            roles=self.roles,
+            idempotency=self.idempotency,
+            page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def auth(self) -> IAuthService:
+        return AuthService(
+            repository=AuthRepository(self.session),
+            passwords=self._infrastructure.passwords,
+            tokens=self._infrastructure.tokens,
+            throttle=self._infrastructure.login_throttle,
+            users=self.users,
+            workspaces=self.workspaces,
         )

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
         if not self.database_url:
             raise ValueError("DATABASE_URL is required in production")
+        if not self.redis_url:
+            raise ValueError("REDIS_URL is required in production (login throttling)")
 
     @property
     def effective_log_format(self) -> LogFormat:

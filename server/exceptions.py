@@ -4,6 +4,7 @@ Services and repositories raise them and know nothing of gRPC. Each carries a `r
 (UPPER_SNAKE, the ErrorInfo reason clients switch on) and string metadata for ErrorInfo.
 """
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -82,7 +83,20 @@ class PermissionDeniedException(AdplaneException):
 
 
 class ResourceExhaustedException(AdplaneException):
+    """A quota or rate limit; `retry_after` tells the caller when to try again (RetryInfo)."""
+
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: dt.timedelta | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
 
 
 class UnavailableException(AdplaneException):

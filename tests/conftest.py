@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from server import migrations
 from server.composition import Infrastructure
 from server.config import Environment, Settings
-from server.devstack.embedded import start_postgres
+from server.devstack.embedded import start_postgres, start_redis
 from server.models import Base
 
 
@@ -69,11 +69,28 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server (embedded in a throwaway directory unless TEST_REDIS_URL is set)."""
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = start_redis(tmp_path_factory.mktemp("redis"), ephemeral=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         _env_file=None,
         environment=Environment.TEST,
         database_url=database_url,
+        redis_url=redis_url,
+        # Fast enough for tests that run into the limits on purpose.
+        login_slowdown_seconds=0.05,
         data_dir=tmp_path_factory.mktemp("data"),
         secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
     )
@@ -92,9 +109,12 @@ async def clean_database(request: pytest.FixtureRequest) -> None:
     if "infrastructure" not in request.fixturenames and "stack" not in request.fixturenames:
         return
     infrastructure: Infrastructure = request.getfixturevalue("infrastructure")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    # roles are reference data seeded by the migrations.
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables if table.name != "roles")
     async with infrastructure.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    if infrastructure.redis is not None:
+        await infrastructure.redis.flushdb()
 
 
 @pytest.fixture(scope="session")

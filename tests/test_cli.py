@@ -1,9 +1,16 @@
 """The `adplane` command as a user runs it."""
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from server.auth.credentials import UserCredentials
+from server.auth.resolver import PrincipalResolver
+from server.auth.schemas import LoginRequestSchema
+from server.composition import Infrastructure
+from server.config import Settings
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 
@@ -17,7 +24,7 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "migrate", "downgrade", "makemigrations", "envoy", "dev"):
+    for command in ("serve", "migrate", "downgrade", "makemigrations", "envoy", "dev", "createsuperuser"):
         assert command in result.stdout
 
 
@@ -33,3 +40,63 @@ def test_production_requires_a_database_url(tmp_path: Path) -> None:
     result = run("migrate", ENVIRONMENT="production", SECRET_KEY="x" * 40, DATABASE_URL="", DATA_DIR=str(tmp_path))
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
+
+
+def test_createsuperuser_creates_a_user_who_can_sign_in(settings: Settings) -> None:
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    created = run("createsuperuser", "--email", "Root@Example.com", "--password", "a long enough password", **env)
+    assert created.returncode == 0, created.stderr
+    assert "root@example.com" in created.stdout
+
+    async def check() -> None:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            async with infrastructure.unit_of_work() as uow:
+                tokens = await uow.auth.login(
+                    LoginRequestSchema(email="root@example.com", password="a long enough password"), address="cli"
+                )
+                principal = await PrincipalResolver(infrastructure.sessions).resolve(
+                    UserCredentials(infrastructure.tokens.decode_access(tokens.access_token)), workspace_id=None
+                )
+            assert principal.superuser
+        finally:
+            await infrastructure.close()
+
+    asyncio.run(check())
+    # Again with another password: the same user, now with the new password; --keep-existing changes nothing.
+    assert (
+        run("createsuperuser", "--email", "root@example.com", "--password", "another long password", **env).returncode
+        == 0
+    )
+    kept = run(
+        "createsuperuser",
+        "--email",
+        "root@example.com",
+        "--password",
+        "a third long password",
+        "--keep-existing",
+        **env,
+    )
+    assert kept.returncode == 0
+
+
+def test_createsuperuser_rejects_a_short_password(settings: Settings) -> None:
+    result = run(
+        "createsuperuser", "--email", "a@example.com", "--password", "short", DATABASE_URL=settings.database_url
+    )
+    assert result.returncode == 2
+    assert "password" in result.stderr
+
+
+def test_createsuperuser_prompts_for_missing_options(settings: Settings) -> None:
+    result = subprocess.run(
+        [ADPLANE, "createsuperuser"],
+        input="prompted@example.com\nprompted password!\nprompted password!\n",
+        env={**os.environ, "DATABASE_URL": settings.database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "prompted@example.com" in result.stdout

@@ -10,6 +10,8 @@ from google.protobuf import descriptor
 
 import adplane.v1
 from adplane.v1 import access_pb2
+from server.auth.permissions import SYSTEM_PERMISSIONS, WORKSPACE_ROLE_PERMISSIONS
+from server.composition import Infrastructure
 
 # Every generated message module of the package, so a new *_service.proto is checked unasked.
 FILES = [
@@ -67,3 +69,29 @@ def test_workspace_policies_have_a_workspace_id_and_route(method: descriptor.Met
     path, _ = _route(method)
     prefix = "/api/workspaces/{workspace_id}"
     assert path == prefix or path.startswith(prefix + "/"), f"{method.full_name}: {path} is not under {prefix}/"
+
+
+def _declared(kind: str) -> set[str]:
+    return {
+        getattr(method.GetOptions().Extensions[access_pb2.access], kind)
+        for method in METHODS
+        if method.GetOptions().Extensions[access_pb2.access].WhichOneof("rule") == kind
+    }
+
+
+def test_declared_permissions_are_in_the_catalog() -> None:
+    """A typo in a proto policy would make an RPC callable by superusers only."""
+    assert _declared("system_permission") <= SYSTEM_PERMISSIONS
+    granted_by_roles = set().union(*WORKSPACE_ROLE_PERMISSIONS.values())
+    assert _declared("workspace_permission") <= granted_by_roles
+    # Staff reach every workspace through the system permission of the same name.
+    assert _declared("workspace_permission") <= SYSTEM_PERMISSIONS
+
+
+async def test_seeded_roles_grant_catalog_permissions_and_administrator_has_all(infrastructure: Infrastructure) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        roles = {role.name: set(role.permissions) for role in await uow.roles.list_all()}
+    assert {"administrator", "staff"} <= set(roles)
+    for permissions in roles.values():
+        assert permissions <= SYSTEM_PERMISSIONS
+    assert roles["administrator"] == SYSTEM_PERMISSIONS, "a new permission needs a migration granting it"

@@ -22,6 +22,10 @@ CHILDREN: dict[str, list[str]] = {
     "envoy": ["envoy"],
 }
 DEV_DATABASE = "adplane"
+# The superuser `make run` creates in the embedded database, so a newcomer can sign in at once.
+# Never created against a DATABASE_URL of someone else's.
+DEV_ADMIN_EMAIL = "admin@example.com"
+DEV_ADMIN_PASSWORD = "adplane-dev-admin"  # noqa: S105 - a development login, printed in the banner
 # Not 6379, so a Redis installed on the machine keeps its port.
 DEV_REDIS_PORT = 6380
 # How long children get after the grace period of the gRPC server before they are killed.
@@ -48,6 +52,21 @@ def run_dev_stack(settings: Settings) -> int:
             if migrate.wait() != 0:
                 print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
                 return migrate.returncode
+            if not settings.database_url:
+                admin = _spawn(
+                    [
+                        "createsuperuser",
+                        "--email",
+                        DEV_ADMIN_EMAIL,
+                        "--password",
+                        DEV_ADMIN_PASSWORD,
+                        "--keep-existing",
+                    ],
+                    env,
+                )
+                if admin.wait() != 0:
+                    print(f"adplane dev: createsuperuser exited with {admin.returncode}", file=sys.stderr)
+                    return admin.returncode
             if received:
                 return 0
             children = {name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}
@@ -120,10 +139,24 @@ adplane dev stack (Ctrl-C stops everything)
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   PostgreSQL   {env["DATABASE_URL"]}
   Redis        {env["REDIS_URL"]}
-try:
-  curl -s {rest}/api/workspaces -H 'authorization: Bearer <token>'
-  curl -s -X POST {rest}/api/workspaces -H 'authorization: Bearer <token>' \\
-       -H 'content-type: application/json' -d '{{"name": "Acme"}}'
-""",
+{_login_help(settings, rest)}""",
         flush=True,
     )
+
+
+def _login_help(settings: Settings, rest: str) -> str:
+    if settings.database_url:
+        first = "create a user with `adplane createsuperuser`, sign in with POST /api/auth/login, then:"
+        token = "  TOKEN=<tokens.access_token of the login response>"  # noqa: S105 - a placeholder
+    else:
+        first = f"sign in as the development superuser ({DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD}) and try:"
+        token = (
+            f"  TOKEN=$(curl -s -X POST {rest}/api/auth/login \\\n"
+            f'      -d \'{{"email": "{DEV_ADMIN_EMAIL}", "password": "{DEV_ADMIN_PASSWORD}"}}\' \\\n'
+            '      | python3 -c \'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])\')'
+        )
+    return f"""{first}
+{token}
+  curl -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
+  curl -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
+"""

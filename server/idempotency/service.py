@@ -11,9 +11,10 @@ from server.idempotency.schemas import fingerprint
 class IdempotencyService:
     """Runs a create once per request_id within one transaction.
 
-    The key is claimed before the work, in the caller's transaction: a concurrent duplicate
-    blocks on the claim until the first commits (then replays its result) or rolls back (then
-    claims the key itself and does the work).
+    Keys are scoped to the operation and the caller (user or API key). The key is claimed before
+    the work, in the caller's transaction: a concurrent duplicate blocks on the claim until the
+    first commits (then replays its result) or rolls back (then claims the key itself and does
+    the work).
     """
 
     def __init__(self, repository: IIdempotencyRepository) -> None:
@@ -23,6 +24,7 @@ class IdempotencyService:
         self,
         *,
         scope: str,
+        caller: uuid.UUID | None,
         request_id: str | None,
         payload: BaseModel,
         create: Callable[[], Awaitable[tuple[uuid.UUID, R]]],
@@ -30,6 +32,8 @@ class IdempotencyService:
     ) -> R:
         if not request_id:
             return (await create())[1]
+        # Keys are the caller's own: another caller's retry with the same key is a different request.
+        scope = f"{scope}:{caller}" if caller is not None else scope
         asked = fingerprint(payload)
         if await self._repository.claim(scope=scope, key=request_id, fingerprint=asked):
             resource_id, result = await create()

@@ -63,6 +63,10 @@ def to_status(error: exc.AdplaneException) -> status_pb2.Status:
                 )
             )
         )
+    if isinstance(error, exc.ResourceExhaustedException) and error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromTimedelta(error.retry_after)
+        details.append(_pack(retry))
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 

@@ -6,9 +6,11 @@ import grpc
 
 from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1 import workspace_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_request_id, validated
+from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.workspaces import converters
+from server.workspaces.schemas import MemberListRequestSchema, MyWorkspacesRequestSchema
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -21,7 +23,7 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
         data = converters.create_request_from_proto(request)
         request_id = parse_request_id(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
-            workspace = await uow.workspaces.create_workspace(data, request_id=request_id)
+            workspace = await uow.workspaces.create_workspace(data, actor=current_principal(), request_id=request_id)
         return pb.CreateWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
 
     async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Context) -> pb.GetWorkspaceResponse:
@@ -51,3 +53,55 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
         async with self._infrastructure.unit_of_work() as uow:
             workspace = await uow.workspaces.delete_workspace(workspace_id, etag=request.etag)
         return pb.DeleteWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
+
+    async def ListMyWorkspaces(
+        self, request: pb.ListMyWorkspacesRequest, context: Context
+    ) -> pb.ListMyWorkspacesResponse:
+        principal = current_principal()
+        query = validated(MyWorkspacesRequestSchema, converters.page_from_proto(request))
+        if principal.user_id is None:  # an API key belongs to no workspace
+            return pb.ListMyWorkspacesResponse()
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.workspaces.list_my_workspaces(principal.user_id, query)
+        return pb.ListMyWorkspacesResponse(
+            workspaces=[converters.membership_to_proto(m) for m in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListWorkspaceMembers(
+        self, request: pb.ListWorkspaceMembersRequest, context: Context
+    ) -> pb.ListWorkspaceMembersResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        query = validated(MemberListRequestSchema, converters.page_from_proto(request))
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.workspaces.list_members(workspace_id, query)
+        return pb.ListWorkspaceMembersResponse(
+            members=[converters.member_to_proto(m) for m in page.items], next_page_token=page.next_page_token
+        )
+
+    async def AddWorkspaceMember(
+        self, request: pb.AddWorkspaceMemberRequest, context: Context
+    ) -> pb.AddWorkspaceMemberResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        data = converters.add_member_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            member = await uow.workspaces.add_member(workspace_id, data, actor=current_principal())
+        return pb.AddWorkspaceMemberResponse(member=converters.member_to_proto(member))
+
+    async def UpdateWorkspaceMember(
+        self, request: pb.UpdateWorkspaceMemberRequest, context: Context
+    ) -> pb.UpdateWorkspaceMemberResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        user_id = parse_id(request.user_id, field="user_id")
+        data = converters.update_member_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            member = await uow.workspaces.update_member(workspace_id, user_id, data, actor=current_principal())
+        return pb.UpdateWorkspaceMemberResponse(member=converters.member_to_proto(member))
+
+    async def RemoveWorkspaceMember(
+        self, request: pb.RemoveWorkspaceMemberRequest, context: Context
+    ) -> pb.RemoveWorkspaceMemberResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        user_id = parse_id(request.user_id, field="user_id")
+        async with self._infrastructure.unit_of_work() as uow:
+            await uow.workspaces.remove_member(workspace_id, user_id, actor=current_principal())
+        return pb.RemoveWorkspaceMemberResponse()

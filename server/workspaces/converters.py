@@ -2,9 +2,14 @@
 
 from typing import Any
 
-from adplane.v1 import workspace_pb2, workspace_service_pb2
+from adplane.v1 import workspace_member_pb2, workspace_pb2, workspace_service_pb2
 from server.api_helpers import enum_from_proto, enum_to_proto, to_timestamp, validated
+from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import (
+    MemberAddRequestSchema,
+    MemberResponseSchema,
+    MembershipResponseSchema,
+    MemberUpdateRequestSchema,
     WorkspaceCreateRequestSchema,
     WorkspaceListRequestSchema,
     WorkspaceResponseSchema,
@@ -71,3 +76,54 @@ def update_request_from_proto(
             "update_mask": "update_mask.paths",
         },
     )
+
+
+_ROLE_NAMES_BY_NUMBER = {int(number): name for name, number in workspace_member_pb2.WorkspaceRole.items()}
+_ROLE_PREFIX = "WORKSPACE_ROLE"
+
+
+def role_to_proto(role: WorkspaceRole) -> workspace_member_pb2.WorkspaceRole.ValueType:
+    return workspace_member_pb2.WorkspaceRole.Value(enum_to_proto(role, prefix=_ROLE_PREFIX))
+
+
+def role_from_proto(number: int) -> str | None:
+    return enum_from_proto(number, names=_ROLE_NAMES_BY_NUMBER, prefix=_ROLE_PREFIX)
+
+
+def member_to_proto(member: MemberResponseSchema) -> workspace_member_pb2.WorkspaceMember:
+    return workspace_member_pb2.WorkspaceMember(
+        user_id=str(member.user_id),
+        email=member.email,
+        full_name=member.full_name,
+        role=role_to_proto(member.role),
+        create_time=to_timestamp(member.created_at),
+        update_time=to_timestamp(member.updated_at),
+    )
+
+
+def membership_to_proto(membership: MembershipResponseSchema) -> workspace_member_pb2.WorkspaceMembership:
+    return workspace_member_pb2.WorkspaceMembership(
+        workspace=workspace_to_proto(membership.workspace), role=role_to_proto(membership.role)
+    )
+
+
+def add_member_request_from_proto(request: workspace_service_pb2.AddWorkspaceMemberRequest) -> MemberAddRequestSchema:
+    return validated(
+        MemberAddRequestSchema,
+        {"user_id": request.member.user_id, "role": role_from_proto(request.member.role)},
+        fields={"user_id": "member.user_id", "role": "member.role"},
+    )
+
+
+def update_member_request_from_proto(
+    request: workspace_service_pb2.UpdateWorkspaceMemberRequest,
+) -> MemberUpdateRequestSchema:
+    return validated(
+        MemberUpdateRequestSchema, {"role": role_from_proto(request.member.role)}, fields={"role": "member.role"}
+    )
+
+
+def page_from_proto(
+    request: workspace_service_pb2.ListWorkspaceMembersRequest | workspace_service_pb2.ListMyWorkspacesRequest,
+) -> dict[str, Any]:
+    return {"page_size": request.page_size, "page_token": request.page_token}

@@ -5,6 +5,7 @@ from server.exceptions import (
     ConflictException,
     FailedPreconditionException,
     NotFoundException,
+    PermissionDeniedException,
 )
 
 
@@ -38,3 +39,54 @@ class WorkspaceEtagMismatchException(ConflictException):
             f"workspace {workspace_id} was changed by someone else; read it again and retry",
             metadata={"workspace_id": str(workspace_id)},
         )
+
+
+class MemberNotFoundException(NotFoundException):
+    reason = "MEMBER_NOT_FOUND"
+
+    def __init__(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        super().__init__(
+            f"user {user_id} is not a member of workspace {workspace_id}",
+            metadata={"workspace_id": str(workspace_id), "user_id": str(user_id)},
+        )
+
+
+class AlreadyMemberException(AlreadyExistsException):
+    reason = "ALREADY_MEMBER"
+
+    def __init__(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        super().__init__(
+            f"user {user_id} already is a member of workspace {workspace_id}",
+            metadata={"workspace_id": str(workspace_id), "user_id": str(user_id)},
+        )
+
+
+class MemberUserNotFoundException(NotFoundException):
+    reason = "USER_NOT_FOUND"
+
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(f"user {user_id} not found", metadata={"user_id": str(user_id)})
+
+
+class MemberUserInactiveException(FailedPreconditionException):
+    reason = "USER_INACTIVE"
+
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(f"user {user_id} is deactivated", metadata={"user_id": str(user_id)})
+
+
+class LastOwnerException(FailedPreconditionException):
+    reason = "LAST_OWNER"
+
+    def __init__(self, workspace_id: uuid.UUID) -> None:
+        super().__init__(
+            "a workspace must keep at least one owner; make someone else owner first",
+            metadata={"workspace_id": str(workspace_id)},
+        )
+
+
+class OwnerRequiredException(PermissionDeniedException):
+    reason = "OWNER_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__("only an owner of the workspace may grant, change or remove the owner role")

@@ -1,9 +1,14 @@
+import uuid
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, Index, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Enum, ForeignKey, Index, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.db import Base, IdMixin, TimestampMixin
+
+if TYPE_CHECKING:
+    from server.users.models import User
 
 
 class WorkspaceStatus(StrEnum):
@@ -31,4 +36,32 @@ class Workspace(IdMixin, TimestampMixin, Base):
             postgresql_where=text("status <> 'archived'"),
         ),
         Index("ix_workspaces_status_id", "status", "id"),
+    )
+
+
+class WorkspaceRole(StrEnum):
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+
+class WorkspaceUser(TimestampMixin, Base):
+    """A user's membership of a workspace, with their role in it."""
+
+    __tablename__ = "workspaces_users"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[WorkspaceRole] = mapped_column(
+        Enum(WorkspaceRole, name="workspace_role", values_callable=lambda e: [m.value for m in e])
+    )
+
+    user: Mapped["User"] = relationship(lazy="joined", innerjoin=True)
+    workspace: Mapped[Workspace] = relationship(lazy="raise")
+
+    __table_args__ = (
+        # Keyset orders: a workspace's members by joining time, a user's workspaces by id.
+        Index("ix_workspaces_users_workspace_id_created_at", "workspace_id", "created_at", "user_id"),
+        Index("ix_workspaces_users_user_id_workspace_id", "user_id", "workspace_id"),
     )

@@ -1,13 +1,14 @@
+import datetime as dt
 import uuid
 from typing import Any, Protocol
 
 import sqlalchemy.exc
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow, violated_constraint
-from server.workspaces.exceptions import WorkspaceNameTakenException
-from server.workspaces.models import Workspace, WorkspaceStatus
+from server.workspaces.exceptions import AlreadyMemberException, WorkspaceNameTakenException
+from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
 
 _NAME_INDEX = "uq_workspaces_live_name"
 
@@ -70,3 +71,87 @@ class WorkspaceRepository:
             if violated_constraint(error) == _NAME_INDEX:
                 raise WorkspaceNameTakenException(str(values.get("name"))) from None
             raise
+
+
+class IWorkspaceMemberRepository(Protocol):
+    async def lock_workspace(self, workspace_id: uuid.UUID) -> Workspace | None: ...
+    async def get(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser | None: ...
+    async def add(self, *, workspace_id: uuid.UUID, user_id: uuid.UUID, role: WorkspaceRole) -> WorkspaceUser: ...
+    async def set_role(self, member: WorkspaceUser, role: WorkspaceRole) -> WorkspaceUser: ...
+    async def remove(self, member: WorkspaceUser) -> None: ...
+    async def count_owners(self, workspace_id: uuid.UUID) -> int: ...
+    async def list_members(
+        self, workspace_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    ) -> list[WorkspaceUser]: ...
+    async def list_memberships(
+        self, user_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> list[tuple[Workspace, WorkspaceRole]]: ...
+
+
+class WorkspaceMemberRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock_workspace(self, workspace_id: uuid.UUID) -> Workspace | None:
+        """Lock the workspace row: owner changes are serialised per workspace, so two concurrent
+        demotions cannot both see a second owner and leave none."""
+        return await self._session.scalar(select(Workspace).where(Workspace.id == workspace_id).with_for_update())
+
+    async def get(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser | None:
+        return await self._session.get(WorkspaceUser, (workspace_id, user_id))
+
+    async def add(self, *, workspace_id: uuid.UUID, user_id: uuid.UUID, role: WorkspaceRole) -> WorkspaceUser:
+        self._session.add(WorkspaceUser(workspace_id=workspace_id, user_id=user_id, role=role))
+        try:
+            await self._session.flush()
+        except sqlalchemy.exc.IntegrityError as error:
+            if violated_constraint(error) == "pk_workspaces_users":
+                raise AlreadyMemberException(workspace_id, user_id) from None
+            raise
+        member = await self._session.get(WorkspaceUser, (workspace_id, user_id), populate_existing=True)
+        assert member is not None
+        return member
+
+    async def set_role(self, member: WorkspaceUser, role: WorkspaceRole) -> WorkspaceUser:
+        member.role = role
+        await self._session.flush()
+        return member
+
+    async def remove(self, member: WorkspaceUser) -> None:
+        await self._session.delete(member)
+        await self._session.flush()
+
+    async def count_owners(self, workspace_id: uuid.UUID) -> int:
+        statement = select(func.count()).where(
+            WorkspaceUser.workspace_id == workspace_id, WorkspaceUser.role == WorkspaceRole.OWNER
+        )
+        return int(await self._session.scalar(statement) or 0)
+
+    async def list_members(
+        self, workspace_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    ) -> list[WorkspaceUser]:
+        """Members in joining order (created_at, user_id), users joined in the same query."""
+        statement = (
+            select(WorkspaceUser)
+            .where(WorkspaceUser.workspace_id == workspace_id)
+            .order_by(WorkspaceUser.created_at, WorkspaceUser.user_id)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(tuple_(WorkspaceUser.created_at, WorkspaceUser.user_id) > tuple_(*after))
+        return list(await self._session.scalars(statement))
+
+    async def list_memberships(
+        self, user_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> list[tuple[Workspace, WorkspaceRole]]:
+        """The user's live workspaces in id order, with the user's role in each."""
+        statement = (
+            select(Workspace, WorkspaceUser.role)
+            .join(WorkspaceUser, WorkspaceUser.workspace_id == Workspace.id)
+            .where(WorkspaceUser.user_id == user_id, Workspace.status != WorkspaceStatus.ARCHIVED)
+            .order_by(Workspace.id)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(Workspace.id > after)
+        return [(workspace, role) for workspace, role in (await self._session.execute(statement)).all()]

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from server.pagination import PageRequestSchema
-from server.workspaces.models import WorkspaceStatus
+from server.workspaces.models import WorkspaceRole, WorkspaceStatus
 
 
 def _printable(value: str) -> str:
@@ -56,3 +56,41 @@ class WorkspaceResponseSchema(BaseModel):
 
 def etag_of(version: int) -> str:
     return f'W/"{version}"'
+
+
+class MemberAddRequestSchema(BaseModel):
+    user_id: uuid.UUID
+    role: WorkspaceRole
+
+
+class MemberUpdateRequestSchema(BaseModel):
+    role: WorkspaceRole
+
+
+class MemberListRequestSchema(PageRequestSchema):
+    pass
+
+
+class MyWorkspacesRequestSchema(PageRequestSchema):
+    pass
+
+
+class MemberResponseSchema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    workspace_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    full_name: str
+    role: WorkspaceRole
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class MembershipResponseSchema(BaseModel):
+    """A workspace as one of its members sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace: WorkspaceResponseSchema
+    role: WorkspaceRole

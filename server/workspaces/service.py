@@ -1,17 +1,31 @@
+import datetime as dt
 import re
 import uuid
 from typing import Any, Protocol
 
+from server.auth.permissions import MEMBERS_MANAGE
+from server.auth.principal import Principal
 from server.idempotency.service import IdempotencyService
 from server.pagination import Page, PageTokenCodec, paginate
 from server.workspaces.exceptions import (
+    LastOwnerException,
+    MemberNotFoundException,
+    MemberUserInactiveException,
+    MemberUserNotFoundException,
+    OwnerRequiredException,
     WorkspaceArchivedException,
     WorkspaceEtagMismatchException,
     WorkspaceNotFoundException,
 )
-from server.workspaces.models import Workspace, WorkspaceStatus
-from server.workspaces.repository import IWorkspaceRepository
+from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
+from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
 from server.workspaces.schemas import (
+    MemberAddRequestSchema,
+    MemberListRequestSchema,
+    MemberResponseSchema,
+    MembershipResponseSchema,
+    MemberUpdateRequestSchema,
+    MyWorkspacesRequestSchema,
     WorkspaceCreateRequestSchema,
     WorkspaceListRequestSchema,
     WorkspaceResponseSchema,
@@ -21,9 +35,20 @@ from server.workspaces.schemas import (
 _ETAG = re.compile(r'^W/"(\d{1,18})"$')
 
 
+class IUserLookup(Protocol):
+    """What membership rules need to know of a user (implemented by the users repository)."""
+
+    async def get(self, user_id: uuid.UUID) -> "UserState | None": ...
+
+
+class UserState(Protocol):
+    @property
+    def is_active(self) -> bool: ...
+
+
 class IWorkspaceService(Protocol):
     async def create_workspace(
-        self, data: WorkspaceCreateRequestSchema, *, request_id: str | None = None
+        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
     ) -> WorkspaceResponseSchema: ...
     async def get_workspace(self, workspace_id: uuid.UUID) -> WorkspaceResponseSchema: ...
     async def list_workspaces(self, query: WorkspaceListRequestSchema) -> Page[WorkspaceResponseSchema]: ...
@@ -31,6 +56,19 @@ class IWorkspaceService(Protocol):
         self, workspace_id: uuid.UUID, data: WorkspaceUpdateRequestSchema
     ) -> WorkspaceResponseSchema: ...
     async def delete_workspace(self, workspace_id: uuid.UUID, *, etag: str = "") -> WorkspaceResponseSchema: ...
+    async def list_my_workspaces(
+        self, user_id: uuid.UUID, query: MyWorkspacesRequestSchema
+    ) -> Page[MembershipResponseSchema]: ...
+    async def list_members(
+        self, workspace_id: uuid.UUID, query: MemberListRequestSchema
+    ) -> Page[MemberResponseSchema]: ...
+    async def add_member(
+        self, workspace_id: uuid.UUID, data: MemberAddRequestSchema, *, actor: Principal
+    ) -> MemberResponseSchema: ...
+    async def update_member(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, data: MemberUpdateRequestSchema, *, actor: Principal
+    ) -> MemberResponseSchema: ...
+    async def remove_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, actor: Principal) -> None: ...
 
 
 class WorkspaceService:
@@ -38,22 +76,31 @@ class WorkspaceService:
         self,
         *,
         repository: IWorkspaceRepository,
+        members: IWorkspaceMemberRepository,
+        users: IUserLookup,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
     ) -> None:
         self._repository = repository
+        self._members = members
+        self._users = users
         self._idempotency = idempotency
         self._page_tokens = page_tokens
 
     async def create_workspace(
-        self, data: WorkspaceCreateRequestSchema, *, request_id: str | None = None
+        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
     ) -> WorkspaceResponseSchema:
+        """Create a workspace; a user who creates one becomes its first owner."""
+
         async def create() -> tuple[uuid.UUID, WorkspaceResponseSchema]:
             workspace = await self._repository.add(name=data.name, status=data.status)
+            if actor is not None and actor.user_id is not None:
+                await self._members.add(workspace_id=workspace.id, user_id=actor.user_id, role=WorkspaceRole.OWNER)
             return workspace.id, _to_schema(workspace)
 
         return await self._idempotency.run_once(
             scope="workspaces.create",
+            caller=actor.id if actor is not None else None,
             request_id=request_id,
             payload=data,
             create=create,
@@ -104,6 +151,92 @@ class WorkspaceService:
             return _to_schema(current)
         raise await self._why_not_updatable(workspace_id)
 
+    async def list_my_workspaces(
+        self, user_id: uuid.UUID, query: MyWorkspacesRequestSchema
+    ) -> Page[MembershipResponseSchema]:
+        # The user is part of the filters, so one user's page token is useless to another.
+        filters = {"user_id": str(user_id)}
+        after = self._page_tokens.decode(query.page_token, collection="my_workspaces", filters=filters)
+        rows = await self._members.list_memberships(
+            user_id, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1
+        )
+        return paginate(
+            [MembershipResponseSchema(workspace=_to_schema(workspace), role=role) for workspace, role in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection="my_workspaces",
+            filters=filters,
+            sort_key=lambda membership: [str(membership.workspace.id)],
+        )
+
+    async def list_members(self, workspace_id: uuid.UUID, query: MemberListRequestSchema) -> Page[MemberResponseSchema]:
+        await self._get(workspace_id)
+        filters = {"workspace_id": str(workspace_id)}
+        after = self._page_tokens.decode(query.page_token, collection="members", filters=filters)
+        rows = await self._members.list_members(
+            workspace_id,
+            after=(dt.datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+            limit=query.limit + 1,
+        )
+        return paginate(
+            [_member_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection="members",
+            filters=filters,
+            sort_key=lambda member: [member.created_at.isoformat(), str(member.user_id)],
+        )
+
+    async def add_member(
+        self, workspace_id: uuid.UUID, data: MemberAddRequestSchema, *, actor: Principal
+    ) -> MemberResponseSchema:
+        if data.role is WorkspaceRole.OWNER:
+            _require_owner(actor, workspace_id)
+        await self._live_workspace(workspace_id)
+        user = await self._users.get(data.user_id)
+        if user is None:
+            raise MemberUserNotFoundException(data.user_id)
+        if not user.is_active:
+            raise MemberUserInactiveException(data.user_id)
+        return _member_schema(await self._members.add(workspace_id=workspace_id, user_id=data.user_id, role=data.role))
+
+    async def update_member(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, data: MemberUpdateRequestSchema, *, actor: Principal
+    ) -> MemberResponseSchema:
+        member = await self._locked_member(workspace_id, user_id)
+        if WorkspaceRole.OWNER in (member.role, data.role) and member.role is not data.role:
+            _require_owner(actor, workspace_id)
+        if member.role is WorkspaceRole.OWNER and data.role is not WorkspaceRole.OWNER:
+            await self._keep_an_owner(workspace_id)
+        return _member_schema(await self._members.set_role(member, data.role))
+
+    async def remove_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, actor: Principal) -> None:
+        member = await self._locked_member(workspace_id, user_id)
+        if member.role is WorkspaceRole.OWNER:
+            _require_owner(actor, workspace_id)
+            await self._keep_an_owner(workspace_id)
+        await self._members.remove(member)
+
+    async def _locked_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser:
+        """The member, read after taking the workspace's lock: role changes of one workspace run one
+        at a time, so the owner rules are checked against the role as it is, not as it was."""
+        await self._members.lock_workspace(workspace_id)
+        member = await self._members.get(workspace_id, user_id)
+        if member is None:
+            raise MemberNotFoundException(workspace_id, user_id)
+        return member
+
+    async def _live_workspace(self, workspace_id: uuid.UUID) -> Workspace:
+        workspace = await self._get(workspace_id)
+        if workspace.status is WorkspaceStatus.ARCHIVED:
+            raise WorkspaceArchivedException(workspace_id)
+        return workspace
+
+    async def _keep_an_owner(self, workspace_id: uuid.UUID) -> None:
+        """Fail unless another owner stays (called under the workspace lock)."""
+        if await self._members.count_owners(workspace_id) <= 1:
+            raise LastOwnerException(workspace_id)
+
     async def _get(self, workspace_id: uuid.UUID) -> Workspace:
         workspace = await self._repository.get(workspace_id)
         if workspace is None:
@@ -120,6 +253,25 @@ class WorkspaceService:
 
 def _to_schema(workspace: Workspace) -> WorkspaceResponseSchema:
     return WorkspaceResponseSchema.model_validate(workspace)
+
+
+def _member_schema(member: WorkspaceUser) -> MemberResponseSchema:
+    return MemberResponseSchema(
+        workspace_id=member.workspace_id,
+        user_id=member.user_id,
+        email=member.user.email,
+        full_name=member.user.full_name,
+        role=member.role,
+        created_at=member.created_at,
+        updated_at=member.updated_at,
+    )
+
+
+def _require_owner(actor: Principal, workspace_id: uuid.UUID) -> None:
+    """Owner roles are granted, changed and removed by owners, or by staff managing members."""
+    is_owner = actor.workspace_id == workspace_id and actor.workspace_role is WorkspaceRole.OWNER
+    if not (is_owner or actor.has_system_permission(MEMBERS_MANAGE)):
+        raise OwnerRequiredException()
 
 
 def _version_of(etag: str, workspace_id: uuid.UUID) -> int | None:

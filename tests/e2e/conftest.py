@@ -8,14 +8,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server.composition import Infrastructure
 from server.config import Settings
 from server.devstack.embedded import free_port
+from tests.callers import Caller, make_caller
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 
@@ -45,6 +48,8 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         **os.environ,
         "ENVIRONMENT": "test",
         "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "LOGIN_SLOWDOWN_SECONDS": str(settings.login_slowdown_seconds),
         "SECRET_KEY": settings.secret_key.get_secret_value(),
         "DATA_DIR": str(settings.data_dir),
         "LOG_FORMAT": "json",
@@ -129,20 +134,54 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     assert server.stop() == 0, server.log.read_text()[-4000:]
 
 
+class _Authenticate(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds a caller's credentials to every call that does not bring its own."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        if not client_call_details.metadata:
+            client_call_details = client_call_details._replace(metadata=grpc.aio.Metadata(*self._metadata))
+        return await continuation(client_call_details, request)
+
+
 @pytest.fixture
-async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
+async def admin(infrastructure: Infrastructure) -> Caller:
+    """A superuser, signed in."""
+    return await make_caller(infrastructure, superuser=True)
+
+
+@pytest.fixture
+async def channel(stack: Stack, admin: Caller) -> AsyncIterator[grpc.aio.Channel]:
+    """gRPC straight to the server, as the superuser unless a call passes its own metadata."""
+    async with grpc.aio.insecure_channel(stack.server.target, interceptors=[_Authenticate(admin.metadata)]) as channel:
+        yield channel
+
+
+@pytest.fixture
+async def anonymous_channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(stack.server.target) as channel:
         yield channel
 
 
 @pytest.fixture
-async def envoy_channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
-    """Native gRPC through Envoy's listener."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.envoy.port}") as channel:
+async def envoy_channel(stack: Stack, admin: Caller) -> AsyncIterator[grpc.aio.Channel]:
+    """Native gRPC through Envoy's listener, as the superuser."""
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{stack.envoy.port}", interceptors=[_Authenticate(admin.metadata)]
+    ) as channel:
         yield channel
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: Stack, admin: Caller) -> AsyncIterator[httpx.AsyncClient]:
+    """REST through Envoy, as the superuser."""
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10, headers=admin.headers) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous_http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as client:
         yield client

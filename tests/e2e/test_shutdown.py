@@ -15,18 +15,21 @@ from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
 from server.composition import Infrastructure
 from server.config import Settings
+from tests.callers import Caller
 from tests.e2e.conftest import start_server
 
 
 async def test_sigterm_during_a_slow_rpc_lets_it_finish(
-    settings: Settings, infrastructure: Infrastructure, tmp_path: Path
+    settings: Settings, infrastructure: Infrastructure, admin: Caller, tmp_path: Path
 ) -> None:
     server = start_server(settings, tmp_path, GRPC_SHUTDOWN_GRACE="30")
     try:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = WorkspaceServiceStub(channel)
             workspace = (
-                await stub.CreateWorkspace(pb.CreateWorkspaceRequest(workspace=workspace_pb2.Workspace(name="Slow")))
+                await stub.CreateWorkspace(
+                    pb.CreateWorkspaceRequest(workspace=workspace_pb2.Workspace(name="Slow")), metadata=admin.metadata
+                )
             ).workspace
             health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert (await health.read()).status == health_pb2.HealthCheckResponse.SERVING
@@ -43,7 +46,8 @@ async def test_sigterm_during_a_slow_rpc_lets_it_finish(
                             workspace_id=workspace.id,
                             workspace=workspace_pb2.Workspace(name="Finished"),
                             update_mask=field_mask_pb2.FieldMask(paths=["name"]),
-                        )
+                        ),
+                        metadata=admin.metadata,
                     )
                 )
                 await asyncio.sleep(0.5)

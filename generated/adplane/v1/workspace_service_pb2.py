@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from adplane.v1 import access_pb2 as adplane_dot_v1_dot_access__pb2
 from adplane.v1 import workspace_pb2 as adplane_dot_v1_dot_workspace__pb2
+from adplane.v1 import workspace_member_pb2 as adplane_dot_v1_dot_workspace__member__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"adplane/v1/workspace_service.proto\x12\nadplane.v1\x1a\x17\x61\x64plane/v1/access.proto\x1a\x1a\x61\x64plane/v1/workspace.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\"r\n\x16\x43reateWorkspaceRequest\x12\x39\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceB\x04\xe2\x41\x01\x02R\tworkspace\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"N\n\x17\x43reateWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\">\n\x13GetWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\"K\n\x14GetWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\"\x88\x01\n\x15ListWorkspacesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x1b.adplane.v1.WorkspaceStatusR\x06status\"w\n\x16ListWorkspacesResponse\x12\x35\n\nworkspaces\x18\x01 \x03(\x0b\x32\x15.adplane.v1.WorkspaceR\nworkspaces\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbf\x01\n\x16UpdateWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x39\n\tworkspace\x18\x02 \x01(\x0b\x32\x15.adplane.v1.WorkspaceB\x04\xe2\x41\x01\x02R\tworkspace\x12\x41\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"N\n\x17UpdateWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\"U\n\x16\x44\x65leteWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"N\n\x17\x44\x65leteWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace2\x85\x06\n\x10WorkspaceService\x12\x95\x01\n\x0f\x43reateWorkspace\x12\".adplane.v1.CreateWorkspaceRequest\x1a#.adplane.v1.CreateWorkspaceResponse\"9\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02\x1c\"\x0f/api/workspaces:\tworkspace\x12\x8d\x01\n\x0cGetWorkspace\x12\x1f.adplane.v1.GetWorkspaceRequest\x1a .adplane.v1.GetWorkspaceResponse\":\x8a\xb5\x18\x10\"\x0eworkspace.read\x82\xd3\xe4\x93\x02 \x12\x1e/api/workspaces/{workspace_id}\x12\x85\x01\n\x0eListWorkspaces\x12!.adplane.v1.ListWorkspacesRequest\x1a\".adplane.v1.ListWorkspacesResponse\",\x8a\xb5\x18\x11\x1a\x0fworkspaces.read\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/workspaces\x12\xa4\x01\n\x0fUpdateWorkspace\x12\".adplane.v1.UpdateWorkspaceRequest\x1a#.adplane.v1.UpdateWorkspaceResponse\"H\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02+2\x1e/api/workspaces/{workspace_id}:\tworkspace\x12\x99\x01\n\x0f\x44\x65leteWorkspace\x12\".adplane.v1.DeleteWorkspaceRequest\x1a#.adplane.v1.DeleteWorkspaceResponse\"=\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02 *\x1e/api/workspaces/{workspace_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"adplane/v1/workspace_service.proto\x12\nadplane.v1\x1a\x17\x61\x64plane/v1/access.proto\x1a\x1a\x61\x64plane/v1/workspace.proto\x1a!adplane/v1/workspace_member.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\"r\n\x16\x43reateWorkspaceRequest\x12\x39\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceB\x04\xe2\x41\x01\x02R\tworkspace\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"N\n\x17\x43reateWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\">\n\x13GetWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\"K\n\x14GetWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\"\x88\x01\n\x15ListWorkspacesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x1b.adplane.v1.WorkspaceStatusR\x06status\"w\n\x16ListWorkspacesResponse\x12\x35\n\nworkspaces\x18\x01 \x03(\x0b\x32\x15.adplane.v1.WorkspaceR\nworkspaces\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbf\x01\n\x16UpdateWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x39\n\tworkspace\x18\x02 \x01(\x0b\x32\x15.adplane.v1.WorkspaceB\x04\xe2\x41\x01\x02R\tworkspace\x12\x41\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"N\n\x17UpdateWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\"U\n\x16\x44\x65leteWorkspaceRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"N\n\x17\x44\x65leteWorkspaceResponse\x12\x33\n\tworkspace\x18\x01 \x01(\x0b\x32\x15.adplane.v1.WorkspaceR\tworkspace\"U\n\x17ListMyWorkspacesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"\x83\x01\n\x18ListMyWorkspacesResponse\x12?\n\nworkspaces\x18\x01 \x03(\x0b\x32\x1f.adplane.v1.WorkspaceMembershipR\nworkspaces\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x82\x01\n\x1bListWorkspaceMembersRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"}\n\x1cListWorkspaceMembersResponse\x12\x35\n\x07members\x18\x01 \x03(\x0b\x32\x1b.adplane.v1.WorkspaceMemberR\x07members\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x7f\n\x19\x41\x64\x64WorkspaceMemberRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x39\n\x06member\x18\x02 \x01(\x0b\x32\x1b.adplane.v1.WorkspaceMemberB\x04\xe2\x41\x01\x02R\x06member\"Q\n\x1a\x41\x64\x64WorkspaceMemberResponse\x12\x33\n\x06member\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.WorkspaceMemberR\x06member\"\xa1\x01\n\x1cUpdateWorkspaceMemberRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x39\n\x06member\x18\x03 \x01(\x0b\x32\x1b.adplane.v1.WorkspaceMemberB\x04\xe2\x41\x01\x02R\x06member\"T\n\x1dUpdateWorkspaceMemberResponse\x12\x33\n\x06member\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.WorkspaceMemberR\x06member\"f\n\x1cRemoveWorkspaceMemberRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\"\x1f\n\x1dRemoveWorkspaceMemberResponse2\xe9\x0c\n\x10WorkspaceService\x12\x95\x01\n\x0f\x43reateWorkspace\x12\".adplane.v1.CreateWorkspaceRequest\x1a#.adplane.v1.CreateWorkspaceResponse\"9\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02\x1c\"\x0f/api/workspaces:\tworkspace\x12\x8e\x01\n\x0cGetWorkspace\x12\x1f.adplane.v1.GetWorkspaceRequest\x1a .adplane.v1.GetWorkspaceResponse\";\x8a\xb5\x18\x11\"\x0fworkspaces.read\x82\xd3\xe4\x93\x02 \x12\x1e/api/workspaces/{workspace_id}\x12\x85\x01\n\x0eListWorkspaces\x12!.adplane.v1.ListWorkspacesRequest\x1a\".adplane.v1.ListWorkspacesResponse\",\x8a\xb5\x18\x11\x1a\x0fworkspaces.read\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/workspaces\x12\xa4\x01\n\x0fUpdateWorkspace\x12\".adplane.v1.UpdateWorkspaceRequest\x1a#.adplane.v1.UpdateWorkspaceResponse\"H\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02+2\x1e/api/workspaces/{workspace_id}:\tworkspace\x12\x99\x01\n\x0f\x44\x65leteWorkspace\x12\".adplane.v1.DeleteWorkspaceRequest\x1a#.adplane.v1.DeleteWorkspaceResponse\"=\x8a\xb5\x18\x13\x1a\x11workspaces.manage\x82\xd3\xe4\x93\x02 *\x1e/api/workspaces/{workspace_id}\x12\x7f\n\x10ListMyWorkspaces\x12#.adplane.v1.ListMyWorkspacesRequest\x1a$.adplane.v1.ListMyWorkspacesResponse\" \x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/api/me/workspaces\x12\xab\x01\n\x14ListWorkspaceMembers\x12\'.adplane.v1.ListWorkspaceMembersRequest\x1a(.adplane.v1.ListWorkspaceMembersResponse\"@\x8a\xb5\x18\x0e\"\x0cmembers.read\x82\xd3\xe4\x93\x02(\x12&/api/workspaces/{workspace_id}/members\x12\xaf\x01\n\x12\x41\x64\x64WorkspaceMember\x12%.adplane.v1.AddWorkspaceMemberRequest\x1a&.adplane.v1.AddWorkspaceMemberResponse\"J\x8a\xb5\x18\x10\"\x0emembers.manage\x82\xd3\xe4\x93\x02\x30\"&/api/workspaces/{workspace_id}/members:\x06member\x12\xc2\x01\n\x15UpdateWorkspaceMember\x12(.adplane.v1.UpdateWorkspaceMemberRequest\x1a).adplane.v1.UpdateWorkspaceMemberResponse\"T\x8a\xb5\x18\x10\"\x0emembers.manage\x82\xd3\xe4\x93\x02:20/api/workspaces/{workspace_id}/members/{user_id}:\x06member\x12\xba\x01\n\x15RemoveWorkspaceMember\x12(.adplane.v1.RemoveWorkspaceMemberRequest\x1a).adplane.v1.RemoveWorkspaceMemberResponse\"L\x8a\xb5\x18\x10\"\x0emembers.manage\x82\xd3\xe4\x93\x02\x32*0/api/workspaces/{workspace_id}/members/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,36 +49,82 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEWORKSPACEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
   _globals['_DELETEWORKSPACEREQUEST'].fields_by_name['workspace_id']._loaded_options = None
   _globals['_DELETEWORKSPACEREQUEST'].fields_by_name['workspace_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWORKSPACEMEMBERSREQUEST'].fields_by_name['workspace_id']._loaded_options = None
+  _globals['_LISTWORKSPACEMEMBERSREQUEST'].fields_by_name['workspace_id']._serialized_options = b'\342A\001\002'
+  _globals['_ADDWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._loaded_options = None
+  _globals['_ADDWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._serialized_options = b'\342A\001\002'
+  _globals['_ADDWORKSPACEMEMBERREQUEST'].fields_by_name['member']._loaded_options = None
+  _globals['_ADDWORKSPACEMEMBERREQUEST'].fields_by_name['member']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._loaded_options = None
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['member']._loaded_options = None
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST'].fields_by_name['member']._serialized_options = b'\342A\001\002'
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._loaded_options = None
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST'].fields_by_name['workspace_id']._serialized_options = b'\342A\001\002'
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_WORKSPACESERVICE'].methods_by_name['CreateWorkspace']._loaded_options = None
   _globals['_WORKSPACESERVICE'].methods_by_name['CreateWorkspace']._serialized_options = b'\212\265\030\023\032\021workspaces.manage\202\323\344\223\002\034\"\017/api/workspaces:\tworkspace'
   _globals['_WORKSPACESERVICE'].methods_by_name['GetWorkspace']._loaded_options = None
-  _globals['_WORKSPACESERVICE'].methods_by_name['GetWorkspace']._serialized_options = b'\212\265\030\020\"\016workspace.read\202\323\344\223\002 \022\036/api/workspaces/{workspace_id}'
+  _globals['_WORKSPACESERVICE'].methods_by_name['GetWorkspace']._serialized_options = b'\212\265\030\021\"\017workspaces.read\202\323\344\223\002 \022\036/api/workspaces/{workspace_id}'
   _globals['_WORKSPACESERVICE'].methods_by_name['ListWorkspaces']._loaded_options = None
   _globals['_WORKSPACESERVICE'].methods_by_name['ListWorkspaces']._serialized_options = b'\212\265\030\021\032\017workspaces.read\202\323\344\223\002\021\022\017/api/workspaces'
   _globals['_WORKSPACESERVICE'].methods_by_name['UpdateWorkspace']._loaded_options = None
   _globals['_WORKSPACESERVICE'].methods_by_name['UpdateWorkspace']._serialized_options = b'\212\265\030\023\032\021workspaces.manage\202\323\344\223\002+2\036/api/workspaces/{workspace_id}:\tworkspace'
   _globals['_WORKSPACESERVICE'].methods_by_name['DeleteWorkspace']._loaded_options = None
   _globals['_WORKSPACESERVICE'].methods_by_name['DeleteWorkspace']._serialized_options = b'\212\265\030\023\032\021workspaces.manage\202\323\344\223\002 *\036/api/workspaces/{workspace_id}'
-  _globals['_CREATEWORKSPACEREQUEST']._serialized_start=200
-  _globals['_CREATEWORKSPACEREQUEST']._serialized_end=314
-  _globals['_CREATEWORKSPACERESPONSE']._serialized_start=316
-  _globals['_CREATEWORKSPACERESPONSE']._serialized_end=394
-  _globals['_GETWORKSPACEREQUEST']._serialized_start=396
-  _globals['_GETWORKSPACEREQUEST']._serialized_end=458
-  _globals['_GETWORKSPACERESPONSE']._serialized_start=460
-  _globals['_GETWORKSPACERESPONSE']._serialized_end=535
-  _globals['_LISTWORKSPACESREQUEST']._serialized_start=538
-  _globals['_LISTWORKSPACESREQUEST']._serialized_end=674
-  _globals['_LISTWORKSPACESRESPONSE']._serialized_start=676
-  _globals['_LISTWORKSPACESRESPONSE']._serialized_end=795
-  _globals['_UPDATEWORKSPACEREQUEST']._serialized_start=798
-  _globals['_UPDATEWORKSPACEREQUEST']._serialized_end=989
-  _globals['_UPDATEWORKSPACERESPONSE']._serialized_start=991
-  _globals['_UPDATEWORKSPACERESPONSE']._serialized_end=1069
-  _globals['_DELETEWORKSPACEREQUEST']._serialized_start=1071
-  _globals['_DELETEWORKSPACEREQUEST']._serialized_end=1156
-  _globals['_DELETEWORKSPACERESPONSE']._serialized_start=1158
-  _globals['_DELETEWORKSPACERESPONSE']._serialized_end=1236
-  _globals['_WORKSPACESERVICE']._serialized_start=1239
-  _globals['_WORKSPACESERVICE']._serialized_end=2012
+  _globals['_WORKSPACESERVICE'].methods_by_name['ListMyWorkspaces']._loaded_options = None
+  _globals['_WORKSPACESERVICE'].methods_by_name['ListMyWorkspaces']._serialized_options = b'\212\265\030\002\020\001\202\323\344\223\002\024\022\022/api/me/workspaces'
+  _globals['_WORKSPACESERVICE'].methods_by_name['ListWorkspaceMembers']._loaded_options = None
+  _globals['_WORKSPACESERVICE'].methods_by_name['ListWorkspaceMembers']._serialized_options = b'\212\265\030\016\"\014members.read\202\323\344\223\002(\022&/api/workspaces/{workspace_id}/members'
+  _globals['_WORKSPACESERVICE'].methods_by_name['AddWorkspaceMember']._loaded_options = None
+  _globals['_WORKSPACESERVICE'].methods_by_name['AddWorkspaceMember']._serialized_options = b'\212\265\030\020\"\016members.manage\202\323\344\223\0020\"&/api/workspaces/{workspace_id}/members:\006member'
+  _globals['_WORKSPACESERVICE'].methods_by_name['UpdateWorkspaceMember']._loaded_options = None
+  _globals['_WORKSPACESERVICE'].methods_by_name['UpdateWorkspaceMember']._serialized_options = b'\212\265\030\020\"\016members.manage\202\323\344\223\002:20/api/workspaces/{workspace_id}/members/{user_id}:\006member'
+  _globals['_WORKSPACESERVICE'].methods_by_name['RemoveWorkspaceMember']._loaded_options = None
+  _globals['_WORKSPACESERVICE'].methods_by_name['RemoveWorkspaceMember']._serialized_options = b'\212\265\030\020\"\016members.manage\202\323\344\223\0022*0/api/workspaces/{workspace_id}/members/{user_id}'
+  _globals['_CREATEWORKSPACEREQUEST']._serialized_start=235
+  _globals['_CREATEWORKSPACEREQUEST']._serialized_end=349
+  _globals['_CREATEWORKSPACERESPONSE']._serialized_start=351
+  _globals['_CREATEWORKSPACERESPONSE']._serialized_end=429
+  _globals['_GETWORKSPACEREQUEST']._serialized_start=431
+  _globals['_GETWORKSPACEREQUEST']._serialized_end=493
+  _globals['_GETWORKSPACERESPONSE']._serialized_start=495
+  _globals['_GETWORKSPACERESPONSE']._serialized_end=570
+  _globals['_LISTWORKSPACESREQUEST']._serialized_start=573
+  _globals['_LISTWORKSPACESREQUEST']._serialized_end=709
+  _globals['_LISTWORKSPACESRESPONSE']._serialized_start=711
+  _globals['_LISTWORKSPACESRESPONSE']._serialized_end=830
+  _globals['_UPDATEWORKSPACEREQUEST']._serialized_start=833
+  _globals['_UPDATEWORKSPACEREQUEST']._serialized_end=1024
+  _globals['_UPDATEWORKSPACERESPONSE']._serialized_start=1026
+  _globals['_UPDATEWORKSPACERESPONSE']._serialized_end=1104
+  _globals['_DELETEWORKSPACEREQUEST']._serialized_start=1106
+  _globals['_DELETEWORKSPACEREQUEST']._serialized_end=1191
+  _globals['_DELETEWORKSPACERESPONSE']._serialized_start=1193
+  _globals['_DELETEWORKSPACERESPONSE']._serialized_end=1271
+  _globals['_LISTMYWORKSPACESREQUEST']._serialized_start=1273
+  _globals['_LISTMYWORKSPACESREQUEST']._serialized_end=1358
+  _globals['_LISTMYWORKSPACESRESPONSE']._serialized_start=1361
+  _globals['_LISTMYWORKSPACESRESPONSE']._serialized_end=1492
+  _globals['_LISTWORKSPACEMEMBERSREQUEST']._serialized_start=1495
+  _globals['_LISTWORKSPACEMEMBERSREQUEST']._serialized_end=1625
+  _globals['_LISTWORKSPACEMEMBERSRESPONSE']._serialized_start=1627
+  _globals['_LISTWORKSPACEMEMBERSRESPONSE']._serialized_end=1752
+  _globals['_ADDWORKSPACEMEMBERREQUEST']._serialized_start=1754
+  _globals['_ADDWORKSPACEMEMBERREQUEST']._serialized_end=1881
+  _globals['_ADDWORKSPACEMEMBERRESPONSE']._serialized_start=1883
+  _globals['_ADDWORKSPACEMEMBERRESPONSE']._serialized_end=1964
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST']._serialized_start=1967
+  _globals['_UPDATEWORKSPACEMEMBERREQUEST']._serialized_end=2128
+  _globals['_UPDATEWORKSPACEMEMBERRESPONSE']._serialized_start=2130
+  _globals['_UPDATEWORKSPACEMEMBERRESPONSE']._serialized_end=2214
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST']._serialized_start=2216
+  _globals['_REMOVEWORKSPACEMEMBERREQUEST']._serialized_end=2318
+  _globals['_REMOVEWORKSPACEMEMBERRESPONSE']._serialized_start=2320
+  _globals['_REMOVEWORKSPACEMEMBERRESPONSE']._serialized_end=2351
+  _globals['_WORKSPACESERVICE']._serialized_start=2354
+  _globals['_WORKSPACESERVICE']._serialized_end=3995
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from adplane.v1 import workspace_member_pb2 as _workspace_member_pb2
 from adplane.v1 import workspace_pb2 as _workspace_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -22,7 +23,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class CreateWorkspaceRequest(_message.Message):
-    """CreateWorkspaceRequest is the input of CreateWorkspace."""
+    """CreateWorkspaceRequest is the input of CreateWorkspace. The caller, when a user, becomes the
+    workspace's first owner.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -294,3 +297,270 @@ class DeleteWorkspaceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteWorkspaceResponse: _TypeAlias = DeleteWorkspaceResponse  # noqa: Y015
+
+@_typing.final
+class ListMyWorkspacesRequest(_message.Message):
+    """ListMyWorkspacesRequest is the input of ListMyWorkspaces."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of workspaces to return: default 50 when 0, at most 500, negative is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyWorkspacesRequest: _TypeAlias = ListMyWorkspacesRequest  # noqa: Y015
+
+@_typing.final
+class ListMyWorkspacesResponse(_message.Message):
+    """ListMyWorkspacesResponse is the output of ListMyWorkspaces."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def workspaces(self) -> _containers.RepeatedCompositeFieldContainer[_workspace_member_pb2.WorkspaceMembership]:
+        """The caller's workspaces (archived ones excluded) with their role, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        workspaces: _abc.Iterable[_workspace_member_pb2.WorkspaceMembership] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "workspaces", b"workspaces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyWorkspacesResponse: _TypeAlias = ListMyWorkspacesResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceMembersRequest(_message.Message):
+    """ListWorkspaceMembersRequest is the input of ListWorkspaceMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    """The workspace id (a UUID)."""
+    page_size: _builtins.int
+    """Maximum number of members to return: default 50 when 0, at most 500, negative is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceMembersRequest: _TypeAlias = ListWorkspaceMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceMembersResponse(_message.Message):
+    """ListWorkspaceMembersResponse is the output of ListWorkspaceMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[_workspace_member_pb2.WorkspaceMember]:
+        """The page of members, in the order they joined."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[_workspace_member_pb2.WorkspaceMember] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceMembersResponse: _TypeAlias = ListWorkspaceMembersResponse  # noqa: Y015
+
+@_typing.final
+class AddWorkspaceMemberRequest(_message.Message):
+    """AddWorkspaceMemberRequest is the input of AddWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    """The workspace id (a UUID)."""
+    @_builtins.property
+    def member(self) -> _workspace_member_pb2.WorkspaceMember:
+        """The member: `user_id` and `role` are read."""
+
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        member: _workspace_member_pb2.WorkspaceMember | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddWorkspaceMemberRequest: _TypeAlias = AddWorkspaceMemberRequest  # noqa: Y015
+
+@_typing.final
+class AddWorkspaceMemberResponse(_message.Message):
+    """AddWorkspaceMemberResponse is the output of AddWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> _workspace_member_pb2.WorkspaceMember:
+        """The new member."""
+
+    def __init__(
+        self,
+        *,
+        member: _workspace_member_pb2.WorkspaceMember | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddWorkspaceMemberResponse: _TypeAlias = AddWorkspaceMemberResponse  # noqa: Y015
+
+@_typing.final
+class UpdateWorkspaceMemberRequest(_message.Message):
+    """UpdateWorkspaceMemberRequest is the input of UpdateWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    """The workspace id (a UUID)."""
+    user_id: _builtins.str
+    """The member's user id (a UUID)."""
+    @_builtins.property
+    def member(self) -> _workspace_member_pb2.WorkspaceMember:
+        """The new values: only `role` is read."""
+
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        member: _workspace_member_pb2.WorkspaceMember | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "user_id", b"user_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateWorkspaceMemberRequest: _TypeAlias = UpdateWorkspaceMemberRequest  # noqa: Y015
+
+@_typing.final
+class UpdateWorkspaceMemberResponse(_message.Message):
+    """UpdateWorkspaceMemberResponse is the output of UpdateWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> _workspace_member_pb2.WorkspaceMember:
+        """The member after the change."""
+
+    def __init__(
+        self,
+        *,
+        member: _workspace_member_pb2.WorkspaceMember | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateWorkspaceMemberResponse: _TypeAlias = UpdateWorkspaceMemberResponse  # noqa: Y015
+
+@_typing.final
+class RemoveWorkspaceMemberRequest(_message.Message):
+    """RemoveWorkspaceMemberRequest is the input of RemoveWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    """The workspace id (a UUID)."""
+    user_id: _builtins.str
+    """The member's user id (a UUID)."""
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveWorkspaceMemberRequest: _TypeAlias = RemoveWorkspaceMemberRequest  # noqa: Y015
+
+@_typing.final
+class RemoveWorkspaceMemberResponse(_message.Message):
+    """RemoveWorkspaceMemberResponse is the output of RemoveWorkspaceMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveWorkspaceMemberResponse: _TypeAlias = RemoveWorkspaceMemberResponse  # noqa: Y015

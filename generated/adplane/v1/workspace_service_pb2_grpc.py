@@ -60,6 +60,31 @@ class WorkspaceServiceStub:
                 request_serializer=adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceRequest.SerializeToString,
                 response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.ListMyWorkspaces = channel.unary_unary(
+                '/adplane.v1.WorkspaceService/ListMyWorkspaces',
+                request_serializer=adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesResponse.FromString,
+                _registered_method=True)
+        self.ListWorkspaceMembers = channel.unary_unary(
+                '/adplane.v1.WorkspaceService/ListWorkspaceMembers',
+                request_serializer=adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersResponse.FromString,
+                _registered_method=True)
+        self.AddWorkspaceMember = channel.unary_unary(
+                '/adplane.v1.WorkspaceService/AddWorkspaceMember',
+                request_serializer=adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberResponse.FromString,
+                _registered_method=True)
+        self.UpdateWorkspaceMember = channel.unary_unary(
+                '/adplane.v1.WorkspaceService/UpdateWorkspaceMember',
+                request_serializer=adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveWorkspaceMember = channel.unary_unary(
+                '/adplane.v1.WorkspaceService/RemoveWorkspaceMember',
+                request_serializer=adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberResponse.FromString,
+                _registered_method=True)
 
 
 class WorkspaceServiceServicer:
@@ -104,6 +129,44 @@ class WorkspaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMyWorkspaces(self, request, context):
+        """Lists the caller's own workspaces with their role in each (any signed-in user).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkspaceMembers(self, request, context):
+        """Lists the members of a workspace in the order they joined.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddWorkspaceMember(self, request, context):
+        """Adds an active user to the workspace with a role. Only an owner (or staff) may add an
+        owner; a user who already is a member is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWorkspaceMember(self, request, context):
+        """Changes a member's role. Only an owner (or staff) may promote to or demote from owner;
+        demoting the last owner is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWorkspaceMember(self, request, context):
+        """Removes a member. Only an owner (or staff) may remove an owner; removing the last owner
+        is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkspaceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +194,31 @@ def add_WorkspaceServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkspace,
                     request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceRequest.FromString,
                     response_serializer=adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'ListMyWorkspaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyWorkspaces,
+                    request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesResponse.SerializeToString,
+            ),
+            'ListWorkspaceMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkspaceMembers,
+                    request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersResponse.SerializeToString,
+            ),
+            'AddWorkspaceMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddWorkspaceMember,
+                    request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberResponse.SerializeToString,
+            ),
+            'UpdateWorkspaceMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWorkspaceMember,
+                    request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberResponse.SerializeToString,
+            ),
+            'RemoveWorkspaceMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWorkspaceMember,
+                    request_deserializer=adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +357,141 @@ class WorkspaceService:
             '/adplane.v1.WorkspaceService/DeleteWorkspace',
             adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceRequest.SerializeToString,
             adplane_dot_v1_dot_workspace__service__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyWorkspaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.WorkspaceService/ListMyWorkspaces',
+            adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesRequest.SerializeToString,
+            adplane_dot_v1_dot_workspace__service__pb2.ListMyWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkspaceMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.WorkspaceService/ListWorkspaceMembers',
+            adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersRequest.SerializeToString,
+            adplane_dot_v1_dot_workspace__service__pb2.ListWorkspaceMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddWorkspaceMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.WorkspaceService/AddWorkspaceMember',
+            adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberRequest.SerializeToString,
+            adplane_dot_v1_dot_workspace__service__pb2.AddWorkspaceMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWorkspaceMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.WorkspaceService/UpdateWorkspaceMember',
+            adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberRequest.SerializeToString,
+            adplane_dot_v1_dot_workspace__service__pb2.UpdateWorkspaceMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWorkspaceMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.WorkspaceService/RemoveWorkspaceMember',
+            adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberRequest.SerializeToString,
+            adplane_dot_v1_dot_workspace__service__pb2.RemoveWorkspaceMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

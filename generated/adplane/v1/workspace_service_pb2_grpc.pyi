@@ -49,6 +49,22 @@ class WorkspaceServiceStub:
     """Archives a workspace. Its data is kept; deleting an archived workspace again is a
     no-op that returns it unchanged.
     """
+    ListMyWorkspaces: _grpc.UnaryUnaryMultiCallable[_workspace_service_pb2.ListMyWorkspacesRequest, _workspace_service_pb2.ListMyWorkspacesResponse]
+    """Lists the caller's own workspaces with their role in each (any signed-in user)."""
+    ListWorkspaceMembers: _grpc.UnaryUnaryMultiCallable[_workspace_service_pb2.ListWorkspaceMembersRequest, _workspace_service_pb2.ListWorkspaceMembersResponse]
+    """Lists the members of a workspace in the order they joined."""
+    AddWorkspaceMember: _grpc.UnaryUnaryMultiCallable[_workspace_service_pb2.AddWorkspaceMemberRequest, _workspace_service_pb2.AddWorkspaceMemberResponse]
+    """Adds an active user to the workspace with a role. Only an owner (or staff) may add an
+    owner; a user who already is a member is ALREADY_EXISTS.
+    """
+    UpdateWorkspaceMember: _grpc.UnaryUnaryMultiCallable[_workspace_service_pb2.UpdateWorkspaceMemberRequest, _workspace_service_pb2.UpdateWorkspaceMemberResponse]
+    """Changes a member's role. Only an owner (or staff) may promote to or demote from owner;
+    demoting the last owner is FAILED_PRECONDITION.
+    """
+    RemoveWorkspaceMember: _grpc.UnaryUnaryMultiCallable[_workspace_service_pb2.RemoveWorkspaceMemberRequest, _workspace_service_pb2.RemoveWorkspaceMemberResponse]
+    """Removes a member. Only an owner (or staff) may remove an owner; removing the last owner
+    is FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
@@ -70,6 +86,22 @@ class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
     DeleteWorkspace: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.DeleteWorkspaceRequest, _workspace_service_pb2.DeleteWorkspaceResponse]  # type: ignore[assignment]
     """Archives a workspace. Its data is kept; deleting an archived workspace again is a
     no-op that returns it unchanged.
+    """
+    ListMyWorkspaces: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.ListMyWorkspacesRequest, _workspace_service_pb2.ListMyWorkspacesResponse]  # type: ignore[assignment]
+    """Lists the caller's own workspaces with their role in each (any signed-in user)."""
+    ListWorkspaceMembers: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.ListWorkspaceMembersRequest, _workspace_service_pb2.ListWorkspaceMembersResponse]  # type: ignore[assignment]
+    """Lists the members of a workspace in the order they joined."""
+    AddWorkspaceMember: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.AddWorkspaceMemberRequest, _workspace_service_pb2.AddWorkspaceMemberResponse]  # type: ignore[assignment]
+    """Adds an active user to the workspace with a role. Only an owner (or staff) may add an
+    owner; a user who already is a member is ALREADY_EXISTS.
+    """
+    UpdateWorkspaceMember: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.UpdateWorkspaceMemberRequest, _workspace_service_pb2.UpdateWorkspaceMemberResponse]  # type: ignore[assignment]
+    """Changes a member's role. Only an owner (or staff) may promote to or demote from owner;
+    demoting the last owner is FAILED_PRECONDITION.
+    """
+    RemoveWorkspaceMember: _aio.UnaryUnaryMultiCallable[_workspace_service_pb2.RemoveWorkspaceMemberRequest, _workspace_service_pb2.RemoveWorkspaceMemberResponse]  # type: ignore[assignment]
+    """Removes a member. Only an owner (or staff) may remove an owner; removing the last owner
+    is FAILED_PRECONDITION.
     """
 
 class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +151,52 @@ class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workspace_service_pb2.DeleteWorkspaceResponse, _abc.Awaitable[_workspace_service_pb2.DeleteWorkspaceResponse]]:
         """Archives a workspace. Its data is kept; deleting an archived workspace again is a
         no-op that returns it unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMyWorkspaces(
+        self,
+        request: _workspace_service_pb2.ListMyWorkspacesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_service_pb2.ListMyWorkspacesResponse, _abc.Awaitable[_workspace_service_pb2.ListMyWorkspacesResponse]]:
+        """Lists the caller's own workspaces with their role in each (any signed-in user)."""
+
+    @_abc_1.abstractmethod
+    def ListWorkspaceMembers(
+        self,
+        request: _workspace_service_pb2.ListWorkspaceMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_service_pb2.ListWorkspaceMembersResponse, _abc.Awaitable[_workspace_service_pb2.ListWorkspaceMembersResponse]]:
+        """Lists the members of a workspace in the order they joined."""
+
+    @_abc_1.abstractmethod
+    def AddWorkspaceMember(
+        self,
+        request: _workspace_service_pb2.AddWorkspaceMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_service_pb2.AddWorkspaceMemberResponse, _abc.Awaitable[_workspace_service_pb2.AddWorkspaceMemberResponse]]:
+        """Adds an active user to the workspace with a role. Only an owner (or staff) may add an
+        owner; a user who already is a member is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateWorkspaceMember(
+        self,
+        request: _workspace_service_pb2.UpdateWorkspaceMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_service_pb2.UpdateWorkspaceMemberResponse, _abc.Awaitable[_workspace_service_pb2.UpdateWorkspaceMemberResponse]]:
+        """Changes a member's role. Only an owner (or staff) may promote to or demote from owner;
+        demoting the last owner is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveWorkspaceMember(
+        self,
+        request: _workspace_service_pb2.RemoveWorkspaceMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_service_pb2.RemoveWorkspaceMemberResponse, _abc.Awaitable[_workspace_service_pb2.RemoveWorkspaceMemberResponse]]:
+        """Removes a member. Only an owner (or staff) may remove an owner; removing the last owner
+        is FAILED_PRECONDITION.
         """
 
 def add_WorkspaceServiceServicer_to_server(servicer: WorkspaceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

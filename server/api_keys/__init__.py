@@ -1,0 +1,1 @@
+"""API keys: credentials of internal services, holding system roles."""

@@ -1,0 +1,124 @@
+import uuid
+from collections.abc import Collection
+from typing import Protocol
+
+from server.api_keys.exceptions import ApiKeyNotFoundException, UnknownRoleException
+from server.api_keys.models import ApiKey
+from server.api_keys.repository import IApiKeyRepository
+from server.api_keys.schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateRequestSchema,
+    ApiKeyListRequestSchema,
+    ApiKeyResponseSchema,
+)
+from server.api_keys.secrets import new_key
+from server.auth.principal import Principal
+from server.db import utcnow
+from server.idempotency.service import IdempotencyService
+from server.pagination import Page, PageTokenCodec, paginate
+from server.users.models import Role
+
+# A prefix is 48 random bits: a collision is astronomically unlikely, two in a row is a bug.
+_KEY_ATTEMPTS = 3
+
+
+class IRoleLookup(Protocol):
+    async def get_by_names(self, names: Collection[str]) -> list[Role]: ...
+
+
+class IApiKeyService(Protocol):
+    async def create_api_key(
+        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+    ) -> ApiKeyCreatedSchema: ...
+    async def list_api_keys(self, query: ApiKeyListRequestSchema) -> Page[ApiKeyResponseSchema]: ...
+    async def revoke_api_key(self, api_key_id: uuid.UUID) -> ApiKeyResponseSchema: ...
+
+
+class ApiKeyService:
+    def __init__(
+        self,
+        *,
+        repository: IApiKeyRepository,
+        roles: IRoleLookup,
+        idempotency: IdempotencyService,
+        page_tokens: PageTokenCodec,
+    ) -> None:
+        self._repository = repository
+        self._roles = roles
+        self._idempotency = idempotency
+        self._page_tokens = page_tokens
+
+    async def create_api_key(
+        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+    ) -> ApiKeyCreatedSchema:
+        """Create a key; the result carries its secret, which a replayed retry does not."""
+
+        async def create() -> tuple[uuid.UUID, ApiKeyCreatedSchema]:
+            roles = await self._roles_named(data.role_names)
+            for _ in range(_KEY_ATTEMPTS):
+                key, prefix, secret_hash = new_key()
+                api_key = await self._repository.add(
+                    name=data.name,
+                    prefix=prefix,
+                    secret_hash=secret_hash,
+                    roles=roles,
+                    created_by_user_id=actor.user_id,
+                )
+                if api_key is not None:
+                    return api_key.id, ApiKeyCreatedSchema(api_key=_to_schema(api_key), secret=key)
+            raise RuntimeError(f"no free API key prefix after {_KEY_ATTEMPTS} attempts")
+
+        async def replay(api_key_id: uuid.UUID) -> ApiKeyCreatedSchema:
+            return ApiKeyCreatedSchema(api_key=_to_schema(await self._get(api_key_id)), secret=None)
+
+        return await self._idempotency.run_once(
+            scope="api_keys.create",
+            caller=actor.id,
+            request_id=request_id,
+            payload=data,
+            create=create,
+            replay=replay,
+        )
+
+    async def list_api_keys(self, query: ApiKeyListRequestSchema) -> Page[ApiKeyResponseSchema]:
+        filters = {"include_revoked": query.include_revoked}
+        after = self._page_tokens.decode(query.page_token, collection="api_keys", filters=filters)
+        rows = await self._repository.list(
+            include_revoked=query.include_revoked,
+            after=uuid.UUID(after[0]) if after else None,
+            limit=query.limit + 1,
+        )
+        return paginate(
+            [_to_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection="api_keys",
+            filters=filters,
+            sort_key=lambda api_key: [str(api_key.id)],
+        )
+
+    async def revoke_api_key(self, api_key_id: uuid.UUID) -> ApiKeyResponseSchema:
+        """Revoke a key; revoking a revoked key returns it unchanged."""
+        revoked = await self._repository.revoke(api_key_id, now=utcnow())
+        if revoked is not None:
+            return _to_schema(revoked)
+        return _to_schema(await self._get(api_key_id))
+
+    async def _roles_named(self, names: list[str]) -> list[Role]:
+        if not names:
+            return []
+        roles = await self._roles.get_by_names(names)
+        unknown = set(names) - {role.name for role in roles}
+        if unknown:
+            raise UnknownRoleException(unknown)
+        return roles
+
+    async def _get(self, api_key_id: uuid.UUID) -> ApiKey:
+        api_key = await self._repository.get(api_key_id)
+        if api_key is None:
+            raise ApiKeyNotFoundException(api_key_id)
+        return api_key
+
+
+def _to_schema(api_key: ApiKey) -> ApiKeyResponseSchema:
+    return ApiKeyResponseSchema.model_validate(api_key)

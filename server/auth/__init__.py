@@ -1,0 +1,1 @@
+"""Authentication and authorization: principals, tokens, passwords, the access-policy table."""

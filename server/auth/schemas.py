@@ -1,0 +1,54 @@
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from server.users.schemas import UserResponseSchema
+from server.workspaces.models import WorkspaceRole
+from server.workspaces.schemas import MembershipResponseSchema
+
+
+class LoginRequestSchema(BaseModel):
+    # Not validated as an address: a malformed email simply fails to sign in, like a wrong one.
+    email: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class RefreshTokenRequestSchema(BaseModel):
+    refresh_token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class TokenPairSchema(BaseModel):
+    access_token: str
+    access_token_expires_at: dt.datetime
+    refresh_token: str
+    refresh_token_expires_at: dt.datetime
+
+
+class UserStandingSchema(BaseModel):
+    """What authorization needs to know about a signed-in user, read in one query."""
+
+    model_config = ConfigDict(frozen=True)
+
+    active: bool
+    superuser: bool
+    permissions: frozenset[str]
+    workspace_role: WorkspaceRole | None
+    session_revoked: bool
+
+
+class ApiKeyStandingSchema(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    secret_hash: str
+    revoked: bool
+    permissions: frozenset[str]
+
+
+class CurrentUserSchema(BaseModel):
+    user: UserResponseSchema | None
+    api_key_id: uuid.UUID | None
+    system_permissions: frozenset[str]
+    workspaces: list[MembershipResponseSchema]

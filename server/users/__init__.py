@@ -1,0 +1,1 @@
+"""Users and system roles."""

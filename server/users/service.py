@@ -1,0 +1,189 @@
+import re
+import uuid
+from collections.abc import Collection
+from typing import Any, Protocol
+
+from server.auth.passwords import Passwords
+from server.auth.principal import Principal
+from server.auth.repository import IAuthRepository
+from server.db import utcnow
+from server.idempotency.exceptions import RequestIdReusedException
+from server.idempotency.service import IdempotencyService
+from server.pagination import Page, PageTokenCodec, paginate
+from server.users.exceptions import UnknownRoleException, UserEtagMismatchException, UserNotFoundException
+from server.users.models import User
+from server.users.repository import IRoleRepository, IUserRepository
+from server.users.schemas import (
+    RoleResponseSchema,
+    UserCreateRequestSchema,
+    UserListRequestSchema,
+    UserResponseSchema,
+    UserUpdateRequestSchema,
+)
+
+_ETAG = re.compile(r'^W/"(\d{1,18})"$')
+
+
+class IUserService(Protocol):
+    async def create_user(
+        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+    ) -> UserResponseSchema: ...
+    async def get_user(self, user_id: uuid.UUID) -> UserResponseSchema: ...
+    async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]: ...
+    async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema: ...
+    async def deactivate_user(self, user_id: uuid.UUID) -> UserResponseSchema: ...
+    async def set_user_roles(self, user_id: uuid.UUID, role_names: Collection[str]) -> UserResponseSchema: ...
+    async def list_roles(self) -> list[RoleResponseSchema]: ...
+    async def ensure_superuser(
+        self, data: UserCreateRequestSchema, *, keep_existing: bool = False
+    ) -> UserResponseSchema: ...
+
+
+class UserService:
+    def __init__(
+        self,
+        *,
+        repository: IUserRepository,
+        roles: IRoleRepository,
+        auth_repository: IAuthRepository,
+        passwords: Passwords,
+        idempotency: IdempotencyService,
+        page_tokens: PageTokenCodec,
+    ) -> None:
+        self._repository = repository
+        self._roles = roles
+        self._auth_repository = auth_repository
+        self._passwords = passwords
+        self._idempotency = idempotency
+        self._page_tokens = page_tokens
+
+    async def create_user(
+        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+    ) -> UserResponseSchema:
+        """Create a user who signs in with `data.password`.
+
+        The idempotency fingerprint covers the email and the full name only: the schema keeps the
+        password out of its dumps, since the fingerprint is stored as a fast unsalted hash that would
+        otherwise let anyone holding the table test guesses at the password. A retry is instead
+        checked against the stored argon2id hash, so the same request_id with another password is
+        still REQUEST_ID_REUSED.
+        """
+        password = data.password.get_secret_value()
+        # Hashed before the key is claimed: the CPU-heavy part then runs before this transaction
+        # holds a connection or a lock that a concurrent retry would wait on.
+        password_hash = await self._passwords.hash(password)
+
+        async def create() -> tuple[uuid.UUID, UserResponseSchema]:
+            user = await self._repository.add(email=data.email, full_name=data.full_name, password_hash=password_hash)
+            return user.id, _to_schema(user)
+
+        async def replay(user_id: uuid.UUID) -> UserResponseSchema:
+            user = await self._get(user_id)
+            if not await self._passwords.verify(user.password_hash, password):
+                raise RequestIdReusedException()
+            return _to_schema(user)
+
+        return await self._idempotency.run_once(
+            scope="users.create",
+            caller=actor.id if actor is not None else None,
+            request_id=request_id,
+            payload=data,
+            create=create,
+            replay=replay,
+        )
+
+    async def get_user(self, user_id: uuid.UUID) -> UserResponseSchema:
+        return _to_schema(await self._get(user_id))
+
+    async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]:
+        filters = {"active_only": query.active_only}
+        after = self._page_tokens.decode(query.page_token, collection="users", filters=filters)
+        rows = await self._repository.list(
+            active_only=query.active_only,
+            after=uuid.UUID(after[0]) if after else None,
+            limit=query.limit + 1,
+        )
+        return paginate(
+            [_to_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection="users",
+            filters=filters,
+            sort_key=lambda user: [str(user.id)],
+        )
+
+    async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema:
+        values: dict[str, Any] = {field: getattr(data, field) for field in data.update_mask}
+        updated = await self._repository.update(
+            user_id, expected_version=_version_of(data.etag, user_id), values=values
+        )
+        if updated is None:
+            await self._get(user_id)  # missing: NOT_FOUND
+            raise UserEtagMismatchException(user_id)
+        return _to_schema(updated)
+
+    async def deactivate_user(self, user_id: uuid.UUID) -> UserResponseSchema:
+        """Deactivate the user and revoke every refresh-token family they hold.
+
+        Revoking a family also stops its access tokens at once (the authentication check reads
+        the family's state on every call, as well as `is_active`). An inactive user is returned
+        unchanged; their tokens are revoked again all the same, which costs one UPDATE matching
+        nothing and covers users deactivated by other paths (the CLI, the database).
+        """
+        user = await self._repository.deactivate(user_id) or await self._get(user_id)
+        await self._auth_repository.revoke_user_tokens(user_id=user_id, now=utcnow())
+        return _to_schema(user)
+
+    async def set_user_roles(self, user_id: uuid.UUID, role_names: Collection[str]) -> UserResponseSchema:
+        """Replace the user's system roles; every name must be a known role (duplicates collapse)."""
+        wanted = set(role_names)
+        roles = await self._roles.get_by_names(wanted)
+        unknown = wanted - {role.name for role in roles}
+        if unknown:
+            raise UnknownRoleException(unknown)
+        user = await self._repository.set_roles(user_id, role_ids=[role.id for role in roles])
+        if user is None:
+            raise UserNotFoundException(user_id)
+        return _to_schema(user)
+
+    async def list_roles(self) -> list[RoleResponseSchema]:
+        return [RoleResponseSchema.model_validate(role) for role in await self._roles.list_all()]
+
+    async def ensure_superuser(
+        self, data: UserCreateRequestSchema, *, keep_existing: bool = False
+    ) -> UserResponseSchema:
+        """`adplane createsuperuser`: create an active superuser, or turn the user with this email
+        into one with this password. With `keep_existing`, an existing user is left as it is."""
+        existing = await self._repository.get_by_email(data.email)
+        if existing is not None and keep_existing:
+            return _to_schema(existing)
+        values: dict[str, Any] = {"is_superuser": True, "is_active": True}
+        if existing is None:
+            user_id = (await self.create_user(data)).id
+        else:
+            user_id = existing.id
+            values["password_hash"] = await self._passwords.hash(data.password.get_secret_value())
+        updated = await self._repository.update(user_id, expected_version=None, values=values)
+        if updated is None:
+            raise UserNotFoundException(user_id)
+        return _to_schema(updated)
+
+    async def _get(self, user_id: uuid.UUID) -> User:
+        user = await self._repository.get(user_id)
+        if user is None:
+            raise UserNotFoundException(user_id)
+        return user
+
+
+def _to_schema(user: User) -> UserResponseSchema:
+    return UserResponseSchema.model_validate(user)
+
+
+def _version_of(etag: str, user_id: uuid.UUID) -> int | None:
+    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
+    if not etag:
+        return None
+    match = _ETAG.match(etag)
+    if match is None:
+        raise UserEtagMismatchException(user_id)
+    return int(match.group(1))

@@ -1,0 +1,23 @@
+"""Fixtures of the authentication tests."""
+
+import dataclasses
+
+import pytest
+from argon2 import PasswordHasher
+
+from server.auth.passwords import Passwords
+from server.composition import Infrastructure
+
+
+@pytest.fixture
+def fast_infrastructure(infrastructure: Infrastructure) -> Infrastructure:
+    """The shared infrastructure (same database, Redis and login throttle) with a cheap argon2id
+    hasher for the users it creates.
+
+    A production-cost hash takes ~0.1 s, longer than the test LOGIN_SLOWDOWN_SECONDS (0.05 s): a
+    sign-in would then "take at least the slowdown" with no slowdown at all. With cheap hashes a
+    missing slowdown shows, and tests that fail ten sign-ins in a row stay quick. The engine is
+    shared, so this copy is never closed.
+    """
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    return dataclasses.replace(infrastructure, passwords=Passwords(cheap))
