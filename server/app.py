@@ -16,19 +16,32 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adplane.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
     api_key_service_pb2,
     api_key_service_pb2_grpc,
+    audit_log_service_pb2,
+    audit_log_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
+    business_manager_service_pb2,
+    business_manager_service_pb2_grpc,
+    pixel_service_pb2,
+    pixel_service_pb2_grpc,
+    request_service_pb2,
+    request_service_pb2_grpc,
     user_service_pb2,
     user_service_pb2_grpc,
     workspace_service_pb2,
     workspace_service_pb2_grpc,
 )
+from server.accounts.api import AccountServicer
 from server.api_keys.api import ApiKeyServicer
+from server.audit_logs.api import AuditLogServicer
 from server.auth.api import AuthServicer
 from server.auth.policies import PolicyTable
 from server.auth.resolver import PrincipalResolver
+from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
 from server.interceptors.authentication import AuthenticationInterceptor
@@ -36,6 +49,8 @@ from server.interceptors.authorization import AuthorizationInterceptor
 from server.interceptors.errors import ErrorMappingInterceptor
 from server.interceptors.request_logging import RequestLoggingInterceptor
 from server.log import configure_logging
+from server.pixels.api import PixelServicer
+from server.requests.api import RequestServicer
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
 
@@ -75,6 +90,31 @@ REGISTRATIONS = [
         descriptor=workspace_service_pb2.DESCRIPTOR.services_by_name["WorkspaceService"],
         add=workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
         servicer=WorkspaceServicer,
+    ),
+    Registration(
+        descriptor=business_manager_service_pb2.DESCRIPTOR.services_by_name["BusinessManagerService"],
+        add=business_manager_service_pb2_grpc.add_BusinessManagerServiceServicer_to_server,
+        servicer=BusinessManagerServicer,
+    ),
+    Registration(
+        descriptor=account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
+        add=account_service_pb2_grpc.add_AccountServiceServicer_to_server,
+        servicer=AccountServicer,
+    ),
+    Registration(
+        descriptor=pixel_service_pb2.DESCRIPTOR.services_by_name["PixelService"],
+        add=pixel_service_pb2_grpc.add_PixelServiceServicer_to_server,
+        servicer=PixelServicer,
+    ),
+    Registration(
+        descriptor=request_service_pb2.DESCRIPTOR.services_by_name["RequestService"],
+        add=request_service_pb2_grpc.add_RequestServiceServicer_to_server,
+        servicer=RequestServicer,
+    ),
+    Registration(
+        descriptor=audit_log_service_pb2.DESCRIPTOR.services_by_name["AuditLogService"],
+        add=audit_log_service_pb2_grpc.add_AuditLogServiceServicer_to_server,
+        servicer=AuditLogServicer,
     ),
 ]
 

@@ -121,3 +121,32 @@ def createsuperuser(
             await infrastructure.close()
 
     typer.echo(f"superuser {asyncio.run(run())} is ready")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Load a demo dataset (workspaces, members of every role, business managers, accounts in every
+    Meta status, pixels, requests waiting for approval) and print the demo logins."""
+    import asyncio
+
+    from server.composition import Infrastructure
+    from server.devstack.demo import DEMO_PASSWORD, AlreadySeededError, DemoLogin
+    from server.devstack.demo import seed_demo as load
+
+    settings = _settings()
+
+    async def run() -> list[DemoLogin]:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            return await load(infrastructure)
+        finally:
+            await infrastructure.close()
+
+    try:
+        logins = asyncio.run(run())
+    except AlreadySeededError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"demo data loaded; every demo user signs in with the password {DEMO_PASSWORD!r}:")
+    for login in logins:
+        typer.echo(f"  {login.email:<34} {login.what}")

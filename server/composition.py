@@ -10,21 +10,35 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
+import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.accounts.repository import AccountRepository
+from server.accounts.service import AccountService, IAccountService
 from server.api_keys.repository import ApiKeyRepository
 from server.api_keys.service import ApiKeyService, IApiKeyService
+from server.audit_logs.repository import AuditLogRepository
+from server.audit_logs.service import AuditLogService, AuditTrail, IAuditLogService, IAuditTrail
 from server.auth.passwords import Passwords
+from server.auth.principal import current_principal_or_none
 from server.auth.repository import AuthRepository
 from server.auth.service import AuthService, IAuthService
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
+from server.business_managers.repository import BusinessManagerRepository
+from server.business_managers.service import BusinessManagerService, IBusinessManagerService
 from server.config import Settings
+from server.crypto import SecretCipher
 from server.db import create_engine, create_sessionmaker
 from server.idempotency.repository import IdempotencyRepository
 from server.idempotency.service import IdempotencyService
+from server.outbox.repository import IOutbox, OutboxRepository
 from server.pagination import PageTokenCodec
+from server.pixels.repository import PixelRepository
+from server.pixels.service import IPixelService, PixelService
+from server.requests.repository import RequestRepository
+from server.requests.service import IRequestService, RequestService
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -42,6 +56,7 @@ class Infrastructure:
     # None when REDIS_URL is unset (tests of single modules); production requires it.
     redis: Redis | None
     login_throttle: LoginThrottle
+    cipher: SecretCipher
 
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
@@ -58,6 +73,7 @@ class Infrastructure:
                 refresh_ttl=dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
             ),
             passwords=Passwords(),
+            cipher=SecretCipher.from_settings(settings),
             redis=redis,
             login_throttle=LoginThrottle(
                 redis,
@@ -89,6 +105,19 @@ class UnitOfWork:
         self.session = session
 
     @cached_property
+    def audit(self) -> IAuditTrail:
+        """Audit entries on behalf of the RPC's caller (none for workers), under its request id."""
+        return AuditTrail(
+            AuditLogRepository(self.session),
+            actor=current_principal_or_none(),
+            trace_id=structlog.contextvars.get_contextvars().get("request_id"),
+        )
+
+    @cached_property
+    def outbox(self) -> IOutbox:
+        return OutboxRepository(self.session)
+
+    @cached_property
     def idempotency(self) -> IdempotencyService:
         return IdempotencyService(IdempotencyRepository(self.session))
 
@@ -98,6 +127,7 @@ class UnitOfWork:
             repository=WorkspaceRepository(self.session),
             members=WorkspaceMemberRepository(self.session),
             users=UserRepository(self.session),
+            audit=self.audit,
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,
         )
@@ -112,6 +142,7 @@ class UnitOfWork:
             repository=UserRepository(self.session),
             roles=self.roles,
             auth_repository=AuthRepository(self.session),
+            audit=self.audit,
             passwords=self._infrastructure.passwords,
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,
@@ -122,6 +153,7 @@ class UnitOfWork:
         return ApiKeyService(
             repository=ApiKeyRepository(self.session),
             roles=self.roles,
+            audit=self.audit,
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,
         )
@@ -135,4 +167,57 @@ class UnitOfWork:
             throttle=self._infrastructure.login_throttle,
             users=self.users,
             workspaces=self.workspaces,
+        )
+
+    @cached_property
+    def audit_logs(self) -> IAuditLogService:
+        return AuditLogService(
+            repository=AuditLogRepository(self.session), page_tokens=self._infrastructure.page_tokens
+        )
+
+    @cached_property
+    def requests(self) -> IRequestService:
+        return RequestService(
+            repository=RequestRepository(self.session),
+            outbox=self.outbox,
+            audit=self.audit,
+            idempotency=self.idempotency,
+            page_tokens=self._infrastructure.page_tokens,
+            ttl=dt.timedelta(days=self._infrastructure.settings.request_ttl_days),
+        )
+
+    @cached_property
+    def business_managers(self) -> IBusinessManagerService:
+        return BusinessManagerService(
+            repository=BusinessManagerRepository(self.session),
+            requests=self.requests,
+            audit=self.audit,
+            cipher=self._infrastructure.cipher,
+            idempotency=self.idempotency,
+            page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def accounts(self) -> IAccountService:
+        return AccountService(
+            repository=AccountRepository(self.session),
+            business_managers=BusinessManagerRepository(self.session),
+            members=WorkspaceMemberRepository(self.session),
+            workspaces=WorkspaceRepository(self.session),
+            requests=self.requests,
+            audit=self.audit,
+            outbox=self.outbox,
+            page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def pixels(self) -> IPixelService:
+        return PixelService(
+            repository=PixelRepository(self.session),
+            accounts=AccountRepository(self.session),
+            business_managers=BusinessManagerRepository(self.session),
+            requests=self.requests,
+            audit=self.audit,
+            outbox=self.outbox,
+            page_tokens=self._infrastructure.page_tokens,
         )

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # Signs opaque tokens (page tokens). At least 32 characters in production.
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
 
+    # Comma-separated Fernet keys encrypting Meta tokens at rest; the first encrypts, all decrypt.
+    # Empty: derived from SECRET_KEY (development only; production requires them).
+    token_encryption_keys: SecretStr = SecretStr("")
+    # Requests not reviewed within this many days expire.
+    request_ttl_days: int = Field(default=14, ge=1)
+
     # Empty: `adplane dev` (make run) starts an embedded PostgreSQL under DATA_DIR.
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
@@ -97,6 +103,8 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL is required in production")
         if not self.redis_url:
             raise ValueError("REDIS_URL is required in production (login throttling)")
+        if not self.token_encryption_keys.get_secret_value():
+            raise ValueError("TOKEN_ENCRYPTION_KEYS is required in production (Fernet keys, comma-separated)")
 
     @property
     def effective_log_format(self) -> LogFormat:

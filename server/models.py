@@ -1,17 +1,31 @@
 """Imports every module's models so `Base.metadata` knows all tables (alembic, tests)."""
 
+from server.accounts.models import Account, AccountUser
 from server.api_keys.models import ApiKey, api_keys_roles
+from server.audit_logs.models import AuditLog
 from server.auth.models import RefreshToken
+from server.business_managers.models import BusinessManager
 from server.db import Base
 from server.idempotency.models import IdempotencyKey
+from server.outbox.models import OutboxMessage
+from server.pixels.models import Pixel, PixelAccount
+from server.requests.models import Request
 from server.users.models import Role, User, users_roles
 from server.workspaces.models import Workspace, WorkspaceUser
 
 __all__ = [
+    "Account",
+    "AccountUser",
     "ApiKey",
+    "AuditLog",
     "Base",
+    "BusinessManager",
     "IdempotencyKey",
+    "OutboxMessage",
+    "Pixel",
+    "PixelAccount",
     "RefreshToken",
+    "Request",
     "Role",
     "User",
     "Workspace",

@@ -112,6 +112,8 @@ async def clean_database(request: pytest.FixtureRequest) -> None:
     # roles are reference data seeded by the migrations.
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables if table.name != "roles")
     async with infrastructure.engine.begin() as connection:
+        # Replica mode skips triggers, here the one that keeps audit_logs append-only.
+        await connection.execute(text("SET LOCAL session_replication_role = replica"))
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
     if infrastructure.redis is not None:
         await infrastructure.redis.flushdb()

@@ -11,6 +11,9 @@ from server.auth.resolver import PrincipalResolver
 from server.auth.schemas import LoginRequestSchema
 from server.composition import Infrastructure
 from server.config import Settings
+from server.devstack.demo import DEMO_PASSWORD
+from server.requests.models import RequestStatus
+from server.requests.schemas import RequestListRequestSchema
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 
@@ -24,7 +27,7 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "migrate", "downgrade", "makemigrations", "envoy", "dev", "createsuperuser"):
+    for command in ("serve", "migrate", "downgrade", "makemigrations", "envoy", "dev", "createsuperuser", "seed-demo"):
         assert command in result.stdout
 
 
@@ -100,3 +103,31 @@ def test_createsuperuser_prompts_for_missing_options(settings: Settings) -> None
     )
     assert result.returncode == 0, result.stderr
     assert "prompted@example.com" in result.stdout
+
+
+def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings) -> None:
+    env = {"DATABASE_URL": settings.database_url}
+    first = run("seed-demo", **env)
+    assert first.returncode == 0, first.stderr
+    assert "olivia.owner@acme.example" in first.stdout
+    assert "alan.approver@agency.example" in first.stdout
+
+    async def check() -> None:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            async with infrastructure.unit_of_work() as uow:
+                waiting = await uow.requests.list_requests(
+                    RequestListRequestSchema(status=RequestStatus.WAITING_FOR_APPROVAL)
+                )
+                tokens = await uow.auth.login(
+                    LoginRequestSchema(email="maria.member@acme.example", password=DEMO_PASSWORD), address="cli"
+                )
+            assert len(waiting.items) >= 5
+            assert tokens.access_token
+        finally:
+            await infrastructure.close()
+
+    asyncio.run(check())
+    again = run("seed-demo", **env)
+    assert again.returncode == 1
+    assert "already" in again.stderr or "exists" in again.stderr

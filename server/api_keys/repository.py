@@ -83,7 +83,7 @@ class ApiKeyRepository:
             .where(ApiKey.id == api_key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=now, updated_at=now)
             .returning(ApiKey)
-            .execution_options(populate_existing=True)
+            .execution_options(populate_existing=True, synchronize_session=False)
         )
         api_key = (await self._session.scalars(statement)).one_or_none()
         if api_key is not None:

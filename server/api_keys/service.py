@@ -12,6 +12,7 @@ from server.api_keys.schemas import (
     ApiKeyResponseSchema,
 )
 from server.api_keys.secrets import new_key
+from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
 from server.db import utcnow
 from server.idempotency.service import IdempotencyService
@@ -20,6 +21,8 @@ from server.users.models import Role
 
 # A prefix is 48 random bits: a collision is astronomically unlikely, two in a row is a bug.
 _KEY_ATTEMPTS = 3
+# The audit entity type of this module. Snapshots are ApiKeyResponseSchema: never the key or its hash.
+API_KEY = "api_key"
 
 
 class IRoleLookup(Protocol):
@@ -40,9 +43,11 @@ class ApiKeyService:
         *,
         repository: IApiKeyRepository,
         roles: IRoleLookup,
+        audit: IAuditTrail,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
     ) -> None:
+        self._audit = audit
         self._repository = repository
         self._roles = roles
         self._idempotency = idempotency
@@ -53,6 +58,7 @@ class ApiKeyService:
     ) -> ApiKeyCreatedSchema:
         """Create a key; the result carries its secret, which a replayed retry does not."""
 
+        # Audited inside `create`: a replayed retry changes nothing, so it records nothing.
         async def create() -> tuple[uuid.UUID, ApiKeyCreatedSchema]:
             roles = await self._roles_named(data.role_names)
             for _ in range(_KEY_ATTEMPTS):
@@ -65,7 +71,11 @@ class ApiKeyService:
                     created_by_user_id=actor.user_id,
                 )
                 if api_key is not None:
-                    return api_key.id, ApiKeyCreatedSchema(api_key=_to_schema(api_key), secret=key)
+                    created = _to_schema(api_key)
+                    await self._audit.record(
+                        entity_type=API_KEY, entity_id=api_key.id, action="create", workspace_id=None, after=created
+                    )
+                    return api_key.id, ApiKeyCreatedSchema(api_key=created, secret=key)
             raise RuntimeError(f"no free API key prefix after {_KEY_ATTEMPTS} attempts")
 
         async def replay(api_key_id: uuid.UUID) -> ApiKeyCreatedSchema:
@@ -100,9 +110,15 @@ class ApiKeyService:
     async def revoke_api_key(self, api_key_id: uuid.UUID) -> ApiKeyResponseSchema:
         """Revoke a key; revoking a revoked key returns it unchanged."""
         revoked = await self._repository.revoke(api_key_id, now=utcnow())
-        if revoked is not None:
-            return _to_schema(revoked)
-        return _to_schema(await self._get(api_key_id))
+        if revoked is None:
+            return _to_schema(await self._get(api_key_id))
+        after = _to_schema(revoked)
+        # Exact without reading first: the revoke matched a working key, and nothing else of a key changes.
+        before = after.model_copy(update={"revoked_at": None})
+        await self._audit.record(
+            entity_type=API_KEY, entity_id=api_key_id, action="revoke", workspace_id=None, before=before, after=after
+        )
+        return after
 
     async def _roles_named(self, names: list[str]) -> list[Role]:
         if not names:

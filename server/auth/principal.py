@@ -57,3 +57,8 @@ def current_principal() -> Principal:
     if principal is None:
         raise UnauthenticatedException("sign in first", reason="UNAUTHENTICATED")
     return principal
+
+
+def current_principal_or_none() -> Principal | None:
+    """The caller of the running RPC, or None outside RPCs (workers) and in public RPCs."""
+    return _current.get()

@@ -139,7 +139,9 @@ adplane dev stack (Ctrl-C stops everything)
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   PostgreSQL   {env["DATABASE_URL"]}
   Redis        {env["REDIS_URL"]}
-{_login_help(settings, rest)}""",
+{_login_help(settings, rest)}
+load demo data (workspaces, members of every role, accounts, pixels, requests waiting):
+  DATABASE_URL='{env["DATABASE_URL"]}' .venv/bin/adplane seed-demo""",
         flush=True,
     )
 

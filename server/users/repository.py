@@ -121,7 +121,7 @@ class UserRepository:
         statement = (
             statement.values(**values, version=User.version + 1, updated_at=utcnow())
             .returning(User)
-            .execution_options(populate_existing=True)
+            .execution_options(populate_existing=True, synchronize_session=False)
         )
         user: User | None = (await self._session.scalars(statement)).one_or_none()
         return user

@@ -3,6 +3,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
 
+from server.audit_logs.service import IAuditTrail
 from server.auth.passwords import Passwords
 from server.auth.principal import Principal
 from server.auth.repository import IAuthRepository
@@ -22,6 +23,9 @@ from server.users.schemas import (
 )
 
 _ETAG = re.compile(r'^W/"(\d{1,18})"$')
+
+# The audit entity type of this module; snapshots are UserResponseSchema, which has no password hash.
+USER = "user"
 
 
 class IUserService(Protocol):
@@ -46,10 +50,12 @@ class UserService:
         repository: IUserRepository,
         roles: IRoleRepository,
         auth_repository: IAuthRepository,
+        audit: IAuditTrail,
         passwords: Passwords,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
     ) -> None:
+        self._audit = audit
         self._repository = repository
         self._roles = roles
         self._auth_repository = auth_repository
@@ -73,9 +79,12 @@ class UserService:
         # holds a connection or a lock that a concurrent retry would wait on.
         password_hash = await self._passwords.hash(password)
 
+        # Audited inside `create`: a replayed retry changes nothing, so it records nothing.
         async def create() -> tuple[uuid.UUID, UserResponseSchema]:
             user = await self._repository.add(email=data.email, full_name=data.full_name, password_hash=password_hash)
-            return user.id, _to_schema(user)
+            created = _to_schema(user)
+            await self._record("create", after=created)
+            return user.id, created
 
         async def replay(user_id: uuid.UUID) -> UserResponseSchema:
             user = await self._get(user_id)
@@ -114,13 +123,14 @@ class UserService:
 
     async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema:
         values: dict[str, Any] = {field: getattr(data, field) for field in data.update_mask}
-        updated = await self._repository.update(
-            user_id, expected_version=_version_of(data.etag, user_id), values=values
-        )
+        expected = _version_of(data.etag, user_id)
+        before = _to_schema(await self._get(user_id))  # missing: NOT_FOUND
+        updated = await self._repository.update(user_id, expected_version=expected, values=values)
         if updated is None:
-            await self._get(user_id)  # missing: NOT_FOUND
             raise UserEtagMismatchException(user_id)
-        return _to_schema(updated)
+        after = _to_schema(updated)
+        await self._record("update", before=before, after=after)
+        return after
 
     async def deactivate_user(self, user_id: uuid.UUID) -> UserResponseSchema:
         """Deactivate the user and revoke every refresh-token family they hold.
@@ -130,9 +140,19 @@ class UserService:
         unchanged; their tokens are revoked again all the same, which costs one UPDATE matching
         nothing and covers users deactivated by other paths (the CLI, the database).
         """
-        user = await self._repository.deactivate(user_id) or await self._get(user_id)
+        before = _to_schema(await self._get(user_id))
+        deactivated = await self._repository.deactivate(user_id)
+        if deactivated is not None:
+            result = _to_schema(deactivated)
+            await self._record("deactivate", before=before, after=result)
+        elif before.is_active:
+            # Deactivated by a concurrent call since we read it: what we read is stale, and the
+            # session would keep serving it. Let the caller retry and see the user as it is.
+            raise UserEtagMismatchException(user_id)
+        else:
+            result = before
         await self._auth_repository.revoke_user_tokens(user_id=user_id, now=utcnow())
-        return _to_schema(user)
+        return result
 
     async def set_user_roles(self, user_id: uuid.UUID, role_names: Collection[str]) -> UserResponseSchema:
         """Replace the user's system roles; every name must be a known role (duplicates collapse)."""
@@ -141,10 +161,13 @@ class UserService:
         unknown = wanted - {role.name for role in roles}
         if unknown:
             raise UnknownRoleException(unknown)
+        before = _to_schema(await self._get(user_id))
         user = await self._repository.set_roles(user_id, role_ids=[role.id for role in roles])
         if user is None:
             raise UserNotFoundException(user_id)
-        return _to_schema(user)
+        after = _to_schema(user)
+        await self._record("set_roles", before=before, after=after)
+        return after
 
     async def list_roles(self) -> list[RoleResponseSchema]:
         return [RoleResponseSchema.model_validate(role) for role in await self._roles.list_all()]
@@ -158,15 +181,31 @@ class UserService:
         if existing is not None and keep_existing:
             return _to_schema(existing)
         values: dict[str, Any] = {"is_superuser": True, "is_active": True}
+        password_hash = await self._passwords.hash(data.password.get_secret_value())
+        before: UserResponseSchema | None = None
         if existing is None:
-            user_id = (await self.create_user(data)).id
+            # Not create_user: the new superuser is one mutation with one audit entry.
+            user_id = (
+                await self._repository.add(email=data.email, full_name=data.full_name, password_hash=password_hash)
+            ).id
         else:
+            before = _to_schema(existing)
             user_id = existing.id
-            values["password_hash"] = await self._passwords.hash(data.password.get_secret_value())
+            values["password_hash"] = password_hash
         updated = await self._repository.update(user_id, expected_version=None, values=values)
         if updated is None:
             raise UserNotFoundException(user_id)
-        return _to_schema(updated)
+        after = _to_schema(updated)
+        await self._record("create" if before is None else "update", before=before, after=after)
+        return after
+
+    async def _record(
+        self, action: str, *, after: UserResponseSchema, before: UserResponseSchema | None = None
+    ) -> None:
+        """Audit a change of a user (users belong to no workspace)."""
+        await self._audit.record(
+            entity_type=USER, entity_id=after.id, action=action, workspace_id=None, before=before, after=after
+        )
 
     async def _get(self, user_id: uuid.UUID) -> User:
         user = await self._repository.get(user_id)

@@ -61,7 +61,7 @@ class WorkspaceRepository:
             .where(Workspace.id == workspace_id, Workspace.status != WorkspaceStatus.ARCHIVED)
             .values(**values, version=Workspace.version + 1, updated_at=utcnow())
             .returning(Workspace)
-            .execution_options(populate_existing=True)
+            .execution_options(populate_existing=True, synchronize_session=False)
         )
         if expected_version is not None:
             statement = statement.where(Workspace.version == expected_version)

@@ -2,21 +2,13 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.pagination import PageRequestSchema
+from server.schema_types import Name100
 from server.workspaces.models import WorkspaceRole, WorkspaceStatus
 
-
-def _printable(value: str) -> str:
-    if any(not ch.isprintable() for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-WorkspaceName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
-]
+WorkspaceName = Name100
 # Workspaces are archived through DeleteWorkspace only.
 SettableStatus = Literal[WorkspaceStatus.ACTIVE, WorkspaceStatus.SUSPENDED]
 

@@ -3,6 +3,7 @@ import re
 import uuid
 from typing import Any, Protocol
 
+from server.audit_logs.service import IAuditTrail
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
 from server.idempotency.service import IdempotencyService
@@ -33,6 +34,10 @@ from server.workspaces.schemas import (
 )
 
 _ETAG = re.compile(r'^W/"(\d{1,18})"$')
+
+# Audit entity types of this module.
+WORKSPACE = "workspace"
+MEMBER = "workspace_member"
 
 
 class IUserLookup(Protocol):
@@ -78,9 +83,11 @@ class WorkspaceService:
         repository: IWorkspaceRepository,
         members: IWorkspaceMemberRepository,
         users: IUserLookup,
+        audit: IAuditTrail,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
     ) -> None:
+        self._audit = audit
         self._repository = repository
         self._members = members
         self._users = users
@@ -92,11 +99,25 @@ class WorkspaceService:
     ) -> WorkspaceResponseSchema:
         """Create a workspace; a user who creates one becomes its first owner."""
 
+        # Audited inside `create`: a replayed retry changes nothing, so it records nothing.
         async def create() -> tuple[uuid.UUID, WorkspaceResponseSchema]:
             workspace = await self._repository.add(name=data.name, status=data.status)
+            created = _to_schema(workspace)
+            await self._audit.record(
+                entity_type=WORKSPACE, entity_id=workspace.id, action="create", workspace_id=workspace.id, after=created
+            )
             if actor is not None and actor.user_id is not None:
-                await self._members.add(workspace_id=workspace.id, user_id=actor.user_id, role=WorkspaceRole.OWNER)
-            return workspace.id, _to_schema(workspace)
+                owner = await self._members.add(
+                    workspace_id=workspace.id, user_id=actor.user_id, role=WorkspaceRole.OWNER
+                )
+                await self._audit.record(
+                    entity_type=MEMBER,
+                    entity_id=owner.user_id,
+                    action="create",
+                    workspace_id=workspace.id,
+                    after=_member_schema(owner),
+                )
+            return workspace.id, created
 
         return await self._idempotency.run_once(
             scope="workspaces.create",
@@ -131,24 +152,43 @@ class WorkspaceService:
         self, workspace_id: uuid.UUID, data: WorkspaceUpdateRequestSchema
     ) -> WorkspaceResponseSchema:
         values: dict[str, Any] = {field: getattr(data, field) for field in data.update_mask}
-        updated = await self._repository.update(
-            workspace_id, expected_version=_version_of(data.etag, workspace_id), values=values
-        )
+        expected = _version_of(data.etag, workspace_id)
+        before = _to_schema(await self._locked(workspace_id))
+        updated = await self._repository.update(workspace_id, expected_version=expected, values=values)
         if updated is None:
             raise await self._why_not_updatable(workspace_id)
-        return _to_schema(updated)
+        after = _to_schema(updated)
+        await self._audit.record(
+            entity_type=WORKSPACE,
+            entity_id=workspace_id,
+            action="update",
+            workspace_id=workspace_id,
+            before=before,
+            after=after,
+        )
+        return after
 
     async def delete_workspace(self, workspace_id: uuid.UUID, *, etag: str = "") -> WorkspaceResponseSchema:
         """Archive the workspace; archiving an archived workspace returns it unchanged."""
         expected = _version_of(etag, workspace_id)
+        before = _to_schema(await self._locked(workspace_id))
         archived = await self._repository.update(
             workspace_id, expected_version=expected, values={"status": WorkspaceStatus.ARCHIVED}
         )
         if archived is not None:
-            return _to_schema(archived)
-        current = await self._get(workspace_id)
-        if current.status is WorkspaceStatus.ARCHIVED and expected in (None, current.version):
-            return _to_schema(current)
+            after = _to_schema(archived)
+            await self._audit.record(
+                entity_type=WORKSPACE,
+                entity_id=workspace_id,
+                action="delete",
+                workspace_id=workspace_id,
+                before=before,
+                after=after,
+            )
+            return after
+        # Unchanged under the lock: `before` is the workspace as it is.
+        if before.status is WorkspaceStatus.ARCHIVED and expected in (None, before.version):
+            return before
         raise await self._why_not_updatable(workspace_id)
 
     async def list_my_workspaces(
@@ -198,7 +238,11 @@ class WorkspaceService:
             raise MemberUserNotFoundException(data.user_id)
         if not user.is_active:
             raise MemberUserInactiveException(data.user_id)
-        return _member_schema(await self._members.add(workspace_id=workspace_id, user_id=data.user_id, role=data.role))
+        added = _member_schema(await self._members.add(workspace_id=workspace_id, user_id=data.user_id, role=data.role))
+        await self._audit.record(
+            entity_type=MEMBER, entity_id=data.user_id, action="create", workspace_id=workspace_id, after=added
+        )
+        return added
 
     async def update_member(
         self, workspace_id: uuid.UUID, user_id: uuid.UUID, data: MemberUpdateRequestSchema, *, actor: Principal
@@ -208,14 +252,31 @@ class WorkspaceService:
             _require_owner(actor, workspace_id)
         if member.role is WorkspaceRole.OWNER and data.role is not WorkspaceRole.OWNER:
             await self._keep_an_owner(workspace_id)
-        return _member_schema(await self._members.set_role(member, data.role))
+        if member.role is data.role:
+            return _member_schema(member)  # nothing changes, so nothing to audit
+        # Snapshot first: set_role changes `member` in place.
+        before = _member_schema(member)
+        after = _member_schema(await self._members.set_role(member, data.role))
+        await self._audit.record(
+            entity_type=MEMBER,
+            entity_id=user_id,
+            action="update",
+            workspace_id=workspace_id,
+            before=before,
+            after=after,
+        )
+        return after
 
     async def remove_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, actor: Principal) -> None:
         member = await self._locked_member(workspace_id, user_id)
         if member.role is WorkspaceRole.OWNER:
             _require_owner(actor, workspace_id)
             await self._keep_an_owner(workspace_id)
+        before = _member_schema(member)
         await self._members.remove(member)
+        await self._audit.record(
+            entity_type=MEMBER, entity_id=user_id, action="delete", workspace_id=workspace_id, before=before
+        )
 
     async def _locked_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser:
         """The member, read after taking the workspace's lock: role changes of one workspace run one
@@ -225,6 +286,14 @@ class WorkspaceService:
         if member is None:
             raise MemberNotFoundException(workspace_id, user_id)
         return member
+
+    async def _locked(self, workspace_id: uuid.UUID) -> Workspace:
+        """The workspace, read under its row lock: the audited `before` is then the state the
+        update starts from, not one a concurrent update has since replaced."""
+        workspace = await self._members.lock_workspace(workspace_id)
+        if workspace is None:
+            raise WorkspaceNotFoundException(workspace_id)
+        return workspace
 
     async def _live_workspace(self, workspace_id: uuid.UUID) -> Workspace:
         workspace = await self._get(workspace_id)

@@ -243,7 +243,7 @@ def test_access_token_signed_with_another_key_is_invalid(tokens: TokenIssuer, se
 def test_unsigned_access_token_is_invalid(tokens: TokenIssuer) -> None:
     now = int(utcnow().timestamp())
     claims = {"iss": "adplane", "sub": str(uuid.uuid4()), "fam": str(uuid.uuid4()), "iat": now, "exp": now + 600}
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     with pytest.raises(InvalidTokenException) as error:
         tokens.decode_access(unsigned)
     assert error.value.reason == "INVALID_TOKEN"

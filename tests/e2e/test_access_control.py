@@ -27,18 +27,20 @@ ANONYMOUS = "anonymous"
 OUTSIDER = "outsider"  # signed in, no role anywhere
 VIEWER, MEMBER, ADMIN, OWNER = "viewer", "member", "admin", "owner"  # roles in the workspace under test
 OTHER_OWNER = "owner_of_another_workspace"
-STAFF, ADMINISTRATOR, SUPERUSER = "staff", "administrator", "superuser"
+STAFF, APPROVER, ADMINISTRATOR, SUPERUSER = "staff", "approver", "administrator", "superuser"
 KEY_STAFF, KEY_ADMINISTRATOR = "api_key_staff", "api_key_administrator"
 
 EVERYONE = frozenset(
-    {ANONYMOUS, OUTSIDER, VIEWER, MEMBER, ADMIN, OWNER, OTHER_OWNER, STAFF, ADMINISTRATOR, SUPERUSER, KEY_STAFF}
-    | {KEY_ADMINISTRATOR}
+    {ANONYMOUS, OUTSIDER, VIEWER, MEMBER, ADMIN, OWNER, OTHER_OWNER, STAFF, APPROVER, ADMINISTRATOR, SUPERUSER}
+    | {KEY_STAFF, KEY_ADMINISTRATOR}
 )
 SIGNED_IN = EVERYONE - {ANONYMOUS}
 ADMINS = frozenset({SUPERUSER, ADMINISTRATOR, KEY_ADMINISTRATOR})
-STAFF_READ = ADMINS | {STAFF, KEY_STAFF}
+STAFF_READ = ADMINS | {STAFF, APPROVER, KEY_STAFF}
+APPROVERS = ADMINS | {APPROVER}
 WORKSPACE_READ = STAFF_READ | {VIEWER, MEMBER, ADMIN, OWNER}
-WORKSPACE_MANAGE_MEMBERS = ADMINS | {ADMIN, OWNER}
+WORKSPACE_ASK = ADMINS | {MEMBER, ADMIN, OWNER}  # request assets, cancel requests
+WORKSPACE_MANAGE = ADMINS | {ADMIN, OWNER}  # members, account access, pixel sharing, connections
 
 MATRIX: Mapping[str, frozenset[str]] = {
     "adplane.v1.AuthService/Login": EVERYONE,
@@ -62,9 +64,40 @@ MATRIX: Mapping[str, frozenset[str]] = {
     "adplane.v1.WorkspaceService/DeleteWorkspace": ADMINS,
     "adplane.v1.WorkspaceService/ListMyWorkspaces": SIGNED_IN,
     "adplane.v1.WorkspaceService/ListWorkspaceMembers": WORKSPACE_READ,
-    "adplane.v1.WorkspaceService/AddWorkspaceMember": WORKSPACE_MANAGE_MEMBERS,
-    "adplane.v1.WorkspaceService/UpdateWorkspaceMember": WORKSPACE_MANAGE_MEMBERS,
-    "adplane.v1.WorkspaceService/RemoveWorkspaceMember": WORKSPACE_MANAGE_MEMBERS,
+    "adplane.v1.WorkspaceService/AddWorkspaceMember": WORKSPACE_MANAGE,
+    "adplane.v1.WorkspaceService/UpdateWorkspaceMember": WORKSPACE_MANAGE,
+    "adplane.v1.WorkspaceService/RemoveWorkspaceMember": WORKSPACE_MANAGE,
+    "adplane.v1.BusinessManagerService/CreateBusinessManager": ADMINS,
+    "adplane.v1.BusinessManagerService/GetBusinessManager": STAFF_READ,
+    "adplane.v1.BusinessManagerService/ListBusinessManagers": STAFF_READ,
+    "adplane.v1.BusinessManagerService/UpdateBusinessManager": ADMINS,
+    "adplane.v1.BusinessManagerService/DeleteBusinessManager": ADMINS,
+    "adplane.v1.BusinessManagerService/RequestBusinessManagerConnection": WORKSPACE_MANAGE,
+    "adplane.v1.BusinessManagerService/ListWorkspaceBusinessManagers": WORKSPACE_READ,
+    "adplane.v1.AccountService/RequestAccount": WORKSPACE_ASK,
+    "adplane.v1.AccountService/ListAccounts": WORKSPACE_READ,
+    "adplane.v1.AccountService/GetAccount": WORKSPACE_READ,
+    "adplane.v1.AccountService/RequestSpendCapChange": WORKSPACE_ASK,
+    "adplane.v1.AccountService/ListAccountUsers": WORKSPACE_READ,
+    "adplane.v1.AccountService/AssignAccountUser": WORKSPACE_MANAGE,
+    "adplane.v1.AccountService/UnassignAccountUser": WORKSPACE_MANAGE,
+    "adplane.v1.AccountService/ListAllAccounts": STAFF_READ,
+    "adplane.v1.AccountService/UpdateAccount": ADMINS,
+    "adplane.v1.AccountService/MoveAccountToWorkspace": ADMINS,
+    "adplane.v1.PixelService/RequestPixel": WORKSPACE_ASK,
+    "adplane.v1.PixelService/ListPixels": WORKSPACE_READ,
+    "adplane.v1.PixelService/GetPixel": WORKSPACE_READ,
+    "adplane.v1.PixelService/RequestPixelShare": WORKSPACE_ASK,
+    "adplane.v1.PixelService/UnsharePixel": WORKSPACE_MANAGE,
+    "adplane.v1.PixelService/ListAllPixels": STAFF_READ,
+    "adplane.v1.RequestService/ListWorkspaceRequests": WORKSPACE_READ,
+    "adplane.v1.RequestService/GetRequest": WORKSPACE_READ,
+    "adplane.v1.RequestService/CancelRequest": WORKSPACE_ASK,
+    "adplane.v1.RequestService/ListRequests": STAFF_READ,
+    "adplane.v1.RequestService/ApproveRequest": APPROVERS,
+    "adplane.v1.RequestService/RejectRequest": APPROVERS,
+    "adplane.v1.AuditLogService/ListAuditLogs": STAFF_READ,
+    "adplane.v1.AuditLogService/ListWorkspaceAuditLogs": STAFF_READ | {ADMIN, OWNER},
 }
 
 METHODS = {
@@ -98,6 +131,7 @@ async def callers(infrastructure: Infrastructure) -> Callers:
         OWNER: {"memberships": {workspace.id: WorkspaceRole.OWNER}},
         OTHER_OWNER: {"memberships": {other.id: WorkspaceRole.OWNER}},
         STAFF: {"roles": ["staff"]},
+        APPROVER: {"roles": ["approver"]},
         ADMINISTRATOR: {"roles": ["administrator"]},
         SUPERUSER: {"superuser": True},
     }.items():

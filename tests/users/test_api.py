@@ -81,7 +81,7 @@ async def test_user_lifecycle_through_the_servicer(servicer: UserServicer) -> No
 
 async def test_list_roles_through_the_servicer(servicer: UserServicer) -> None:
     response = await servicer.ListRoles(pb.ListRolesRequest(), CONTEXT)
-    assert [role.name for role in response.roles] == ["administrator", "staff"]
+    assert [role.name for role in response.roles] == ["administrator", "approver", "staff"]
     assert "users.manage" in response.roles[0].permissions
 
 

@@ -330,8 +330,10 @@ async def test_set_roles_of_unknown_user_is_not_found(infrastructure: Infrastruc
 async def test_list_roles_returns_the_seeded_system_roles(infrastructure: Infrastructure) -> None:
     async with infrastructure.unit_of_work() as uow:
         roles = await uow.users.list_roles()
-    assert [role.name for role in roles] == ["administrator", "staff"]
-    administrator, staff = roles
+    assert [role.name for role in roles] == ["administrator", "approver", "staff"]
+    administrator, approver, staff = roles
+    assert "requests.approve" in approver.permissions
+    assert "requests.approve" not in staff.permissions
     assert {"users.manage", "users.read", "workspaces.manage"} <= set(administrator.permissions)
     assert "users.read" in staff.permissions
     assert "users.manage" not in staff.permissions

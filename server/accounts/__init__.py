@@ -1,0 +1,1 @@
+"""Ad accounts: Meta ad accounts owned by workspaces."""

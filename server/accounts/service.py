@@ -1,0 +1,367 @@
+import re
+import uuid
+from typing import Any, Protocol
+
+from server.accounts.exceptions import (
+    AccountAlreadyInWorkspaceException,
+    AccountArchivedException,
+    AccountEtagMismatchException,
+    AccountInClientBusinessManagerException,
+    AccountNotFoundException,
+    AccountUserLimitException,
+    AccountUserNotFoundException,
+    BusinessManagerNotUsableException,
+    NotAMemberException,
+    SpendCapCurrencyMismatchException,
+    WorkspaceNotActiveException,
+)
+from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUser, AccountUserTask
+from server.accounts.repository import IAccountRepository
+from server.accounts.schemas import (
+    AccountListRequestSchema,
+    AccountMoveRequestSchema,
+    AccountResponseSchema,
+    AccountUpdateRequestSchema,
+    AccountUserAssignRequestSchema,
+    AccountUserResponseSchema,
+)
+from server.audit_logs.service import IAuditTrail
+from server.auth.principal import Principal
+from server.business_managers.models import BusinessManager, BusinessManagerOwnership
+from server.outbox.repository import IOutbox
+from server.pagination import Page, PageTokenCodec, paginate
+from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
+from server.requests.service import IRequestService
+from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.models import WorkspaceStatus
+from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
+
+ACCOUNT_ENTITY = "account"
+ACCOUNT_USER_ENTITY = "account_user"
+# Published by the outbox relay; the workers carry the change over to Meta.
+ACCOUNT_USER_ASSIGNED_TOPIC = "account_user.assigned"
+ACCOUNT_USER_UNASSIGNED_TOPIC = "account_user.unassigned"
+ACCOUNT_MOVED_TOPIC = "account.moved"
+
+_ETAG = re.compile(r'^W/"(\d{1,18})"$')
+
+
+class IBusinessManagerLookup(Protocol):
+    """What account requests need to know of business managers (the business managers repository)."""
+
+    async def get_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> BusinessManager | None:
+        """An ACTIVE platform business manager, or an ACTIVE client one of the workspace; else None."""
+        ...
+
+
+class IAccountService(Protocol):
+    async def request_account(
+        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema: ...
+    async def list_workspace_accounts(
+        self, workspace_id: uuid.UUID, query: AccountListRequestSchema
+    ) -> Page[AccountResponseSchema]: ...
+    async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema: ...
+    async def request_spend_cap_change(
+        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema: ...
+    async def list_account_users(
+        self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> list[AccountUserResponseSchema]: ...
+    async def assign_account_user(
+        self,
+        account_id: uuid.UUID,
+        user_id: uuid.UUID,
+        data: AccountUserAssignRequestSchema,
+        *,
+        workspace_id: uuid.UUID,
+    ) -> AccountUserResponseSchema: ...
+    async def unassign_account_user(
+        self, account_id: uuid.UUID, user_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> None: ...
+    async def list_accounts(self, query: AccountListRequestSchema) -> Page[AccountResponseSchema]: ...
+    async def update_account(
+        self, account_id: uuid.UUID, data: AccountUpdateRequestSchema
+    ) -> AccountResponseSchema: ...
+    async def move_account(self, account_id: uuid.UUID, data: AccountMoveRequestSchema) -> AccountResponseSchema: ...
+
+
+class AccountService:
+    """Ad accounts: workspaces request them and give their members access; staff manage them.
+
+    Accounts themselves are created by the workers once an account request is approved; this
+    service never inserts one.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: IAccountRepository,
+        business_managers: IBusinessManagerLookup,
+        members: IWorkspaceMemberRepository,
+        workspaces: IWorkspaceRepository,
+        requests: IRequestService,
+        audit: IAuditTrail,
+        outbox: IOutbox,
+        page_tokens: PageTokenCodec,
+    ) -> None:
+        self._repository = repository
+        self._business_managers = business_managers
+        self._members = members
+        self._workspaces = workspaces
+        self._requests = requests
+        self._audit = audit
+        self._outbox = outbox
+        self._page_tokens = page_tokens
+
+    # -- workspace RPCs ------------------------------------------------------------------------
+
+    async def request_account(
+        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema:
+        """Queue an account request. The business manager must be usable by the workspace; one that
+        does not exist is refused the same way, so another workspace's cannot be told apart."""
+        usable = await self._business_managers.get_usable(payload.business_manager_id, workspace_id=workspace_id)
+        if usable is None:
+            raise BusinessManagerNotUsableException(payload.business_manager_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+
+    async def list_workspace_accounts(
+        self, workspace_id: uuid.UUID, query: AccountListRequestSchema
+    ) -> Page[AccountResponseSchema]:
+        return await self._list(
+            query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_accounts"
+        )
+
+    async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema:
+        return _to_schema(await self._get(account_id, workspace_id=workspace_id))
+
+    async def request_spend_cap_change(
+        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema:
+        """Queue a spend-cap change of an active account of the workspace, in the account's currency."""
+        account = await self._get(payload.account_id, workspace_id=workspace_id)
+        if account.status is AccountStatus.ARCHIVED:
+            raise AccountArchivedException(account.id)
+        if payload.currency != account.currency:
+            raise SpendCapCurrencyMismatchException(asked=payload.currency, currency=account.currency)
+        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+
+    async def list_account_users(
+        self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> list[AccountUserResponseSchema]:
+        rows = await self._repository.list_users(account_id, workspace_id=workspace_id)
+        if rows is None:
+            raise AccountNotFoundException(account_id)
+        return [_user_schema(row, email) for row, email in rows]
+
+    async def assign_account_user(
+        self,
+        account_id: uuid.UUID,
+        user_id: uuid.UUID,
+        data: AccountUserAssignRequestSchema,
+        *,
+        workspace_id: uuid.UUID,
+    ) -> AccountUserResponseSchema:
+        """Give a member access with these tasks, or replace the tasks they have.
+
+        Runs under the account's row lock, so of concurrent assignments only as many new users
+        as the limit allows get in. Assigning the tasks a user already has changes nothing.
+        """
+        account = await self._locked(account_id, workspace_id=workspace_id)
+        if account.status is AccountStatus.ARCHIVED:
+            raise AccountArchivedException(account_id)
+        member = await self._members.get(workspace_id, user_id)
+        if member is None:
+            raise NotAMemberException(workspace_id, user_id)
+        tasks = [task.value for task in data.tasks]
+        existing = await self._repository.get_user(account_id, user_id)
+        if existing is not None:
+            current, email = existing
+            before = _user_schema(current, email)
+            if set(current.tasks) == set(tasks):
+                return before
+            after = _user_schema(await self._repository.set_user_tasks(current, tasks), email)
+            action = "update"
+        else:
+            if await self._repository.count_users(account_id) >= MAX_USERS_PER_ACCOUNT:
+                raise AccountUserLimitException(account_id, limit=MAX_USERS_PER_ACCOUNT)
+            added = await self._repository.add_user(account_id=account_id, user_id=user_id, tasks=tasks)
+            before, after, action = None, _user_schema(added, member.user.email), "assign"
+        await self._audit.record(
+            entity_type=ACCOUNT_USER_ENTITY,
+            entity_id=account_id,
+            action=action,
+            workspace_id=workspace_id,
+            before=before,
+            after=after,
+        )
+        await self._outbox.add(ACCOUNT_USER_ASSIGNED_TOPIC, _user_event(after, workspace_id=workspace_id))
+        return after
+
+    async def unassign_account_user(
+        self, account_id: uuid.UUID, user_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> None:
+        """Take a user's access away.
+
+        A user who still has access loses it even if they have left the workspace meanwhile;
+        without access, a non-member is NOT_A_MEMBER and a member ACCOUNT_USER_NOT_FOUND.
+        """
+        await self._locked(account_id, workspace_id=workspace_id)
+        existing = await self._repository.get_user(account_id, user_id)
+        if existing is None:
+            if await self._members.get(workspace_id, user_id) is None:
+                raise NotAMemberException(workspace_id, user_id)
+            raise AccountUserNotFoundException(account_id, user_id)
+        before = _user_schema(*existing)
+        if not await self._repository.remove_user(account_id, user_id):  # pragma: no cover - we hold the lock
+            raise AccountUserNotFoundException(account_id, user_id)
+        await self._audit.record(
+            entity_type=ACCOUNT_USER_ENTITY,
+            entity_id=account_id,
+            action="unassign",
+            workspace_id=workspace_id,
+            before=before,
+        )
+        await self._outbox.add(ACCOUNT_USER_UNASSIGNED_TOPIC, _user_event(before, workspace_id=workspace_id))
+
+    # -- system RPCs ---------------------------------------------------------------------------
+
+    async def list_accounts(self, query: AccountListRequestSchema) -> Page[AccountResponseSchema]:
+        return await self._list(query, collection="accounts")
+
+    async def update_account(self, account_id: uuid.UUID, data: AccountUpdateRequestSchema) -> AccountResponseSchema:
+        expected = _version_of(data.etag, account_id)
+        before = _to_schema(await self._get(account_id))
+        values: dict[str, Any] = {field: getattr(data, field) for field in data.update_mask}
+        updated = await self._repository.update(account_id, expected_version=expected, values=values)
+        if updated is None:
+            raise AccountEtagMismatchException(account_id)
+        after = _to_schema(updated)
+        await self._audit.record(
+            entity_type=ACCOUNT_ENTITY,
+            entity_id=account_id,
+            action="update",
+            workspace_id=after.workspace_id,
+            before=before,
+            after=after,
+        )
+        return after
+
+    async def move_account(self, account_id: uuid.UUID, data: AccountMoveRequestSchema) -> AccountResponseSchema:
+        """Hand an account to another active workspace, in one transaction with its clean-up: the
+        user assignments and pixel shares belonged to the old workspace and are removed.
+
+        The audit entry names no workspace: either workspace's own log would show the other one.
+        """
+        expected = _version_of(data.etag, account_id)
+        locked = await self._repository.lock_with_business_manager(account_id)
+        if locked is None:
+            raise AccountNotFoundException(account_id)
+        account, business_manager = locked
+        if expected is not None and expected != account.version:
+            raise AccountEtagMismatchException(account_id)
+        if account.workspace_id == data.target_workspace_id:
+            raise AccountAlreadyInWorkspaceException(account_id, account.workspace_id)
+        target = await self._workspaces.get(data.target_workspace_id)
+        if target is None:
+            raise WorkspaceNotFoundException(data.target_workspace_id)
+        if target.status is not WorkspaceStatus.ACTIVE:
+            raise WorkspaceNotActiveException(target.id, target.status.value)
+        if (
+            business_manager.ownership is BusinessManagerOwnership.CLIENT
+            and business_manager.workspace_id == account.workspace_id
+        ):
+            raise AccountInClientBusinessManagerException(account_id, business_manager.id)
+
+        before = _to_schema(account)
+        moved = await self._repository.update(
+            account_id, expected_version=account.version, values={"workspace_id": target.id}
+        )
+        if moved is None:  # pragma: no cover - the row is locked
+            raise AccountEtagMismatchException(account_id)
+        after = _to_schema(moved)
+        unassigned_user_ids = await self._repository.remove_all_users(account_id)
+        unshared_pixel_ids = await self._repository.remove_pixel_shares(account_id)
+        await self._audit.record(
+            entity_type=ACCOUNT_ENTITY,
+            entity_id=account_id,
+            action="move",
+            workspace_id=None,
+            before=before,
+            after=after,
+        )
+        await self._outbox.add(
+            ACCOUNT_MOVED_TOPIC,
+            {
+                "account_id": str(account_id),
+                "from_workspace_id": str(before.workspace_id),
+                "to_workspace_id": str(after.workspace_id),
+                "unassigned_user_ids": [str(user_id) for user_id in unassigned_user_ids],
+                "unshared_pixel_ids": [str(pixel_id) for pixel_id in unshared_pixel_ids],
+            },
+        )
+        return after
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _get(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account:
+        account = await self._repository.get(account_id, workspace_id=workspace_id)
+        if account is None:
+            raise AccountNotFoundException(account_id)
+        return account
+
+    async def _locked(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> Account:
+        account = await self._repository.lock(account_id, workspace_id=workspace_id)
+        if account is None:
+            raise AccountNotFoundException(account_id)
+        return account
+
+    async def _list(self, query: AccountListRequestSchema, *, collection: str) -> Page[AccountResponseSchema]:
+        filters = query.filters()
+        after = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
+        rows = await self._repository.list_accounts(
+            query, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1
+        )
+        return paginate(
+            [_to_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection=collection,
+            filters=filters,
+            sort_key=lambda account: [str(account.id)],
+        )
+
+
+def _to_schema(account: Account) -> AccountResponseSchema:
+    return AccountResponseSchema.model_validate(account)
+
+
+def _user_schema(account_user: AccountUser, email: str) -> AccountUserResponseSchema:
+    return AccountUserResponseSchema(
+        account_id=account_user.account_id,
+        user_id=account_user.user_id,
+        email=email,
+        tasks=[AccountUserTask(task) for task in account_user.tasks],
+        created_at=account_user.created_at,
+        updated_at=account_user.updated_at,
+    )
+
+
+def _user_event(account_user: AccountUserResponseSchema, *, workspace_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "account_id": str(account_user.account_id),
+        "user_id": str(account_user.user_id),
+        "workspace_id": str(workspace_id),
+        "tasks": [task.value for task in account_user.tasks],
+    }
+
+
+def _version_of(etag: str, account_id: uuid.UUID) -> int | None:
+    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
+    if not etag:
+        return None
+    match = _ETAG.match(etag)
+    if match is None:
+        raise AccountEtagMismatchException(account_id)
+    return int(match.group(1))

@@ -1,0 +1,35 @@
+"""AuditLogService servicer: proto -> schema, call the service, schema -> proto."""
+
+from typing import Any
+
+import grpc
+
+from adplane.v1 import audit_log_service_pb2 as pb
+from adplane.v1 import audit_log_service_pb2_grpc
+from server.audit_logs import converters
+from server.composition import Infrastructure
+
+type Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AuditLogServicer(audit_log_service_pb2_grpc.AuditLogServiceServicer):
+    def __init__(self, infrastructure: Infrastructure) -> None:
+        self._infrastructure = infrastructure
+
+    async def ListAuditLogs(self, request: pb.ListAuditLogsRequest, context: Context) -> pb.ListAuditLogsResponse:
+        query = converters.list_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.audit_logs.list_audit_logs(query)
+        return pb.ListAuditLogsResponse(
+            audit_logs=[converters.audit_log_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListWorkspaceAuditLogs(
+        self, request: pb.ListWorkspaceAuditLogsRequest, context: Context
+    ) -> pb.ListWorkspaceAuditLogsResponse:
+        query = converters.list_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.audit_logs.list_audit_logs(query)
+        return pb.ListWorkspaceAuditLogsResponse(
+            audit_logs=[converters.audit_log_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+        )

@@ -1,0 +1,82 @@
+import uuid
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from server.audit_logs.repository import IAuditLogRepository
+from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogResponseSchema
+from server.auth.principal import Principal
+from server.pagination import Page, PageTokenCodec, paginate
+
+
+class IAuditTrail(Protocol):
+    async def record(
+        self,
+        *,
+        entity_type: str,
+        entity_id: uuid.UUID,
+        action: str,
+        workspace_id: uuid.UUID | None,
+        before: BaseModel | None = None,
+        after: BaseModel | None = None,
+    ) -> None: ...
+
+
+class AuditTrail:
+    """Writes audit entries for one unit of work, on behalf of its caller.
+
+    Entries go into the same transaction as the mutation they describe: both commit or neither.
+    Snapshots are the service schemas as JSON, which never carry secrets.
+    """
+
+    def __init__(self, repository: IAuditLogRepository, *, actor: Principal | None, trace_id: str | None) -> None:
+        self._repository = repository
+        self._actor = actor
+        self._trace_id = trace_id
+
+    async def record(
+        self,
+        *,
+        entity_type: str,
+        entity_id: uuid.UUID,
+        action: str,
+        workspace_id: uuid.UUID | None,
+        before: BaseModel | None = None,
+        after: BaseModel | None = None,
+    ) -> None:
+        await self._repository.add(
+            actor_type=self._actor.kind.value if self._actor else None,
+            actor_id=self._actor.id if self._actor else None,
+            workspace_id=workspace_id,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            action=action,
+            before=before.model_dump(mode="json") if before is not None else None,
+            after=after.model_dump(mode="json") if after is not None else None,
+            trace_id=self._trace_id,
+        )
+
+
+class IAuditLogService(Protocol):
+    async def list_audit_logs(self, query: AuditLogListRequestSchema) -> Page[AuditLogResponseSchema]: ...
+
+
+class AuditLogService:
+    def __init__(self, *, repository: IAuditLogRepository, page_tokens: PageTokenCodec) -> None:
+        self._repository = repository
+        self._page_tokens = page_tokens
+
+    async def list_audit_logs(self, query: AuditLogListRequestSchema) -> Page[AuditLogResponseSchema]:
+        filters = query.filters()
+        before = self._page_tokens.decode(query.page_token, collection="audit_logs", filters=filters)
+        rows = await self._repository.list_entries(
+            query, before=uuid.UUID(before[0]) if before else None, limit=query.limit + 1
+        )
+        return paginate(
+            [AuditLogResponseSchema.model_validate(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection="audit_logs",
+            filters=filters,
+            sort_key=lambda entry: [str(entry.id)],
+        )

@@ -1,0 +1,1 @@
+"""Business managers: the Meta business portfolios the platform works in."""

@@ -1,0 +1,178 @@
+import uuid
+from typing import Any, Protocol
+
+import sqlalchemy.exc
+from sqlalchemy import ColumnElement, Select, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.models import Account
+from server.business_managers.exceptions import BusinessManagerExistsException
+from server.business_managers.models import BusinessManager, BusinessManagerOwnership, BusinessManagerStatus
+from server.db import utcnow, violated_constraint
+from server.pixels.models import Pixel
+from server.workspaces.models import Workspace
+
+_LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
+
+# Platform business managers a workspace is offered: not archived (NEEDS_ATTENTION ones are listed
+# so the workspace sees them, though work in them waits until staff set a new token).
+_OFFERED_PLATFORM_STATUSES = (BusinessManagerStatus.ACTIVE, BusinessManagerStatus.NEEDS_ATTENTION)
+
+
+class IBusinessManagerRepository(Protocol):
+    async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
+    async def get_usable(
+        self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> BusinessManager | None: ...
+    async def lock(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
+    async def add(self, **values: Any) -> BusinessManager: ...
+    async def update(self, business_manager_id: uuid.UUID, *, values: dict[str, Any]) -> BusinessManager: ...
+    async def live_meta_business_id_exists(self, meta_business_id: str) -> bool: ...
+    async def is_in_use(self, business_manager_id: uuid.UUID) -> bool: ...
+    async def list_business_managers(
+        self,
+        *,
+        ownership: BusinessManagerOwnership | None,
+        status: BusinessManagerStatus | None,
+        workspace_id: uuid.UUID | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[BusinessManager]: ...
+    async def list_for_workspace(
+        self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> list[BusinessManager]: ...
+    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None: ...
+
+
+class BusinessManagerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None:
+        """The business manager with this id, whatever its status or owner."""
+        return await self._session.scalar(select(BusinessManager).where(BusinessManager.id == business_manager_id))
+
+    async def get_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> BusinessManager | None:
+        """An ACTIVE platform business manager, or an ACTIVE client one of this workspace; None otherwise.
+
+        Takes a FOR KEY SHARE lock on the row until the transaction ends: a concurrent
+        DeleteBusinessManager (which locks FOR UPDATE) then waits for the caller's account or pixel
+        to commit and sees it, or, when it won the lock, makes this return None. So nothing new
+        lands in a business manager while it is being archived. Ordinary updates (name, token,
+        sync) do not conflict with this lock.
+        """
+        statement = (
+            select(BusinessManager)
+            .where(
+                BusinessManager.id == business_manager_id,
+                BusinessManager.status == BusinessManagerStatus.ACTIVE,
+                or_(
+                    BusinessManager.ownership == BusinessManagerOwnership.PLATFORM,
+                    (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
+                    & (BusinessManager.workspace_id == workspace_id),
+                ),
+            )
+            .with_for_update(read=True, key_share=True)
+        )
+        return await self._session.scalar(statement)
+
+    async def lock(self, business_manager_id: uuid.UUID) -> BusinessManager | None:
+        """The business manager, locked FOR UPDATE (fresh from the database) until the transaction ends."""
+        statement = (
+            select(BusinessManager)
+            .where(BusinessManager.id == business_manager_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return await self._session.scalar(statement)
+
+    async def add(self, **values: Any) -> BusinessManager:
+        business_manager = BusinessManager(**values)
+        self._session.add(business_manager)
+        try:
+            await self._session.flush()
+        except sqlalchemy.exc.IntegrityError as error:
+            if violated_constraint(error) == _LIVE_META_BUSINESS_ID_INDEX:
+                raise BusinessManagerExistsException(business_manager.meta_business_id) from None
+            raise
+        return business_manager
+
+    async def update(self, business_manager_id: uuid.UUID, *, values: dict[str, Any]) -> BusinessManager:
+        """Apply `values` to a business manager the caller has locked, bumping its version."""
+        statement = (
+            update(BusinessManager)
+            .where(BusinessManager.id == business_manager_id)
+            .values(**values, version=BusinessManager.version + 1, updated_at=utcnow())
+            .returning(BusinessManager)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return (await self._session.scalars(statement)).one()
+
+    async def live_meta_business_id_exists(self, meta_business_id: str) -> bool:
+        statement = select(
+            exists().where(
+                BusinessManager.meta_business_id == meta_business_id,
+                BusinessManager.status != BusinessManagerStatus.ARCHIVED,
+            )
+        )
+        return bool(await self._session.scalar(statement))
+
+    async def is_in_use(self, business_manager_id: uuid.UUID) -> bool:
+        """Whether any ad account or pixel (whatever its status) lives in the business manager."""
+        statement = select(
+            or_(
+                exists().where(Account.business_manager_id == business_manager_id),
+                exists().where(Pixel.business_manager_id == business_manager_id),
+            )
+        )
+        return bool(await self._session.scalar(statement))
+
+    async def list_business_managers(
+        self,
+        *,
+        ownership: BusinessManagerOwnership | None,
+        status: BusinessManagerStatus | None,
+        workspace_id: uuid.UUID | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[BusinessManager]:
+        """`limit` rows after `after` in id (= creation) order; ids are UUIDv7."""
+        conditions: list[ColumnElement[bool]] = []
+        if ownership is not None:
+            conditions.append(BusinessManager.ownership == ownership)
+        if status is not None:
+            conditions.append(BusinessManager.status == status)
+        if workspace_id is not None:
+            conditions.append(BusinessManager.workspace_id == workspace_id)
+        return await self._page(select(BusinessManager).where(*conditions), after=after, limit=limit)
+
+    async def list_for_workspace(
+        self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> list[BusinessManager]:
+        """What the workspace may use: its own live client business managers and the offered platform
+        ones. Empty for a workspace that does not exist (the caller tells that apart)."""
+        return await self._page(self._offered_to(workspace_id), after=after, limit=limit)
+
+    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None:
+        return await self._session.scalar(select(Workspace).where(Workspace.id == workspace_id))
+
+    def _offered_to(self, workspace_id: uuid.UUID) -> Select[BusinessManager]:
+        """Every query of a workspace's business managers starts here."""
+        return select(BusinessManager).where(
+            exists().where(Workspace.id == workspace_id),
+            or_(
+                (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
+                & (BusinessManager.workspace_id == workspace_id)
+                & (BusinessManager.status != BusinessManagerStatus.ARCHIVED),
+                (BusinessManager.ownership == BusinessManagerOwnership.PLATFORM)
+                & BusinessManager.status.in_(_OFFERED_PLATFORM_STATUSES),
+            ),
+        )
+
+    async def _page(
+        self, statement: Select[BusinessManager], *, after: uuid.UUID | None, limit: int
+    ) -> list[BusinessManager]:
+        statement = statement.order_by(BusinessManager.id).limit(limit)
+        if after is not None:
+            statement = statement.where(BusinessManager.id > after)
+        return list(await self._session.scalars(statement))

@@ -1,0 +1,1 @@
+"""Pixels: Meta pixels (datasets) owned by workspaces, shared with their ad accounts."""

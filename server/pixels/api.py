@@ -1,0 +1,75 @@
+"""PixelService servicer: proto -> schema, call the service, schema -> proto."""
+
+from typing import Any
+
+import grpc
+
+from adplane.v1 import pixel_service_pb2 as pb
+from adplane.v1 import pixel_service_pb2_grpc
+from server.api_helpers import parse_id, parse_request_id
+from server.auth.principal import current_principal
+from server.composition import Infrastructure
+from server.pixels import converters
+from server.requests.converters import request_to_proto
+
+type Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
+    def __init__(self, infrastructure: Infrastructure) -> None:
+        self._infrastructure = infrastructure
+
+    async def RequestPixel(self, request: pb.RequestPixelRequest, context: Context) -> pb.RequestPixelResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        payload = converters.creation_payload_from_proto(request)
+        request_id = parse_request_id(request.request_id)
+        async with self._infrastructure.unit_of_work() as uow:
+            queued = await uow.pixels.request_pixel(
+                workspace_id, payload, actor=current_principal(), request_id=request_id
+            )
+        return pb.RequestPixelResponse(request=request_to_proto(queued))
+
+    async def ListPixels(self, request: pb.ListPixelsRequest, context: Context) -> pb.ListPixelsResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        query = converters.list_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.pixels.list_pixels(workspace_id, query)
+        return pb.ListPixelsResponse(
+            pixels=[converters.pixel_to_proto(p) for p in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetPixel(self, request: pb.GetPixelRequest, context: Context) -> pb.GetPixelResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        pixel_id = parse_id(request.pixel_id, field="pixel_id")
+        async with self._infrastructure.unit_of_work() as uow:
+            pixel = await uow.pixels.get_pixel(pixel_id, workspace_id=workspace_id)
+        return pb.GetPixelResponse(pixel=converters.pixel_to_proto(pixel))
+
+    async def RequestPixelShare(
+        self, request: pb.RequestPixelShareRequest, context: Context
+    ) -> pb.RequestPixelShareResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        pixel_id = parse_id(request.pixel_id, field="pixel_id")
+        payload = converters.share_payload_from_proto(request, pixel_id=pixel_id)
+        request_id = parse_request_id(request.request_id)
+        async with self._infrastructure.unit_of_work() as uow:
+            queued = await uow.pixels.request_pixel_share(
+                workspace_id, payload, actor=current_principal(), request_id=request_id
+            )
+        return pb.RequestPixelShareResponse(request=request_to_proto(queued))
+
+    async def UnsharePixel(self, request: pb.UnsharePixelRequest, context: Context) -> pb.UnsharePixelResponse:
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        pixel_id = parse_id(request.pixel_id, field="pixel_id")
+        account_id = parse_id(request.account_id, field="account_id")
+        async with self._infrastructure.unit_of_work() as uow:
+            pixel = await uow.pixels.unshare_pixel(pixel_id, account_id, workspace_id=workspace_id)
+        return pb.UnsharePixelResponse(pixel=converters.pixel_to_proto(pixel))
+
+    async def ListAllPixels(self, request: pb.ListAllPixelsRequest, context: Context) -> pb.ListAllPixelsResponse:
+        query = converters.list_request_from_proto(request)
+        async with self._infrastructure.unit_of_work() as uow:
+            page = await uow.pixels.list_all_pixels(query)
+        return pb.ListAllPixelsResponse(
+            pixels=[converters.pixel_to_proto(p) for p in page.items], next_page_token=page.next_page_token
+        )

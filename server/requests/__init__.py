@@ -1,0 +1,1 @@
+"""Requests: everything a workspace asks for that staff approve, and their one lifecycle."""

@@ -1,0 +1,24 @@
+import uuid
+
+from server.exceptions import FailedPreconditionException, NotFoundException
+from server.requests.models import RequestStatus
+
+
+class RequestNotFoundException(NotFoundException):
+    reason = "REQUEST_NOT_FOUND"
+
+    def __init__(self, request_id: uuid.UUID) -> None:
+        super().__init__(f"request {request_id} not found", metadata={"id": str(request_id)})
+
+
+class IllegalTransitionException(FailedPreconditionException):
+    """The request is not in the status the asked move starts from: REQUEST_NOT_WAITING for
+    reviews and cancellations, REQUEST_NOT_APPROVED for finishing the work."""
+
+    def __init__(self, request_id: uuid.UUID, status: RequestStatus, *, to: RequestStatus) -> None:
+        finishing = to in (RequestStatus.COMPLETED, RequestStatus.FAILED)
+        super().__init__(
+            f"request {request_id} is {status.value}; it cannot become {to.value}",
+            reason="REQUEST_NOT_APPROVED" if finishing else "REQUEST_NOT_WAITING",
+            metadata={"id": str(request_id), "status": status.value, "to": to.value},
+        )

@@ -1,0 +1,275 @@
+import datetime as dt
+import uuid
+from typing import Protocol
+
+from server.audit_logs.service import IAuditTrail
+from server.auth.principal import Principal
+from server.db import utcnow
+from server.idempotency.service import IdempotencyService
+from server.outbox.repository import IOutbox
+from server.pagination import Page, PageTokenCodec, paginate
+from server.requests.exceptions import IllegalTransitionException, RequestNotFoundException
+from server.requests.models import Request, RequestStatus
+from server.requests.repository import IRequestRepository
+from server.requests.schemas import (
+    ApprovalSchema,
+    RejectionSchema,
+    RequestListRequestSchema,
+    RequestPayload,
+    RequestResponseSchema,
+    RequestResultSchema,
+    SubmissionSchema,
+)
+
+# Published by the outbox relay; the workers carry the approved work out.
+REQUEST_APPROVED_TOPIC = "request.approved"
+ENTITY = "request"
+
+
+class IRequestService(Protocol):
+    async def submit(
+        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema: ...
+    async def get_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema: ...
+    async def list_workspace_requests(
+        self, workspace_id: uuid.UUID, query: RequestListRequestSchema
+    ) -> Page[RequestResponseSchema]: ...
+    async def cancel_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema: ...
+    async def list_requests(self, query: RequestListRequestSchema) -> Page[RequestResponseSchema]: ...
+    async def approve_request(
+        self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
+    ) -> RequestResponseSchema: ...
+    async def reject_request(
+        self, request_id: uuid.UUID, rejection: RejectionSchema, *, actor: Principal
+    ) -> RequestResponseSchema: ...
+    async def complete_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema: ...
+    async def fail_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema: ...
+    async def expire_stale_requests(self, *, now: dt.datetime, limit: int = 500) -> int: ...
+
+
+class RequestService:
+    """The one lifecycle of every request, and the approval queue.
+
+    WAITING_FOR_APPROVAL -> APPROVED -> COMPLETED | FAILED, or WAITING_FOR_APPROVAL -> REJECTED |
+    CANCELLED | EXPIRED. Each move is one conditional UPDATE from the status it starts from.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: IRequestRepository,
+        outbox: IOutbox,
+        audit: IAuditTrail,
+        idempotency: IdempotencyService,
+        page_tokens: PageTokenCodec,
+        ttl: dt.timedelta,
+    ) -> None:
+        self._repository = repository
+        self._outbox = outbox
+        self._audit = audit
+        self._idempotency = idempotency
+        self._page_tokens = page_tokens
+        self._ttl = ttl
+
+    async def submit(
+        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, request_id: str | None
+    ) -> RequestResponseSchema:
+        """Put a request in the queue. The asset services check what it refers to beforehand."""
+
+        async def create() -> tuple[uuid.UUID, RequestResponseSchema]:
+            now = utcnow()
+            request = await self._repository.add(
+                type=payload.type,
+                status=RequestStatus.WAITING_FOR_APPROVAL,
+                workspace_id=workspace_id,
+                requester_type=actor.kind.value,
+                requester_id=actor.id,
+                payload=payload.model_dump(mode="json"),
+                expires_at=now + self._ttl,
+            )
+            created = _to_schema(request)
+            await self._audit.record(
+                entity_type=ENTITY, entity_id=request.id, action="request", workspace_id=workspace_id, after=created
+            )
+            return request.id, created
+
+        async def replay(existing: uuid.UUID) -> RequestResponseSchema:
+            return await self.get_request(existing, workspace_id=workspace_id)
+
+        return await self._idempotency.run_once(
+            scope=f"requests.{payload.type.value}",
+            caller=actor.id,
+            request_id=request_id,
+            # The workspace is part of what was asked: the same key in another workspace is reused.
+            payload=SubmissionSchema(workspace_id=workspace_id, payload=payload),
+            create=create,
+            replay=replay,
+        )
+
+    async def get_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema:
+        return _to_schema(await self._get(request_id, workspace_id=workspace_id))
+
+    async def list_workspace_requests(
+        self, workspace_id: uuid.UUID, query: RequestListRequestSchema
+    ) -> Page[RequestResponseSchema]:
+        return await self._list(
+            query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_requests", newest_first=True
+        )
+
+    async def list_requests(self, query: RequestListRequestSchema) -> Page[RequestResponseSchema]:
+        return await self._list(query, collection="requests", newest_first=False)
+
+    async def cancel_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema:
+        """Withdraw a waiting request; a cancelled one is returned as it is."""
+        before = await self._get(request_id, workspace_id=workspace_id)
+        if before.status is RequestStatus.CANCELLED:
+            return _to_schema(before)
+        return await self._move(before, to=RequestStatus.CANCELLED, action="cancel", values={"finished_at": utcnow()})
+
+    async def approve_request(
+        self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
+    ) -> RequestResponseSchema:
+        async def approve() -> tuple[uuid.UUID, RequestResponseSchema]:
+            before = await self._get(request_id)
+            approved = await self._move(
+                before,
+                to=RequestStatus.APPROVED,
+                action="approve",
+                values={"reviewer_type": actor.kind.value, "reviewer_id": actor.id, "reviewed_at": utcnow()},
+            )
+            # Same transaction as the approval: the work is queued if and only if it commits.
+            await self._outbox.add(REQUEST_APPROVED_TOPIC, {"request_id": str(request_id), "type": approved.type.value})
+            return request_id, approved
+
+        async def replay(existing: uuid.UUID) -> RequestResponseSchema:
+            return _to_schema(await self._get(existing))
+
+        return await self._idempotency.run_once(
+            scope="requests.approve",
+            caller=actor.id,
+            request_id=idempotency_key,
+            payload=ApprovalSchema(request=request_id),
+            create=approve,
+            replay=replay,
+        )
+
+    async def reject_request(
+        self, request_id: uuid.UUID, rejection: RejectionSchema, *, actor: Principal
+    ) -> RequestResponseSchema:
+        now = utcnow()
+        return await self._move(
+            await self._get(request_id),
+            to=RequestStatus.REJECTED,
+            action="reject",
+            values={
+                "reviewer_type": actor.kind.value,
+                "reviewer_id": actor.id,
+                "rejection_reason": rejection.reason,
+                "reviewed_at": now,
+                "finished_at": now,
+            },
+        )
+
+    async def complete_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema:
+        """The work of an approved request is done (called by the workers)."""
+        return await self._move(
+            await self._get(request_id),
+            to=RequestStatus.COMPLETED,
+            action="complete",
+            values={"result": result.model_dump(mode="json"), "finished_at": utcnow()},
+        )
+
+    async def fail_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema:
+        """The work of an approved request failed for good (called by the workers)."""
+        return await self._move(
+            await self._get(request_id),
+            to=RequestStatus.FAILED,
+            action="fail",
+            values={"result": result.model_dump(mode="json"), "finished_at": utcnow()},
+        )
+
+    async def expire_stale_requests(self, *, now: dt.datetime, limit: int = 500) -> int:
+        """Expire waiting requests past their deadline; returns how many (scheduled job)."""
+        expired = 0
+        for request_id in await self._repository.waiting_expired_ids(now=now, limit=limit):
+            request = await self._repository.get(request_id)
+            if request is None:
+                continue
+            before = _to_schema(request)
+            moved = await self._repository.transition(
+                request_id,
+                from_status=RequestStatus.WAITING_FOR_APPROVAL,
+                values={"status": RequestStatus.EXPIRED, "finished_at": now},
+            )
+            if moved is not None:  # reviewed concurrently otherwise
+                await self._audit.record(
+                    entity_type=ENTITY,
+                    entity_id=request_id,
+                    action="expire",
+                    workspace_id=moved.workspace_id,
+                    before=before,
+                    after=_to_schema(moved),
+                )
+                expired += 1
+        return expired
+
+    async def _get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request:
+        request = await self._repository.get(request_id, workspace_id=workspace_id)
+        if request is None:
+            raise RequestNotFoundException(request_id)
+        return request
+
+    async def _move(
+        self, request: Request, *, to: RequestStatus, action: str, values: dict[str, object]
+    ) -> RequestResponseSchema:
+        before = _to_schema(request)
+        start = _STARTS_FROM[to]
+        if request.status is not start:
+            raise IllegalTransitionException(request.id, request.status, to=to)
+        moved = await self._repository.transition(request.id, from_status=start, values={"status": to, **values})
+        if moved is None:
+            # Someone moved it between our read and the update: report what it is now.
+            current = await self._get(request.id)
+            raise IllegalTransitionException(request.id, current.status, to=to)
+        after = _to_schema(moved)
+        await self._audit.record(
+            entity_type=ENTITY,
+            entity_id=request.id,
+            action=action,
+            workspace_id=request.workspace_id,
+            before=before,
+            after=after,
+        )
+        return after
+
+    async def _list(
+        self, query: RequestListRequestSchema, *, collection: str, newest_first: bool
+    ) -> Page[RequestResponseSchema]:
+        filters = query.filters()
+        after = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
+        rows = await self._repository.list_requests(
+            query, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1, newest_first=newest_first
+        )
+        return paginate(
+            [_to_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection=collection,
+            filters=filters,
+            sort_key=lambda request: [str(request.id)],
+        )
+
+
+# Where each status may be reached from.
+_STARTS_FROM = {
+    RequestStatus.APPROVED: RequestStatus.WAITING_FOR_APPROVAL,
+    RequestStatus.REJECTED: RequestStatus.WAITING_FOR_APPROVAL,
+    RequestStatus.CANCELLED: RequestStatus.WAITING_FOR_APPROVAL,
+    RequestStatus.EXPIRED: RequestStatus.WAITING_FOR_APPROVAL,
+    RequestStatus.COMPLETED: RequestStatus.APPROVED,
+    RequestStatus.FAILED: RequestStatus.APPROVED,
+}
+
+
+def _to_schema(request: Request) -> RequestResponseSchema:
+    return RequestResponseSchema.model_validate(request)

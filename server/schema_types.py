@@ -1,0 +1,117 @@
+"""Field types shared by the service schemas: names, currencies, time zones, Meta ids."""
+
+import zoneinfo
+from functools import cache
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+
+def _printable(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name100 = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
+]
+Name200 = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_printable)
+]
+
+# Currencies Meta accepts for ad accounts.
+META_CURRENCIES = frozenset(
+    [
+        "AED",
+        "ARS",
+        "AUD",
+        "BDT",
+        "BOB",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CRC",
+        "CZK",
+        "DKK",
+        "DZD",
+        "EGP",
+        "EUR",
+        "GBP",
+        "GTQ",
+        "HKD",
+        "HNL",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "ISK",
+        "JPY",
+        "KES",
+        "KRW",
+        "LKR",
+        "MAD",
+        "MOP",
+        "MXN",
+        "MYR",
+        "NGN",
+        "NIO",
+        "NOK",
+        "NZD",
+        "PEN",
+        "PHP",
+        "PKR",
+        "PLN",
+        "PYG",
+        "QAR",
+        "RON",
+        "RSD",
+        "SAR",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "TWD",
+        "UAH",
+        "USD",
+        "UYU",
+        "VES",
+        "VND",
+        "ZAR",
+    ]
+)
+
+
+def _meta_currency(value: str) -> str:
+    if value not in META_CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency Meta supports for ad accounts, e.g. USD or EUR")
+    return value
+
+
+Currency = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, min_length=3, max_length=3),
+    AfterValidator(_meta_currency),
+]
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("must be an IANA time zone, e.g. Europe/Berlin")
+    return value
+
+
+TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_time_zone)]
+
+MetaBusinessId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1,20}$")]
+
+# Money in minor units; 10^15 is far above any real cap and well inside int64.
+MAX_MINOR_AMOUNT = 10**15
