@@ -18,7 +18,7 @@ lint: bootstrap
 	$(VENV)/ruff format --check .
 
 typecheck: bootstrap
-	$(VENV)/mypy server tests scripts/generate.py
+	$(VENV)/mypy server tests bench scripts/generate.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint
@@ -37,3 +37,6 @@ migrate: bootstrap  ## upgrade the database at DATABASE_URL
 
 pytest: bootstrap
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+bench: bootstrap  ## performance figures (not part of make test)
+	$(VENV)/python -m bench.sync_accounts

@@ -26,6 +26,8 @@ from adplane.v1 import (
     auth_service_pb2_grpc,
     business_manager_service_pb2,
     business_manager_service_pb2_grpc,
+    export_service_pb2,
+    export_service_pb2_grpc,
     pixel_service_pb2,
     pixel_service_pb2_grpc,
     request_service_pb2,
@@ -44,6 +46,7 @@ from server.auth.resolver import PrincipalResolver
 from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
+from server.exports.api import ExportServicer
 from server.interceptors.authentication import AuthenticationInterceptor
 from server.interceptors.authorization import AuthorizationInterceptor
 from server.interceptors.errors import ErrorMappingInterceptor
@@ -110,6 +113,11 @@ REGISTRATIONS = [
         descriptor=request_service_pb2.DESCRIPTOR.services_by_name["RequestService"],
         add=request_service_pb2_grpc.add_RequestServiceServicer_to_server,
         servicer=RequestServicer,
+    ),
+    Registration(
+        descriptor=export_service_pb2.DESCRIPTOR.services_by_name["ExportService"],
+        add=export_service_pb2_grpc.add_ExportServiceServicer_to_server,
+        servicer=ExportServicer,
     ),
     Registration(
         descriptor=audit_log_service_pb2.DESCRIPTOR.services_by_name["AuditLogService"],

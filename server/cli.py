@@ -66,6 +66,80 @@ def makemigrations(
 
 
 @app.command()
+def worker() -> None:
+    """Run background tasks (taskiq worker on Redis streams) and relay the outbox, until SIGTERM/SIGINT.
+    Run as many as needed: they share the work."""
+    from server.tasks import worker as task_worker
+
+    raise typer.Exit(task_worker.run(_settings()))
+
+
+@app.command()
+def scheduler() -> None:
+    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
+    a second scheduler sends every periodic task twice."""
+    from server.tasks import scheduler as task_scheduler
+
+    raise typer.Exit(task_scheduler.run(_settings()))
+
+
+sync_app = typer.Typer(help="Run a periodic sync now, by hand.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("accounts")
+def sync_accounts() -> None:
+    """Sync every ad account with Meta now (status, disable reason, spend), with a progress bar."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from server.accounts.sync import sync_accounts as run_sync
+    from server.tasks.resources import WorkerResources
+
+    settings = _settings()
+
+    async def run() -> str:
+        resources = WorkerResources.open(settings)
+        try:
+            with Progress(transient=False) as bar:
+                task = bar.add_task("syncing ad accounts", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                summary = await run_sync(resources.infrastructure, resources.meta, settings, progress=progress)
+            return str(summary)
+        finally:
+            await resources.close()
+
+    typer.echo(asyncio.run(run()))
+
+
+@app.command("export-spend")
+def export_spend() -> None:
+    """Write today's spend export of every workspace to S3 now (the scheduler does it daily)."""
+    import asyncio
+    import datetime as dt
+
+    from server.composition import Infrastructure
+    from server.exports.tasks import run_daily_spend_export
+
+    settings = _settings()
+
+    async def run() -> str:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            summary = await run_daily_spend_export(infrastructure, day=dt.datetime.now(dt.UTC).date())
+        finally:
+            await infrastructure.close()
+        failed = f", {len(summary.failed)} failed" if summary.failed else ""
+        return f"exported {summary.rows} accounts of {summary.workspaces} workspaces{failed}"
+
+    typer.echo(asyncio.run(run()))
+
+
+@app.command()
 def envoy() -> None:
     """Render envoy/envoy.yaml from settings and run Envoy (REST/JSON and gRPC-Web on HTTP_PORT)."""
     from server.edge.envoy import exec_envoy

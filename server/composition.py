@@ -31,6 +31,9 @@ from server.business_managers.service import BusinessManagerService, IBusinessMa
 from server.config import Settings
 from server.crypto import SecretCipher
 from server.db import create_engine, create_sessionmaker
+from server.exports.repository import ExportRepository
+from server.exports.service import ExportService, IExportService
+from server.exports.storage import IExportStorage, S3ExportStorage
 from server.idempotency.repository import IdempotencyRepository
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox, OutboxRepository
@@ -57,6 +60,7 @@ class Infrastructure:
     redis: Redis | None
     login_throttle: LoginThrottle
     cipher: SecretCipher
+    export_storage: IExportStorage
 
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
@@ -74,6 +78,7 @@ class Infrastructure:
             ),
             passwords=Passwords(),
             cipher=SecretCipher.from_settings(settings),
+            export_storage=S3ExportStorage.from_settings(settings),
             redis=redis,
             login_throttle=LoginThrottle(
                 redis,
@@ -93,6 +98,7 @@ class Infrastructure:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await self.export_storage.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -220,4 +226,14 @@ class UnitOfWork:
             audit=self.audit,
             outbox=self.outbox,
             page_tokens=self._infrastructure.page_tokens,
+        )
+
+    @cached_property
+    def exports(self) -> IExportService:
+        return ExportService(
+            repository=ExportRepository(self.session),
+            storage=self._infrastructure.export_storage,
+            audit=self.audit,
+            page_tokens=self._infrastructure.page_tokens,
+            url_ttl=dt.timedelta(seconds=self._infrastructure.settings.export_url_ttl_seconds),
         )

@@ -66,6 +66,48 @@ class Settings(BaseSettings):
     grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
     envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
 
+    # Meta Graph API. `make run` points META_GRAPH_URL at the local Graph API simulator.
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_graph_api_version: str = "v21.0"
+    # Development only: the control API of the Graph API simulator (`make run` sets it), so
+    # `adplane seed-demo` can create the demo businesses and accounts on the Meta side too.
+    meta_simulator_url: str = ""
+    # Parallel Graph calls per worker process.
+    meta_max_concurrency: int = Field(default=10, ge=1)
+
+    # Background work (taskiq on Redis streams).
+    # A message a worker took but did not acknowledge (it died) goes to another worker after this
+    # long; it must exceed the longest task.
+    task_redelivery_seconds: float = Field(default=900, gt=0)
+    # Attempts of a task step that failed for a transient reason (Meta 5xx, rate limits).
+    task_max_attempts: int = Field(default=5, ge=1)
+    # Longest single back-off; Meta's own "retry after" is honoured up to this.
+    task_max_backoff_seconds: float = Field(default=120, gt=0)
+    # Tasks running at once in one worker process.
+    worker_concurrency: int = Field(default=50, ge=1)
+    # The outbox relay: how often it looks for new rows, and how many it publishes at once.
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+    # Schedules (cron, UTC) of the periodic jobs.
+    sync_accounts_cron: str = "*/15 * * * *"
+    sync_pixels_cron: str = "5 * * * *"
+    sync_business_managers_cron: str = "10 * * * *"
+    expire_requests_cron: str = "0 3 * * *"
+    # Approved requests whose work never finished (a worker lost it) are queued again.
+    requeue_stalled_cron: str = "*/10 * * * *"
+    requeue_stalled_after_seconds: int = Field(default=1800, ge=60)
+    spend_cap_alerts_cron: str = "*/15 * * * *"
+    spend_export_cron: str = "0 4 * * *"
+
+    # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "adplane-exports"
+    aws_access_key_id: str = ""
+    aws_secret_access_key: SecretStr = SecretStr("")
+    # Lifetime of presigned download URLs.
+    export_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+
     # Access tokens are JWTs checked without a database read for their signature; keep them short.
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)

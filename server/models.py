@@ -6,6 +6,7 @@ from server.audit_logs.models import AuditLog
 from server.auth.models import RefreshToken
 from server.business_managers.models import BusinessManager
 from server.db import Base
+from server.exports.models import Export
 from server.idempotency.models import IdempotencyKey
 from server.outbox.models import OutboxMessage
 from server.pixels.models import Pixel, PixelAccount
@@ -20,6 +21,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "BusinessManager",
+    "Export",
     "IdempotencyKey",
     "OutboxMessage",
     "Pixel",

@@ -105,7 +105,8 @@ def test_createsuperuser_prompts_for_missing_options(settings: Settings) -> None
     assert "prompted@example.com" in result.stdout
 
 
-def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings) -> None:
+def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings, infrastructure: Infrastructure) -> None:
+    # `infrastructure` empties the tables first: the demo must not meet other tests' rows.
     env = {"DATABASE_URL": settings.database_url}
     first = run("seed-demo", **env)
     assert first.returncode == 0, first.stderr

@@ -4,6 +4,7 @@ The RPCs are found by walking the registered services, so a new List RPC is coun
 data is seeded with more than 200 rows of everything a list can return.
 """
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from server.business_managers.models import (
 )
 from server.composition import Infrastructure
 from server.db import new_id
+from server.exports.models import Export
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus, RequestType
 from server.users.models import User
@@ -116,6 +118,16 @@ async def seeded(infrastructure: Infrastructure) -> dict[str, uuid.UUID]:
         session.add_all(
             AuditLog(id=new_id(), workspace_id=workspace.id, entity_type="x", entity_id=me.id, action="test")
             for _ in range(ROWS)
+        )
+        session.add_all(
+            Export(
+                workspace_id=workspace.id,
+                export_date=dt.date(2026, 1, 1) + dt.timedelta(days=i),
+                object_key=f"exports/{workspace.id}/spend-{i}.csv",
+                row_count=1,
+                size_bytes=100,
+            )
+            for i in range(ROWS)
         )
     return {"workspace_id": workspace.id, "user_id": me.id, "account_id": accounts[0].id}
 

@@ -2,7 +2,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -53,6 +53,9 @@ class Account(IdMixin, TimestampMixin, Base):
     meta_status: Mapped[MetaAccountStatus | None] = mapped_column(pg_enum(MetaAccountStatus, "meta_account_status"))
     disable_reason: Mapped[str] = mapped_column(String(100), default="")
     synced_at: Mapped[dt.datetime | None] = mapped_column()
+    # The highest spend-cap threshold (80, 100) already alerted for the current cap; 0 for none.
+    # Alerts fire once per crossing; a new cap starts over.
+    spend_cap_alert_percent: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     version: Mapped[int] = mapped_column(default=1)
 
     __table_args__ = (

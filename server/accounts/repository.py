@@ -1,16 +1,51 @@
+import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Integer,
+    Select,
+    Text,
+    Uuid,
+    any_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.models import Account, AccountUser
+from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.accounts.schemas import AccountListRequestSchema
-from server.business_managers.models import BusinessManager
+from server.audit_logs.models import AuditLog
+from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
 from server.users.models import User
+
+
+@dataclass(frozen=True)
+class AccountMetaState:
+    """What the account sync writes to one account: Meta's view, applied at `version` only."""
+
+    account_id: uuid.UUID
+    version: int
+    meta_status: MetaAccountStatus | None
+    disable_reason: str
+    amount_spent_minor: int
+    spend_cap_minor: int | None
+    # The spend cap changed: spend-cap alerts start over for the new cap.
+    reset_spend_cap_alert: bool
 
 
 class IAccountRepository(Protocol):
@@ -187,3 +222,127 @@ class AccountRepository:
                 .execution_options(synchronize_session=False)
             )
         return list(pixel_ids)
+
+    # The periodic sync with Meta (server/accounts/sync.py)
+
+    async def list_sync_targets(self) -> list[tuple[BusinessManager, int]]:
+        """ACTIVE business managers with a token, each with how many ACTIVE accounts Meta created in
+        it; business managers without such accounts are left out. One statement."""
+        statement = (
+            select(BusinessManager, func.count(Account.id))
+            .join(Account, Account.business_manager_id == BusinessManager.id)
+            .where(
+                BusinessManager.status == BusinessManagerStatus.ACTIVE,
+                BusinessManager.encrypted_token.is_not(None),
+                Account.status == AccountStatus.ACTIVE,
+                Account.meta_account_id.is_not(None),
+            )
+            .group_by(BusinessManager.id)
+            .order_by(BusinessManager.id)
+        )
+        return [(business_manager, int(count)) for business_manager, count in await self._session.execute(statement)]
+
+    async def list_for_sync(self, business_manager_id: uuid.UUID) -> list[Account]:
+        """The ACTIVE accounts of the business manager that Meta created (they have a meta_account_id)."""
+        statement = (
+            select(Account)
+            .where(
+                Account.business_manager_id == business_manager_id,
+                Account.status == AccountStatus.ACTIVE,
+                Account.meta_account_id.is_not(None),
+            )
+            .order_by(Account.id)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def apply_meta_states(self, states: Sequence[AccountMetaState], *, synced_at: dt.datetime) -> list[Account]:
+        """Write Meta's view to many accounts in one statement (`UPDATE ... FROM unnest(arrays)`, so
+        the statement and its parameters stay the same size whatever the number of accounts).
+
+        Each account is written only at the version it was read at, and its version moves on (the
+        etag stands for what Meta reports too); an account changed meanwhile is skipped, and the next
+        sync picks it up. Returns the accounts written, as they are now.
+        """
+        if not states:
+            return []
+        rows = func.unnest(
+            bindparam("ids", [s.account_id for s in states], type_=ARRAY(Uuid)),
+            bindparam("versions", [s.version for s in states], type_=ARRAY(Integer)),
+            bindparam("meta_statuses", [s.meta_status for s in states], type_=ARRAY(Text)),
+            bindparam("disable_reasons", [s.disable_reason for s in states], type_=ARRAY(Text)),
+            bindparam("amounts_spent", [s.amount_spent_minor for s in states], type_=ARRAY(BigInteger)),
+            bindparam("spend_caps", [s.spend_cap_minor for s in states], type_=ARRAY(BigInteger)),
+            bindparam("reset_alerts", [s.reset_spend_cap_alert for s in states], type_=ARRAY(Boolean)),
+        ).table_valued(
+            column("id", Uuid),
+            column("version", Integer),
+            column("meta_status", Text),
+            column("disable_reason", Text),
+            column("amount_spent_minor", BigInteger),
+            column("spend_cap_minor", BigInteger),
+            column("reset_alert", Boolean),
+        )
+        meta = rows.render_derived(name="meta")
+        statement = (
+            update(Account)
+            .where(Account.id == meta.c.id, Account.version == meta.c.version)
+            .values(
+                meta_status=cast(meta.c.meta_status, Account.__table__.c.meta_status.type),
+                disable_reason=meta.c.disable_reason,
+                amount_spent_minor=meta.c.amount_spent_minor,
+                spend_cap_minor=meta.c.spend_cap_minor,
+                # Read from the row, not from the sync's snapshot: an alert raised meanwhile stays.
+                spend_cap_alert_percent=case((meta.c.reset_alert, 0), else_=Account.spend_cap_alert_percent),
+                synced_at=synced_at,
+                version=Account.version + 1,
+                updated_at=utcnow(),
+            )
+            .returning(Account)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def mark_synced(self, account_ids: Sequence[uuid.UUID], *, synced_at: dt.datetime) -> None:
+        """Record that Meta was read for accounts it reported unchanged: only `synced_at` moves (not
+        the version nor `updated_at`, so a sync that found nothing new leaves etags alone)."""
+        if not account_ids:
+            return
+        await self._session.execute(
+            update(Account)
+            .where(Account.id == any_(bindparam("ids", list(account_ids), type_=ARRAY(Uuid))))
+            .values(synced_at=synced_at, updated_at=Account.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def add_audit_entries(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Many audit entries (dicts of AuditLog columns) in one executemany INSERT."""
+        if entries:
+            await self._session.execute(insert(AuditLog), list(entries))
+
+    async def raise_spend_cap_alerts(self, thresholds: Sequence[int]) -> list[Account]:
+        """Move `spend_cap_alert_percent` up to the highest of `thresholds` (percentages) each ACTIVE
+        capped account has reached, where it is below that; the accounts moved, as they are now.
+
+        One conditional UPDATE: a concurrent run waits for the row lock, then no longer matches the
+        row, so each crossing is returned once. The version is left alone (the marker is not part of
+        the resource callers see).
+        """
+        reached = case(
+            *(
+                (Account.amount_spent_minor * 100 >= Account.spend_cap_minor * threshold, threshold)
+                for threshold in sorted(thresholds, reverse=True)
+            ),
+            else_=0,
+        )
+        statement = (
+            update(Account)
+            .where(
+                Account.status == AccountStatus.ACTIVE,
+                Account.spend_cap_minor > 0,
+                Account.spend_cap_alert_percent < reached,
+            )
+            .values(spend_cap_alert_percent=reached, updated_at=Account.updated_at)
+            .returning(Account)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return list(await self._session.scalars(statement))

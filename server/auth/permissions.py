@@ -27,6 +27,7 @@ REQUESTS_READ = "requests.read"
 REQUESTS_CANCEL = "requests.cancel"
 REQUESTS_APPROVE = "requests.approve"
 AUDIT_LOGS_READ = "audit_logs.read"
+EXPORTS_READ = "exports.read"
 
 SYSTEM_PERMISSIONS = frozenset(
     {
@@ -51,12 +52,15 @@ SYSTEM_PERMISSIONS = frozenset(
         REQUESTS_CANCEL,
         REQUESTS_APPROVE,
         AUDIT_LOGS_READ,
+        EXPORTS_READ,
     }
 )
 
 # Viewers read; members also ask for assets and withdraw their workspace's requests; admins
 # also manage people, account access, pixel sharing and business manager connections.
-_VIEWER = frozenset({WORKSPACES_READ, MEMBERS_READ, BUSINESS_MANAGERS_READ, ACCOUNTS_READ, PIXELS_READ, REQUESTS_READ})
+_VIEWER = frozenset(
+    {WORKSPACES_READ, MEMBERS_READ, BUSINESS_MANAGERS_READ, ACCOUNTS_READ, PIXELS_READ, REQUESTS_READ, EXPORTS_READ}
+)
 _MEMBER = _VIEWER | {ACCOUNTS_REQUEST, PIXELS_REQUEST, REQUESTS_CANCEL}
 _ADMIN = _MEMBER | {MEMBERS_MANAGE, ACCOUNTS_MANAGE_USERS, PIXELS_MANAGE, BUSINESS_MANAGERS_REQUEST, AUDIT_LOGS_READ}
 _OWNER = _ADMIN

@@ -1,3 +1,4 @@
+import datetime as dt
 import uuid
 from enum import StrEnum
 
@@ -42,6 +43,8 @@ class BusinessManager(IdMixin, TimestampMixin, Base):
     )
     # Fernet ciphertext of the system-user token (server.crypto); never leaves the service layer.
     encrypted_token: Mapped[str | None] = mapped_column(Text)
+    # When the periodic job last read it from Meta.
+    synced_at: Mapped[dt.datetime | None] = mapped_column()
     version: Mapped[int] = mapped_column(default=1)
 
     __table_args__ = (

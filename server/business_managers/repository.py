@@ -1,8 +1,11 @@
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy.exc
-from sqlalchemy import ColumnElement, Select, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.models import Account
@@ -176,3 +179,29 @@ class BusinessManagerRepository:
         if after is not None:
             statement = statement.where(BusinessManager.id > after)
         return list(await self._session.scalars(statement))
+
+    # The periodic sync with Meta (server/business_managers/tasks.py)
+
+    async def list_for_sync(self) -> list[BusinessManager]:
+        """Every business manager the sync reads from Meta: not archived, with a token."""
+        statement = (
+            select(BusinessManager)
+            .where(
+                BusinessManager.status != BusinessManagerStatus.ARCHIVED,
+                BusinessManager.encrypted_token.is_not(None),
+            )
+            .order_by(BusinessManager.id)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def mark_synced(self, business_manager_ids: Sequence[uuid.UUID], *, synced_at: dt.datetime) -> None:
+        """Record that Meta was read for business managers it reported unchanged: only `synced_at`
+        moves (not the version nor `updated_at`)."""
+        if not business_manager_ids:
+            return
+        await self._session.execute(
+            update(BusinessManager)
+            .where(BusinessManager.id == any_(bindparam("ids", list(business_manager_ids), type_=ARRAY(Uuid))))
+            .values(synced_at=synced_at, updated_at=BusinessManager.updated_at)
+            .execution_options(synchronize_session=False)
+        )

@@ -20,8 +20,11 @@ from server.business_managers.models import (
     BusinessManagerStatus,
     BusinessVerificationStatus,
 )
+from server.clients.meta.statuses import ACCOUNT_STATUS_NAMES
 from server.composition import Infrastructure
 from server.db import utcnow
+from server.devstack.meta_simulator.control_client import SimulatorControl
+from server.devstack.meta_simulator.schemas import AdAccountSeed
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.schemas import (
     AccountCreationPayload,
@@ -38,6 +41,7 @@ from server.workspaces.schemas import MemberAddRequestSchema, WorkspaceCreateReq
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for people to sign in to a demo
 MARKER_WORKSPACE = "Acme Retail"
+DEMO_BUSINESSES = ("100000000000001", "100000000000002", "200000000000001")
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,14 @@ async def _assets(
     now = utcnow()
     async with infrastructure.unit_of_work() as uow:
         cipher = infrastructure.cipher
+        tokens = {meta_id: f"demo-system-user-token-{meta_id}" for meta_id in DEMO_BUSINESSES}
         eu = BusinessManager(
             meta_business_id="100000000000001",
             name="Agency Platform EU",
             ownership=BusinessManagerOwnership.PLATFORM,
             status=BusinessManagerStatus.ACTIVE,
             verification_status=BusinessVerificationStatus.VERIFIED,
-            encrypted_token=cipher.encrypt("demo-system-user-token-eu-0000000000"),
+            encrypted_token=cipher.encrypt(tokens["100000000000001"]),
         )
         us = BusinessManager(
             meta_business_id="100000000000002",
@@ -134,7 +139,7 @@ async def _assets(
             ownership=BusinessManagerOwnership.PLATFORM,
             status=BusinessManagerStatus.NEEDS_ATTENTION,
             verification_status=BusinessVerificationStatus.VERIFIED,
-            encrypted_token=cipher.encrypt("demo-system-user-token-us-0000000000"),
+            encrypted_token=cipher.encrypt(tokens["100000000000002"]),
         )
         acme_own = BusinessManager(
             meta_business_id="200000000000001",
@@ -143,7 +148,7 @@ async def _assets(
             workspace_id=workspaces["acme"],
             status=BusinessManagerStatus.ACTIVE,
             verification_status=BusinessVerificationStatus.PENDING,
-            encrypted_token=cipher.encrypt("demo-system-user-token-acme-00000000"),
+            encrypted_token=cipher.encrypt(tokens["200000000000001"]),
         )
         uow.session.add_all([eu, us, acme_own])
         await uow.session.flush()
@@ -169,6 +174,8 @@ async def _assets(
                     synced_at=now - dt.timedelta(minutes=7),
                 )
             )
+        if infrastructure.settings.meta_simulator_url:
+            _mirror_in_simulator(infrastructure.settings.meta_simulator_url, [eu, us, acme_own], accounts, tokens)
         uow.session.add_all(accounts)
         await uow.session.flush()
         acme_accounts = [a for a in accounts if a.workspace_id == workspaces["acme"]]
@@ -263,3 +270,31 @@ async def _requests(
             )
     finally:
         set_current_principal(None)
+
+
+def _mirror_in_simulator(
+    url: str, businesses: list[BusinessManager], accounts: list[Account], tokens: dict[str, str]
+) -> None:
+    """Create the demo businesses (with their tokens) and accounts in the Graph API simulator, so
+    approved requests and syncs work against it; the accounts take the ids the simulator gives."""
+    meta_ids = {bm.id: bm.meta_business_id for bm in businesses}
+    with SimulatorControl(url) as control:
+        for bm in businesses:
+            control.add_business(bm.name, business_id=bm.meta_business_id, token=tokens[bm.meta_business_id])
+        codes = {name: code for code, name in ACCOUNT_STATUS_NAMES.items()}
+        created = control.add_ad_accounts(
+            [
+                AdAccountSeed(
+                    business_id=meta_ids[account.business_manager_id],
+                    name=account.name,
+                    currency=account.currency,
+                    timezone_name=account.timezone,
+                    account_status=codes[(account.meta_status or MetaAccountStatus.ACTIVE).value],
+                    spend_cap=account.spend_cap_minor or 0,
+                    amount_spent=account.amount_spent_minor,
+                )
+                for account in accounts
+            ]
+        )
+    for account, meta_account_id in zip(accounts, created, strict=True):
+        account.meta_account_id = meta_account_id

@@ -8,19 +8,26 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from contextlib import ExitStack
 from os import environ
 from pathlib import Path
 from types import FrameType
 
 from server.config import Settings
-from server.devstack.embedded import is_port_free, start_postgres, start_redis
+from server.devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 
-# The long-running processes of the stack, as `adplane` subcommands. Add worker and scheduler here.
+# The long-running processes of the stack, as `adplane` subcommands. Exactly one scheduler.
 CHILDREN: dict[str, list[str]] = {
     "server": ["serve"],
     "envoy": ["envoy"],
+    "worker": ["worker"],
+    "scheduler": ["scheduler"],
 }
+# Stand-ins for third parties, started when the settings do not point at the real ones.
+DEV_META_SIMULATOR_PORT = 8099
+DEV_S3_PORT = 8098
 DEV_DATABASE = "adplane"
 # The superuser `make run` creates in the embedded database, so a newcomer can sign in at once.
 # Never created against a DATABASE_URL of someone else's.
@@ -69,12 +76,62 @@ def run_dev_stack(settings: Settings) -> int:
                     return admin.returncode
             if received:
                 return 0
-            children = {name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}
+            fakes = _start_third_party_fakes(env)
+            children = {**fakes, **{name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}}
             _print_banner(settings, env)
             return _supervise(children, received, stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _start_third_party_fakes(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+    """The Graph API simulator and moto's S3, unless META_GRAPH_URL / S3_ENDPOINT_URL are set.
+
+    Sets the URLs (and moto's dummy credentials) in `env` for the children started after.
+    """
+    fakes: dict[str, subprocess.Popen[bytes]] = {}
+    python = str(Path(sys.executable))
+    if not environ.get("META_GRAPH_URL"):
+        port = DEV_META_SIMULATOR_PORT if is_port_free(DEV_META_SIMULATOR_PORT) else free_port()
+        fakes["meta-simulator"] = subprocess.Popen(
+            [python, "-m", "server.devstack.meta_simulator", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            process_group=0,
+        )
+        env["META_GRAPH_URL"] = env["META_SIMULATOR_URL"] = f"http://127.0.0.1:{port}"
+    if not environ.get("S3_ENDPOINT_URL"):
+        port = DEV_S3_PORT if is_port_free(DEV_S3_PORT) else free_port()
+        fakes["s3"] = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            process_group=0,
+        )
+        env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+        env.setdefault("AWS_ACCESS_KEY_ID", "dev")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "dev")
+    for url in (env.get("META_SIMULATOR_URL"), env.get("S3_ENDPOINT_URL")):
+        if url:
+            _wait_for_http(url)
+    return fakes
+
+
+def _wait_for_http(url: str, *, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a loopback URL we started
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up within {timeout:.0f}s")
 
 
 def _start_backing_services(settings: Settings, stack: ExitStack) -> dict[str, str]:
@@ -139,9 +196,14 @@ adplane dev stack (Ctrl-C stops everything)
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   PostgreSQL   {env["DATABASE_URL"]}
   Redis        {env["REDIS_URL"]}
+  Meta Graph   {env.get("META_GRAPH_URL", settings.meta_graph_url)}
+  S3           {env.get("S3_ENDPOINT_URL") or "AWS"}
 {_login_help(settings, rest)}
-load demo data (workspaces, members of every role, accounts, pixels, requests waiting):
-  DATABASE_URL='{env["DATABASE_URL"]}' .venv/bin/adplane seed-demo""",
+load demo data (workspaces, members of every role, accounts, pixels, requests waiting), and
+run the daily spend export now (any `adplane` command takes the same variables):
+  export DATABASE_URL='{env["DATABASE_URL"]}' REDIS_URL='{env["REDIS_URL"]}'{_fake_urls(env)}
+  .venv/bin/adplane seed-demo
+  .venv/bin/adplane export-spend""",
         flush=True,
     )
 
@@ -162,3 +224,8 @@ def _login_help(settings: Settings, rest: str) -> str:
   curl -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
   curl -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
 """
+
+
+def _fake_urls(env: dict[str, str]) -> str:
+    names = ("META_GRAPH_URL", "META_SIMULATOR_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    return "".join(f" \\\n    {name}='{env[name]}'" for name in names if name in env)

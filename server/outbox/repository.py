@@ -1,7 +1,10 @@
+import uuid
 from typing import Any, Protocol
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import utcnow
 from server.outbox.models import OutboxMessage
 
 
@@ -17,3 +20,27 @@ class OutboxRepository:
         """Record background work; it is published only if the caller's transaction commits."""
         self._session.add(OutboxMessage(topic=topic, payload=payload))
         await self._session.flush()
+
+    async def claim_pending(self, *, limit: int) -> list[OutboxMessage]:
+        """The oldest unpublished messages, locked for this transaction; others skip them."""
+        statement = (
+            select(OutboxMessage)
+            .where(OutboxMessage.published_at.is_(None))
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def mark_published(self, message_ids: list[uuid.UUID]) -> None:
+        if message_ids:
+            await self._session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(message_ids))
+                .values(published_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+            )
+
+    async def note_error(self, message_id: uuid.UUID, error: str) -> None:
+        await self._session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(last_error=error[:1000])
+        )

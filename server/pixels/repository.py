@@ -1,9 +1,14 @@
+import datetime as dt
 import uuid
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit_logs.models import AuditLog
+from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
 
@@ -72,3 +77,59 @@ class PixelRepository:
         )
         await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
         return True
+
+    # The periodic sync with Meta (server/pixels/sync.py)
+
+    async def list_sync_targets(self) -> list[tuple[BusinessManager, int]]:
+        """ACTIVE business managers with a token, each with how many pixels Meta created in it;
+        business managers without such pixels are left out. One statement."""
+        statement = (
+            select(BusinessManager, func.count(Pixel.id))
+            .join(Pixel, Pixel.business_manager_id == BusinessManager.id)
+            .where(
+                BusinessManager.status == BusinessManagerStatus.ACTIVE,
+                BusinessManager.encrypted_token.is_not(None),
+                Pixel.meta_pixel_id.is_not(None),
+            )
+            .group_by(BusinessManager.id)
+            .order_by(BusinessManager.id)
+        )
+        return [(business_manager, int(count)) for business_manager, count in await self._session.execute(statement)]
+
+    async def list_for_sync(self, business_manager_id: uuid.UUID) -> list[Pixel]:
+        """The business manager's pixels that Meta created, with their shares (one more statement)."""
+        statement = (
+            select(Pixel)
+            .where(Pixel.business_manager_id == business_manager_id, Pixel.meta_pixel_id.is_not(None))
+            .order_by(Pixel.id)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def set_last_fired(self, changes: Sequence[tuple[uuid.UUID, int, dt.datetime | None]]) -> list[Pixel]:
+        """Set `last_fired_at` of many pixels, given as (pixel id, version read, value), in one
+        statement; a pixel is written only at the version it was read at (one changed meanwhile is
+        left to the next sync) and its version moves on. Returns the pixels written, as they are now."""
+        if not changes:
+            return []
+        rows = (
+            func.unnest(
+                bindparam("ids", [pixel_id for pixel_id, _, _ in changes], type_=ARRAY(Uuid)),
+                bindparam("versions", [version for _, version, _ in changes], type_=ARRAY(Integer)),
+                bindparam("fired", [fired for _, _, fired in changes], type_=ARRAY(DateTime(timezone=True))),
+            )
+            .table_valued(column("id", Uuid), column("version", Integer), column("fired", DateTime(timezone=True)))
+            .render_derived(name="meta")
+        )
+        statement = (
+            update(Pixel)
+            .where(Pixel.id == rows.c.id, Pixel.version == rows.c.version)
+            .values(last_fired_at=rows.c.fired, version=Pixel.version + 1, updated_at=utcnow())
+            .returning(Pixel)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def add_audit_entries(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Many audit entries (dicts of AuditLog columns) in one executemany INSERT."""
+        if entries:
+            await self._session.execute(insert(AuditLog), list(entries))

@@ -45,6 +45,7 @@ class IRequestService(Protocol):
     async def complete_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema: ...
     async def fail_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema: ...
     async def expire_stale_requests(self, *, now: dt.datetime, limit: int = 500) -> int: ...
+    async def requeue_stalled_requests(self, *, cutoff: dt.datetime, limit: int = 500) -> int: ...
 
 
 class RequestService:
@@ -212,6 +213,15 @@ class RequestService:
                 )
                 expired += 1
         return expired
+
+    async def requeue_stalled_requests(self, *, cutoff: dt.datetime, limit: int = 500) -> int:
+        """Queue the work of approved requests again when it did not finish since `cutoff` (a
+        worker lost it to an outage). Carrying out is idempotent, so a slow one queued twice is
+        harmless."""
+        stalled = await self._repository.approved_before(cutoff, limit=limit)
+        for request in stalled:
+            await self._outbox.add(REQUEST_APPROVED_TOPIC, {"request_id": str(request.id), "type": request.type.value})
+        return len(stalled)
 
     async def _get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request:
         request = await self._repository.get(request_id, workspace_id=workspace_id)

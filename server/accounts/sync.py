@@ -1,0 +1,325 @@
+"""The periodic jobs that keep ad accounts in line with Meta: the sync, and spend-cap alerts.
+
+`sync_accounts` (every 15 minutes) reads Meta's view of every ACTIVE account Meta created, business
+manager by business manager, and writes what changed: Meta's status, disable reason, amount spent
+and spend cap. Each business manager's accounts come from its `owned_ad_accounts` edge, 100 per call
+(`get_ad_accounts` would read the same accounts in batches of 50: more HTTP calls, and Meta counts
+every request inside a batch against the business's rate limit, 100 times the quota of a page); the
+few accounts the edge does not list (e.g. shared with the business rather than owned by it) are read
+in batches. Business managers run concurrently, at most `meta_max_concurrency` talking to Meta at
+once; no transaction stays open while Meta is called.
+
+Per business manager the database sees a constant number of statements, whatever its number of
+accounts: one read, one `UPDATE ... FROM unnest(...)` for the changed accounts, one for `synced_at`
+of the unchanged ones, and one executemany INSERT of the audit entries (action "sync", before/after).
+
+`send_spend_cap_alerts` raises an alert once per crossing of 80 % and 100 % of an account's cap.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Annotated
+
+import structlog
+from pydantic import BaseModel
+from taskiq import Context, TaskiqDepends
+
+from server.accounts.models import Account, MetaAccountStatus
+from server.accounts.repository import AccountMetaState, AccountRepository
+from server.accounts.schemas import AccountResponseSchema
+from server.accounts.service import ACCOUNT_ENTITY
+from server.business_managers.models import BusinessManager
+from server.business_managers.tasks import audit_entry, decrypt_token, mark_needs_attention
+from server.clients.meta.exceptions import MetaError, MetaTokenError
+from server.clients.meta.models import MetaAdAccount
+from server.clients.meta.protocol import IMetaClient
+from server.composition import Infrastructure
+from server.config import Settings
+from server.db import utcnow
+from server.tasks.resources import worker_resources
+from server.tasks.retry import RetriesExhausted, RetryPolicy, retrying
+
+logger = structlog.get_logger("adplane.sync.accounts")
+
+SYNC_ACTION = "sync"
+SPEND_CAP_ALERT_ACTION = "spend_cap_alert"
+SPEND_CAP_ALERT_TOPIC = "account.spend_cap_alert"
+# Percentages of the spend cap that raise an alert, each once per cap.
+SPEND_CAP_ALERT_THRESHOLDS = (80, 100)
+
+type Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SyncSummary:
+    # Business managers read from Meta.
+    business_managers: int = 0
+    # Meta kept failing (or the token could not be decrypted); their accounts wait for the next run.
+    business_managers_failed: int = 0
+    # Meta refused their token: now NEEDS_ATTENTION (unless staff set a new token meanwhile).
+    business_managers_token_refused: int = 0
+    # Local accounts compared with what Meta reported.
+    accounts_checked: int = 0
+    # Accounts with a change, written and audited.
+    accounts_updated: int = 0
+    # Local accounts Meta did not report (deleted, or no longer reachable with the token).
+    accounts_not_found: int = 0
+
+
+async def sync_accounts_task(context: Annotated[Context, TaskiqDepends()]) -> dict[str, int]:
+    """Scheduled task (SYNC_ACCOUNTS_CRON)."""
+    resources = worker_resources(context)
+    summary = await sync_accounts(resources.infrastructure, resources.meta, resources.settings)
+    return asdict(summary)
+
+
+async def sync_accounts(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+) -> SyncSummary:
+    """Bring every ACTIVE account of every ACTIVE business manager with a token in line with Meta.
+
+    `progress(done, total)` is called with 0 first and after each business manager, counting
+    accounts: `total` is how many accounts there were to sync when the run started.
+    """
+    async with infrastructure.unit_of_work() as uow:
+        targets = await AccountRepository(uow.session).list_sync_targets()
+    total = sum(count for _, count in targets)
+    done = 0
+    if progress is not None:
+        progress(done, total)
+    summary = SyncSummary()
+    sync = _BusinessManagerSync(infrastructure, meta, settings, summary)
+
+    async def run(business_manager: BusinessManager, count: int) -> None:
+        nonlocal done
+        await sync.run(business_manager)
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    # A Meta failure ends the work on one business manager only; anything else (the database gone)
+    # cancels the rest and fails the run, which the next schedule repeats.
+    async with asyncio.TaskGroup() as group:
+        for business_manager, count in targets:
+            group.create_task(run(business_manager, count))
+    logger.info("accounts synced", **asdict(summary))
+    return summary
+
+
+class _BusinessManagerSync:
+    def __init__(self, infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, summary: SyncSummary):
+        self._infrastructure = infrastructure
+        self._meta = meta
+        self._summary = summary
+        self._policy = RetryPolicy.from_settings(settings)
+        self._meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
+
+    async def run(self, business_manager: BusinessManager) -> None:
+        ciphertext = business_manager.encrypted_token
+        token = decrypt_token(self._infrastructure, business_manager.id, ciphertext) if ciphertext else None
+        if ciphertext is None or token is None:
+            self._summary.business_managers_failed += 1
+            return
+        async with self._infrastructure.unit_of_work() as uow:
+            accounts = await AccountRepository(uow.session).list_for_sync(business_manager.id)
+        known = [account.meta_account_id for account in accounts if account.meta_account_id]
+        try:
+            async with self._meta_slots:
+                reported = await self._read(business_manager.meta_business_id, known, token)
+        except MetaTokenError:
+            self._summary.business_managers_token_refused += 1
+            await mark_needs_attention(self._infrastructure, business_manager.id, token_ciphertext=ciphertext)
+            return
+        except (MetaError, RetriesExhausted) as error:
+            self._summary.business_managers_failed += 1
+            logger.warning(
+                "reading ad accounts from Meta failed; tried again next run",
+                business_manager_id=str(business_manager.id),
+                error=str(error),
+            )
+            return
+        self._summary.business_managers += 1
+        await self._write(business_manager.id, reported)
+
+    async def _read(self, business_id: str, known: Sequence[str], token: str) -> dict[str, MetaAdAccount]:
+        """Meta's view of the business's accounts, by act id: its owned accounts, and those of
+        `known` it does not own, read in batches."""
+
+        async def owned() -> dict[str, MetaAdAccount]:
+            return {
+                account.id: account async for account in self._meta.list_owned_ad_accounts(business_id, token=token)
+            }
+
+        reported = await retrying(owned, policy=self._policy, what=f"list ad accounts of business {business_id}")
+        missing = [account_id for account_id in known if account_id not in reported]
+        if missing:
+            reads = await retrying(
+                lambda: self._meta.get_ad_accounts(missing, token=token),
+                policy=self._policy,
+                what=f"read {len(missing)} ad accounts of business {business_id}",
+            )
+            reported.update(reads.accounts)
+            if reads.errors:
+                logger.info(
+                    "ad accounts not readable from Meta",
+                    business_id=business_id,
+                    errors={account_id: str(error) for account_id, error in list(reads.errors.items())[:20]},
+                    count=len(reads.errors),
+                )
+        return reported
+
+    async def _write(self, business_manager_id: uuid.UUID, reported: dict[str, MetaAdAccount]) -> None:
+        synced_at = utcnow()
+        async with self._infrastructure.unit_of_work() as uow:
+            repository = AccountRepository(uow.session)
+            # Read again, inside the writing transaction: the accounts as they are now.
+            accounts = await repository.list_for_sync(business_manager_id)
+            states: list[AccountMetaState] = []
+            before: dict[uuid.UUID, AccountResponseSchema] = {}
+            unchanged: list[uuid.UUID] = []
+            for account in accounts:
+                meta_account = reported.get(account.meta_account_id or "")
+                if meta_account is None:
+                    self._summary.accounts_not_found += 1
+                    continue
+                self._summary.accounts_checked += 1
+                state = meta_state(account, meta_account)
+                if state is None:
+                    unchanged.append(account.id)
+                else:
+                    states.append(state)
+                    before[account.id] = AccountResponseSchema.model_validate(account)
+            # Snapshots of `before` are taken above: the UPDATE refreshes the loaded objects.
+            updated = await repository.apply_meta_states(states, synced_at=synced_at)
+            await repository.mark_synced(unchanged, synced_at=synced_at)
+            await repository.add_audit_entries(
+                [
+                    audit_entry(
+                        entity_type=ACCOUNT_ENTITY,
+                        entity_id=account.id,
+                        action=SYNC_ACTION,
+                        workspace_id=account.workspace_id,
+                        before=before[account.id],
+                        after=AccountResponseSchema.model_validate(account),
+                        at=synced_at,
+                    )
+                    for account in updated
+                ]
+            )
+        self._summary.accounts_updated += len(updated)
+
+
+def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | None:
+    """What to write to the account for Meta's view of it; None when nothing differs.
+
+    Money passes as Meta reports it (Meta's amount units are the platform's minor units); a spend cap
+    of 0 means none. A status code this platform does not know leaves the status as it was.
+    """
+    meta_status = _meta_status(reported) or account.meta_status
+    disable_reason = "" if reported.disable_reason == 0 else reported.disable_reason_name.upper()
+    spend_cap = reported.spend_cap or None
+    if (
+        meta_status == account.meta_status
+        and disable_reason == account.disable_reason
+        and reported.amount_spent == account.amount_spent_minor
+        and spend_cap == account.spend_cap_minor
+    ):
+        return None
+    return AccountMetaState(
+        account_id=account.id,
+        version=account.version,
+        meta_status=meta_status,
+        disable_reason=disable_reason,
+        amount_spent_minor=reported.amount_spent,
+        spend_cap_minor=spend_cap,
+        reset_spend_cap_alert=spend_cap != account.spend_cap_minor,
+    )
+
+
+def _meta_status(reported: MetaAdAccount) -> MetaAccountStatus | None:
+    try:
+        return MetaAccountStatus(reported.account_status_name)
+    except ValueError:
+        logger.warning("unknown Meta account status", account_id=reported.id, account_status=reported.account_status)
+        return None
+
+
+# Spend-cap alerts
+
+
+class SpendCapAlertSchema(BaseModel):
+    """An account that reached a share of its spend cap: the audit snapshot and the outbox payload."""
+
+    account_id: uuid.UUID
+    workspace_id: uuid.UUID
+    meta_account_id: str | None
+    name: str
+    currency: str
+    spend_cap_minor: int
+    amount_spent_minor: int
+    # The threshold reached (80 or 100).
+    percent: int
+    # What the account has spent, in percent of the cap (two decimals).
+    spent_percent: float
+
+
+async def send_spend_cap_alerts_task(context: Annotated[Context, TaskiqDepends()]) -> dict[str, int]:
+    """Scheduled task (SPEND_CAP_ALERTS_CRON)."""
+    resources = worker_resources(context)
+    return {"alerts": len(await send_spend_cap_alerts(resources.infrastructure))}
+
+
+async def send_spend_cap_alerts(infrastructure: Infrastructure) -> list[SpendCapAlertSchema]:
+    """Raise an alert for every account whose spend reached a threshold it was not alerted for.
+
+    The marker (`spend_cap_alert_percent`) moves in the same conditional UPDATE that picks the
+    accounts, and the audit entry and outbox row (`account.spend_cap_alert`, for notifications) go
+    into the same transaction: a run delivered twice, or two runs at once, alert once. Past both
+    thresholds at once, one alert (100) is raised. A new cap starts over (the marker is reset where
+    the cap changes: the spend-cap task, and the sync when Meta reports another cap).
+    """
+    at = utcnow()
+    async with infrastructure.unit_of_work() as uow:
+        repository = AccountRepository(uow.session)
+        alerts = [_alert(account) for account in await repository.raise_spend_cap_alerts(SPEND_CAP_ALERT_THRESHOLDS)]
+        await repository.add_audit_entries(
+            [
+                audit_entry(
+                    entity_type=ACCOUNT_ENTITY,
+                    entity_id=alert.account_id,
+                    action=SPEND_CAP_ALERT_ACTION,
+                    workspace_id=alert.workspace_id,
+                    before=None,
+                    after=alert,
+                    at=at,
+                )
+                for alert in alerts
+            ]
+        )
+        # One row each: alerts are rare (one per account and threshold for the life of a cap).
+        for alert in alerts:
+            await uow.outbox.add(SPEND_CAP_ALERT_TOPIC, alert.model_dump(mode="json"))
+    if alerts:
+        logger.info("spend-cap alerts raised", count=len(alerts))
+    return alerts
+
+
+def _alert(account: Account) -> SpendCapAlertSchema:
+    cap = account.spend_cap_minor or 0
+    return SpendCapAlertSchema(
+        account_id=account.id,
+        workspace_id=account.workspace_id,
+        meta_account_id=account.meta_account_id,
+        name=account.name,
+        currency=account.currency,
+        spend_cap_minor=cap,
+        amount_spent_minor=account.amount_spent_minor,
+        percent=account.spend_cap_alert_percent,
+        spent_percent=round(account.amount_spent_minor * 100 / cap, 2) if cap else 0.0,
+    )

@@ -1,0 +1,164 @@
+"""Tasks of the accounts module: carrying users' access to ad accounts over to Meta.
+
+`account_user.assigned` / `account_user.unassigned` messages do not say *what* to do so much as
+*where to look*: the task reads the user's access to the account as it is now and makes Meta match
+it (tasks given, or access removed). So a message delivered twice, or an unassignment handled
+before the assignment it undoes, still leaves Meta as our database says. The account's row lock is
+held across the Meta call (see `apply_account_user`) so that concurrent changes reach Meta in the
+order they committed.
+
+NOTE - a simplification a real deployment must replace: we keep no mapping from our users to Meta
+business users. The Meta business user id used here is derived from OUR user id
+(`meta_business_user_id`: the UUID as a decimal number, since Graph takes digits only). A real
+deployment stores each user's Meta business user id (invited to the business, or a system user)
+and uses that instead.
+"""
+
+import asyncio
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+
+import structlog
+from taskiq import Context, TaskiqDepends
+
+from server.accounts.models import AccountUserTask
+from server.accounts.repository import AccountRepository
+from server.business_managers.repository import BusinessManagerRepository
+from server.clients.meta.exceptions import MetaError
+from server.clients.meta.models import MetaAccountTask
+from server.clients.meta.protocol import IMetaClient
+from server.composition import Infrastructure
+from server.config import Settings
+from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
+from server.requests.work import TokenRejected, WorkRefused, call_meta, credentials_of, flag_business_manager
+from server.tasks.resources import worker_resources
+from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+
+logger = structlog.get_logger("adplane.accounts.tasks")
+
+_META_TASKS: dict[AccountUserTask, MetaAccountTask] = {
+    AccountUserTask.MANAGE: "MANAGE",
+    AccountUserTask.ADVERTISE: "ADVERTISE",
+    AccountUserTask.ANALYZE: "ANALYZE",
+}
+
+
+class AccountUserOutcome(StrEnum):
+    ASSIGNED = "assigned"  # Meta now gives the user the tasks they have here
+    UNASSIGNED = "unassigned"  # Meta no longer gives the user access
+    SKIPPED = "skipped"  # nothing to do, or nothing that can be done (logged)
+    FAILED = "failed"  # Meta refused or kept failing (logged)
+
+
+def meta_business_user_id(user_id: uuid.UUID) -> str:
+    """The Meta business user id of one of our users.
+
+    SIMPLIFICATION: there is no user mapping, so this is our own user id, written as the decimal
+    number of the UUID (Graph ids are digits). A real deployment maps each user to their Meta
+    business user and looks the id up instead.
+    """
+    return str(user_id.int)
+
+
+async def apply_account_user_change(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> str:
+    """`account_user.assigned` / `account_user.unassigned`: make Meta match the user's access."""
+    resources = worker_resources(context)
+    outcome = await apply_account_user(
+        resources.infrastructure,
+        resources.meta,
+        resources.settings,
+        account_id=uuid.UUID(payload["account_id"]),
+        user_id=uuid.UUID(payload["user_id"]),
+    )
+    return outcome.value
+
+
+async def apply_account_move(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> dict[str, str]:
+    """`account.moved`: take away on Meta the access and pixel shares the move removed here."""
+    resources = worker_resources(context)
+    account_id = uuid.UUID(payload["account_id"])
+    outcomes: dict[str, str] = {}
+    for user_id in payload.get("unassigned_user_ids", []):
+        user_outcome = await apply_account_user(
+            resources.infrastructure,
+            resources.meta,
+            resources.settings,
+            account_id=account_id,
+            user_id=uuid.UUID(user_id),
+        )
+        outcomes[f"user:{user_id}"] = user_outcome.value
+    for pixel_id in payload.get("unshared_pixel_ids", []):
+        pixel_outcome: PixelUnshareOutcome = await apply_pixel_unshare_now(
+            resources.infrastructure,
+            resources.meta,
+            resources.settings,
+            pixel_id=uuid.UUID(pixel_id),
+            account_id=account_id,
+        )
+        outcomes[f"pixel:{pixel_id}"] = pixel_outcome.value
+    return outcomes
+
+
+async def apply_account_user(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    sleep: Sleep = asyncio.sleep,
+) -> AccountUserOutcome:
+    """Give the user on Meta the tasks they have on the account here, or take access away if they
+    have none. Transient Meta errors are retried; a rejected token flags the business manager."""
+    log = logger.bind(account_id=str(account_id), user_id=str(user_id))
+
+    async def attempt() -> AccountUserOutcome:
+        async with infrastructure.unit_of_work() as uow:
+            accounts = AccountRepository(uow.session)
+            # Held across the Meta call: assignments and unassignments of the account lock the same
+            # row, so each one commits either before this read (and Meta gets it now) or after this
+            # call (and its own message brings Meta up to date). Without it, an older state read
+            # here could reach Meta after a newer one. One account's access changes wait for at most
+            # one Meta call; nothing else takes this lock for long.
+            account = await accounts.lock(account_id)
+            if account is None or account.meta_account_id is None:
+                log.info("account not on Meta (yet); nothing to do")
+                return AccountUserOutcome.SKIPPED
+            meta_account_id = account.meta_account_id
+            business_manager = await BusinessManagerRepository(uow.session).get(account.business_manager_id)
+            if business_manager is None:  # pragma: no cover - a foreign key
+                return AccountUserOutcome.SKIPPED
+            credentials = credentials_of(business_manager, infrastructure.cipher)
+            access = await accounts.get_user(account_id, user_id)
+            meta_user_id = meta_business_user_id(user_id)
+            if access is None:
+                await call_meta(
+                    credentials,
+                    lambda token: meta.unassign_user(meta_account_id, user_id=meta_user_id, token=token),
+                )
+                return AccountUserOutcome.UNASSIGNED
+            tasks = [_META_TASKS[AccountUserTask(task)] for task in access[0].tasks]
+            await call_meta(
+                credentials,
+                lambda token: meta.assign_user(meta_account_id, user_id=meta_user_id, tasks=tasks, token=token),
+            )
+            return AccountUserOutcome.ASSIGNED
+
+    try:
+        outcome = await retrying(
+            attempt, policy=RetryPolicy.from_settings(settings), what=f"account {account_id} access", sleep=sleep
+        )
+    except TokenRejected as rejected:
+        async with infrastructure.unit_of_work() as uow:
+            await flag_business_manager(uow, rejected)
+        log.error("could not change access on Meta", reason=str(rejected))
+        return AccountUserOutcome.FAILED
+    except WorkRefused as refused:
+        log.warning("cannot change access on Meta", reason=refused.reason)
+        return AccountUserOutcome.SKIPPED
+    except (RetriesExhausted, MetaError) as error:
+        log.error("could not change access on Meta", reason=str(error))
+        return AccountUserOutcome.FAILED
+    log.info("access applied on Meta", outcome=outcome.value)
+    return outcome

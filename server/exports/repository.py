@@ -1,0 +1,98 @@
+import datetime as dt
+import uuid
+from typing import Protocol
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.models import Account
+from server.db import new_id, utcnow
+from server.exports.models import Export
+from server.exports.schemas import ExportListRequestSchema
+
+
+class IExportRepository(Protocol):
+    async def get(self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Export | None: ...
+    async def list_exports(
+        self, query: ExportListRequestSchema, *, before: uuid.UUID | None, limit: int
+    ) -> list[Export]: ...
+    async def lock_workspace_day(self, workspace_id: uuid.UUID, day: dt.date) -> None: ...
+    async def get_for_day(self, workspace_id: uuid.UUID, day: dt.date) -> Export | None: ...
+    async def upsert(
+        self, *, workspace_id: uuid.UUID, export_date: dt.date, object_key: str, row_count: int, size_bytes: int
+    ) -> Export: ...
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
+    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]: ...
+
+
+class ExportRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def _readable(self, workspace_id: uuid.UUID | None) -> Select[Export]:
+        """Every query of exports starts here: narrowed to one workspace when the caller is scoped to one."""
+        statement = select(Export)
+        return statement if workspace_id is None else statement.where(Export.workspace_id == workspace_id)
+
+    async def get(self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Export | None:
+        """The export, or None when it does not exist or belongs to another workspace than `workspace_id`."""
+        return await self._session.scalar(self._readable(workspace_id).where(Export.id == export_id))
+
+    async def list_exports(
+        self, query: ExportListRequestSchema, *, before: uuid.UUID | None, limit: int
+    ) -> list[Export]:
+        """`limit` exports before `before`, newest first (ids are UUIDv7: id order is creation order)."""
+        statement = self._readable(query.workspace_id).order_by(Export.id.desc()).limit(limit)
+        if before is not None:
+            statement = statement.where(Export.id < before)
+        return list(await self._session.scalars(statement))
+
+    async def lock_workspace_day(self, workspace_id: uuid.UUID, day: dt.date) -> None:
+        """Hold a transaction-scoped advisory lock on (workspace, day) until commit or rollback.
+
+        A row lock cannot serve: the first export of a day has no row yet to lock.
+        """
+        key = f"exports:{workspace_id}:{day.isoformat()}"
+        await self._session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+    async def get_for_day(self, workspace_id: uuid.UUID, day: dt.date) -> Export | None:
+        statement = self._readable(workspace_id).where(Export.export_date == day)
+        return await self._session.scalar(statement)
+
+    async def upsert(
+        self, *, workspace_id: uuid.UUID, export_date: dt.date, object_key: str, row_count: int, size_bytes: int
+    ) -> Export:
+        """Insert the workspace's export of the day, or update the one it has (same id, same
+        created_at): one statement, so a concurrent insert cannot turn into a duplicate."""
+        statement = insert(Export).values(
+            id=new_id(),
+            workspace_id=workspace_id,
+            export_date=export_date,
+            object_key=object_key,
+            row_count=row_count,
+            size_bytes=size_bytes,
+            created_at=utcnow(),
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[Export.workspace_id, Export.export_date],
+            set_={
+                "object_key": statement.excluded.object_key,
+                "row_count": statement.excluded.row_count,
+                "size_bytes": statement.excluded.size_bytes,
+            },
+        )
+        returning = statement.returning(Export).execution_options(populate_existing=True)
+        return (await self._session.scalars(returning)).one()
+
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+        """Ids of workspaces that own at least one ad account, in id order, after `after`."""
+        statement = select(Account.workspace_id).distinct().order_by(Account.workspace_id).limit(limit)
+        if after is not None:
+            statement = statement.where(Account.workspace_id > after)
+        return list(await self._session.scalars(statement))
+
+    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]:
+        """Every ad account of the workspace, archived ones included, in creation order."""
+        statement = select(Account).where(Account.workspace_id == workspace_id).order_by(Account.id)
+        return list(await self._session.scalars(statement))

@@ -1,0 +1,194 @@
+import csv
+import datetime as dt
+import io
+import uuid
+from typing import Protocol
+
+from server.accounts.models import Account
+from server.audit_logs.service import IAuditTrail
+from server.exports.exceptions import ExportNotFoundException
+from server.exports.models import Export
+from server.exports.repository import IExportRepository
+from server.exports.schemas import ExportDownloadUrlSchema, ExportListRequestSchema, ExportResponseSchema
+from server.exports.storage import IExportStorage
+from server.pagination import Page, PageTokenCodec, paginate
+
+EXPORT_ENTITY = "export"
+SPEND_CSV_HEADER = (
+    "account_id",
+    "meta_account_id",
+    "account_name",
+    "currency",
+    "amount_spent_minor",
+    "spend_cap_minor",
+    "meta_status",
+    "synced_at",
+)
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spend_file_name(day: dt.date) -> str:
+    return f"spend-{day.isoformat()}.csv"
+
+
+def spend_object_key(workspace_id: uuid.UUID, day: dt.date) -> str:
+    return f"exports/{workspace_id}/{spend_file_name(day)}"
+
+
+class IExportService(Protocol):
+    async def list_workspace_exports(
+        self, workspace_id: uuid.UUID, query: ExportListRequestSchema
+    ) -> Page[ExportResponseSchema]: ...
+    async def list_exports(self, query: ExportListRequestSchema) -> Page[ExportResponseSchema]: ...
+    async def get_download_url(
+        self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None
+    ) -> ExportDownloadUrlSchema: ...
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
+    async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None: ...
+
+
+class ExportService:
+    """Daily spend exports: made by the scheduled job, listed and downloaded through presigned URLs."""
+
+    def __init__(
+        self,
+        *,
+        repository: IExportRepository,
+        storage: IExportStorage,
+        audit: IAuditTrail,
+        page_tokens: PageTokenCodec,
+        url_ttl: dt.timedelta,
+    ) -> None:
+        self._repository = repository
+        self._storage = storage
+        self._audit = audit
+        self._page_tokens = page_tokens
+        self._url_ttl = url_ttl
+
+    # -- RPCs ----------------------------------------------------------------------------------
+
+    async def list_workspace_exports(
+        self, workspace_id: uuid.UUID, query: ExportListRequestSchema
+    ) -> Page[ExportResponseSchema]:
+        return await self._list(query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_exports")
+
+    async def list_exports(self, query: ExportListRequestSchema) -> Page[ExportResponseSchema]:
+        return await self._list(query, collection="exports")
+
+    async def get_download_url(
+        self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None
+    ) -> ExportDownloadUrlSchema:
+        """A presigned GET URL of the export's file, valid for the configured lifetime.
+
+        `workspace_id` scopes the lookup (None only for staff): an export of another workspace is
+        NOT_FOUND exactly like a missing one.
+        """
+        export = await self._repository.get(export_id, workspace_id=workspace_id)
+        if export is None:
+            raise ExportNotFoundException(export_id)
+        # Taken before signing, so the URL lasts at least until the time we report.
+        expires_at = dt.datetime.now(dt.UTC) + self._url_ttl
+        url = await self._storage.presigned_get(
+            export.object_key,
+            expires_in=int(self._url_ttl.total_seconds()),
+            download_name=spend_file_name(export.export_date),
+        )
+        return ExportDownloadUrlSchema(url=url, expires_at=expires_at)
+
+    # -- the daily job -------------------------------------------------------------------------
+
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+        return await self._repository.workspaces_with_accounts(after=after, limit=limit)
+
+    async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None:
+        """Write the workspace's spend CSV of `day` to storage and record it; None when the workspace
+        has no ad accounts (no file, no row).
+
+        Idempotent: the object key and the row are unique per workspace and day, so a rerun
+        replaces the file and updates the row (audited as `update`), never adds a second one.
+        The object is written before the row that points at it: a failure in between leaves
+        a file that the next run overwrites, never a row without its file.
+
+        Runs under an advisory lock on (workspace, day), held across the upload until commit: two
+        runs at once (two schedulers, a redelivered message) would otherwise interleave their
+        uploads and upserts and leave a row describing the other run's file. The lock blocks
+        nothing but another export of the same workspace and day.
+        """
+        await self._repository.lock_workspace_day(workspace_id, day)
+        accounts = await self._repository.accounts_of(workspace_id)
+        if not accounts:
+            return None
+        body = spend_csv(accounts)
+        key = spend_object_key(workspace_id, day)
+        await self._storage.put(key, body, content_type=CSV_CONTENT_TYPE)
+
+        existing = await self._repository.get_for_day(workspace_id, day)
+        before = _to_schema(existing) if existing is not None else None
+        after = _to_schema(
+            await self._repository.upsert(
+                workspace_id=workspace_id,
+                export_date=day,
+                object_key=key,
+                row_count=len(accounts),
+                size_bytes=len(body),
+            )
+        )
+        await self._audit.record(
+            entity_type=EXPORT_ENTITY,
+            entity_id=after.id,
+            action="create" if before is None else "update",
+            workspace_id=workspace_id,
+            before=before,
+            after=after,
+        )
+        return after
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _list(self, query: ExportListRequestSchema, *, collection: str) -> Page[ExportResponseSchema]:
+        filters = query.filters()
+        before = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
+        rows = await self._repository.list_exports(
+            query, before=uuid.UUID(before[0]) if before else None, limit=query.limit + 1
+        )
+        return paginate(
+            [_to_schema(row) for row in rows],
+            limit=query.limit,
+            codec=self._page_tokens,
+            collection=collection,
+            filters=filters,
+            sort_key=lambda export: [str(export.id)],
+        )
+
+
+def spend_csv(accounts: list[Account]) -> bytes:
+    """The spend CSV (RFC 4180: comma-separated, CRLF line ends, UTF-8) of these accounts, in their
+    order. Missing values are empty cells; money in minor units of `currency`; times ISO 8601 UTC."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(SPEND_CSV_HEADER)
+    for account in accounts:
+        writer.writerow(
+            (
+                str(account.id),
+                account.meta_account_id or "",
+                _spreadsheet_safe(account.name),
+                account.currency,
+                account.amount_spent_minor,
+                "" if account.spend_cap_minor is None else account.spend_cap_minor,
+                account.meta_status.value if account.meta_status is not None else "",
+                account.synced_at.astimezone(dt.UTC).isoformat() if account.synced_at is not None else "",
+            )
+        )
+    return buffer.getvalue().encode()
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """Free text with a leading `'` when a spreadsheet would otherwise run it as a formula."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
+def _to_schema(export: Export) -> ExportResponseSchema:
+    return ExportResponseSchema.model_validate(export)

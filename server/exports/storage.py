@@ -1,0 +1,144 @@
+"""Object storage for exports: S3 (or any S3-compatible store) through aioboto3.
+
+One S3 client per storage, opened on first use and kept until `close()`. Creating an aiobotocore
+client loads and parses the S3 service model and builds an HTTP connection pool, several
+milliseconds of CPU each time; a client per call would spend that on every download link
+(a read RPC budgeted at about 1 ms) and open a new connection for every upload. The client is
+opened lazily because it is an async context manager while `Infrastructure.build` is synchronous,
+and so that processes that never touch S3 never create one. Like the database engine, a storage
+belongs to the event loop that first used it; `Infrastructure.close()` closes it.
+"""
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from server.config import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import CreateBucketConfigurationTypeDef
+
+_MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+
+
+class IExportStorage(Protocol):
+    async def put(self, key: str, body: bytes, *, content_type: str) -> None:
+        """Write the object at `key`, replacing any object already there."""
+        ...
+
+    async def presigned_get(self, key: str, *, expires_in: int, download_name: str | None = None) -> str:
+        """A URL that downloads the object without credentials for `expires_in` seconds; with
+        `download_name`, browsers save it under that file name."""
+        ...
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist (development and tests; production buckets exist)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class S3ExportStorage:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        region: str,
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> None:
+        self._bucket = bucket
+        self._region = region
+        self._client_options: dict[str, Any] = {
+            "region_name": region,
+            "endpoint_url": endpoint_url or None,
+            "config": Config(
+                # SigV4 everywhere: presigned URLs then carry X-Amz-Expires and work in every region
+                # (botocore would otherwise presign with the legacy signature in us-east-1).
+                signature_version="s3v4",
+                # S3-compatible stores (moto, MinIO) on an IP or a plain host name have no
+                # per-bucket DNS names; AWS itself gets its default (virtual-hosted) addressing.
+                s3={"addressing_style": "path"} if endpoint_url else {},
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        }
+        # Without explicit keys boto's default chain applies (environment, instance or task role).
+        if access_key_id and secret_access_key:
+            self._client_options["aws_access_key_id"] = access_key_id
+            self._client_options["aws_secret_access_key"] = secret_access_key
+        self._session = aioboto3.Session()
+        self._stack = AsyncExitStack()
+        self._client: S3Client | None = None
+        self._opening = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url or None,
+            access_key_id=settings.aws_access_key_id or None,
+            secret_access_key=settings.aws_secret_access_key.get_secret_value() or None,
+        )
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    async def _s3(self) -> "S3Client":
+        if self._client is None:
+            async with self._opening:
+                if self._client is None:
+                    self._client = await self._stack.enter_async_context(
+                        self._session.client("s3", **self._client_options)
+                    )
+        return self._client
+
+    async def put(self, key: str, body: bytes, *, content_type: str) -> None:
+        s3 = await self._s3()
+        await s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+    async def presigned_get(self, key: str, *, expires_in: int, download_name: str | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if download_name is not None:
+            params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+        s3 = await self._s3()
+        return await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+
+    async def ensure_bucket(self) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=self._bucket)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _MISSING_BUCKET_CODES:
+                raise
+        else:
+            return
+        try:
+            if self._region == "us-east-1":
+                # us-east-1 is the default location and refuses to be named as a constraint.
+                await s3.create_bucket(Bucket=self._bucket)
+            else:
+                await s3.create_bucket(
+                    Bucket=self._bucket,
+                    # Any region name the store knows, not only those the stubs list.
+                    CreateBucketConfiguration=cast(
+                        "CreateBucketConfigurationTypeDef", {"LocationConstraint": self._region}
+                    ),
+                )
+        except ClientError as error:
+            # Another process created it between our check and our create.
+            if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
+
+    async def close(self) -> None:
+        self._client = None
+        await self._stack.aclose()

@@ -1,0 +1,66 @@
+"""The outbox relay: publishes committed outbox rows to the task broker.
+
+Rows are claimed with FOR UPDATE SKIP LOCKED, so several relays (one per worker process) share
+the work without publishing a row twice at the same time. A row is marked published in the same
+transaction that claimed it, after the broker accepted it; if the broker is unreachable the
+transaction rolls back and the rows wait for the next attempt. A crash between publishing and
+committing publishes a row again, so every task is idempotent.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from server.composition import Infrastructure
+from server.outbox.repository import OutboxRepository
+
+logger = structlog.get_logger("adplane.outbox")
+
+type Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class UnroutableMessage(LookupError):
+    """No task handles the message's topic."""
+
+
+class OutboxRelay:
+    def __init__(
+        self, infrastructure: Infrastructure, publish: Publish, *, batch_size: int, poll_seconds: float
+    ) -> None:
+        self._infrastructure = infrastructure
+        self._publish = publish
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+
+    async def relay_once(self) -> int:
+        """Publish one batch; how many rows were published."""
+        async with self._infrastructure.unit_of_work() as uow:
+            repository = OutboxRepository(uow.session)
+            messages = await repository.claim_pending(limit=self._batch_size)
+            for message in messages:
+                try:
+                    await self._publish(message.topic, {**message.payload, "outbox_id": str(message.id)})
+                except UnroutableMessage as error:
+                    # A topic nothing handles (yet): recorded, not retried forever ahead of the others.
+                    logger.info("outbox message has no task", topic=message.topic, outbox_id=str(message.id))
+                    await repository.note_error(message.id, str(error))
+            await repository.mark_published([message.id for message in messages])
+        return len(messages)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set; back off while the database or the broker is unreachable."""
+        backoff = self._poll_seconds
+        while not stop.is_set():
+            try:
+                published = await self.relay_once()
+                backoff = self._poll_seconds
+            except Exception:  # the broker or the database is down: keep the rows, try again
+                logger.warning("outbox relay failed; retrying", retry_in=backoff, exc_info=True)
+                published = 0
+                backoff = min(backoff * 2, 30.0)
+            if published < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)

@@ -1,0 +1,119 @@
+"""Tasks of the pixels module: carrying an unshare over to Meta.
+
+Sharing is done by the request work (server.requests.work); unsharing needs no approval, so the
+RPC removes the share here at once and this task removes it on Meta's side.
+"""
+
+import asyncio
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+
+import structlog
+from taskiq import Context, TaskiqDepends
+
+from server.accounts.repository import AccountRepository
+from server.business_managers.repository import BusinessManagerRepository
+from server.clients.meta.exceptions import MetaError
+from server.clients.meta.protocol import IMetaClient
+from server.composition import Infrastructure
+from server.config import Settings
+from server.pixels.repository import PixelRepository
+from server.requests.work import (
+    BusinessCredentials,
+    TokenRejected,
+    WorkRefused,
+    call_meta,
+    credentials_of,
+    flag_business_manager,
+)
+from server.tasks.resources import worker_resources
+from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+
+logger = structlog.get_logger("adplane.pixels.tasks")
+
+
+class PixelUnshareOutcome(StrEnum):
+    UNSHARED = "unshared"  # Meta no longer shares the pixel with the account
+    SKIPPED = "skipped"  # nothing to do (shared again since, not on Meta...), logged
+    FAILED = "failed"  # Meta refused or kept failing, logged
+
+
+async def apply_pixel_unshare(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> str:
+    """`pixel.unshared`: stop sharing the pixel with the ad account on Meta's side."""
+    resources = worker_resources(context)
+    outcome = await apply_pixel_unshare_now(
+        resources.infrastructure,
+        resources.meta,
+        resources.settings,
+        pixel_id=uuid.UUID(payload["pixel_id"]),
+        account_id=uuid.UUID(payload["account_id"]),
+    )
+    return outcome.value
+
+
+async def apply_pixel_unshare_now(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    settings: Settings,
+    *,
+    pixel_id: uuid.UUID,
+    account_id: uuid.UUID,
+    sleep: Sleep = asyncio.sleep,
+) -> PixelUnshareOutcome:
+    """Unshare on Meta, unless the pixel is shared with the account here again (a later share
+    request won; Meta must keep it). Unsharing what Meta does not share is a no-op, so running
+    twice is harmless. The database is read in a short transaction of its own and no lock is held
+    across the Meta call: the only race left is a share request carried out in that same instant,
+    which the next pixel sync brings to light."""
+    log = logger.bind(pixel_id=str(pixel_id), account_id=str(account_id))
+
+    async def attempt() -> PixelUnshareOutcome:
+        target = await _unshare_target(infrastructure, pixel_id=pixel_id, account_id=account_id)
+        if target is None:
+            return PixelUnshareOutcome.SKIPPED
+        credentials, meta_pixel_id, meta_account_id = target
+        await call_meta(
+            credentials,
+            lambda token: meta.unshare_pixel(
+                meta_pixel_id, account_id=meta_account_id, business_id=credentials.meta_business_id, token=token
+            ),
+        )
+        return PixelUnshareOutcome.UNSHARED
+
+    try:
+        outcome = await retrying(
+            attempt, policy=RetryPolicy.from_settings(settings), what=f"unsharing pixel {pixel_id}", sleep=sleep
+        )
+    except TokenRejected as rejected:
+        async with infrastructure.unit_of_work() as uow:
+            await flag_business_manager(uow, rejected)
+        log.error("could not unshare the pixel on Meta", reason=str(rejected))
+        return PixelUnshareOutcome.FAILED
+    except WorkRefused as refused:
+        log.warning("cannot unshare the pixel on Meta", reason=refused.reason)
+        return PixelUnshareOutcome.SKIPPED
+    except (RetriesExhausted, MetaError) as error:
+        log.error("could not unshare the pixel on Meta", reason=str(error))
+        return PixelUnshareOutcome.FAILED
+    log.info("pixel unshare applied on Meta", outcome=outcome.value)
+    return outcome
+
+
+async def _unshare_target(
+    infrastructure: Infrastructure, *, pixel_id: uuid.UUID, account_id: uuid.UUID
+) -> tuple[BusinessCredentials, str, str] | None:
+    """The credentials and Meta ids to unshare with; None when there is nothing to do."""
+    async with infrastructure.unit_of_work() as uow:
+        pixel = await PixelRepository(uow.session).get(pixel_id)
+        account = await AccountRepository(uow.session).get(account_id)
+        if pixel is None or account is None or pixel.meta_pixel_id is None or account.meta_account_id is None:
+            logger.info("pixel or account not on Meta; nothing to unshare", pixel_id=str(pixel_id))
+            return None
+        if account_id in pixel.account_ids:
+            logger.info("pixel shared with the account again since; leaving Meta as it is", pixel_id=str(pixel_id))
+            return None
+        business_manager = await BusinessManagerRepository(uow.session).get(pixel.business_manager_id)
+        if business_manager is None:  # pragma: no cover - a foreign key
+            return None
+        return credentials_of(business_manager, infrastructure.cipher), pixel.meta_pixel_id, account.meta_account_id

@@ -1,0 +1,601 @@
+"""Carrying out approved requests against Meta: the logic behind the `request.approved` task.
+
+`RequestWork.carry_out(request_id)` does what the request asks (create an ad account or a pixel,
+change a spend cap, share a pixel, connect a client business manager) and then completes it, or
+fails it with a reason a person can act on. It is safe to run twice, also at the same time:
+
+- the whole carry-out of one attempt runs in one transaction holding the request's row lock, so a
+  second delivery waits and then finds the request COMPLETED (or FAILED) and does nothing;
+- Meta-side creations are not idempotent, and a worker can die after Meta created the object but
+  before our transaction committed. So before creating, the work looks for an object of the same
+  name in the business that no row of ours knows yet, and adopts it instead of creating another.
+
+Errors: a rejected system-user token fails the request and flags its business manager
+NEEDS_ATTENTION; any other error Meta will not get over by itself (permissions, invalid parameters)
+fails it; rate limits and transient errors are retried (server.tasks.retry), and fail it when the
+attempts run out. The building blocks at the end (business_credentials, call_meta,
+flag_business_manager) are shared with the other Meta-facing tasks.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, assert_never
+
+import structlog
+from cryptography.fernet import InvalidToken
+from pydantic import TypeAdapter
+
+from server.accounts.models import AccountStatus, MetaAccountStatus
+from server.accounts.repository import AccountRepository
+from server.accounts.schemas import AccountResponseSchema
+from server.business_managers.exceptions import BusinessManagerExistsException
+from server.business_managers.models import (
+    BusinessManager,
+    BusinessManagerOwnership,
+    BusinessManagerStatus,
+    BusinessVerificationStatus,
+)
+from server.business_managers.repository import BusinessManagerRepository, IBusinessManagerRepository
+from server.business_managers.schemas import BusinessManagerResponseSchema
+from server.clients.meta.exceptions import MetaError, MetaTokenError
+from server.clients.meta.models import MetaAdAccount, MetaPixel
+from server.clients.meta.protocol import IMetaClient
+from server.composition import Infrastructure, UnitOfWork
+from server.config import Settings
+from server.crypto import SecretCipher
+from server.db import utcnow
+from server.pixels.repository import PixelRepository
+from server.pixels.schemas import PixelResponseSchema
+from server.requests.models import RequestStatus
+from server.requests.repository import RequestRepository, RequestWorkRepository
+from server.requests.schemas import (
+    AccountCreationPayload,
+    BusinessManagerConnectionPayload,
+    PixelCreationPayload,
+    PixelSharePayload,
+    RequestPayload,
+    RequestResultSchema,
+    SpendCapChangePayload,
+)
+from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+
+logger = structlog.get_logger("adplane.requests.work")
+
+ACCOUNT_ENTITY = "account"
+PIXEL_ENTITY = "pixel"
+BUSINESS_MANAGER_ENTITY = "business_manager"
+# Failure reasons are shown to people; Meta's messages are short, this only bounds a freak one.
+MAX_FAILURE_REASON = 1000
+# Platform business managers looked at when one is needed to read a client business.
+_PLATFORM_CANDIDATES = 20
+
+_PAYLOAD: TypeAdapter[RequestPayload] = TypeAdapter(RequestPayload)
+
+
+class WorkRefused(Exception):
+    """The work cannot be done for a reason retrying will not change (on our side or Meta's)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MetaIdTaken(Exception):
+    """The Meta object just created or adopted got a row of ours meanwhile, for another request.
+
+    Happens only when two requests for the same name in the same business run at the same time and
+    one adopted what the other created. Running the attempt again looks afresh and creates anew.
+    """
+
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, meta_id: str) -> None:
+        super().__init__(f"Meta object {meta_id} was taken by another request meanwhile")
+
+
+@dataclass(frozen=True)
+class BusinessCredentials:
+    """A business manager's Meta business and decrypted token, for the length of one task step."""
+
+    business_manager_id: uuid.UUID
+    meta_business_id: str
+    name: str
+    # The ciphertext the token came from: a later flag applies only if staff have not replaced it.
+    encrypted_token: str = field(repr=False)
+    token: str = field(repr=False)
+
+    def describe(self) -> str:
+        return f"business manager {self.name!r} (Meta business {self.meta_business_id})"
+
+
+class TokenRejected(Exception):
+    """Meta rejected a business manager's system-user token (code 190): a person must issue a new one."""
+
+    def __init__(self, credentials: BusinessCredentials, error: MetaTokenError) -> None:
+        # str(error) is Meta's message with its code, subcode and trace id; it never holds the token.
+        super().__init__(f"Meta rejected the system-user token of {credentials.describe()}: {error}")
+        self.credentials = credentials
+        self.error = error
+
+
+class RequestWork:
+    """Carries out approved requests; built per task run (or per test) on the worker's resources."""
+
+    def __init__(
+        self,
+        infrastructure: Infrastructure,
+        meta: IMetaClient,
+        settings: Settings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._infrastructure = infrastructure
+        self._meta = meta
+        self._policy = RetryPolicy.from_settings(settings)
+        self._sleep = sleep
+
+    async def carry_out(self, request_id: uuid.UUID) -> RequestStatus | None:
+        """Do what the request asks and settle it; the status it ends in (None: no such request).
+
+        A request that is not APPROVED (done already, rejected, cancelled...) is left alone.
+        """
+        try:
+            return await retrying(
+                lambda: self._attempt(request_id),
+                policy=self._policy,
+                what=f"carrying out request {request_id}",
+                sleep=self._sleep,
+            )
+        except TokenRejected as rejected:
+            return await self._fail(request_id, str(rejected), rejected=rejected)
+        except WorkRefused as refused:
+            return await self._fail(request_id, refused.reason)
+        except RetriesExhausted as exhausted:
+            return await self._fail(
+                request_id, f"gave up after {exhausted.attempts} attempts; last error: {exhausted.last_error}"
+            )
+        except MetaError as error:
+            return await self._fail(request_id, f"Meta refused the work: {error}")
+        except BusinessManagerExistsException as exists:
+            # Another connection of the same Meta business committed between our check and insert.
+            return await self._fail(request_id, str(exists))
+
+    async def _attempt(self, request_id: uuid.UUID) -> RequestStatus | None:
+        """One attempt: under the request's row lock, do the work and complete the request.
+
+        The lock is held across the Meta calls on purpose. It is one row that nothing but this work
+        writes once the request is APPROVED (reviews and expiry only touch waiting requests, and
+        reads are not blocked by a row lock), so the only one kept waiting is a second delivery of
+        the same message, which is exactly the one that must wait. It costs a database connection
+        for the duration of a few Meta calls, each bounded by the HTTP timeout; the back-off between
+        attempts happens outside the transaction. A claim status instead would need a new state in
+        the lifecycle and a way to tell a dead worker's claim from a slow one; with the lock, a
+        worker that dies loses its connection and the lock with it.
+        """
+        async with self._infrastructure.unit_of_work() as uow:
+            request = await RequestRepository(uow.session).lock(request_id)
+            if request is None:
+                logger.warning("approved request not found; nothing to do", request_id=str(request_id))
+                return None
+            if request.status is not RequestStatus.APPROVED:
+                logger.info(
+                    "request is not approved; nothing to do", request_id=str(request_id), status=request.status.value
+                )
+                return request.status
+            payload = _PAYLOAD.validate_python(request.payload)
+            workspace_id = request.workspace_id
+            match payload:
+                case AccountCreationPayload():
+                    result = await self._create_account(uow, workspace_id, payload)
+                case PixelCreationPayload():
+                    result = await self._create_pixel(uow, workspace_id, payload)
+                case SpendCapChangePayload():
+                    result = await self._change_spend_cap(uow, workspace_id, payload)
+                case PixelSharePayload():
+                    result = await self._share_pixel(uow, workspace_id, payload)
+                case BusinessManagerConnectionPayload():
+                    result = await self._connect_business_manager(uow, workspace_id, payload)
+                case _:  # pragma: no cover - every request type has a case above
+                    assert_never(payload)
+            await uow.requests.complete_request(request_id, result)
+            logger.info(
+                "request completed", request_id=str(request_id), type=payload.type.value, meta_id=result.meta_id
+            )
+            return RequestStatus.COMPLETED
+
+    async def _fail(
+        self, request_id: uuid.UUID, reason: str, *, rejected: TokenRejected | None = None
+    ) -> RequestStatus | None:
+        """Fail the request for good (in a transaction of its own: the attempt's was rolled back)."""
+        async with self._infrastructure.unit_of_work() as uow:
+            request = await RequestRepository(uow.session).lock(request_id)
+            if request is None:
+                return None
+            if request.status is not RequestStatus.APPROVED:
+                # Another delivery settled it while this one was failing.
+                return request.status
+            if rejected is not None:
+                await flag_business_manager(uow, rejected)
+            await uow.requests.fail_request(
+                request_id, RequestResultSchema(failure_reason=_clip(reason, MAX_FAILURE_REASON))
+            )
+        logger.warning("request failed", request_id=str(request_id), reason=reason)
+        return RequestStatus.FAILED
+
+    # -- the work of each request type ---------------------------------------------------------
+
+    async def _create_account(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: AccountCreationPayload
+    ) -> RequestResultSchema:
+        credentials = await business_credentials(
+            BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
+        )
+        work = RequestWorkRepository(uow.session)
+        meta_account = await self._adoptable_account(credentials, payload, work)
+        if meta_account is None:
+            meta_account = await call_meta(
+                credentials,
+                lambda token: self._meta.create_ad_account(
+                    credentials.meta_business_id,
+                    name=payload.name,
+                    currency=payload.currency,
+                    timezone_name=payload.timezone,
+                    token=token,
+                ),
+            )
+        account = await work.add_account(
+            workspace_id=workspace_id,
+            business_manager_id=credentials.business_manager_id,
+            meta_account_id=meta_account.id,
+            name=payload.name,
+            currency=payload.currency,
+            timezone=payload.timezone,
+            spend_cap_minor=meta_account.spend_cap or None,
+            amount_spent_minor=meta_account.amount_spent,
+            status=AccountStatus.ACTIVE,
+            meta_status=_meta_status(meta_account),
+            # Upper case, as the account sync stores Meta's reasons.
+            disable_reason=meta_account.disable_reason_name.upper() if meta_account.disable_reason else "",
+            synced_at=utcnow(),
+        )
+        if account is None:
+            raise MetaIdTaken(meta_account.id)
+        await uow.audit.record(
+            entity_type=ACCOUNT_ENTITY,
+            entity_id=account.id,
+            action="create",
+            workspace_id=workspace_id,
+            after=AccountResponseSchema.model_validate(account),
+        )
+        return RequestResultSchema(account_id=account.id, meta_id=meta_account.id)
+
+    async def _adoptable_account(
+        self, credentials: BusinessCredentials, payload: AccountCreationPayload, work: RequestWorkRepository
+    ) -> MetaAdAccount | None:
+        """An account an earlier run of this request created on Meta but never recorded: same name
+        and currency in the business, and no row of ours has it."""
+        found = await call_meta(
+            credentials,
+            lambda token: self._meta.find_ad_accounts(credentials.meta_business_id, name=payload.name, token=token),
+        )
+        candidates = [account for account in found if account.currency == payload.currency]
+        known = await work.known_meta_account_ids([account.id for account in candidates])
+        unknown = [account for account in candidates if account.id not in known]
+        if not unknown:
+            return None
+        adopted = min(unknown, key=lambda account: int(account.account_id))
+        logger.info("adopting an ad account an earlier attempt created", meta_account_id=adopted.id)
+        return adopted
+
+    async def _create_pixel(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: PixelCreationPayload
+    ) -> RequestResultSchema:
+        credentials = await business_credentials(
+            BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
+        )
+        work = RequestWorkRepository(uow.session)
+        meta_pixel = await self._adoptable_pixel(credentials, payload, work)
+        if meta_pixel is None:
+            meta_pixel = await call_meta(
+                credentials,
+                lambda token: self._meta.create_pixel(credentials.meta_business_id, name=payload.name, token=token),
+            )
+        pixel = await work.add_pixel(
+            workspace_id=workspace_id,
+            business_manager_id=credentials.business_manager_id,
+            meta_pixel_id=meta_pixel.id,
+            name=payload.name,
+            last_fired_at=meta_pixel.last_fired_time,
+        )
+        if pixel is None:
+            raise MetaIdTaken(meta_pixel.id)
+        await uow.audit.record(
+            entity_type=PIXEL_ENTITY,
+            entity_id=pixel.id,
+            action="create",
+            workspace_id=workspace_id,
+            after=PixelResponseSchema.model_validate(pixel),
+        )
+        return RequestResultSchema(pixel_id=pixel.id, meta_id=meta_pixel.id)
+
+    async def _adoptable_pixel(
+        self, credentials: BusinessCredentials, payload: PixelCreationPayload, work: RequestWorkRepository
+    ) -> MetaPixel | None:
+        """A pixel of the business with the request's name that no row of ours has (see accounts)."""
+
+        async def named(token: str) -> list[MetaPixel]:
+            owned = self._meta.list_owned_pixels(credentials.meta_business_id, token=token)
+            return [pixel async for pixel in owned if pixel.name == payload.name]
+
+        candidates = await call_meta(credentials, named)
+        known = await work.known_meta_pixel_ids([pixel.id for pixel in candidates])
+        unknown = [pixel for pixel in candidates if pixel.id not in known]
+        if not unknown:
+            return None
+        adopted = min(unknown, key=lambda pixel: int(pixel.id))
+        logger.info("adopting a pixel an earlier attempt created", meta_pixel_id=adopted.id)
+        return adopted
+
+    async def _change_spend_cap(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: SpendCapChangePayload
+    ) -> RequestResultSchema:
+        accounts = AccountRepository(uow.session)
+        account = await accounts.get(payload.account_id, workspace_id=workspace_id)
+        if account is None:
+            raise WorkRefused(f"ad account {payload.account_id} is no longer in the workspace")
+        if account.status is AccountStatus.ARCHIVED:
+            raise WorkRefused(f"ad account {account.id} has been archived")
+        meta_account_id = account.meta_account_id
+        if meta_account_id is None:
+            raise WorkRefused(f"ad account {account.id} has no Meta account yet")
+        if payload.currency != account.currency:
+            raise WorkRefused(f"the spend cap is in {payload.currency} but the account is in {account.currency}")
+        credentials = await business_credentials(
+            BusinessManagerRepository(uow.session), self._infrastructure.cipher, account.business_manager_id
+        )
+        await call_meta(
+            credentials,
+            lambda token: self._meta.update_spend_cap(
+                meta_account_id, payload.amount_minor, currency=account.currency, token=token
+            ),
+        )
+        before = AccountResponseSchema.model_validate(account)
+        updated = await accounts.update(
+            account.id,
+            expected_version=None,
+            # A new cap starts the spend-cap alerts over.
+            values={"spend_cap_minor": payload.amount_minor or None, "spend_cap_alert_percent": 0},
+        )
+        if updated is None:  # pragma: no cover - the row was just read and accounts are never deleted
+            raise WorkRefused(f"ad account {account.id} disappeared")
+        await uow.audit.record(
+            entity_type=ACCOUNT_ENTITY,
+            entity_id=account.id,
+            action="update",
+            workspace_id=workspace_id,
+            before=before,
+            after=AccountResponseSchema.model_validate(updated),
+        )
+        return RequestResultSchema(account_id=account.id, meta_id=meta_account_id)
+
+    async def _share_pixel(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: PixelSharePayload
+    ) -> RequestResultSchema:
+        pixel = await PixelRepository(uow.session).get(payload.pixel_id, workspace_id=workspace_id)
+        if pixel is None:
+            raise WorkRefused(f"pixel {payload.pixel_id} is no longer in the workspace")
+        meta_pixel_id = pixel.meta_pixel_id
+        if meta_pixel_id is None:
+            raise WorkRefused(f"pixel {pixel.id} has no Meta pixel yet")
+        found = {
+            account.id: account
+            for account in await AccountRepository(uow.session).get_many(payload.account_ids, workspace_id=workspace_id)
+        }
+        # Checked before any Meta call, so a request that cannot be done in full changes nothing.
+        missing = [account_id for account_id in payload.account_ids if account_id not in found]
+        if missing:
+            raise WorkRefused(f"ad accounts no longer in the workspace: {', '.join(map(str, missing))}")
+        unusable = [
+            account_id
+            for account_id in payload.account_ids
+            if found[account_id].status is not AccountStatus.ACTIVE or found[account_id].meta_account_id is None
+        ]
+        if unusable:
+            raise WorkRefused(f"ad accounts not active on Meta: {', '.join(map(str, unusable))}")
+        credentials = await business_credentials(
+            BusinessManagerRepository(uow.session), self._infrastructure.cipher, pixel.business_manager_id
+        )
+        for account_id in payload.account_ids:
+            # Sharing again what is shared already is a no-op on Meta's side: a rerun repeats all.
+            await self._share_on_meta(credentials, meta_pixel_id, _meta_id(found[account_id].meta_account_id))
+        before = PixelResponseSchema.model_validate(pixel)
+        added = await RequestWorkRepository(uow.session).add_pixel_shares(pixel, payload.account_ids)
+        if added:
+            await uow.audit.record(
+                entity_type=PIXEL_ENTITY,
+                entity_id=pixel.id,
+                action="share",
+                workspace_id=workspace_id,
+                before=before,
+                after=PixelResponseSchema.model_validate(pixel),
+            )
+        return RequestResultSchema(pixel_id=pixel.id, meta_id=meta_pixel_id)
+
+    async def _share_on_meta(self, credentials: BusinessCredentials, meta_pixel_id: str, meta_account_id: str) -> None:
+        await call_meta(
+            credentials,
+            lambda token: self._meta.share_pixel(
+                meta_pixel_id, account_id=meta_account_id, business_id=credentials.meta_business_id, token=token
+            ),
+        )
+
+    async def _connect_business_manager(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: BusinessManagerConnectionPayload
+    ) -> RequestResultSchema:
+        business_managers = BusinessManagerRepository(uow.session)
+        if await business_managers.live_meta_business_id_exists(payload.meta_business_id):
+            raise WorkRefused(f"Meta business {payload.meta_business_id} is already on the platform")
+        # The client business has made the agency a partner, so the agency's own token reads it.
+        platform = await business_managers.list_business_managers(
+            ownership=BusinessManagerOwnership.PLATFORM,
+            status=BusinessManagerStatus.ACTIVE,
+            workspace_id=None,
+            after=None,
+            limit=_PLATFORM_CANDIDATES,
+        )
+        with_token = [business_manager for business_manager in platform if business_manager.encrypted_token]
+        if not with_token:
+            raise WorkRefused(
+                "no active platform business manager with a system-user token to read the business through"
+            )
+        credentials = credentials_of(with_token[0], self._infrastructure.cipher)
+        try:
+            business = await call_meta(
+                credentials, lambda token: self._meta.get_business(payload.meta_business_id, token=token)
+            )
+        except MetaError as error:
+            if error.retryable:
+                raise
+            raise WorkRefused(
+                f"Meta refused to read business {payload.meta_business_id} through {credentials.describe()}: {error}"
+            ) from error
+        business_manager = await business_managers.add(
+            meta_business_id=payload.meta_business_id,
+            name=payload.name,
+            ownership=BusinessManagerOwnership.CLIENT,
+            workspace_id=workspace_id,
+            status=BusinessManagerStatus.ACTIVE,
+            verification_status=_verification_status(business.verification_status),
+            encrypted_token=None,
+            synced_at=utcnow(),
+        )
+        await uow.audit.record(
+            entity_type=BUSINESS_MANAGER_ENTITY,
+            entity_id=business_manager.id,
+            action="create",
+            workspace_id=workspace_id,
+            after=business_manager_snapshot(business_manager),
+        )
+        return RequestResultSchema(business_manager_id=business_manager.id, meta_id=business.id)
+
+
+# -- shared with the other tasks that call Meta ---------------------------------------------------
+
+
+async def business_credentials(
+    business_managers: IBusinessManagerRepository, cipher: SecretCipher, business_manager_id: uuid.UUID
+) -> BusinessCredentials:
+    business_manager = await business_managers.get(business_manager_id)
+    if business_manager is None:
+        raise WorkRefused(f"business manager {business_manager_id} does not exist")
+    return credentials_of(business_manager, cipher)
+
+
+def credentials_of(business_manager: BusinessManager, cipher: SecretCipher) -> BusinessCredentials:
+    """The business manager's Meta business and token; WorkRefused when it cannot be used now."""
+    described = f"business manager {business_manager.name!r} (Meta business {business_manager.meta_business_id})"
+    if business_manager.status is not BusinessManagerStatus.ACTIVE:
+        advice = (
+            "staff must give it a new system-user token"
+            if business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
+            else "it is no longer in use"
+        )
+        raise WorkRefused(f"{described} is {business_manager.status.value}: {advice}")
+    if business_manager.encrypted_token is None:
+        raise WorkRefused(f"{described} has no system-user token")
+    try:
+        token = cipher.decrypt(business_manager.encrypted_token)
+    except InvalidToken:
+        # Its encryption key was taken out of TOKEN_ENCRYPTION_KEYS.
+        raise WorkRefused(
+            f"the system-user token of {described} cannot be decrypted; staff must set it again"
+        ) from None
+    return BusinessCredentials(
+        business_manager_id=business_manager.id,
+        meta_business_id=business_manager.meta_business_id,
+        name=business_manager.name,
+        encrypted_token=business_manager.encrypted_token,
+        token=token,
+    )
+
+
+async def call_meta[T](credentials: BusinessCredentials, call: Callable[[str], Awaitable[T]]) -> T:
+    """Call Meta with the business manager's token; a rejected token becomes TokenRejected, which
+    says whose token it was and is never retried."""
+    try:
+        return await call(credentials.token)
+    except MetaTokenError as error:
+        raise TokenRejected(credentials, error) from error
+
+
+async def flag_business_manager(uow: UnitOfWork, rejected: TokenRejected) -> bool:
+    """Mark the business manager whose token Meta rejected NEEDS_ATTENTION (audited); False when it
+    changed meanwhile (staff set a new token, or it is no longer ACTIVE) and was left alone."""
+    repository = BusinessManagerRepository(uow.session)
+    business_manager = await repository.lock(rejected.credentials.business_manager_id)
+    if (
+        business_manager is None
+        or business_manager.status is not BusinessManagerStatus.ACTIVE
+        or business_manager.encrypted_token != rejected.credentials.encrypted_token
+    ):
+        return False
+    before = business_manager_snapshot(business_manager)
+    updated = await repository.update(business_manager.id, values={"status": BusinessManagerStatus.NEEDS_ATTENTION})
+    await uow.audit.record(
+        entity_type=BUSINESS_MANAGER_ENTITY,
+        entity_id=business_manager.id,
+        action="update",
+        workspace_id=business_manager.workspace_id,
+        before=before,
+        after=business_manager_snapshot(updated),
+    )
+    logger.warning(
+        "business manager needs a new system-user token",
+        business_manager_id=str(business_manager.id),
+        meta_code=rejected.error.code,
+        meta_subcode=rejected.error.subcode,
+    )
+    return True
+
+
+def business_manager_snapshot(business_manager: BusinessManager) -> BusinessManagerResponseSchema:
+    """The business manager as its service shows it (no token), for audit entries."""
+    return BusinessManagerResponseSchema(
+        id=business_manager.id,
+        meta_business_id=business_manager.meta_business_id,
+        name=business_manager.name,
+        ownership=business_manager.ownership,
+        workspace_id=business_manager.workspace_id,
+        status=business_manager.status,
+        verification_status=business_manager.verification_status,
+        has_system_user_token=business_manager.encrypted_token is not None,
+        version=business_manager.version,
+        created_at=business_manager.created_at,
+        updated_at=business_manager.updated_at,
+    )
+
+
+def _meta_status(account: MetaAdAccount) -> MetaAccountStatus | None:
+    try:
+        return MetaAccountStatus(account.account_status_name)
+    except ValueError:  # a code Meta added, or an aggregate like "any_active"
+        return None
+
+
+def _verification_status(value: str) -> BusinessVerificationStatus:
+    try:
+        return BusinessVerificationStatus(value)
+    except ValueError:
+        return BusinessVerificationStatus.NOT_VERIFIED
+
+
+def _meta_id(value: str | None) -> str:
+    if value is None:  # pragma: no cover - callers check first
+        raise WorkRefused("the object has no Meta id yet")
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

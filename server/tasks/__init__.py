@@ -1,0 +1,1 @@
+"""Background work: the taskiq broker, the outbox relay, the worker and the scheduler."""

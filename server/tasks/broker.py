@@ -1,0 +1,83 @@
+"""The taskiq broker: Redis streams with acknowledgement after execution and redelivery."""
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import cast
+
+import structlog
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from taskiq import AckableMessage, AsyncBroker
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+from server.config import Settings
+
+logger = structlog.get_logger("adplane.broker")
+
+QUEUE = "adplane:tasks"
+# (message id, fields) as redis-py returns stream entries.
+type _StreamEntry = tuple[str, dict[bytes, bytes]]
+CONSUMER_GROUP = "adplane-workers"
+RESULT_TTL_SECONDS = 24 * 3600
+
+
+class ReclaimingRedisStreamBroker(RedisStreamBroker):
+    """RedisStreamBroker that also reclaims abandoned messages while the stream is quiet.
+
+    taskiq-redis only runs XAUTOCLAIM after a read that returned new messages, so a message taken
+    by a worker that died would wait for unrelated traffic. Here every read cycle reclaims.
+    """
+
+    async def listen(self) -> AsyncGenerator[AckableMessage]:
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            while True:
+                try:
+                    fetched = await redis.xreadgroup(
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        {self.queue_name: ">"},
+                        block=self.block,
+                        noack=False,
+                        count=self.count,
+                    )
+                except redis_errors.ResponseError as error:
+                    # A Redis that restarted without its data lost the stream and the group.
+                    if "NOGROUP" not in str(error):
+                        raise
+                    await self._declare_consumer_group()
+                    continue
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+                    # Redis is away: wait for it instead of spinning (taskiq restarts listen at once).
+                    logger.warning("redis unreachable; waiting", exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
+                for _stream, messages in cast(list[tuple[bytes, list[_StreamEntry]]], fetched or []):
+                    for message_id, message in messages:
+                        yield AckableMessage(
+                            data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
+                        )
+                reclaimed = await redis.xautoclaim(
+                    name=self.queue_name,
+                    groupname=self.consumer_group_name,
+                    consumername=self.consumer_name,
+                    min_idle_time=self.idle_timeout,
+                    count=self.unacknowledged_batch_size,
+                )
+                for message_id, message in cast(list[_StreamEntry], reclaimed[1]):
+                    yield AckableMessage(
+                        data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
+                    )
+
+
+def create_broker(settings: Settings) -> AsyncBroker:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (make run starts an embedded Redis for you)")
+    return ReclaimingRedisStreamBroker(
+        url=settings.redis_url,
+        queue_name=QUEUE,
+        consumer_group_name=CONSUMER_GROUP,
+        # "0": a consumer group created after messages were queued still delivers them.
+        consumer_id="0",
+        idle_timeout=int(settings.task_redelivery_seconds * 1000),
+        xread_block=1000,
+    ).with_result_backend(RedisAsyncResultBackend(settings.redis_url, result_ex_time=RESULT_TTL_SECONDS))

@@ -1,0 +1,72 @@
+"""`adplane worker`: runs tasks from the broker and relays the outbox, until SIGTERM/SIGINT."""
+
+import asyncio
+import signal
+from functools import partial
+
+import structlog
+from redis import exceptions as redis_errors
+from taskiq import AsyncBroker
+from taskiq.acks import AcknowledgeType
+from taskiq.api import run_receiver_task
+
+from server.config import Settings
+from server.log import configure_logging
+from server.outbox.relay import OutboxRelay
+from server.tasks.broker import create_broker
+from server.tasks.registry import publish, register_tasks
+from server.tasks.resources import WorkerResources
+
+logger = structlog.get_logger("adplane.worker")
+
+
+async def work(settings: Settings) -> None:
+    broker = create_broker(settings)
+    register_tasks(broker, settings)
+    resources = WorkerResources.open(settings)
+    await _start_broker(broker)
+    broker.state.resources = resources  # read by tasks through worker_resources()
+    relay = OutboxRelay(
+        resources.infrastructure,
+        partial(publish, broker),
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    # Acknowledged only once the task ran: a worker that dies mid-task leaves the message to be
+    # redelivered after TASK_REDELIVERY_SECONDS.
+    receiver = asyncio.create_task(
+        run_receiver_task(broker, max_async_tasks=settings.worker_concurrency, ack_time=AcknowledgeType.WHEN_SAVED)
+    )
+    relaying = asyncio.create_task(relay.run(stop))
+    logger.info("worker started", concurrency=settings.worker_concurrency)
+    await stop.wait()
+    logger.info("worker stopping")
+    receiver.cancel()
+    await asyncio.gather(receiver, relaying, return_exceptions=True)
+    await broker.shutdown()
+    await resources.close()
+    logger.info("worker stopped")
+
+
+def run(settings: Settings) -> int:
+    configure_logging(settings)
+    asyncio.run(work(settings))
+    return 0
+
+
+async def _start_broker(broker: AsyncBroker) -> None:
+    """Connect to Redis, waiting for it when it is down (a worker outlives Redis restarts)."""
+    delay = 0.5
+    while True:
+        try:
+            await broker.startup()
+            return
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            logger.warning("redis unreachable at start; waiting", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

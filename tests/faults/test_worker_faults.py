@@ -1,0 +1,252 @@
+"""Faults with real worker processes: `adplane worker` subprocesses on a Redis of their own, the
+Graph API simulator on loopback, and requests approved through the real services."""
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from adplane.v1 import request_pb2
+from adplane.v1 import request_service_pb2 as pb
+from adplane.v1.request_service_pb2_grpc import RequestServiceStub
+from server.auth.principal import Principal, PrincipalKind
+from server.business_managers.models import (
+    BusinessManager,
+    BusinessManagerOwnership,
+    BusinessManagerStatus,
+    BusinessVerificationStatus,
+)
+from server.composition import Infrastructure
+from server.config import Settings
+from server.devstack.embedded import EmbeddedRedis, start_redis
+from server.devstack.meta_simulator import SimulatorServer
+from server.devstack.meta_simulator.control_client import SimulatorControl
+from server.devstack.meta_simulator.faults import FaultKind
+from server.requests.models import Request, RequestStatus
+from server.requests.schemas import AccountCreationPayload
+from server.workspaces.schemas import WorkspaceCreateRequestSchema
+from tests.callers import make_caller
+from tests.e2e.conftest import ADPLANE, stack_env, start_server
+
+META_BUSINESS_ID = "900000000000001"
+TOKEN = "fault-test-system-user-token-0001"
+STAFF = Principal(kind=PrincipalKind.API_KEY, id=uuid.uuid4())
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of these tests' own (with its data on disk), so they can stop and start it."""
+    server = start_redis(tmp_path / "redis", ephemeral=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def simulator() -> Iterator[tuple[str, SimulatorControl]]:
+    with SimulatorServer() as server, SimulatorControl(server.base_url) as control:
+        control.add_business("Fault Co Platform", business_id=META_BUSINESS_ID, token=TOKEN)
+        yield server.base_url, control
+
+
+class Workers:
+    def __init__(self, settings: Settings, redis_url: str, graph_url: str, tmp: Path) -> None:
+        self._env = stack_env(
+            settings,
+            REDIS_URL=redis_url,
+            META_GRAPH_URL=graph_url,
+            # Fast redelivery and short back-offs keep the faults quick to observe.
+            TASK_REDELIVERY_SECONDS="2",
+            TASK_MAX_BACKOFF_SECONDS="1",
+            OUTBOX_POLL_SECONDS="0.2",
+        )
+        self._tmp = tmp
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = (self._tmp / f"worker-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen([ADPLANE, "worker"], env=self._env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text()[-3000:] for path in sorted(self._tmp.glob("worker-*.log")))
+
+
+@pytest.fixture
+def workers(
+    settings: Settings, redis: EmbeddedRedis, simulator: tuple[str, SimulatorControl], tmp_path: Path
+) -> Iterator[Workers]:
+    pool = Workers(settings, redis.url, simulator[0], tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+async def _workspace_and_manager(infrastructure: Infrastructure) -> tuple[uuid.UUID, uuid.UUID]:
+    async with infrastructure.unit_of_work() as uow:
+        workspace = await uow.workspaces.create_workspace(
+            WorkspaceCreateRequestSchema(name=f"Fault {uuid.uuid4().hex[:6]}")
+        )
+        manager = BusinessManager(
+            meta_business_id=META_BUSINESS_ID,
+            name="Fault Co Platform",
+            ownership=BusinessManagerOwnership.PLATFORM,
+            status=BusinessManagerStatus.ACTIVE,
+            verification_status=BusinessVerificationStatus.VERIFIED,
+            encrypted_token=infrastructure.cipher.encrypt(TOKEN),
+        )
+        uow.session.add(manager)
+        await uow.session.flush()
+        return workspace.id, manager.id
+
+
+async def _ask(infrastructure: Infrastructure, workspace_id: uuid.UUID, manager_id: uuid.UUID, name: str) -> uuid.UUID:
+    payload = AccountCreationPayload(
+        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=manager_id
+    )
+    async with infrastructure.unit_of_work() as uow:
+        request = await uow.requests.submit(workspace_id, payload, actor=STAFF, request_id=None)
+    return request.id
+
+
+async def _approve(infrastructure: Infrastructure, request_id: uuid.UUID) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        await uow.requests.approve_request(request_id, actor=STAFF, idempotency_key=None)
+
+
+async def _status(infrastructure: Infrastructure, request_id: uuid.UUID) -> tuple[RequestStatus, str]:
+    async with infrastructure.unit_of_work() as uow:
+        request = await uow.session.get(Request, request_id, populate_existing=True)
+        assert request is not None
+        return request.status, str((request.result or {}).get("failure_reason") or "")
+
+
+async def _wait_for(check: Callable[[], Awaitable[bool]], *, within: float, what: str, workers: Workers) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {within:.0f}s\n{workers.logs()}")
+
+
+def _finished(infrastructure: Infrastructure, *request_ids: uuid.UUID) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        statuses = [(await _status(infrastructure, r))[0] for r in request_ids]
+        return all(s in (RequestStatus.COMPLETED, RequestStatus.FAILED) for s in statuses)
+
+    return check
+
+
+async def test_a_worker_killed_mid_task_is_replaced_and_the_account_exists_once(
+    infrastructure: Infrastructure, workers: Workers, simulator: tuple[str, SimulatorControl]
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_id = await _ask(infrastructure, workspace_id, manager_id, "Killed Mid Task")
+    # Reading the new account back is slow: the worker dies after Meta created it, before we commit.
+    control.set_latency(4000, path_prefix="/v21.0/act_")
+    doomed = workers.start()
+    await _approve(infrastructure, request_id)
+
+    async def created_on_meta() -> bool:
+        return control.counters().objects.ad_accounts == 1
+
+    await _wait_for(created_on_meta, within=30, what="the account creation on Meta", workers=workers)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.APPROVED
+    control.set_latency(0, path_prefix="/v21.0/act_")
+    workers.start()
+    await _wait_for(_finished(infrastructure, request_id), within=60, what="the redelivered task", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
+    assert control.counters().objects.ad_accounts == 1, "the redelivered task created a second account"
+
+
+async def test_approvals_while_redis_is_down_are_carried_out_once_it_is_back(
+    settings: Settings,
+    infrastructure: Infrastructure,
+    workers: Workers,
+    redis: EmbeddedRedis,
+    simulator: tuple[str, SimulatorControl],
+    tmp_path: Path,
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_ids = [await _ask(infrastructure, workspace_id, manager_id, f"Outage {n}") for n in range(3)]
+    approver = await make_caller(infrastructure, roles=["approver"])
+    server = start_server(settings, tmp_path, REDIS_URL=redis.url)
+    workers.start()
+    await asyncio.sleep(3)  # the worker is up and listening before Redis goes away
+    try:
+        redis.stop()
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = RequestServiceStub(channel)
+            for request_id in request_ids:
+                approved = await stub.ApproveRequest(
+                    pb.ApproveRequestRequest(id=str(request_id)), metadata=approver.metadata
+                )
+                assert approved.request.status == request_pb2.REQUEST_STATUS_APPROVED
+        await asyncio.sleep(2)
+        assert control.counters().objects.ad_accounts == 0  # nothing could be published yet
+        redis.start()
+        await _wait_for(_finished(infrastructure, *request_ids), within=60, what="the queued work", workers=workers)
+    finally:
+        server.stop()
+    assert [(await _status(infrastructure, r))[0] for r in request_ids] == [RequestStatus.COMPLETED] * 3
+    assert control.counters().objects.ad_accounts == 3
+
+
+async def test_rate_limited_calls_back_off_and_finish(
+    infrastructure: Infrastructure, workers: Workers, simulator: tuple[str, SimulatorControl]
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_id = await _ask(infrastructure, workspace_id, manager_id, "Rate Limited")
+    control.add_fault(FaultKind.RATE_LIMIT, count=3, path_prefix=f"/v21.0/{META_BUSINESS_ID}", regain_minutes=0.01)
+    workers.start()
+    await _approve(infrastructure, request_id)
+    await _wait_for(_finished(infrastructure, request_id), within=60, what="the rate-limited task", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
+    assert control.counters().calls.faults_served == 3
+    assert control.counters().objects.ad_accounts == 1
+
+
+async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager_without_retrying(
+    infrastructure: Infrastructure, workers: Workers, simulator: tuple[str, SimulatorControl]
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_ids = [await _ask(infrastructure, workspace_id, manager_id, f"Revoked {n}") for n in range(2)]
+    control.revoke_token(TOKEN)
+    workers.start()
+    for request_id in request_ids:
+        await _approve(infrastructure, request_id)
+    await _wait_for(_finished(infrastructure, *request_ids), within=60, what="the failed tasks", workers=workers)
+    for request_id in request_ids:
+        status, reason = await _status(infrastructure, request_id)
+        assert status is RequestStatus.FAILED
+        assert "token" in reason.lower()
+    async with infrastructure.unit_of_work() as uow:
+        manager = await uow.session.get(BusinessManager, manager_id, populate_existing=True)
+    assert manager is not None
+    assert manager.status is BusinessManagerStatus.NEEDS_ATTENTION
+    calls = control.counters().calls.http_calls
+    await asyncio.sleep(3)
+    assert control.counters().calls.http_calls == calls, "something kept calling Meta with a revoked token"
+    assert calls <= 2 * len(request_ids) + 2

@@ -1,0 +1,103 @@
+"""refresh_business_managers: verification status, refused tokens, and recovery."""
+
+from sqlalchemy import update
+
+from server.business_managers.models import BusinessManager, BusinessManagerStatus, BusinessVerificationStatus
+from server.business_managers.tasks import mark_needs_attention, refresh_business_managers
+from server.clients.meta import IMetaClient
+from server.composition import Infrastructure
+from server.config import Settings
+from server.devstack.meta_simulator import SimulatorControl
+from tests.sync.conftest import audit_entries, get_business_manager, link_business
+
+
+async def test_verification_status_follows_meta_and_changes_are_audited(
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+) -> None:
+    pending = await link_business(infrastructure, control, "Pending", meta_verification_status="pending")
+    unchanged = await link_business(infrastructure, control, "Unchanged")
+    before = await get_business_manager(infrastructure, unchanged.id)
+
+    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+
+    assert (summary.checked, summary.changed) == (2, 1)
+    business_manager = await get_business_manager(infrastructure, pending.id)
+    assert business_manager.verification_status is BusinessVerificationStatus.PENDING
+    assert business_manager.version == 2
+    assert business_manager.synced_at is not None
+    # Nothing new: synced_at moves, the version does not, and nothing is audited.
+    business_manager = await get_business_manager(infrastructure, unchanged.id)
+    assert (business_manager.version, business_manager.updated_at) == (1, before.updated_at)
+    assert business_manager.synced_at is not None
+    [entry] = await audit_entries(infrastructure, entity_type="business_manager")
+    assert (entry.entity_id, entry.action) == (pending.id, "sync")
+    assert entry.before is not None
+    assert entry.after is not None
+    assert (entry.before["verification_status"], entry.after["verification_status"]) == ("verified", "pending")
+
+    again = await refresh_business_managers(infrastructure, meta, sync_settings)
+    assert (again.checked, again.changed) == (2, 0)
+    assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 1
+
+
+async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+) -> None:
+    revoked = await link_business(infrastructure, control, "Revoked")
+    recovering = await link_business(
+        infrastructure, control, "Recovering", status=BusinessManagerStatus.NEEDS_ATTENTION
+    )
+    control.revoke_token(revoked.meta.token)
+
+    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+
+    assert (summary.needs_attention, summary.recovered, summary.checked) == (1, 1, 1)
+    assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
+    assert (await get_business_manager(infrastructure, recovering.id)).status is BusinessManagerStatus.ACTIVE
+    entries = {entry.entity_id: entry for entry in await audit_entries(infrastructure, entity_type="business_manager")}
+    assert set(entries) == {revoked.id, recovering.id}
+    for business_manager_id, (was, now) in (
+        (revoked.id, ("active", "needs_attention")),
+        (recovering.id, ("needs_attention", "active")),
+    ):
+        entry = entries[business_manager_id]
+        assert entry.before is not None
+        assert entry.after is not None
+        assert (entry.action, entry.before["status"], entry.after["status"]) == ("sync", was, now)
+
+    # Still refused: it stays flagged, with no new audit entry.
+    again = await refresh_business_managers(infrastructure, meta, sync_settings)
+    assert (again.needs_attention, again.recovered) == (0, 0)
+    assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 2
+
+
+async def test_a_token_replaced_during_the_call_is_not_flagged(
+    infrastructure: Infrastructure, control: SimulatorControl
+) -> None:
+    business = await link_business(infrastructure, control)
+    refused = infrastructure.cipher.encrypt("the-token-meta-refused-0123456789")
+
+    assert not await mark_needs_attention(infrastructure, business.id, token_ciphertext=refused)
+    assert (await get_business_manager(infrastructure, business.id)).status is BusinessManagerStatus.ACTIVE
+    assert await audit_entries(infrastructure, entity_type="business_manager") == []
+
+
+async def test_archived_and_tokenless_business_managers_are_not_read(
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+) -> None:
+    archived = await link_business(infrastructure, control, "Archived")
+    tokenless = await link_business(infrastructure, control, "Tokenless")
+    async with infrastructure.unit_of_work() as uow:
+        await uow.session.execute(
+            update(BusinessManager)
+            .where(BusinessManager.id == archived.id)
+            .values(status=BusinessManagerStatus.ARCHIVED, encrypted_token=None)
+        )
+        await uow.session.execute(
+            update(BusinessManager).where(BusinessManager.id == tokenless.id).values(encrypted_token=None)
+        )
+
+    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+
+    assert summary.checked == 0
+    assert control.counters().calls.http_calls == 0

@@ -1,0 +1,309 @@
+"""Account access and pixel unsharing carried over to Meta, and the task shells taskiq calls."""
+
+import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import pytest
+from taskiq import Context
+
+from server.accounts.models import AccountUser
+from server.accounts.tasks import (
+    AccountUserOutcome,
+    apply_account_move,
+    apply_account_user,
+    apply_account_user_change,
+    meta_business_user_id,
+)
+from server.business_managers.models import BusinessManager, BusinessManagerStatus
+from server.clients.meta import IMetaClient
+from server.composition import Infrastructure
+from server.config import Settings
+from server.devstack.meta_simulator import FaultKind, SimulatorControl
+from server.pixels.models import PixelAccount
+from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare, apply_pixel_unshare_now
+from server.requests.models import RequestStatus
+from server.requests.schemas import PixelCreationPayload
+from server.requests.tasks import carry_out_request
+from server.tasks.resources import WorkerResources
+from server.users.models import User
+from tests.work.conftest import (
+    World,
+    add_account,
+    add_pixel,
+    approved_request,
+    audit_entries,
+    rows,
+    stored_request,
+)
+
+
+async def new_user(infrastructure: Infrastructure) -> uuid.UUID:
+    async with infrastructure.unit_of_work() as uow:
+        user = User(email=f"u-{uuid.uuid4().hex[:8]}@example.com", full_name="U", password_hash="x")
+        uow.session.add(user)
+        await uow.session.flush()
+    return user.id
+
+
+async def give_access(
+    infrastructure: Infrastructure, account_id: uuid.UUID, user_id: uuid.UUID, tasks: list[str]
+) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        uow.session.add(AccountUser(account_id=account_id, user_id=user_id, tasks=tasks))
+
+
+async def on_meta_account(
+    infrastructure: Infrastructure, control: SimulatorControl, world: World, workspace_id: uuid.UUID
+) -> tuple[uuid.UUID, str]:
+    meta_account_id = control.add_ad_account(world.meta_business_id, "Account", currency="EUR")
+    account_id = await add_account(
+        infrastructure,
+        workspace_id=workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_account_id=meta_account_id,
+    )
+    return account_id, meta_account_id
+
+
+# --- account access ------------------------------------------------------------------------------
+
+
+async def test_the_users_access_here_is_given_on_meta_then_taken_away(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["advertise", "analyze"])
+
+    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+
+    assert outcome is AccountUserOutcome.ASSIGNED
+    assigned = control.ad_account(meta_account_id)["assigned_users"]
+    assert assigned == {meta_business_user_id(user_id): ["ADVERTISE", "ANALYZE"]}
+
+    # Delivered twice: Meta ends the same.
+    await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    assert control.ad_account(meta_account_id)["assigned_users"] == assigned
+
+    async with infrastructure.unit_of_work() as uow:
+        await uow.session.delete(await uow.session.get(AccountUser, (account_id, user_id)))
+    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+
+    assert outcome is AccountUserOutcome.UNASSIGNED
+    assert control.ad_account(meta_account_id)["assigned_users"] == {}
+
+
+async def test_an_account_not_on_meta_yet_needs_nothing(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    account_id = await add_account(
+        infrastructure,
+        workspace_id=world.workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_account_id=None,
+    )
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["manage"])
+
+    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+
+    assert outcome is AccountUserOutcome.SKIPPED
+    assert control.counters().calls.http_calls == 0
+
+
+async def test_a_revoked_token_flags_the_business_manager_of_the_account(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    account_id, _ = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["manage"])
+    control.revoke_token(world.business.token)
+
+    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+
+    assert outcome is AccountUserOutcome.FAILED
+    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
+    assert [entry.action for entry in await audit_entries(infrastructure, "business_manager", business_manager.id)] == [
+        "update"
+    ]
+    assert control.counters().calls.http_calls == 1
+
+
+async def test_transient_errors_are_retried_for_access_changes(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["manage"])
+    control.add_fault(FaultKind.SERVER_ERROR, count=2)
+
+    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+
+    assert outcome is AccountUserOutcome.ASSIGNED
+    assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["MANAGE"]}
+
+
+# --- pixel unshare -------------------------------------------------------------------------------
+
+
+async def shared_pixel(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    control: SimulatorControl,
+    world: World,
+    workspace_id: uuid.UUID,
+) -> tuple[uuid.UUID, str, uuid.UUID, str]:
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, workspace_id)
+    meta_pixel_id = control.add_pixel(world.meta_business_id, "Shop")
+    pixel_id = await add_pixel(
+        infrastructure,
+        workspace_id=workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_pixel_id=meta_pixel_id,
+    )
+    await meta.share_pixel(
+        meta_pixel_id, account_id=meta_account_id, business_id=world.meta_business_id, token=world.business.token
+    )
+    return pixel_id, meta_pixel_id, account_id, meta_account_id
+
+
+async def test_an_unshare_is_carried_over_to_meta(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, account_id, _ = await shared_pixel(
+        infrastructure, meta, control, world, world.workspace_id
+    )
+
+    outcome = await apply_pixel_unshare_now(
+        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
+    )
+
+    assert outcome is PixelUnshareOutcome.UNSHARED
+    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
+
+
+async def test_an_unshare_is_not_carried_over_when_the_pixel_was_shared_again(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
+        infrastructure, meta, control, world, world.workspace_id
+    )
+    async with infrastructure.unit_of_work() as uow:
+        uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=account_id))
+
+    outcome = await apply_pixel_unshare_now(
+        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
+    )
+
+    assert outcome is PixelUnshareOutcome.SKIPPED
+    assert control.pixel(meta_pixel_id)["shared_account_ids"] == [meta_account_id.removeprefix("act_")]
+
+
+# --- the task shells -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def context(infrastructure: Infrastructure, meta: IMetaClient, work_settings: Settings) -> AsyncIterator[Context]:
+    """What taskiq hands a task: here only the worker resources in the broker's state."""
+    async with httpx.AsyncClient() as unused_http:
+        resources = WorkerResources(settings=work_settings, infrastructure=infrastructure, meta=meta, _http=unused_http)
+        yield cast(Context, SimpleNamespace(state=SimpleNamespace(resources=resources)))
+
+
+async def test_the_request_task_carries_out_the_request_of_the_message(
+    infrastructure: Infrastructure, context: Context, control: SimulatorControl, world: World
+) -> None:
+    request_id = await approved_request(
+        infrastructure,
+        world.workspace_id,
+        PixelCreationPayload(name="P", business_manager_id=world.business_manager_id),
+    )
+    message: dict[str, Any] = {"request_id": str(request_id), "type": "pixel_creation", "outbox_id": str(uuid.uuid4())}
+
+    assert await carry_out_request(message, context) == "completed"
+    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.COMPLETED
+    assert control.counters().objects.pixels == 1
+
+
+async def test_the_access_and_unshare_tasks_read_their_messages(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    context: Context,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
+        infrastructure, meta, control, world, world.workspace_id
+    )
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["analyze"])
+    assigned: dict[str, Any] = {
+        "account_id": str(account_id),
+        "user_id": str(user_id),
+        "workspace_id": str(world.workspace_id),
+        "tasks": ["analyze"],
+        "outbox_id": str(uuid.uuid4()),
+    }
+
+    assert await apply_account_user_change(assigned, context) == "assigned"
+    assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["ANALYZE"]}
+
+    unshared = {"pixel_id": str(pixel_id), "account_id": str(account_id), "outbox_id": str(uuid.uuid4())}
+    assert await apply_pixel_unshare(unshared, context) == "unshared"
+    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
+
+
+async def test_the_move_task_takes_the_removed_access_and_shares_away_on_meta(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    context: Context,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
+        infrastructure, meta, control, world, world.workspace_id
+    )
+    user_id = await new_user(infrastructure)
+    await meta.assign_user(
+        meta_account_id, user_id=meta_business_user_id(user_id), tasks=["MANAGE"], token=world.business.token
+    )
+    moved = {
+        "account_id": str(account_id),
+        "unassigned_user_ids": [str(user_id)],
+        "unshared_pixel_ids": [str(pixel_id)],
+        "outbox_id": str(uuid.uuid4()),
+    }
+
+    outcomes = await apply_account_move(moved, context)
+
+    assert outcomes == {f"user:{user_id}": "unassigned", f"pixel:{pixel_id}": "unshared"}
+    assert control.ad_account(meta_account_id)["assigned_users"] == {}
+    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []

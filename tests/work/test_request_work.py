@@ -1,0 +1,711 @@
+"""Carrying out approved requests: each type against the simulator, and what makes it safe to repeat."""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import cast
+
+import pytest
+from cryptography.fernet import Fernet
+
+from server.accounts.models import Account, AccountStatus, MetaAccountStatus
+from server.business_managers.models import (
+    BusinessManager,
+    BusinessManagerOwnership,
+    BusinessManagerStatus,
+    BusinessVerificationStatus,
+)
+from server.clients.meta import IMetaClient
+from server.clients.meta.models import MetaAdAccount
+from server.composition import Infrastructure
+from server.config import Settings
+from server.devstack.meta_simulator import FaultKind, SimulatorControl
+from server.pixels.models import Pixel, PixelAccount
+from server.requests.models import RequestStatus
+from server.requests.schemas import (
+    AccountCreationPayload,
+    BusinessManagerConnectionPayload,
+    PixelCreationPayload,
+    PixelSharePayload,
+    SpendCapChangePayload,
+)
+from server.requests.work import RequestWork
+from tests.work.conftest import (
+    MAX_ATTEMPTS,
+    World,
+    add_account,
+    add_business_manager,
+    add_pixel,
+    approved_request,
+    audit_entries,
+    count,
+    rows,
+    staff,
+    stored_request,
+)
+
+CREATE_ACCOUNT_ROUTE = "POST /{business_id}/adaccount"
+
+
+def account_payload(world: World, name: str = "Spring sale") -> AccountCreationPayload:
+    return AccountCreationPayload(
+        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=world.business_manager_id
+    )
+
+
+# --- account creation ------------------------------------------------------------------------
+
+
+async def test_account_creation_creates_the_account_on_meta_and_here(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    request = await stored_request(infrastructure, request_id)
+    assert request.status is RequestStatus.COMPLETED
+    assert request.result is not None
+    assert request.result.account_id is not None
+    meta_id = request.result.meta_id
+    assert meta_id is not None
+    assert meta_id.startswith("act_")
+    on_meta = control.ad_account(meta_id)
+    assert (on_meta["name"], on_meta["currency"], on_meta["business_id"]) == (
+        "Spring sale",
+        "EUR",
+        world.meta_business_id,
+    )
+    (account,) = await rows(infrastructure, Account, Account.id == request.result.account_id)
+    assert (account.workspace_id, account.business_manager_id, account.meta_account_id) == (
+        world.workspace_id,
+        world.business_manager_id,
+        meta_id,
+    )
+    assert (account.name, account.currency, account.timezone) == ("Spring sale", "EUR", "Europe/Berlin")
+    assert (account.status, account.meta_status) == (AccountStatus.ACTIVE, MetaAccountStatus.ACTIVE)
+    assert account.synced_at is not None
+    (created,) = await audit_entries(infrastructure, "account", account.id)
+    assert (created.action, created.workspace_id, created.actor_id) == ("create", world.workspace_id, None)
+    assert created.after is not None
+    assert created.after["meta_account_id"] == meta_id
+    actions = [entry.action for entry in await audit_entries(infrastructure, "request", request_id)]
+    assert actions == ["request", "approve", "complete"]
+
+
+async def test_a_redelivery_after_completion_does_nothing(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    await work.carry_out(request_id)
+    before = control.counters()
+    completed = await stored_request(infrastructure, request_id)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    after = control.counters()
+    assert after.objects == before.objects
+    assert after.calls.http_calls == before.calls.http_calls  # not even a lookup
+    assert await stored_request(infrastructure, request_id) == completed
+    assert await count(infrastructure, Account) == 1
+
+
+async def test_an_account_created_on_meta_but_never_recorded_is_adopted(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """A worker that died between Meta's creation and our commit left the account on Meta only."""
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    orphan = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    request = await stored_request(infrastructure, request_id)
+    assert request.result is not None
+    assert request.result.meta_id == orphan
+    counters = control.counters()
+    assert counters.objects.ad_accounts == 1
+    assert counters.calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
+    (account,) = await rows(infrastructure, Account)
+    assert account.meta_account_id == orphan
+
+
+class CrashAfterCreating:
+    """The Meta client of a worker that dies right after Meta created the account."""
+
+    def __init__(self, meta: IMetaClient) -> None:
+        self._meta = meta
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._meta, name)
+
+    async def create_ad_account(
+        self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
+    ) -> MetaAdAccount:
+        await self._meta.create_ad_account(
+            business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
+        )
+        raise SystemExit("worker killed")
+
+
+async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_account(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    crashing = RequestWork(infrastructure, cast(IMetaClient, CrashAfterCreating(meta)), work_settings)
+    with pytest.raises(SystemExit):
+        await crashing.carry_out(request_id)
+    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
+    assert await count(infrastructure, Account) == 0
+    assert control.counters().objects.ad_accounts == 1
+
+    rerun = RequestWork(infrastructure, meta, work_settings)
+    assert await rerun.carry_out(request_id) is RequestStatus.COMPLETED
+
+    assert control.counters().objects.ad_accounts == 1
+    assert control.counters().calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
+    (account,) = await rows(infrastructure, Account)
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert (result.account_id, result.meta_id) == (account.id, account.meta_account_id)
+
+
+async def test_an_account_known_here_is_not_adopted(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """Another request's account of the same name is someone else's: a new one is created."""
+    existing = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    await add_account(
+        infrastructure,
+        workspace_id=world.workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_account_id=existing,
+        name="Spring sale",
+    )
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id not in (None, existing)
+    assert control.counters().objects.ad_accounts == 2
+
+
+async def test_two_concurrent_deliveries_make_one_account(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    # Slow Meta down so that both deliveries are surely in flight at once.
+    control.set_latency(150)
+    first, second = RequestWork(infrastructure, meta, work_settings), RequestWork(infrastructure, meta, work_settings)
+
+    outcomes = await asyncio.gather(first.carry_out(request_id), second.carry_out(request_id))
+
+    assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
+    counters = control.counters()
+    assert counters.objects.ad_accounts == 1
+    assert counters.calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
+    assert await count(infrastructure, Account) == 1
+    actions = [entry.action for entry in await audit_entries(infrastructure, "request", request_id)]
+    assert actions.count("complete") == 1
+
+
+async def test_requests_that_are_not_approved_are_left_alone(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        waiting = await uow.requests.submit(world.workspace_id, account_payload(world), actor=staff(), request_id=None)
+
+    assert await work.carry_out(waiting.id) is RequestStatus.WAITING_FOR_APPROVAL
+    assert await work.carry_out(uuid.uuid4()) is None
+
+    assert (await stored_request(infrastructure, waiting.id)).status is RequestStatus.WAITING_FOR_APPROVAL
+    assert control.counters().calls.http_calls == 0
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    control.revoke_token(world.business.token)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    request = await stored_request(infrastructure, request_id)
+    assert request.status is RequestStatus.FAILED
+    assert request.result is not None
+    assert request.result.failure_reason is not None
+    reason = request.result.failure_reason
+    assert "token" in reason
+    assert "code=190" in reason
+    assert world.meta_business_id in reason
+    assert world.business.token not in reason
+    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
+    (flagged,) = await audit_entries(infrastructure, "business_manager", world.business_manager_id)
+    assert flagged.action == "update"
+    assert flagged.before is not None
+    assert flagged.before["status"] == "active"
+    assert flagged.after is not None
+    assert flagged.after["status"] == "needs_attention"
+    # One call was refused; nothing was retried, and a redelivery calls Meta no more.
+    assert control.counters().calls.http_calls == 1
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+    assert control.counters().calls.http_calls == 1
+    assert await count(infrastructure, Account) == 0
+
+
+async def test_a_business_manager_that_needs_attention_fails_the_request_without_calling_meta(
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+) -> None:
+    business = control.add_business("Agency")
+    business_manager_id = await add_business_manager(
+        infrastructure,
+        meta_business_id=business.id,
+        token=business.token,
+        status=BusinessManagerStatus.NEEDS_ATTENTION,
+    )
+    payload = AccountCreationPayload(
+        name="A", currency="EUR", timezone="Europe/Berlin", business_manager_id=business_manager_id
+    )
+    request_id = await approved_request(infrastructure, workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert "needs_attention" in result.failure_reason
+    assert control.counters().calls.http_calls == 0
+
+
+async def test_rate_limits_are_waited_out(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    # Meta asks for 5 minutes; the test settings cap every back-off far below that.
+    control.add_fault(FaultKind.RATE_LIMIT, count=2, regain_minutes=5)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    counters = control.counters()
+    assert counters.calls.faults_served == 2
+    assert counters.objects.ad_accounts == 1
+
+
+async def test_server_errors_beyond_the_attempts_fail_the_request(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    control.add_fault(FaultKind.SERVER_ERROR, count=100)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert f"after {MAX_ATTEMPTS} attempts" in result.failure_reason
+    assert "An unknown error has occurred" in result.failure_reason
+    assert control.counters().calls.faults_served == MAX_ATTEMPTS
+    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    assert business_manager.status is BusinessManagerStatus.ACTIVE
+    assert await count(infrastructure, Account) == 0
+
+
+async def test_a_permission_error_fails_the_request_at_once(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    control.add_fault(FaultKind.PERMISSION, count=1)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert "code=200" in result.failure_reason
+    assert control.counters().calls.http_calls == 1
+
+
+# --- pixel creation ----------------------------------------------------------------------------
+
+
+async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.pixel_id is not None
+    assert result.meta_id is not None
+    on_meta = control.pixel(result.meta_id)
+    assert (on_meta["name"], on_meta["business_id"]) == ("Checkout", world.meta_business_id)
+    (pixel,) = await rows(infrastructure, Pixel, Pixel.id == result.pixel_id)
+    assert (pixel.workspace_id, pixel.business_manager_id, pixel.meta_pixel_id, pixel.name) == (
+        world.workspace_id,
+        world.business_manager_id,
+        result.meta_id,
+        "Checkout",
+    )
+    (created,) = await audit_entries(infrastructure, "pixel", pixel.id)
+    assert created.action == "create"
+    assert created.after is not None
+    assert created.after["account_ids"] == []
+
+    before = control.counters()
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+    assert control.counters().objects == before.objects
+
+
+async def test_pixel_creation_adopts_an_unrecorded_pixel_of_the_same_name(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    known = control.add_pixel(world.meta_business_id, "Checkout")
+    await add_pixel(
+        infrastructure,
+        workspace_id=world.workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_pixel_id=known,
+        name="Checkout",
+    )
+    orphan = control.add_pixel(world.meta_business_id, "Checkout")
+    control.add_pixel(world.meta_business_id, "Another name")
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id == orphan
+    assert control.counters().objects.pixels == 3
+
+
+# --- spend cap -----------------------------------------------------------------------------------
+
+
+async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    meta_account_id = control.add_ad_account(world.meta_business_id, "Always on", currency="EUR")
+    account_id = await add_account(
+        infrastructure,
+        workspace_id=world.workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_account_id=meta_account_id,
+        spend_cap_minor=10_000,
+        spend_cap_alert_percent=80,
+    )
+    payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=250_075)
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    assert control.ad_account(meta_account_id)["spend_cap"] == 250_075
+    (account,) = await rows(infrastructure, Account, Account.id == account_id)
+    assert (account.spend_cap_minor, account.spend_cap_alert_percent, account.version) == (250_075, 0, 2)
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert (result.account_id, result.meta_id) == (account_id, meta_account_id)
+    (updated,) = await audit_entries(infrastructure, "account", account_id)
+    assert updated.action == "update"
+    assert updated.before is not None
+    assert updated.before["spend_cap_minor"] == 10_000
+    assert updated.after is not None
+    assert updated.after["spend_cap_minor"] == 250_075
+
+
+async def test_a_zero_spend_cap_removes_the_cap(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    meta_account_id = control.add_ad_account(world.meta_business_id, "Capped", currency="EUR", spend_cap=5_000)
+    account_id = await add_account(
+        infrastructure,
+        workspace_id=world.workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_account_id=meta_account_id,
+        spend_cap_minor=5_000,
+    )
+    payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=0)
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    assert control.ad_account(meta_account_id)["spend_cap"] == 0
+    (account,) = await rows(infrastructure, Account, Account.id == account_id)
+    assert account.spend_cap_minor is None
+
+
+# --- pixel share ---------------------------------------------------------------------------------
+
+
+async def share_setup(
+    infrastructure: Infrastructure, control: SimulatorControl, world: World, workspace_id: uuid.UUID
+) -> tuple[uuid.UUID, str, Sequence[tuple[uuid.UUID, str]]]:
+    meta_pixel_id = control.add_pixel(world.meta_business_id, "Shop")
+    pixel_id = await add_pixel(
+        infrastructure,
+        workspace_id=workspace_id,
+        business_manager_id=world.business_manager_id,
+        meta_pixel_id=meta_pixel_id,
+    )
+    accounts = []
+    for name in ("One", "Two"):
+        meta_account_id = control.add_ad_account(world.meta_business_id, name, currency="EUR")
+        account_id = await add_account(
+            infrastructure,
+            workspace_id=workspace_id,
+            business_manager_id=world.business_manager_id,
+            meta_account_id=meta_account_id,
+            name=name,
+        )
+        accounts.append((account_id, meta_account_id))
+    return pixel_id, meta_pixel_id, accounts
+
+
+async def test_pixel_share_shares_on_meta_and_records_the_shares(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    payload = PixelSharePayload(pixel_id=pixel_id, account_ids=[account_id for account_id, _ in accounts])
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    shared = cast(list[str], control.pixel(meta_pixel_id)["shared_account_ids"])
+    assert sorted(shared) == sorted(meta_id.removeprefix("act_") for _, meta_id in accounts)
+    shares = await rows(infrastructure, PixelAccount, PixelAccount.pixel_id == pixel_id)
+    assert {share.account_id for share in shares} == {account_id for account_id, _ in accounts}
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.pixel_id == pixel_id
+    (pixel,) = await rows(infrastructure, Pixel, Pixel.id == pixel_id)
+    assert pixel.version == 2
+    (entry,) = await audit_entries(infrastructure, "pixel", pixel_id)
+    assert entry.action == "share"
+    assert entry.before is not None
+    assert entry.before["account_ids"] == []
+    assert entry.after is not None
+    assert len(entry.after["account_ids"]) == 2
+
+
+async def test_pixel_share_keeps_shares_that_exist_already(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, _, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    (first, _), (second, _) = accounts
+    async with infrastructure.unit_of_work() as uow:
+        uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=first))
+    request_id = await approved_request(
+        infrastructure, world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
+    )
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    shares = await rows(infrastructure, PixelAccount, PixelAccount.pixel_id == pixel_id)
+    assert sorted(share.account_id for share in shares) == sorted([first, second])
+
+
+async def test_pixel_share_with_an_account_gone_from_the_workspace_fails_without_calling_meta(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    (first, _), (second, _) = accounts
+    request_id = await approved_request(
+        infrastructure, world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
+    )
+    async with infrastructure.unit_of_work() as uow:
+        account = await uow.session.get(Account, second)
+        assert account is not None
+        account.status = AccountStatus.ARCHIVED
+    calls = control.counters().calls.http_calls
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert str(second) in result.failure_reason
+    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
+    assert control.counters().calls.http_calls == calls
+    assert await count(infrastructure, PixelAccount) == 0
+
+
+# --- business manager connection -----------------------------------------------------------------
+
+
+async def test_business_manager_connection_reads_the_business_and_adds_it(
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+) -> None:
+    client = control.add_business("Client Co", verification_status="pending")
+    # The simulator has no partner relationships: a token reads its own business only. The
+    # agency's token stands for a partner's here by being the one of the client's business.
+    await add_business_manager(infrastructure, meta_business_id="999000111", token=client.token)
+    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client Co (ours)")
+    request_id = await approved_request(infrastructure, workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.business_manager_id is not None
+    assert result.meta_id == client.id
+    (connected,) = await rows(infrastructure, BusinessManager, BusinessManager.id == result.business_manager_id)
+    assert (connected.meta_business_id, connected.name, connected.workspace_id) == (
+        client.id,
+        "Client Co (ours)",
+        workspace_id,
+    )
+    assert (connected.ownership, connected.status, connected.verification_status) == (
+        BusinessManagerOwnership.CLIENT,
+        BusinessManagerStatus.ACTIVE,
+        BusinessVerificationStatus.PENDING,
+    )
+    assert connected.encrypted_token is None
+    (created,) = await audit_entries(infrastructure, "business_manager", connected.id)
+    assert created.action == "create"
+    assert created.after is not None
+    assert created.after["has_system_user_token"] is False
+
+
+async def test_business_manager_connection_fails_when_meta_will_not_show_the_business(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    client = control.add_business("Not a partner")
+    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client")
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert f"Meta refused to read business {client.id}" in result.failure_reason
+    assert await count(infrastructure, BusinessManager) == 1
+
+
+async def test_business_manager_connection_fails_without_a_platform_business_manager(
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+) -> None:
+    payload = BusinessManagerConnectionPayload(meta_business_id="123456", name="Client")
+    request_id = await approved_request(infrastructure, workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert "no active platform business manager" in result.failure_reason
+    assert control.counters().calls.http_calls == 0
+
+
+async def test_two_requests_racing_for_one_unrecorded_account_end_with_one_each(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """Both see the same orphan and adopt it; the one that loses the insert looks again and creates."""
+    orphan = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    first = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    second = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    control.set_latency(150)
+
+    outcomes = await asyncio.gather(
+        RequestWork(infrastructure, meta, work_settings).carry_out(first),
+        RequestWork(infrastructure, meta, work_settings).carry_out(second),
+    )
+
+    assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
+    results = [(await stored_request(infrastructure, request_id)).result for request_id in (first, second)]
+    meta_ids = {result.meta_id for result in results if result is not None}
+    assert len(meta_ids) == 2
+    assert orphan in meta_ids
+    assert control.counters().objects.ad_accounts == 2
+    assert {account.meta_account_id for account in await rows(infrastructure, Account)} == meta_ids
+
+
+async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_calling_meta(
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+) -> None:
+    """A token encrypted with a key no longer configured (rotated out)."""
+    async with infrastructure.unit_of_work() as uow:
+        business_manager = await uow.session.get(BusinessManager, world.business_manager_id)
+        assert business_manager is not None
+        business_manager.encrypted_token = Fernet(Fernet.generate_key()).encrypt(b"another-key").decode()
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert "cannot be decrypted" in result.failure_reason
+    assert control.counters().calls.http_calls == 0
