@@ -80,12 +80,12 @@ MAX_REQUEST_ID_LENGTH = 128
 
 def parse_request_id(value: str) -> str | None:
     """The optional idempotency key of a create, request or approval RPC; empty means none."""
-    if len(value) > MAX_REQUEST_ID_LENGTH:
+    if len(value) > MAX_REQUEST_ID_LENGTH or not value.isprintable():
         raise InvalidRequestException(
             [
                 FieldViolation(
                     field="request_id",
-                    description=f"must be at most {MAX_REQUEST_ID_LENGTH} characters",
+                    description=f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters",
                     reason="INVALID_REQUEST_ID",
                 )
             ]

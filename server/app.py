@@ -2,6 +2,7 @@
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 from collections.abc import Callable
@@ -149,7 +150,7 @@ def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[gr
         AuthenticationInterceptor(infrastructure.tokens),
         AuthorizationInterceptor(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
-            PrincipalResolver(infrastructure.sessions),
+            PrincipalResolver(infrastructure.read_sessions),
         ),
     ]
     server = grpc.aio.server(
@@ -223,6 +224,10 @@ def run(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # One process dying (a crash, the OOM killer) stops them all with a non-zero exit, so the
+    # orchestrator restarts the server instead of running it at reduced capacity unnoticed.
+    multiprocessing.connection.wait([p.sentinel for p in processes])
+    forward(signal.SIGTERM, None)
     for process in processes:
         process.join()
     return max((p.exitcode or 0 for p in processes), default=0)

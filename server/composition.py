@@ -53,6 +53,8 @@ class Infrastructure:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Autocommit sessions for reads: one round trip per statement, no BEGIN/COMMIT around it.
+    read_sessions: async_sessionmaker[AsyncSession]
     page_tokens: PageTokenCodec
     tokens: TokenIssuer
     passwords: Passwords
@@ -70,6 +72,7 @@ class Infrastructure:
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            read_sessions=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
                 secret_key=settings.secret_key.get_secret_value(),
@@ -91,8 +94,16 @@ class Infrastructure:
         )
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator["UnitOfWork"]:
-        """One transaction: committed when the block ends normally, rolled back on an exception."""
+    async def unit_of_work(self, *, read_only: bool = False) -> AsyncIterator["UnitOfWork"]:
+        """One transaction: committed when the block ends normally, rolled back on an exception.
+
+        `read_only` units (Get and List RPCs) run each statement on its own in autocommit mode,
+        which saves the BEGIN and COMMIT round trips; they must not write.
+        """
+        if read_only:
+            async with self.read_sessions() as session:
+                yield UnitOfWork(self, session)
+            return
         async with self.sessions() as session, session.begin():
             yield UnitOfWork(self, session)
 
@@ -134,6 +145,7 @@ class UnitOfWork:
             members=WorkspaceMemberRepository(self.session),
             users=UserRepository(self.session),
             audit=self.audit,
+            outbox=self.outbox,
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,
         )
@@ -185,6 +197,7 @@ class UnitOfWork:
     def requests(self) -> IRequestService:
         return RequestService(
             repository=RequestRepository(self.session),
+            workspaces=WorkspaceRepository(self.session),
             outbox=self.outbox,
             audit=self.audit,
             idempotency=self.idempotency,

@@ -130,8 +130,9 @@ class Settings(BaseSettings):
         # Accept the plain URLs other tools use (postgres://, postgresql://) and pick the async driver.
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
-                return "postgresql+asyncpg://" + url.removeprefix(prefix)
-        return url
+                url = "postgresql+asyncpg://" + url.removeprefix(prefix)
+        # libpq's sslmode is asyncpg's ssl (same values: disable, require, verify-full, ...).
+        return url.replace("?sslmode=", "?ssl=").replace("&sslmode=", "&ssl=")
 
     def check_production_ready(self) -> None:
         """Refuse development defaults in production. Called by the commands that need the secrets

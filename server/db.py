@@ -52,7 +52,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_pre_ping=True,
+        # Connections are recycled rather than pinged before each use (a ping is a round trip per
+        # RPC); a connection that died anyway surfaces as UNAVAILABLE and is replaced.
+        pool_recycle=1800,
+        # SQL parameters can hold secrets (hashes, ciphertexts): never in error messages or logs.
+        hide_parameters=True,
     )
 
 

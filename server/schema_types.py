@@ -1,10 +1,10 @@
 """Field types shared by the service schemas: names, currencies, time zones, Meta ids."""
 
-import zoneinfo
-from functools import cache
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
+
+from server.clients.meta.timezones import is_supported_timezone
 
 
 def _printable(value: str) -> str:
@@ -98,14 +98,11 @@ Currency = Annotated[
 ]
 
 
-@cache
-def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def _time_zone(value: str) -> str:
-    if value not in _time_zones():
-        raise ValueError("must be an IANA time zone, e.g. Europe/Berlin")
+    # Ad accounts take Meta's time zones only (a subset of IANA's), fixed at creation: refusing an
+    # unsupported one here beats a request that fails after approval.
+    if not is_supported_timezone(value):
+        raise ValueError("must be an IANA time zone Meta supports for ad accounts, e.g. Europe/Berlin")
     return value
 
 

@@ -32,7 +32,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def ListAccounts(self, request: pb.ListAccountsRequest, context: Context) -> pb.ListAccountsResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.accounts.list_workspace_accounts(workspace_id, query)
         return pb.ListAccountsResponse(
             accounts=[converters.account_to_proto(a) for a in page.items], next_page_token=page.next_page_token
@@ -41,7 +41,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         account_id = parse_id(request.account_id, field="account_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             account = await uow.accounts.get_account(account_id, workspace_id=workspace_id)
         return pb.GetAccountResponse(account=converters.account_to_proto(account))
 
@@ -63,7 +63,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     ) -> pb.ListAccountUsersResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         account_id = parse_id(request.account_id, field="account_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             users = await uow.accounts.list_account_users(account_id, workspace_id=workspace_id)
         return pb.ListAccountUsersResponse(users=[converters.account_user_to_proto(u) for u in users])
 
@@ -90,7 +90,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def ListAllAccounts(self, request: pb.ListAllAccountsRequest, context: Context) -> pb.ListAllAccountsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.accounts.list_accounts(query)
         return pb.ListAllAccountsResponse(
             accounts=[converters.account_to_proto(a) for a in page.items], next_page_token=page.next_page_token

@@ -36,18 +36,19 @@ class AccountEtagMismatchException(ConflictException):
 
 
 class BusinessManagerNotUsableException(FailedPreconditionException):
-    """Not an active platform business manager nor an active client one of the workspace.
+    """Not an active platform business manager nor an active client one of the workspace: it cannot
+    hold the workspace's new accounts or pixels (raised by both services).
 
-    Also raised for an id that does not exist at all: a client business manager of another
-    workspace must look exactly like a missing one.
+    Also raised for an id that does not exist at all: telling "unknown" (NOT_FOUND) apart from
+    "exists but not yours or not active" would reveal client business managers of other workspaces.
     """
 
     reason = "BUSINESS_MANAGER_NOT_USABLE"
 
     def __init__(self, business_manager_id: uuid.UUID) -> None:
         super().__init__(
-            f"business manager {business_manager_id} cannot hold new accounts of this workspace: it must be an "
-            "active platform business manager or an active client business manager of the workspace",
+            f"business manager {business_manager_id} cannot be used by this workspace: it must be an active "
+            "platform business manager or an active client business manager of the workspace",
             metadata={"business_manager_id": str(business_manager_id)},
         )
 

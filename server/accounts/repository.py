@@ -18,7 +18,6 @@ from sqlalchemy import (
     column,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -27,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.accounts.schemas import AccountListRequestSchema
-from server.audit_logs.models import AuditLog
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
@@ -313,11 +311,6 @@ class AccountRepository:
             .values(synced_at=synced_at, updated_at=Account.updated_at)
             .execution_options(synchronize_session=False)
         )
-
-    async def add_audit_entries(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Many audit entries (dicts of AuditLog columns) in one executemany INSERT."""
-        if entries:
-            await self._session.execute(insert(AuditLog), list(entries))
 
     async def raise_spend_cap_alerts(self, thresholds: Sequence[int]) -> list[Account]:
         """Move `spend_cap_alert_percent` up to the highest of `thresholds` (percentages) each ACTIVE

@@ -1,4 +1,3 @@
-import re
 import uuid
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ from server.accounts.schemas import (
 from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership
+from server.etags import version_of
 from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, paginate
 from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
@@ -42,8 +42,6 @@ ACCOUNT_USER_ENTITY = "account_user"
 ACCOUNT_USER_ASSIGNED_TOPIC = "account_user.assigned"
 ACCOUNT_USER_UNASSIGNED_TOPIC = "account_user.unassigned"
 ACCOUNT_MOVED_TOPIC = "account.moved"
-
-_ETAG = re.compile(r'^W/"(\d{1,18})"$')
 
 
 class IBusinessManagerLookup(Protocol):
@@ -231,11 +229,18 @@ class AccountService:
         return await self._list(query, collection="accounts")
 
     async def update_account(self, account_id: uuid.UUID, data: AccountUpdateRequestSchema) -> AccountResponseSchema:
+        """Rename and/or change the status. The `before` snapshot is read under the row lock, so it is
+        exactly the version the update replaces (a concurrent change waits, or is waited for)."""
         expected = _version_of(data.etag, account_id)
-        before = _to_schema(await self._get(account_id))
+        current = await self._repository.lock(account_id)
+        if current is None:
+            raise AccountNotFoundException(account_id)
+        if expected is not None and expected != current.version:
+            raise AccountEtagMismatchException(account_id)
+        before = _to_schema(current)
         values: dict[str, Any] = {field: getattr(data, field) for field in data.update_mask}
-        updated = await self._repository.update(account_id, expected_version=expected, values=values)
-        if updated is None:
+        updated = await self._repository.update(account_id, expected_version=current.version, values=values)
+        if updated is None:  # pragma: no cover - the row is locked
             raise AccountEtagMismatchException(account_id)
         after = _to_schema(updated)
         await self._audit.record(
@@ -358,10 +363,4 @@ def _user_event(account_user: AccountUserResponseSchema, *, workspace_id: uuid.U
 
 
 def _version_of(etag: str, account_id: uuid.UUID) -> int | None:
-    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
-    if not etag:
-        return None
-    match = _ETAG.match(etag)
-    if match is None:
-        raise AccountEtagMismatchException(account_id)
-    return int(match.group(1))
+    return version_of(etag, mismatch=lambda: AccountEtagMismatchException(account_id))

@@ -9,16 +9,21 @@ few accounts the edge does not list (e.g. shared with the business rather than o
 in batches. Business managers run concurrently, at most `meta_max_concurrency` talking to Meta at
 once; no transaction stays open while Meta is called.
 
+Accounts are written only at the version they had when read, before Meta was called: one changed
+meanwhile (a spend-cap change landing while Meta was being read, say) is left for the next run, so
+what Meta said before that change is never written over it.
+
 Per business manager the database sees a constant number of statements, whatever its number of
-accounts: one read, one `UPDATE ... FROM unnest(...)` for the changed accounts, one for `synced_at`
-of the unchanged ones, and one executemany INSERT of the audit entries (action "sync", before/after).
+accounts: the read before Meta is called, one read in the writing transaction, one
+`UPDATE ... FROM unnest(...)` for the changed accounts, one for `synced_at` of the unchanged ones,
+and one executemany INSERT of the audit entries (action "sync", before/after).
 
 `send_spend_cap_alerts` raises an alert once per crossing of 80 % and 100 % of an account's cap.
 """
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Annotated
 
@@ -30,8 +35,9 @@ from server.accounts.models import Account, MetaAccountStatus
 from server.accounts.repository import AccountMetaState, AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.accounts.service import ACCOUNT_ENTITY
+from server.audit_logs.service import AuditEntry
 from server.business_managers.models import BusinessManager
-from server.business_managers.tasks import audit_entry, decrypt_token, mark_needs_attention
+from server.business_managers.tasks import decrypt_token
 from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaAdAccount
 from server.clients.meta.protocol import IMetaClient
@@ -64,6 +70,8 @@ class SyncSummary:
     accounts_checked: int = 0
     # Accounts with a change, written and audited.
     accounts_updated: int = 0
+    # Accounts changed here while Meta was being read: left alone, the next run compares them again.
+    accounts_changed_meanwhile: int = 0
     # Local accounts Meta did not report (deleted, or no longer reachable with the token).
     accounts_not_found: int = 0
 
@@ -129,12 +137,19 @@ class _BusinessManagerSync:
         async with self._infrastructure.unit_of_work() as uow:
             accounts = await AccountRepository(uow.session).list_for_sync(business_manager.id)
         known = [account.meta_account_id for account in accounts if account.meta_account_id]
+        # What Meta is about to report describes the accounts as they are now: only these versions
+        # may be written with it.
+        read_versions = {account.id: account.version for account in accounts}
         try:
             async with self._meta_slots:
                 reported = await self._read(business_manager.meta_business_id, known, token)
         except MetaTokenError:
             self._summary.business_managers_token_refused += 1
-            await mark_needs_attention(self._infrastructure, business_manager.id, token_ciphertext=ciphertext)
+            async with self._infrastructure.unit_of_work() as uow:
+                if await uow.business_managers.flag_token_refused(business_manager.id, token_ciphertext=ciphertext):
+                    logger.warning(
+                        "business manager token refused by Meta", business_manager_id=str(business_manager.id)
+                    )
             return
         except (MetaError, RetriesExhausted) as error:
             self._summary.business_managers_failed += 1
@@ -145,7 +160,7 @@ class _BusinessManagerSync:
             )
             return
         self._summary.business_managers += 1
-        await self._write(business_manager.id, reported)
+        await self._write(business_manager.id, reported, read_versions)
 
     async def _read(self, business_id: str, known: Sequence[str], token: str) -> dict[str, MetaAdAccount]:
         """Meta's view of the business's accounts, by act id: its owned accounts, and those of
@@ -174,21 +189,36 @@ class _BusinessManagerSync:
                 )
         return reported
 
-    async def _write(self, business_manager_id: uuid.UUID, reported: dict[str, MetaAdAccount]) -> None:
+    async def _write(
+        self,
+        business_manager_id: uuid.UUID,
+        reported: dict[str, MetaAdAccount],
+        read_versions: Mapping[uuid.UUID, int],
+    ) -> None:
+        """Write Meta's view of the accounts that are still at `read_versions` (id -> version read
+        before Meta was called); the others changed meanwhile and wait for the next run."""
         synced_at = utcnow()
         async with self._infrastructure.unit_of_work() as uow:
             repository = AccountRepository(uow.session)
-            # Read again, inside the writing transaction: the accounts as they are now.
+            # Read again, inside the writing transaction, for exact `before` snapshots.
             accounts = await repository.list_for_sync(business_manager_id)
             states: list[AccountMetaState] = []
             before: dict[uuid.UUID, AccountResponseSchema] = {}
             unchanged: list[uuid.UUID] = []
             for account in accounts:
+                read_version = read_versions.get(account.id)
+                if read_version is None:
+                    continue  # came in after this run read the business manager's accounts
                 meta_account = reported.get(account.meta_account_id or "")
                 if meta_account is None:
                     self._summary.accounts_not_found += 1
                     continue
+                if account.version != read_version:
+                    self._summary.accounts_changed_meanwhile += 1
+                    continue
                 self._summary.accounts_checked += 1
+                # At `read_version` (checked above): `apply_meta_states` writes at that version only,
+                # so a change committed after this read is not overwritten either.
                 state = meta_state(account, meta_account)
                 if state is None:
                     unchanged.append(account.id)
@@ -198,21 +228,22 @@ class _BusinessManagerSync:
             # Snapshots of `before` are taken above: the UPDATE refreshes the loaded objects.
             updated = await repository.apply_meta_states(states, synced_at=synced_at)
             await repository.mark_synced(unchanged, synced_at=synced_at)
-            await repository.add_audit_entries(
+            await uow.audit.record_many(
                 [
-                    audit_entry(
+                    AuditEntry(
                         entity_type=ACCOUNT_ENTITY,
                         entity_id=account.id,
                         action=SYNC_ACTION,
                         workspace_id=account.workspace_id,
                         before=before[account.id],
                         after=AccountResponseSchema.model_validate(account),
-                        at=synced_at,
                     )
                     for account in updated
                 ]
             )
         self._summary.accounts_updated += len(updated)
+        # Changed between the read above and the UPDATE.
+        self._summary.accounts_changed_meanwhile += len(states) - len(updated)
 
 
 def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | None:
@@ -221,7 +252,7 @@ def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | 
     Money passes as Meta reports it (Meta's amount units are the platform's minor units); a spend cap
     of 0 means none. A status code this platform does not know leaves the status as it was.
     """
-    meta_status = _meta_status(reported) or account.meta_status
+    meta_status = meta_status_of(reported) or account.meta_status
     disable_reason = "" if reported.disable_reason == 0 else reported.disable_reason_name.upper()
     spend_cap = reported.spend_cap or None
     if (
@@ -242,7 +273,9 @@ def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | 
     )
 
 
-def _meta_status(reported: MetaAdAccount) -> MetaAccountStatus | None:
+def meta_status_of(reported: MetaAdAccount) -> MetaAccountStatus | None:
+    """The platform's status for Meta's `account_status`; None (logged) for a code it does not know
+    (one Meta added, or an aggregate like "any_active")."""
     try:
         return MetaAccountStatus(reported.account_status_name)
     except ValueError:
@@ -284,20 +317,17 @@ async def send_spend_cap_alerts(infrastructure: Infrastructure) -> list[SpendCap
     thresholds at once, one alert (100) is raised. A new cap starts over (the marker is reset where
     the cap changes: the spend-cap task, and the sync when Meta reports another cap).
     """
-    at = utcnow()
     async with infrastructure.unit_of_work() as uow:
         repository = AccountRepository(uow.session)
         alerts = [_alert(account) for account in await repository.raise_spend_cap_alerts(SPEND_CAP_ALERT_THRESHOLDS)]
-        await repository.add_audit_entries(
+        await uow.audit.record_many(
             [
-                audit_entry(
+                AuditEntry(
                     entity_type=ACCOUNT_ENTITY,
                     entity_id=alert.account_id,
                     action=SPEND_CAP_ALERT_ACTION,
                     workspace_id=alert.workspace_id,
-                    before=None,
                     after=alert,
-                    at=at,
                 )
                 for alert in alerts
             ]

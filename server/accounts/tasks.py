@@ -3,9 +3,9 @@
 `account_user.assigned` / `account_user.unassigned` messages do not say *what* to do so much as
 *where to look*: the task reads the user's access to the account as it is now and makes Meta match
 it (tasks given, or access removed). So a message delivered twice, or an unassignment handled
-before the assignment it undoes, still leaves Meta as our database says. The account's row lock is
-held across the Meta call (see `apply_account_user`) so that concurrent changes reach Meta in the
-order they committed.
+before the assignment it undoes, still leaves Meta as our database says. An advisory lock per
+account is held across the Meta call (see `apply_account_user`) so that concurrent changes reach
+Meta in the order they committed; no row is locked, so RPCs and the sync never wait for Meta.
 
 NOTE - a simplification a real deployment must replace: we keep no mapping from our users to Meta
 business users. The Meta business user id used here is derived from OUR user id
@@ -31,7 +31,8 @@ from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
-from server.requests.work import TokenRejected, WorkRefused, call_meta, credentials_of, flag_business_manager
+from server.requests.repository import RequestWorkRepository
+from server.requests.work import TokenRejected, WorkRefused, call_meta, credentials_of, flag_rejected_token
 from server.tasks.resources import worker_resources
 from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
 
@@ -49,6 +50,11 @@ class AccountUserOutcome(StrEnum):
     UNASSIGNED = "unassigned"  # Meta no longer gives the user access
     SKIPPED = "skipped"  # nothing to do, or nothing that can be done (logged)
     FAILED = "failed"  # Meta refused or kept failing (logged)
+
+
+def account_lock_key(account_id: uuid.UUID) -> str:
+    """The advisory lock that serialises the Meta-side access changes of one account."""
+    return f"account:{account_id}"
 
 
 def meta_business_user_id(user_id: uuid.UUID) -> str:
@@ -115,13 +121,16 @@ async def apply_account_user(
 
     async def attempt() -> AccountUserOutcome:
         async with infrastructure.unit_of_work() as uow:
+            # Held across the Meta call, and taken before anything is read: the tasks of one
+            # account run one at a time, each reading the access as it is once it holds the lock.
+            # A change committed after that read sends its own message, whose task waits here and
+            # then brings Meta up to date; so an older state never reaches Meta after a newer one.
+            # An advisory lock rather than the account's row lock: the RPCs that change access (and
+            # the sync, and everything else that writes the account) never wait for Meta. Only
+            # another access task of the same account waits, for at most one Meta call.
+            await RequestWorkRepository(uow.session).lock_for_meta(account_lock_key(account_id))
             accounts = AccountRepository(uow.session)
-            # Held across the Meta call: assignments and unassignments of the account lock the same
-            # row, so each one commits either before this read (and Meta gets it now) or after this
-            # call (and its own message brings Meta up to date). Without it, an older state read
-            # here could reach Meta after a newer one. One account's access changes wait for at most
-            # one Meta call; nothing else takes this lock for long.
-            account = await accounts.lock(account_id)
+            account = await accounts.get(account_id)
             if account is None or account.meta_account_id is None:
                 log.info("account not on Meta (yet); nothing to do")
                 return AccountUserOutcome.SKIPPED
@@ -151,7 +160,7 @@ async def apply_account_user(
         )
     except TokenRejected as rejected:
         async with infrastructure.unit_of_work() as uow:
-            await flag_business_manager(uow, rejected)
+            await flag_rejected_token(uow, rejected)
         log.error("could not change access on Meta", reason=str(rejected))
         return AccountUserOutcome.FAILED
     except WorkRefused as refused:

@@ -28,7 +28,7 @@ class ApiKeyServicer(api_key_service_pb2_grpc.ApiKeyServiceServicer):
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.api_keys.list_api_keys(query)
         return pb.ListApiKeysResponse(
             api_keys=[converters.api_key_to_proto(k) for k in page.items],

@@ -6,6 +6,7 @@ import grpc
 
 from adplane.v1 import audit_log_service_pb2 as pb
 from adplane.v1 import audit_log_service_pb2_grpc
+from server.api_helpers import parse_id
 from server.audit_logs import converters
 from server.composition import Infrastructure
 
@@ -18,7 +19,7 @@ class AuditLogServicer(audit_log_service_pb2_grpc.AuditLogServiceServicer):
 
     async def ListAuditLogs(self, request: pb.ListAuditLogsRequest, context: Context) -> pb.ListAuditLogsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.audit_logs.list_audit_logs(query)
         return pb.ListAuditLogsResponse(
             audit_logs=[converters.audit_log_to_proto(e) for e in page.items], next_page_token=page.next_page_token
@@ -27,8 +28,10 @@ class AuditLogServicer(audit_log_service_pb2_grpc.AuditLogServiceServicer):
     async def ListWorkspaceAuditLogs(
         self, request: pb.ListWorkspaceAuditLogsRequest, context: Context
     ) -> pb.ListWorkspaceAuditLogsResponse:
-        query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        # Required here: an empty id would otherwise mean "every workspace".
+        workspace_id = parse_id(request.workspace_id, field="workspace_id")
+        query = converters.list_request_from_proto(request).model_copy(update={"workspace_id": workspace_id})
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.audit_logs.list_audit_logs(query)
         return pb.ListWorkspaceAuditLogsResponse(
             audit_logs=[converters.audit_log_to_proto(e) for e in page.items], next_page_token=page.next_page_token

@@ -1,4 +1,6 @@
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -7,6 +9,19 @@ from server.audit_logs.repository import IAuditLogRepository
 from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogResponseSchema
 from server.auth.principal import Principal
 from server.pagination import Page, PageTokenCodec, paginate
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One mutation to record: what changed (`entity_type`, `entity_id`), how (`action`), in which
+    workspace (None: none, or staff's own), and snapshots of the entity before and after it."""
+
+    entity_type: str
+    entity_id: uuid.UUID
+    action: str
+    workspace_id: uuid.UUID | None
+    before: BaseModel | None = None
+    after: BaseModel | None = None
 
 
 class IAuditTrail(Protocol):
@@ -20,6 +35,7 @@ class IAuditTrail(Protocol):
         before: BaseModel | None = None,
         after: BaseModel | None = None,
     ) -> None: ...
+    async def record_many(self, entries: Sequence[AuditEntry]) -> None: ...
 
 
 class AuditTrail:
@@ -44,16 +60,28 @@ class AuditTrail:
         before: BaseModel | None = None,
         after: BaseModel | None = None,
     ) -> None:
-        await self._repository.add(
-            actor_type=self._actor.kind.value if self._actor else None,
-            actor_id=self._actor.id if self._actor else None,
-            workspace_id=workspace_id,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            action=action,
-            before=before.model_dump(mode="json") if before is not None else None,
-            after=after.model_dump(mode="json") if after is not None else None,
-            trace_id=self._trace_id,
+        await self.record_many([AuditEntry(entity_type, entity_id, action, workspace_id, before, after)])
+
+    async def record_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Many entries in one statement whatever their number (none: no statement), in this order,
+        all on behalf of the same caller: the bulk writes of the workers' jobs."""
+        actor_type = self._actor.kind.value if self._actor else None
+        actor_id = self._actor.id if self._actor else None
+        await self._repository.add_many(
+            [
+                {
+                    "actor_type": actor_type,
+                    "actor_id": actor_id,
+                    "workspace_id": entry.workspace_id,
+                    "entity_type": entry.entity_type,
+                    "entity_id": entry.entity_id,
+                    "action": entry.action,
+                    "before": entry.before.model_dump(mode="json") if entry.before is not None else None,
+                    "after": entry.after.model_dump(mode="json") if entry.after is not None else None,
+                    "trace_id": self._trace_id,
+                }
+                for entry in entries
+            ]
         )
 
 

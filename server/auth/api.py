@@ -43,6 +43,6 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
 
     async def GetCurrentUser(self, request: pb.GetCurrentUserRequest, context: Context) -> pb.GetCurrentUserResponse:
         principal = current_principal()
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             current = await uow.auth.current_user(principal)
         return converters.current_user_to_proto(current)

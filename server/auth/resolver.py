@@ -21,7 +21,7 @@ class PrincipalResolver:
         """The principal behind valid credentials; UNAUTHENTICATED for anything else."""
         if isinstance(credentials, InvalidCredentials):
             raise credentials.error
-        async with self._sessions() as session:
+        async with self._sessions() as session:  # autocommit sessions: the standing is one round trip
             repository = AuthRepository(session)
             if isinstance(credentials, UserCredentials):
                 return await self._user(repository, credentials, workspace_id)

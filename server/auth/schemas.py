@@ -2,7 +2,7 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from server.users.schemas import UserResponseSchema
 from server.workspaces.models import WorkspaceRole
@@ -12,7 +12,8 @@ from server.workspaces.schemas import MembershipResponseSchema
 class LoginRequestSchema(BaseModel):
     # Not validated as an address: a malformed email simply fails to sign in, like a wrong one.
     email: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=254)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    # SecretStr: never shown by a repr, a log line or a validation error.
+    password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
 
 
 class RefreshTokenRequestSchema(BaseModel):

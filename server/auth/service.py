@@ -60,7 +60,9 @@ class AuthService:
         """
         await self._throttle.before_attempt(email=data.email, address=address)
         user = await self._repository.find_user_for_login(data.email)
-        password_ok = await self._passwords.verify(user.password_hash if user else None, data.password)
+        password_ok = await self._passwords.verify(
+            user.password_hash if user else None, data.password.get_secret_value()
+        )
         if user is None or not password_ok or not user.is_active:
             await self._throttle.record_failure(email=data.email, address=address)
             raise InvalidCredentialsException()

@@ -43,42 +43,51 @@ class LoginThrottle:
         self._lockout = lockout
 
     async def before_attempt(self, *, email: str, address: str) -> None:
-        """Refuse a locked-out email or address; slow down one with recent failures."""
+        """Refuse a locked-out email or address; slow down one with recent failures.
+
+        The attempt is counted against the email here, before the password is checked, so that
+        concurrent guesses cannot all slip in under the limit; a success clears the count.
+        """
         if self._redis is None:
             return
-        subjects = _subjects(email, address)
+        email_subject, address_subject = _subjects(email, address)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for subject in subjects:
-                    pipe.pttl(f"login:lock:{subject}")
-                for subject in subjects:
-                    pipe.get(f"login:fail:{subject}")
-                replies = await pipe.execute()
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.pttl(f"login:lock:{email_subject}")
+                pipe.pttl(f"login:lock:{address_subject}")
+                pipe.get(f"login:fail:{address_subject}")
+                # The window starts with the first attempt (SET NX); INCR keeps the key's expiry.
+                pipe.set(f"login:fail:{email_subject}", 0, px=self._window_ms, nx=True)
+                pipe.incr(f"login:fail:{email_subject}")
+                email_lock, address_lock, address_failures, _, email_attempts = await pipe.execute()
         except redis.RedisError:
             # Throttling protects sign-in; an outage of Redis must not stop everyone signing in.
             logger.warning("login throttle unavailable", exc_info=True)
             return
-        locks = [int(ttl) for ttl in replies[: len(subjects)] if int(ttl) > 0]
+        locks = [int(ttl) for ttl in (email_lock, address_lock) if int(ttl) > 0]
         if locks:
             raise TooManyLoginAttemptsException(dt.timedelta(milliseconds=max(locks)))
-        failures = max(int(count or 0) for count in replies[len(subjects) :])
-        if failures >= self._slowdown_after:
+        if int(email_attempts) > self._lockout_after:
+            await self._lock(self._redis, email_subject)
+            raise TooManyLoginAttemptsException(self._lockout)
+        earlier_failures = max(int(email_attempts) - 1, int(address_failures or 0))
+        if earlier_failures >= self._slowdown_after:
             await asyncio.sleep(self._slowdown.total_seconds())
 
     async def record_failure(self, *, email: str, address: str) -> None:
+        """The attempt failed: it stays counted for the email; the address counts it now."""
         if self._redis is None:
             return
-        window_ms = int(self._window.total_seconds() * 1000)
+        email_subject, address_subject = _subjects(email, address)
         try:
-            for subject in _subjects(email, address):
-                # The window starts with the first failure (SET NX); INCR keeps the key's expiry.
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.set(f"login:fail:{subject}", 0, px=window_ms, nx=True)
-                    pipe.incr(f"login:fail:{subject}")
-                    _, count = await pipe.execute()
-                if int(count) >= self._lockout_after:
-                    await self._redis.set(f"login:lock:{subject}", "1", px=int(self._lockout.total_seconds() * 1000))
-                    await self._redis.delete(f"login:fail:{subject}")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(f"login:fail:{email_subject}")
+                pipe.set(f"login:fail:{address_subject}", 0, px=self._window_ms, nx=True)
+                pipe.incr(f"login:fail:{address_subject}")
+                email_failures, _, address_failures = await pipe.execute()
+            for subject, count in ((email_subject, email_failures), (address_subject, address_failures)):
+                if int(count or 0) >= self._lockout_after:
+                    await self._lock(self._redis, subject)
         except redis.RedisError:
             logger.warning("login throttle unavailable", exc_info=True)
 
@@ -91,6 +100,14 @@ class LoginThrottle:
             await self._redis.delete(f"login:fail:{_subjects(email, '')[0]}")
         except redis.RedisError:
             logger.warning("login throttle unavailable", exc_info=True)
+
+    @property
+    def _window_ms(self) -> int:
+        return int(self._window.total_seconds() * 1000)
+
+    async def _lock(self, client: redis.Redis, subject: str) -> None:
+        await client.set(f"login:lock:{subject}", "1", px=int(self._lockout.total_seconds() * 1000))
+        await client.delete(f"login:fail:{subject}")
 
 
 def _subjects(email: str, address: str) -> list[str]:

@@ -34,7 +34,7 @@ class BusinessManagerServicer(business_manager_service_pb2_grpc.BusinessManagerS
         self, request: pb.GetBusinessManagerRequest, context: Context
     ) -> pb.GetBusinessManagerResponse:
         business_manager_id = parse_id(request.business_manager_id, field="business_manager_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             found = await uow.business_managers.get_business_manager(business_manager_id)
         return pb.GetBusinessManagerResponse(business_manager=converters.business_manager_to_proto(found))
 
@@ -42,7 +42,7 @@ class BusinessManagerServicer(business_manager_service_pb2_grpc.BusinessManagerS
         self, request: pb.ListBusinessManagersRequest, context: Context
     ) -> pb.ListBusinessManagersResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.business_managers.list_business_managers(query)
         return pb.ListBusinessManagersResponse(
             business_managers=[converters.business_manager_to_proto(b) for b in page.items],
@@ -83,7 +83,7 @@ class BusinessManagerServicer(business_manager_service_pb2_grpc.BusinessManagerS
     ) -> pb.ListWorkspaceBusinessManagersResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.workspace_list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.business_managers.list_workspace_business_managers(workspace_id, query)
         return pb.ListWorkspaceBusinessManagersResponse(
             business_managers=[converters.business_manager_to_proto(b) for b in page.items],

@@ -64,6 +64,7 @@ class IBusinessManagerService(Protocol):
     async def list_workspace_business_managers(
         self, workspace_id: uuid.UUID, query: WorkspaceBusinessManagerListRequestSchema
     ) -> Page[BusinessManagerResponseSchema]: ...
+    async def flag_token_refused(self, business_manager_id: uuid.UUID, *, token_ciphertext: str) -> bool: ...
 
 
 class BusinessManagerService:
@@ -113,7 +114,7 @@ class BusinessManagerService:
                 verification_status=BusinessVerificationStatus.NOT_VERIFIED,
                 encrypted_token=self._cipher.encrypt(token),
             )
-            created = _to_schema(business_manager)
+            created = to_schema(business_manager)
             await self._audit.record(
                 entity_type=ENTITY, entity_id=business_manager.id, action="create", workspace_id=None, after=created
             )
@@ -126,7 +127,7 @@ class BusinessManagerService:
                 stored = self._cipher.decrypt(business_manager.encrypted_token)
                 if not hmac.compare_digest(stored.encode(), token.encode()):
                     raise RequestIdReusedException()
-            return _to_schema(business_manager)
+            return to_schema(business_manager)
 
         return await self._idempotency.run_once(
             scope="business_managers.create",
@@ -138,7 +139,7 @@ class BusinessManagerService:
         )
 
     async def get_business_manager(self, business_manager_id: uuid.UUID) -> BusinessManagerResponseSchema:
-        return _to_schema(await self._get(business_manager_id))
+        return to_schema(await self._get(business_manager_id))
 
     async def list_business_managers(
         self, query: BusinessManagerListRequestSchema
@@ -153,7 +154,7 @@ class BusinessManagerService:
             limit=query.limit + 1,
         )
         return paginate(
-            [_to_schema(row) for row in rows],
+            [to_schema(row) for row in rows],
             limit=query.limit,
             codec=self._page_tokens,
             collection="business_managers",
@@ -171,7 +172,7 @@ class BusinessManagerService:
             raise BusinessManagerArchivedException(business_manager_id)
         if expected is not None and expected != current.version:
             raise BusinessManagerEtagMismatchException(business_manager_id)
-        before = _to_schema(current)
+        before = to_schema(current)
         values: dict[str, Any] = {}
         if "name" in data.update_mask:
             values["name"] = data.name
@@ -180,7 +181,7 @@ class BusinessManagerService:
             # Not archived (checked above under the lock), so ACTIVE or NEEDS_ATTENTION: either
             # way a fresh token makes it usable; the sync job flags it again if Meta refuses it.
             values["status"] = BusinessManagerStatus.ACTIVE
-        after = _to_schema(await self._repository.update(business_manager_id, values=values))
+        after = to_schema(await self._repository.update(business_manager_id, values=values))
         await self._audit.record(
             entity_type=ENTITY,
             entity_id=business_manager_id,
@@ -204,11 +205,11 @@ class BusinessManagerService:
         if expected is not None and expected != current.version:
             raise BusinessManagerEtagMismatchException(business_manager_id)
         if current.status is BusinessManagerStatus.ARCHIVED:
-            return _to_schema(current)
+            return to_schema(current)
         if await self._repository.is_in_use(business_manager_id):
             raise BusinessManagerInUseException(business_manager_id)
-        before = _to_schema(current)
-        after = _to_schema(
+        before = to_schema(current)
+        after = to_schema(
             await self._repository.update(
                 business_manager_id, values={"status": BusinessManagerStatus.ARCHIVED, "encrypted_token": None}
             )
@@ -256,13 +257,43 @@ class BusinessManagerService:
         if not rows and await self._repository.get_workspace(workspace_id) is None:
             raise WorkspaceNotFoundException(workspace_id)
         return paginate(
-            [_to_schema(row) for row in rows],
+            [to_schema(row) for row in rows],
             limit=query.limit,
             codec=self._page_tokens,
             collection="workspace_business_managers",
             filters=filters,
             sort_key=lambda business_manager: [str(business_manager.id)],
         )
+
+    async def flag_token_refused(self, business_manager_id: uuid.UUID, *, token_ciphertext: str) -> bool:
+        """Meta refused the business manager's system-user token (code 190): make it
+        NEEDS_ATTENTION (audited, action "token_refused"); returns whether it changed.
+
+        The one way the workers flag a business manager. `token_ciphertext` is the stored
+        ciphertext of the token Meta refused: only an ACTIVE business manager still holding it
+        changes, under its row lock. Staff may have set a new token while Meta was being called
+        (not tried yet, so not refused), or archived it or flagged it already.
+        """
+        current = await self._repository.lock(business_manager_id)
+        if (
+            current is None
+            or current.status is not BusinessManagerStatus.ACTIVE
+            or current.encrypted_token != token_ciphertext
+        ):
+            return False
+        before = to_schema(current)
+        after = to_schema(
+            await self._repository.update(business_manager_id, values={"status": BusinessManagerStatus.NEEDS_ATTENTION})
+        )
+        await self._audit.record(
+            entity_type=ENTITY,
+            entity_id=business_manager_id,
+            action="token_refused",
+            workspace_id=current.workspace_id,
+            before=before,
+            after=after,
+        )
+        return True
 
     async def _get(self, business_manager_id: uuid.UUID) -> BusinessManager:
         business_manager = await self._repository.get(business_manager_id)
@@ -277,7 +308,8 @@ class BusinessManagerService:
         return business_manager
 
 
-def _to_schema(business_manager: BusinessManager) -> BusinessManagerResponseSchema:
+def to_schema(business_manager: BusinessManager) -> BusinessManagerResponseSchema:
+    """The business manager as responses and audit snapshots show it (never its token)."""
     return BusinessManagerResponseSchema(
         id=business_manager.id,
         meta_business_id=business_manager.meta_business_id,

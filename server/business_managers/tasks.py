@@ -1,35 +1,31 @@
 """Business managers' periodic sync with Meta, and what the other sync jobs share about them.
 
 `sync_business_managers` (hourly) reads every live business manager from Meta with its own token:
-the verification status and `synced_at` follow Meta; a token Meta refuses (code 190) makes the
-business manager NEEDS_ATTENTION (staff must set a new token), and one in NEEDS_ATTENTION whose
-token works again becomes ACTIVE. Every change is audited (action "sync").
-
-The account and pixel syncs call `mark_needs_attention` when Meta refuses a token, and build their
-bulk audit rows with `audit_entry`.
+the verification status and `synced_at` follow Meta, audited (action "sync"); one in
+NEEDS_ATTENTION whose token works again becomes ACTIVE (audited "sync" too). A token Meta refuses
+(code 190) makes the business manager NEEDS_ATTENTION through
+`BusinessManagerService.flag_token_refused` (audited "token_refused"; staff must set a new token),
+as in the account and pixel syncs, which use `decrypt_token` from here to read a token.
 """
 
 import asyncio
-import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 import structlog
 from cryptography.fernet import InvalidToken
-from pydantic import BaseModel
 from taskiq import Context, TaskiqDepends
 
-from server.auth.principal import current_principal_or_none
 from server.business_managers.models import BusinessManagerStatus, BusinessVerificationStatus
 from server.business_managers.repository import BusinessManagerRepository
-from server.business_managers.service import ENTITY, _to_schema
+from server.business_managers.service import ENTITY, to_schema
 from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaBusiness
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.db import new_id, utcnow
+from server.db import utcnow
 from server.tasks.resources import worker_resources
 from server.tasks.retry import RetriesExhausted, RetryPolicy, retrying
 
@@ -94,10 +90,15 @@ async def refresh_business_managers(
                     what=f"get business {target.meta_business_id}",
                 )
         except MetaTokenError:
-            if await mark_needs_attention(
-                infrastructure, target.business_manager_id, token_ciphertext=target.token_ciphertext
-            ):
+            async with infrastructure.unit_of_work() as uow:
+                flagged = await uow.business_managers.flag_token_refused(
+                    target.business_manager_id, token_ciphertext=target.token_ciphertext
+                )
+            if flagged:
                 summary.needs_attention += 1
+                logger.warning(
+                    "business manager token refused by Meta", business_manager_id=str(target.business_manager_id)
+                )
             return
         except (MetaError, RetriesExhausted) as error:
             logger.warning(
@@ -165,8 +166,8 @@ async def _apply(infrastructure: Infrastructure, target: _Target, business: Meta
         if not values:
             await repository.mark_synced([current.id], synced_at=synced_at)
             return _Outcome()
-        before = _to_schema(current)
-        after = _to_schema(await repository.update(current.id, values={**values, "synced_at": synced_at}))
+        before = to_schema(current)
+        after = to_schema(await repository.update(current.id, values={**values, "synced_at": synced_at}))
         await uow.audit.record(
             entity_type=ENTITY,
             entity_id=current.id,
@@ -181,39 +182,6 @@ async def _apply(infrastructure: Infrastructure, target: _Target, business: Meta
 # Shared by the sync jobs
 
 
-async def mark_needs_attention(
-    infrastructure: Infrastructure, business_manager_id: uuid.UUID, *, token_ciphertext: str
-) -> bool:
-    """Meta refused the business manager's token (code 190): flag it NEEDS_ATTENTION, audited.
-
-    Only an ACTIVE one still holding the token that was refused changes: staff may have set a new
-    token while Meta was being called, and that one has not been tried. Returns whether it changed.
-    """
-    async with infrastructure.unit_of_work() as uow:
-        repository = BusinessManagerRepository(uow.session)
-        current = await repository.lock(business_manager_id)
-        if (
-            current is None
-            or current.status is not BusinessManagerStatus.ACTIVE
-            or current.encrypted_token != token_ciphertext
-        ):
-            return False
-        before = _to_schema(current)
-        after = _to_schema(
-            await repository.update(business_manager_id, values={"status": BusinessManagerStatus.NEEDS_ATTENTION})
-        )
-        await uow.audit.record(
-            entity_type=ENTITY,
-            entity_id=business_manager_id,
-            action=SYNC_ACTION,
-            workspace_id=current.workspace_id,
-            before=before,
-            after=after,
-        )
-    logger.warning("business manager token refused by Meta", business_manager_id=str(business_manager_id))
-    return True
-
-
 def decrypt_token(infrastructure: Infrastructure, business_manager_id: uuid.UUID, ciphertext: str) -> str | None:
     """The token in clear, or None (logged) when no configured key decrypts it."""
     try:
@@ -221,30 +189,3 @@ def decrypt_token(infrastructure: Infrastructure, business_manager_id: uuid.UUID
     except InvalidToken:
         logger.error("business manager token cannot be decrypted", business_manager_id=str(business_manager_id))
         return None
-
-
-def audit_entry(
-    *,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    action: str,
-    workspace_id: uuid.UUID | None,
-    before: BaseModel | None,
-    after: BaseModel | None,
-    at: dt.datetime,
-) -> dict[str, Any]:
-    """An audit row as `AuditTrail.record` writes it (same actor and trace id), for bulk inserts."""
-    actor = current_principal_or_none()
-    return {
-        "id": new_id(),
-        "actor_type": actor.kind.value if actor else None,
-        "actor_id": actor.id if actor else None,
-        "workspace_id": workspace_id,
-        "entity_type": entity_type,
-        "entity_id": entity_id,
-        "action": action,
-        "before": before.model_dump(mode="json") if before is not None else None,
-        "after": after.model_dump(mode="json") if after is not None else None,
-        "trace_id": structlog.contextvars.get_contextvars().get("request_id"),
-        "created_at": at,
-    }

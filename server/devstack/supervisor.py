@@ -76,7 +76,7 @@ def run_dev_stack(settings: Settings) -> int:
                     return admin.returncode
             if received:
                 return 0
-            fakes = _start_third_party_fakes(env)
+            fakes = _start_third_party_fakes(settings, env)
             children = {**fakes, **{name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}}
             _print_banner(settings, env)
             return _supervise(children, received, stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS)
@@ -85,14 +85,16 @@ def run_dev_stack(settings: Settings) -> int:
             signal.signal(signum, handler)
 
 
-def _start_third_party_fakes(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+def _start_third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     """The Graph API simulator and moto's S3, unless META_GRAPH_URL / S3_ENDPOINT_URL are set.
 
     Sets the URLs (and moto's dummy credentials) in `env` for the children started after.
     """
     fakes: dict[str, subprocess.Popen[bytes]] = {}
     python = str(Path(sys.executable))
-    if not environ.get("META_GRAPH_URL"):
+    # Set in the environment or .env: the real (or another) service is used.
+    configured = settings.model_fields_set
+    if "meta_graph_url" not in configured:
         port = DEV_META_SIMULATOR_PORT if is_port_free(DEV_META_SIMULATOR_PORT) else free_port()
         fakes["meta-simulator"] = subprocess.Popen(
             [python, "-m", "server.devstack.meta_simulator", "--port", str(port)],
@@ -102,7 +104,7 @@ def _start_third_party_fakes(env: dict[str, str]) -> dict[str, subprocess.Popen[
             process_group=0,
         )
         env["META_GRAPH_URL"] = env["META_SIMULATOR_URL"] = f"http://127.0.0.1:{port}"
-    if not environ.get("S3_ENDPOINT_URL"):
+    if "s3_endpoint_url" not in configured:
         port = DEV_S3_PORT if is_port_free(DEV_S3_PORT) else free_port()
         fakes["s3"] = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],

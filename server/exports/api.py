@@ -20,7 +20,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     async def ListExports(self, request: pb.ListExportsRequest, context: Context) -> pb.ListExportsResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.exports.list_workspace_exports(workspace_id, query)
         return pb.ListExportsResponse(
             exports=[converters.export_to_proto(e) for e in page.items], next_page_token=page.next_page_token
@@ -31,13 +31,13 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     ) -> pb.GetExportDownloadUrlResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         export_id = parse_id(request.export_id, field="export_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             link = await uow.exports.get_download_url(export_id, workspace_id=workspace_id)
         return converters.download_url_to_proto(link)
 
     async def ListAllExports(self, request: pb.ListAllExportsRequest, context: Context) -> pb.ListAllExportsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.exports.list_exports(query)
         return pb.ListAllExportsResponse(
             exports=[converters.export_to_proto(e) for e in page.items], next_page_token=page.next_page_token
@@ -47,6 +47,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self, request: pb.GetAnyExportDownloadUrlRequest, context: Context
     ) -> pb.GetAnyExportDownloadUrlResponse:
         export_id = parse_id(request.export_id, field="export_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             link = await uow.exports.get_download_url(export_id, workspace_id=None)
         return converters.any_download_url_to_proto(link)

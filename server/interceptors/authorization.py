@@ -18,6 +18,7 @@ from server.auth.exceptions import CredentialsRequiredException, MissingPermissi
 from server.auth.policies import AccessPolicy, PolicyKind, PolicyTable, is_public_infrastructure
 from server.auth.principal import Principal, set_current_principal
 from server.auth.resolver import PrincipalResolver
+from server.exceptions import FieldViolation, InvalidRequestException
 from server.interceptors.authentication import current_credentials
 from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
 
@@ -56,10 +57,15 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             raise CredentialsRequiredException()
         workspace_id = _workspace_id(request) if policy.kind is PolicyKind.WORKSPACE_PERMISSION else None
         principal = await self._resolver.resolve(credentials, workspace_id=workspace_id)
+        if policy.kind is PolicyKind.WORKSPACE_PERMISSION and workspace_id is None:
+            # Known caller, malformed workspace id: say so (it reveals nothing about any workspace).
+            raise InvalidRequestException(
+                [FieldViolation(field="workspace_id", description="must be a UUID", reason="INVALID_ID")]
+            )
         structlog.contextvars.bind_contextvars(caller=f"{principal.kind}:{principal.id}")
         if policy.kind is PolicyKind.AUTHENTICATED:
             allowed = True
-        elif policy.kind is PolicyKind.SYSTEM_PERMISSION or workspace_id is None:
+        elif policy.kind is PolicyKind.SYSTEM_PERMISSION or workspace_id is None:  # None only for the type checker
             allowed = principal.has_system_permission(policy.permission)
         else:
             allowed = principal.has_workspace_permission(policy.permission, workspace_id)
@@ -69,8 +75,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _workspace_id(request: Any) -> uuid.UUID | None:
-    """The workspace the request names; None when it is not a UUID (only staff get past then,
-    and the servicer's validation answers them)."""
+    """The workspace the request names; None when it is not a UUID."""
     try:
         return uuid.UUID(request.workspace_id)
     except (AttributeError, ValueError):

@@ -8,6 +8,7 @@ its traceback is logged under the request id, never sent to the caller.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -39,6 +40,23 @@ _CODES: list[tuple[type[exc.AdplaneException], int]] = [
 
 # Infrastructure failures that a retry may fix: the database went away or the pool ran dry.
 _TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, ConnectionError, TimeoutError)
+
+
+def _is_refused_input(error: Exception) -> bool:
+    if not isinstance(error, sqlalchemy.exc.DBAPIError) or error.orig is None:
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)
+    return str(sqlstate or "").startswith("22")
+
+
+def _refused_input() -> status_pb2.Status:
+    return to_status(
+        exc.InvalidRequestException(
+            [exc.FieldViolation(field="", description="a value is not acceptable text or number")],
+            message="the request contains a value that cannot be stored",
+            reason="INVALID_VALUE",
+        )
+    )
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -76,6 +94,38 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
+@dataclass(frozen=True)
+class _Malformed:
+    """Stands in for a request whose bytes did not parse, so the error becomes INVALID_ARGUMENT
+    here instead of grpc's UNKNOWN with the parser's message."""
+
+    error: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return _Malformed(type(error).__name__)
+
+    return parse
+
+
+def _malformed_request() -> status_pb2.Status:
+    return to_status(
+        exc.InvalidRequestException(
+            [
+                exc.FieldViolation(
+                    field="", description="the request is not a valid message", reason="MALFORMED_REQUEST"
+                )
+            ],
+            message="the request message could not be parsed",
+            reason="MALFORMED_REQUEST",
+        )
+    )
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
@@ -86,6 +136,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                if isinstance(request, _Malformed):
+                    await abort_with(context, _malformed_request())
                 try:
                     return await behavior(request, context)
                 except grpc.aio.AbortError:
@@ -98,7 +150,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                         context,
                         to_status(exc.UnavailableException("a dependency is unavailable; retry later")),
                     )
-                except Exception:
+                except Exception as error:
+                    if _is_refused_input(error):
+                        # Class 22 (data exception): a value the database refuses, e.g. a NUL in
+                        # text that validation let through. The caller's input, not our failure.
+                        logger.warning("input refused by the database", exc_info=True)
+                        await abort_with(context, _refused_input())
                     logger.exception("unhandled error")
                     status = status_pb2.Status(
                         code=code_pb2.INTERNAL,
@@ -109,4 +166,4 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return mapped
 
-        return wrap_unary_unary(handler, wrap)
+        return wrap_unary_unary(handler, wrap, wrap_deserializer=_tolerant)

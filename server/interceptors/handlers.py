@@ -13,6 +13,8 @@ type UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitab
 def wrap_unary_unary(
     handler: grpc.RpcMethodHandler[Any, Any] | None,
     wrap: Callable[[UnaryBehavior], UnaryBehavior],
+    *,
+    wrap_deserializer: Callable[[Callable[[bytes], Any]], Callable[[bytes], Any]] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any] | None:
     """Return `handler` with its unary-unary behaviour wrapped; other kinds pass through.
 
@@ -24,6 +26,10 @@ def wrap_unary_unary(
     behavior = cast(UnaryBehavior, handler.unary_unary)
     return grpc.unary_unary_rpc_method_handler(
         wrap(behavior),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=(
+            wrap_deserializer(handler.request_deserializer)
+            if wrap_deserializer is not None and handler.request_deserializer is not None
+            else handler.request_deserializer
+        ),
         response_serializer=handler.response_serializer,
     )

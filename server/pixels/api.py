@@ -32,7 +32,7 @@ class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
     async def ListPixels(self, request: pb.ListPixelsRequest, context: Context) -> pb.ListPixelsResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.pixels.list_pixels(workspace_id, query)
         return pb.ListPixelsResponse(
             pixels=[converters.pixel_to_proto(p) for p in page.items], next_page_token=page.next_page_token
@@ -41,7 +41,7 @@ class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
     async def GetPixel(self, request: pb.GetPixelRequest, context: Context) -> pb.GetPixelResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         pixel_id = parse_id(request.pixel_id, field="pixel_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             pixel = await uow.pixels.get_pixel(pixel_id, workspace_id=workspace_id)
         return pb.GetPixelResponse(pixel=converters.pixel_to_proto(pixel))
 
@@ -68,7 +68,7 @@ class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
 
     async def ListAllPixels(self, request: pb.ListAllPixelsRequest, context: Context) -> pb.ListAllPixelsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.pixels.list_all_pixels(query)
         return pb.ListAllPixelsResponse(
             pixels=[converters.pixel_to_proto(p) for p in page.items], next_page_token=page.next_page_token

@@ -25,23 +25,6 @@ class PixelShareNotFoundException(NotFoundException):
         )
 
 
-class BusinessManagerNotUsableException(FailedPreconditionException):
-    """The business manager is unknown, of another workspace, or not active.
-
-    All three get the same answer on purpose: telling "unknown" (NOT_FOUND) apart from "exists but
-    not yours or not active" would reveal client business managers of other workspaces.
-    """
-
-    reason = "BUSINESS_MANAGER_NOT_USABLE"
-
-    def __init__(self, business_manager_id: uuid.UUID) -> None:
-        super().__init__(
-            f"business manager {business_manager_id} cannot be used: it must be an active platform business "
-            "manager or an active business manager of this workspace",
-            metadata={"business_manager_id": str(business_manager_id)},
-        )
-
-
 class ShareAccountNotFoundException(NotFoundException):
     """An account to share with is unknown or belongs to another workspace (never told apart)."""
 

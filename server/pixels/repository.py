@@ -1,13 +1,12 @@
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, func, insert, select, update
+from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.audit_logs.models import AuditLog
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
@@ -128,8 +127,3 @@ class PixelRepository:
             .execution_options(populate_existing=True, synchronize_session=False)
         )
         return list(await self._session.scalars(statement))
-
-    async def add_audit_entries(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Many audit entries (dicts of AuditLog columns) in one executemany INSERT."""
-        if entries:
-            await self._session.execute(insert(AuditLog), list(entries))

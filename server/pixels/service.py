@@ -2,6 +2,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from server.accounts.exceptions import BusinessManagerNotUsableException
 from server.accounts.models import AccountStatus
 from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
@@ -10,7 +11,6 @@ from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, paginate
 from server.pixels.exceptions import (
     AlreadySharedException,
-    BusinessManagerNotUsableException,
     PixelNotFoundException,
     PixelShareNotFoundException,
     ShareAccountNotActiveException,

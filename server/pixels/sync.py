@@ -16,14 +16,14 @@ from typing import Annotated
 import structlog
 from taskiq import Context, TaskiqDepends
 
+from server.audit_logs.service import AuditEntry
 from server.business_managers.models import BusinessManager
-from server.business_managers.tasks import audit_entry, decrypt_token, mark_needs_attention
+from server.business_managers.tasks import decrypt_token
 from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaPixel
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.db import utcnow
 from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
 from server.pixels.service import ENTITY
@@ -76,7 +76,11 @@ async def sync_pixels(infrastructure: Infrastructure, meta: IMetaClient, setting
                 reported = await retrying(owned, policy=policy, what=f"list pixels of business {business_id}")
         except MetaTokenError:
             summary.business_managers_token_refused += 1
-            await mark_needs_attention(infrastructure, business_manager.id, token_ciphertext=ciphertext)
+            async with infrastructure.unit_of_work() as uow:
+                if await uow.business_managers.flag_token_refused(business_manager.id, token_ciphertext=ciphertext):
+                    logger.warning(
+                        "business manager token refused by Meta", business_manager_id=str(business_manager.id)
+                    )
             return
         except (MetaError, RetriesExhausted) as error:
             summary.business_managers_failed += 1
@@ -103,7 +107,6 @@ async def _write(
     reported: dict[str, MetaPixel],
     summary: PixelSyncSummary,
 ) -> None:
-    at = utcnow()
     async with infrastructure.unit_of_work() as uow:
         repository = PixelRepository(uow.session)
         changes: list[tuple[uuid.UUID, int, dt.datetime | None]] = []
@@ -120,16 +123,15 @@ async def _write(
                 changes.append((pixel.id, pixel.version, fired))
                 before[pixel.id] = PixelResponseSchema.model_validate(pixel)
         updated = await repository.set_last_fired(changes)
-        await repository.add_audit_entries(
+        await uow.audit.record_many(
             [
-                audit_entry(
+                AuditEntry(
                     entity_type=ENTITY,
                     entity_id=pixel.id,
                     action=SYNC_ACTION,
                     workspace_id=pixel.workspace_id,
                     before=before[pixel.id],
                     after=PixelResponseSchema.model_validate(pixel),
-                    at=at,
                 )
                 for pixel in updated
             ]

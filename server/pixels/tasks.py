@@ -25,7 +25,7 @@ from server.requests.work import (
     WorkRefused,
     call_meta,
     credentials_of,
-    flag_business_manager,
+    flag_rejected_token,
 )
 from server.tasks.resources import worker_resources
 from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
@@ -87,7 +87,7 @@ async def apply_pixel_unshare_now(
         )
     except TokenRejected as rejected:
         async with infrastructure.unit_of_work() as uow:
-            await flag_business_manager(uow, rejected)
+            await flag_rejected_token(uow, rejected)
         log.error("could not unshare the pixel on Meta", reason=str(rejected))
         return PixelUnshareOutcome.FAILED
     except WorkRefused as refused:

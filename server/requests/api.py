@@ -23,7 +23,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     ) -> pb.ListWorkspaceRequestsResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.requests.list_workspace_requests(workspace_id, query)
         return pb.ListWorkspaceRequestsResponse(
             requests=[converters.request_to_proto(r) for r in page.items], next_page_token=page.next_page_token
@@ -32,7 +32,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def GetRequest(self, request: pb.GetRequestRequest, context: Context) -> pb.GetRequestResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         request_id = parse_id(request.id, field="id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             found = await uow.requests.get_request(request_id, workspace_id=workspace_id)
         return pb.GetRequestResponse(request=converters.request_to_proto(found))
 
@@ -45,7 +45,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
 
     async def ListRequests(self, request: pb.ListRequestsRequest, context: Context) -> pb.ListRequestsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.requests.list_requests(query)
         return pb.ListRequestsResponse(
             requests=[converters.request_to_proto(r) for r in page.items], next_page_token=page.next_page_token

@@ -5,6 +5,7 @@ from typing import Any
 
 from adplane.v1 import money_pb2, request_pb2, request_service_pb2
 from server.api_helpers import enum_from_proto, enum_to_proto, to_timestamp, validated
+from server.requests.models import RequestStatus
 from server.requests.schemas import (
     AccountCreationPayload,
     BusinessManagerConnectionPayload,
@@ -18,6 +19,7 @@ from server.requests.schemas import (
     SpendCapChangePayload,
 )
 
+_FINISHED_WORK = (RequestStatus.COMPLETED, RequestStatus.FAILED)
 _TYPE_NAMES = {int(number): name for name, number in request_pb2.RequestType.items()}
 _STATUS_NAMES = {int(number): name for name, number in request_pb2.RequestStatus.items()}
 
@@ -93,7 +95,8 @@ def request_to_proto(request: RequestResponseSchema) -> request_pb2.Request:
         requester_id=str(request.requester_id),
         reviewer_id=str(request.reviewer_id or ""),
         rejection_reason=request.rejection_reason or "",
-        result=_result_to_proto(request.result),
+        # An approved request's result holds the workers' bookkeeping until the work is done.
+        result=_result_to_proto(request.result) if request.status in _FINISHED_WORK else None,
         create_time=to_timestamp(request.created_at),
         review_time=_optional_time(request.reviewed_at),
         finish_time=_optional_time(request.finished_at),

@@ -22,3 +22,22 @@ class IllegalTransitionException(FailedPreconditionException):
             reason="REQUEST_NOT_APPROVED" if finishing else "REQUEST_NOT_WAITING",
             metadata={"id": str(request_id), "status": status.value, "to": to.value},
         )
+
+
+class RequestExpiredException(FailedPreconditionException):
+    reason = "REQUEST_EXPIRED"
+
+    def __init__(self, request_id: uuid.UUID) -> None:
+        super().__init__(
+            f"request {request_id} expired before it was reviewed; ask again", metadata={"id": str(request_id)}
+        )
+
+
+class WorkspaceNotActiveException(FailedPreconditionException):
+    reason = "WORKSPACE_NOT_ACTIVE"
+
+    def __init__(self, workspace_id: uuid.UUID) -> None:
+        super().__init__(
+            f"workspace {workspace_id} is suspended or archived; no work is done for it",
+            metadata={"workspace_id": str(workspace_id)},
+        )

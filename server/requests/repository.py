@@ -3,7 +3,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +115,8 @@ class RequestRepository:
 class IRequestWorkRepository(Protocol):
     """What carrying out approved requests writes besides the request (server.requests.work)."""
 
+    async def mark_creation_started(self, request_id: uuid.UUID, marker: dict[str, Any]) -> bool: ...
+    async def lock_for_meta(self, key: str) -> None: ...
     async def known_meta_account_ids(self, meta_account_ids: Collection[str]) -> set[str]: ...
     async def add_account(self, **values: Any) -> Account | None: ...
     async def known_meta_pixel_ids(self, meta_pixel_ids: Collection[str]) -> set[str]: ...
@@ -131,6 +133,44 @@ class RequestWorkRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    async def mark_creation_started(self, request_id: uuid.UUID, marker: dict[str, Any]) -> bool:
+        """Record in the request's `result` that its work is about to create an object on Meta;
+        False when the request is no longer APPROVED or carries a marker already (another attempt
+        wrote it first).
+
+        One conditional UPDATE, so of two deliveries marking at once exactly one wins. The caller
+        commits it before calling Meta: the marker must outlive a worker that dies after Meta
+        created the object. `marker` must hold a "creation_started_at" key (the one checked here);
+        completing or failing the request replaces the whole `result`, marker included. Neither
+        the version nor `updated_at` move: the marker is the work's bookkeeping, not a change of
+        the request anyone made.
+        """
+        if "creation_started_at" not in marker:
+            raise ValueError("a creation marker needs a creation_started_at")
+        statement = (
+            update(Request)
+            .where(
+                Request.id == request_id,
+                Request.status == RequestStatus.APPROVED,
+                # NULL (no result yet) or JSON null: no marker either.
+                func.coalesce(Request.result.has_key("creation_started_at"), False).is_(False),
+            )
+            .values(result=marker)
+            .returning(Request.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self._session.scalars(statement)).one_or_none() is not None
+
+    async def lock_for_meta(self, key: str) -> None:
+        """Take the transaction-scoped advisory lock named `key` (e.g. "account:<id>"), waiting
+        for whoever holds it; it is released when the transaction ends.
+
+        For Meta-side work on one object that must not interleave (two workers carrying the same
+        object's state over to Meta), without locking any row: RPCs and syncs that write the row
+        are not kept waiting while Meta is called. Keys are hashed to 64 bits.
+        """
+        await self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
     async def known_meta_account_ids(self, meta_account_ids: Collection[str]) -> set[str]:
         """Those of the Meta ad account ids that an account row already has (in any workspace)."""

@@ -8,7 +8,12 @@ from server.db import utcnow
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, paginate
-from server.requests.exceptions import IllegalTransitionException, RequestNotFoundException
+from server.requests.exceptions import (
+    IllegalTransitionException,
+    RequestExpiredException,
+    RequestNotFoundException,
+    WorkspaceNotActiveException,
+)
 from server.requests.models import Request, RequestStatus
 from server.requests.repository import IRequestRepository
 from server.requests.schemas import (
@@ -20,6 +25,13 @@ from server.requests.schemas import (
     RequestResultSchema,
     SubmissionSchema,
 )
+from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.models import Workspace, WorkspaceStatus
+
+
+class IWorkspaceLookup(Protocol):
+    async def get(self, workspace_id: uuid.UUID) -> Workspace | None: ...
+
 
 # Published by the outbox relay; the workers carry the approved work out.
 REQUEST_APPROVED_TOPIC = "request.approved"
@@ -59,6 +71,7 @@ class RequestService:
         self,
         *,
         repository: IRequestRepository,
+        workspaces: IWorkspaceLookup,
         outbox: IOutbox,
         audit: IAuditTrail,
         idempotency: IdempotencyService,
@@ -66,6 +79,7 @@ class RequestService:
         ttl: dt.timedelta,
     ) -> None:
         self._repository = repository
+        self._workspaces = workspaces
         self._outbox = outbox
         self._audit = audit
         self._idempotency = idempotency
@@ -78,6 +92,7 @@ class RequestService:
         """Put a request in the queue. The asset services check what it refers to beforehand."""
 
         async def create() -> tuple[uuid.UUID, RequestResponseSchema]:
+            await self._require_active_workspace(workspace_id)
             now = utcnow()
             request = await self._repository.add(
                 type=payload.type,
@@ -132,6 +147,9 @@ class RequestService:
     ) -> RequestResponseSchema:
         async def approve() -> tuple[uuid.UUID, RequestResponseSchema]:
             before = await self._get(request_id)
+            if before.status is RequestStatus.WAITING_FOR_APPROVAL and before.expires_at <= utcnow():
+                raise RequestExpiredException(request_id)
+            await self._require_active_workspace(before.workspace_id)
             approved = await self._move(
                 before,
                 to=RequestStatus.APPROVED,
@@ -222,6 +240,14 @@ class RequestService:
         for request in stalled:
             await self._outbox.add(REQUEST_APPROVED_TOPIC, {"request_id": str(request.id), "type": request.type.value})
         return len(stalled)
+
+    async def _require_active_workspace(self, workspace_id: uuid.UUID) -> None:
+        """Work is asked for and approved only for active workspaces (not suspended or archived)."""
+        workspace = await self._workspaces.get(workspace_id)
+        if workspace is None:
+            raise WorkspaceNotFoundException(workspace_id)
+        if workspace.status is not WorkspaceStatus.ACTIVE:
+            raise WorkspaceNotActiveException(workspace_id)
 
     async def _get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request:
         request = await self._repository.get(request_id, workspace_id=workspace_id)

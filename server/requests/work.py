@@ -7,17 +7,27 @@ fails it with a reason a person can act on. It is safe to run twice, also at the
 - the whole carry-out of one attempt runs in one transaction holding the request's row lock, so a
   second delivery waits and then finds the request COMPLETED (or FAILED) and does nothing;
 - Meta-side creations are not idempotent, and a worker can die after Meta created the object but
-  before our transaction committed. So before creating, the work looks for an object of the same
-  name in the business that no row of ours knows yet, and adopts it instead of creating another.
+  before our transaction committed. So before the first creation call, the work records in the
+  request (a marker in its `result`, committed on its own) that it is about to create, with the ids
+  of the same-name objects the business has at that moment. Only a later attempt, which finds the
+  marker, looks for an object it may have created: same name in the business, known to no row of
+  ours and not among those that were there before the marker. A first attempt never adopts: an
+  object of the same name it finds belongs to someone else (another client of the agency, staff).
+  (Meta's objects as the client reads them carry no creation time, so "created after the marker"
+  is decided by that snapshot of ids, not by a timestamp.)
+- the business manager a creation uses is held with a FOR KEY SHARE lock from before the Meta call
+  until the insert, and must be ACTIVE: a DeleteBusinessManager (FOR UPDATE) waits for the new
+  account or pixel and then refuses, instead of archiving the business manager under it.
 
 Errors: a rejected system-user token fails the request and flags its business manager
-NEEDS_ATTENTION; any other error Meta will not get over by itself (permissions, invalid parameters)
-fails it; rate limits and transient errors are retried (server.tasks.retry), and fail it when the
-attempts run out. The building blocks at the end (business_credentials, call_meta,
-flag_business_manager) are shared with the other Meta-facing tasks.
+NEEDS_ATTENTION (BusinessManagerService.flag_token_refused); any other error Meta will not get over
+by itself (permissions, invalid parameters) fails it; rate limits and transient errors are retried
+(server.tasks.retry), and fail it when the attempts run out. The building blocks at the end
+(business_credentials, call_meta, flag_rejected_token) are shared with the other Meta-facing tasks.
 """
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +35,7 @@ from typing import ClassVar, assert_never
 
 import structlog
 from cryptography.fernet import InvalidToken
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from server.accounts.models import AccountStatus, MetaAccountStatus
 from server.accounts.repository import AccountRepository
@@ -38,7 +48,7 @@ from server.business_managers.models import (
     BusinessVerificationStatus,
 )
 from server.business_managers.repository import BusinessManagerRepository, IBusinessManagerRepository
-from server.business_managers.schemas import BusinessManagerResponseSchema
+from server.business_managers.service import to_schema as business_manager_schema
 from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.clients.meta.protocol import IMetaClient
@@ -85,14 +95,53 @@ class WorkRefused(Exception):
 class MetaIdTaken(Exception):
     """The Meta object just created or adopted got a row of ours meanwhile, for another request.
 
-    Happens only when two requests for the same name in the same business run at the same time and
-    one adopted what the other created. Running the attempt again looks afresh and creates anew.
+    Happens only when two requests for the same name in the same business, both on a later attempt,
+    look for their orphan at the same time and pick the same one. Running the attempt again looks
+    afresh: the taken object is then known here and left out.
     """
 
     retryable: ClassVar[bool] = True
 
     def __init__(self, meta_id: str) -> None:
         super().__init__(f"Meta object {meta_id} was taken by another request meanwhile")
+
+
+class CreationNotMarked(Exception):
+    """A creation was about to call Meta without its marker in the request (see `CreationMarker`).
+
+    Cannot happen while only this module writes APPROVED requests' results; retried, since the next
+    attempt marks the request first.
+    """
+
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, request_id: uuid.UUID) -> None:
+        super().__init__(f"request {request_id} has no creation marker")
+
+
+class CreationMarker(BaseModel):
+    """Kept in an APPROVED request's `result` from just before its first creation call to Meta.
+
+    Written and committed before Meta is asked to create (RequestWorkRepository.mark_creation_started),
+    so a worker that dies after Meta created the object leaves it behind; completing or failing the
+    request replaces it. `preexisting_meta_ids` are the business's objects of the request's name at
+    that moment: someone else's, never adopted.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    creation_started_at: dt.datetime
+    preexisting_meta_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, result: dict[str, object] | None) -> "CreationMarker | None":
+        """The marker in a request's stored `result`; None when there is none."""
+        if not isinstance(result, dict) or "creation_started_at" not in result:
+            return None
+        try:
+            return cls.model_validate(result)
+        except ValidationError:  # pragma: no cover - only this module writes markers
+            return None
 
 
 @dataclass(frozen=True)
@@ -173,7 +222,11 @@ class RequestWork:
         attempts happens outside the transaction. A claim status instead would need a new state in
         the lifecycle and a way to tell a dead worker's claim from a slow one; with the lock, a
         worker that dies loses its connection and the lock with it.
+
+        A creation first marks the request (`_mark_creation`: short transactions of its own, before
+        this lock is taken), since the mark must survive this transaction's rollback.
         """
+        first_creation = await self._mark_creation(request_id)
         async with self._infrastructure.unit_of_work() as uow:
             request = await RequestRepository(uow.session).lock(request_id)
             if request is None:
@@ -188,9 +241,11 @@ class RequestWork:
             workspace_id = request.workspace_id
             match payload:
                 case AccountCreationPayload():
-                    result = await self._create_account(uow, workspace_id, payload)
+                    marker = _marker_of(request_id, request.result)
+                    result = await self._create_account(uow, workspace_id, payload, marker, adopt=not first_creation)
                 case PixelCreationPayload():
-                    result = await self._create_pixel(uow, workspace_id, payload)
+                    marker = _marker_of(request_id, request.result)
+                    result = await self._create_pixel(uow, workspace_id, payload, marker, adopt=not first_creation)
                 case SpendCapChangePayload():
                     result = await self._change_spend_cap(uow, workspace_id, payload)
                 case PixelSharePayload():
@@ -205,6 +260,41 @@ class RequestWork:
             )
             return RequestStatus.COMPLETED
 
+    async def _mark_creation(self, request_id: uuid.UUID) -> bool:
+        """Before a creation request's first call to create on Meta, record (committed) that the
+        creation is starting; True when this attempt did, i.e. no earlier attempt can have created
+        anything, so there is nothing of ours to adopt. False for every other request, and when
+        the marker was there already (an earlier attempt, or a concurrent delivery, wrote it).
+
+        No lock is held meanwhile: the request is read in one short transaction, Meta is asked for
+        the same-name objects outside any, and the conditional update lets one delivery win.
+        """
+        async with self._infrastructure.unit_of_work() as uow:
+            request = await RequestRepository(uow.session).get(request_id)
+            if request is None or request.status is not RequestStatus.APPROVED:
+                return False
+            payload = _PAYLOAD.validate_python(request.payload)
+            if not isinstance(payload, AccountCreationPayload | PixelCreationPayload):
+                return False
+            if CreationMarker.of(request.result) is not None:
+                return False
+            credentials = await business_credentials(
+                BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
+            )
+        match payload:
+            case AccountCreationPayload():
+                preexisting = [account.id for account in await self._same_name_accounts(credentials, payload)]
+            case PixelCreationPayload():
+                preexisting = [pixel.id for pixel in await self._same_name_pixels(credentials, payload)]
+        marker = CreationMarker(creation_started_at=utcnow(), preexisting_meta_ids=tuple(sorted(preexisting)))
+        async with self._infrastructure.unit_of_work() as uow:
+            marked = await RequestWorkRepository(uow.session).mark_creation_started(
+                request_id, marker.model_dump(mode="json")
+            )
+        if marked:
+            logger.info("creation starting", request_id=str(request_id), preexisting=len(preexisting))
+        return marked
+
     async def _fail(
         self, request_id: uuid.UUID, reason: str, *, rejected: TokenRejected | None = None
     ) -> RequestStatus | None:
@@ -217,7 +307,7 @@ class RequestWork:
                 # Another delivery settled it while this one was failing.
                 return request.status
             if rejected is not None:
-                await flag_business_manager(uow, rejected)
+                await flag_rejected_token(uow, rejected)
             await uow.requests.fail_request(
                 request_id, RequestResultSchema(failure_reason=_clip(reason, MAX_FAILURE_REASON))
             )
@@ -227,13 +317,17 @@ class RequestWork:
     # -- the work of each request type ---------------------------------------------------------
 
     async def _create_account(
-        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: AccountCreationPayload
+        self,
+        uow: UnitOfWork,
+        workspace_id: uuid.UUID,
+        payload: AccountCreationPayload,
+        marker: CreationMarker,
+        *,
+        adopt: bool,
     ) -> RequestResultSchema:
-        credentials = await business_credentials(
-            BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
-        )
+        credentials = await self._creation_credentials(uow, workspace_id, payload.business_manager_id)
         work = RequestWorkRepository(uow.session)
-        meta_account = await self._adoptable_account(credentials, payload, work)
+        meta_account = await self._adoptable_account(credentials, payload, work, marker) if adopt else None
         if meta_account is None:
             meta_account = await call_meta(
                 credentials,
@@ -271,16 +365,28 @@ class RequestWork:
         )
         return RequestResultSchema(account_id=account.id, meta_id=meta_account.id)
 
-    async def _adoptable_account(
-        self, credentials: BusinessCredentials, payload: AccountCreationPayload, work: RequestWorkRepository
-    ) -> MetaAdAccount | None:
-        """An account an earlier run of this request created on Meta but never recorded: same name
-        and currency in the business, and no row of ours has it."""
-        found = await call_meta(
+    async def _same_name_accounts(
+        self, credentials: BusinessCredentials, payload: AccountCreationPayload
+    ) -> list[MetaAdAccount]:
+        return await call_meta(
             credentials,
             lambda token: self._meta.find_ad_accounts(credentials.meta_business_id, name=payload.name, token=token),
         )
-        candidates = [account for account in found if account.currency == payload.currency]
+
+    async def _adoptable_account(
+        self,
+        credentials: BusinessCredentials,
+        payload: AccountCreationPayload,
+        work: RequestWorkRepository,
+        marker: CreationMarker,
+    ) -> MetaAdAccount | None:
+        """An account an earlier attempt of this request created on Meta but never recorded: same
+        name and currency in the business, not there when the creation started, no row of ours has it."""
+        found = await self._same_name_accounts(credentials, payload)
+        preexisting = set(marker.preexisting_meta_ids)
+        candidates = [
+            account for account in found if account.currency == payload.currency and account.id not in preexisting
+        ]
         known = await work.known_meta_account_ids([account.id for account in candidates])
         unknown = [account for account in candidates if account.id not in known]
         if not unknown:
@@ -290,13 +396,17 @@ class RequestWork:
         return adopted
 
     async def _create_pixel(
-        self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: PixelCreationPayload
+        self,
+        uow: UnitOfWork,
+        workspace_id: uuid.UUID,
+        payload: PixelCreationPayload,
+        marker: CreationMarker,
+        *,
+        adopt: bool,
     ) -> RequestResultSchema:
-        credentials = await business_credentials(
-            BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
-        )
+        credentials = await self._creation_credentials(uow, workspace_id, payload.business_manager_id)
         work = RequestWorkRepository(uow.session)
-        meta_pixel = await self._adoptable_pixel(credentials, payload, work)
+        meta_pixel = await self._adoptable_pixel(credentials, payload, work, marker) if adopt else None
         if meta_pixel is None:
             meta_pixel = await call_meta(
                 credentials,
@@ -320,16 +430,27 @@ class RequestWork:
         )
         return RequestResultSchema(pixel_id=pixel.id, meta_id=meta_pixel.id)
 
-    async def _adoptable_pixel(
-        self, credentials: BusinessCredentials, payload: PixelCreationPayload, work: RequestWorkRepository
-    ) -> MetaPixel | None:
-        """A pixel of the business with the request's name that no row of ours has (see accounts)."""
-
+    async def _same_name_pixels(
+        self, credentials: BusinessCredentials, payload: PixelCreationPayload
+    ) -> list[MetaPixel]:
         async def named(token: str) -> list[MetaPixel]:
             owned = self._meta.list_owned_pixels(credentials.meta_business_id, token=token)
             return [pixel async for pixel in owned if pixel.name == payload.name]
 
-        candidates = await call_meta(credentials, named)
+        return await call_meta(credentials, named)
+
+    async def _adoptable_pixel(
+        self,
+        credentials: BusinessCredentials,
+        payload: PixelCreationPayload,
+        work: RequestWorkRepository,
+        marker: CreationMarker,
+    ) -> MetaPixel | None:
+        """A pixel an earlier attempt of this request created but never recorded (see accounts)."""
+        preexisting = set(marker.preexisting_meta_ids)
+        candidates = [
+            pixel for pixel in await self._same_name_pixels(credentials, payload) if pixel.id not in preexisting
+        ]
         known = await work.known_meta_pixel_ids([pixel.id for pixel in candidates])
         unknown = [pixel for pixel in candidates if pixel.id not in known]
         if not unknown:
@@ -337,6 +458,28 @@ class RequestWork:
         adopted = min(unknown, key=lambda pixel: int(pixel.id))
         logger.info("adopting a pixel an earlier attempt created", meta_pixel_id=adopted.id)
         return adopted
+
+    async def _creation_credentials(
+        self, uow: UnitOfWork, workspace_id: uuid.UUID, business_manager_id: uuid.UUID
+    ) -> BusinessCredentials:
+        """The credentials of the business manager a creation lands in, which must be ACTIVE and
+        usable by the workspace; WorkRefused (saying why) when it is not.
+
+        Its row stays locked FOR KEY SHARE (`get_usable`) until this transaction ends, so from
+        before the Meta call to the insert: a concurrent DeleteBusinessManager (FOR UPDATE) waits,
+        then sees the new row and refuses, and cannot archive it between Meta's creation and ours.
+        The lock does not conflict with plain UPDATEs (the syncs) nor with account inserts; only
+        the FOR UPDATE lockers (delete, an update through the RPC, flagging) wait, for at most the
+        Meta calls of this attempt, each bounded by the HTTP timeout.
+        """
+        business_managers = BusinessManagerRepository(uow.session)
+        business_manager = await business_managers.get_usable(business_manager_id, workspace_id=workspace_id)
+        if business_manager is None:
+            # Says why when it is missing, not ACTIVE or without a token...
+            await business_credentials(business_managers, self._infrastructure.cipher, business_manager_id)
+            # ...otherwise it is a client business manager of another workspace.
+            raise WorkRefused(f"business manager {business_manager_id} cannot be used by workspace {workspace_id}")
+        return credentials_of(business_manager, self._infrastructure.cipher)
 
     async def _change_spend_cap(
         self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: SpendCapChangePayload
@@ -476,7 +619,7 @@ class RequestWork:
             entity_id=business_manager.id,
             action="create",
             workspace_id=workspace_id,
-            after=business_manager_snapshot(business_manager),
+            after=business_manager_schema(business_manager),
         )
         return RequestResultSchema(business_manager_id=business_manager.id, meta_id=business.id)
 
@@ -530,51 +673,28 @@ async def call_meta[T](credentials: BusinessCredentials, call: Callable[[str], A
         raise TokenRejected(credentials, error) from error
 
 
-async def flag_business_manager(uow: UnitOfWork, rejected: TokenRejected) -> bool:
-    """Mark the business manager whose token Meta rejected NEEDS_ATTENTION (audited); False when it
-    changed meanwhile (staff set a new token, or it is no longer ACTIVE) and was left alone."""
-    repository = BusinessManagerRepository(uow.session)
-    business_manager = await repository.lock(rejected.credentials.business_manager_id)
-    if (
-        business_manager is None
-        or business_manager.status is not BusinessManagerStatus.ACTIVE
-        or business_manager.encrypted_token != rejected.credentials.encrypted_token
-    ):
-        return False
-    before = business_manager_snapshot(business_manager)
-    updated = await repository.update(business_manager.id, values={"status": BusinessManagerStatus.NEEDS_ATTENTION})
-    await uow.audit.record(
-        entity_type=BUSINESS_MANAGER_ENTITY,
-        entity_id=business_manager.id,
-        action="update",
-        workspace_id=business_manager.workspace_id,
-        before=before,
-        after=business_manager_snapshot(updated),
+async def flag_rejected_token(uow: UnitOfWork, rejected: TokenRejected) -> bool:
+    """Mark the business manager whose token Meta rejected NEEDS_ATTENTION, through
+    `BusinessManagerService.flag_token_refused` (audited there); False when it changed meanwhile
+    (staff set a new token, or it is no longer ACTIVE) and was left alone."""
+    flagged = await uow.business_managers.flag_token_refused(
+        rejected.credentials.business_manager_id, token_ciphertext=rejected.credentials.encrypted_token
     )
-    logger.warning(
-        "business manager needs a new system-user token",
-        business_manager_id=str(business_manager.id),
-        meta_code=rejected.error.code,
-        meta_subcode=rejected.error.subcode,
-    )
-    return True
+    if flagged:
+        logger.warning(
+            "business manager needs a new system-user token",
+            business_manager_id=str(rejected.credentials.business_manager_id),
+            meta_code=rejected.error.code,
+            meta_subcode=rejected.error.subcode,
+        )
+    return flagged
 
 
-def business_manager_snapshot(business_manager: BusinessManager) -> BusinessManagerResponseSchema:
-    """The business manager as its service shows it (no token), for audit entries."""
-    return BusinessManagerResponseSchema(
-        id=business_manager.id,
-        meta_business_id=business_manager.meta_business_id,
-        name=business_manager.name,
-        ownership=business_manager.ownership,
-        workspace_id=business_manager.workspace_id,
-        status=business_manager.status,
-        verification_status=business_manager.verification_status,
-        has_system_user_token=business_manager.encrypted_token is not None,
-        version=business_manager.version,
-        created_at=business_manager.created_at,
-        updated_at=business_manager.updated_at,
-    )
+def _marker_of(request_id: uuid.UUID, result: dict[str, object] | None) -> CreationMarker:
+    marker = CreationMarker.of(result)
+    if marker is None:
+        raise CreationNotMarked(request_id)
+    return marker
 
 
 def _meta_status(account: MetaAdAccount) -> MetaAccountStatus | None:

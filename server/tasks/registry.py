@@ -10,6 +10,7 @@ from typing import Any
 
 from taskiq import AsyncBroker
 
+from server.accounts import alerts
 from server.accounts import sync as account_sync
 from server.accounts import tasks as account_tasks
 from server.business_managers import tasks as business_manager_tasks
@@ -45,6 +46,7 @@ TASKS = [
         "accounts.spend_cap_alerts", account_sync.send_spend_cap_alerts_task, schedule=lambda s: s.spend_cap_alerts_cron
     ),
     TaskSpec("accounts.apply_move", account_tasks.apply_account_move, topics=("account.moved",)),
+    TaskSpec("accounts.notify_spend_cap_alert", alerts.notify_spend_cap_alert, topics=("account.spend_cap_alert",)),
     TaskSpec(
         "requests.requeue_stalled", request_tasks.requeue_stalled_requests, schedule=lambda s: s.requeue_stalled_cron
     ),

@@ -25,9 +25,11 @@ class WorkerResources:
             timeout=httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=settings.meta_max_concurrency * 2),
         )
+        # Every running task may hold a connection, and the relay one more.
+        pool = max(settings.database_pool_size, settings.worker_concurrency + 1)
         return cls(
             settings=settings,
-            infrastructure=Infrastructure.build(settings),
+            infrastructure=Infrastructure.build(settings.model_copy(update={"database_pool_size": pool})),
             meta=MetaGraphClient(http, base_url=settings.meta_graph_url, api_version=settings.meta_graph_api_version),
             _http=http,
         )

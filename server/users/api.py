@@ -27,13 +27,13 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
         user_id = parse_id(request.user_id, field="user_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             user = await uow.users.get_user(user_id)
         return pb.GetUserResponse(user=converters.user_to_proto(user))
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: Context) -> pb.ListUsersResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.users.list_users(query)
         return pb.ListUsersResponse(
             users=[converters.user_to_proto(u) for u in page.items],
@@ -60,6 +60,6 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         return pb.SetUserRolesResponse(user=converters.user_to_proto(user))
 
     async def ListRoles(self, request: pb.ListRolesRequest, context: Context) -> pb.ListRolesResponse:
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             roles = await uow.users.list_roles()
         return pb.ListRolesResponse(roles=[converters.role_to_proto(r) for r in roles])

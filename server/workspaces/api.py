@@ -28,13 +28,13 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
 
     async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Context) -> pb.GetWorkspaceResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             workspace = await uow.workspaces.get_workspace(workspace_id)
         return pb.GetWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
 
     async def ListWorkspaces(self, request: pb.ListWorkspacesRequest, context: Context) -> pb.ListWorkspacesResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.workspaces.list_workspaces(query)
         return pb.ListWorkspacesResponse(
             workspaces=[converters.workspace_to_proto(w) for w in page.items],
@@ -61,7 +61,7 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
         query = validated(MyWorkspacesRequestSchema, converters.page_from_proto(request))
         if principal.user_id is None:  # an API key belongs to no workspace
             return pb.ListMyWorkspacesResponse()
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.workspaces.list_my_workspaces(principal.user_id, query)
         return pb.ListMyWorkspacesResponse(
             workspaces=[converters.membership_to_proto(m) for m in page.items], next_page_token=page.next_page_token
@@ -72,7 +72,7 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
     ) -> pb.ListWorkspaceMembersResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = validated(MemberListRequestSchema, converters.page_from_proto(request))
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.workspaces.list_members(workspace_id, query)
         return pb.ListWorkspaceMembersResponse(
             members=[converters.member_to_proto(m) for m in page.items], next_page_token=page.next_page_token

@@ -3,9 +3,10 @@ import uuid
 from typing import Any, Protocol
 
 import sqlalchemy.exc
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.models import Account, AccountUser
 from server.db import utcnow, violated_constraint
 from server.workspaces.exceptions import AlreadyMemberException, WorkspaceNameTakenException
 from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
@@ -79,6 +80,7 @@ class IWorkspaceMemberRepository(Protocol):
     async def add(self, *, workspace_id: uuid.UUID, user_id: uuid.UUID, role: WorkspaceRole) -> WorkspaceUser: ...
     async def set_role(self, member: WorkspaceUser, role: WorkspaceRole) -> WorkspaceUser: ...
     async def remove(self, member: WorkspaceUser) -> None: ...
+    async def remove_account_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]: ...
     async def count_owners(self, workspace_id: uuid.UUID) -> int: ...
     async def list_members(
         self, workspace_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
@@ -98,7 +100,19 @@ class WorkspaceMemberRepository:
         return await self._session.scalar(select(Workspace).where(Workspace.id == workspace_id).with_for_update())
 
     async def get(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser | None:
-        return await self._session.get(WorkspaceUser, (workspace_id, user_id))
+        """The membership, its row locked FOR KEY SHARE until the transaction ends.
+
+        Whatever a caller grants on the strength of this membership (an ad account's access) is
+        then seen by a concurrent removal of the member: the removal's DELETE waits for the caller
+        to commit, and `remove_account_access`, which runs after it, takes that grant away too.
+        The lock does not conflict with role changes (plain UPDATEs) nor with other readers.
+        """
+        return await self._session.get(
+            WorkspaceUser,
+            (workspace_id, user_id),
+            with_for_update={"read": True, "key_share": True},
+            populate_existing=True,
+        )
 
     async def add(self, *, workspace_id: uuid.UUID, user_id: uuid.UUID, role: WorkspaceRole) -> WorkspaceUser:
         self._session.add(WorkspaceUser(workspace_id=workspace_id, user_id=user_id, role=role))
@@ -120,6 +134,20 @@ class WorkspaceMemberRepository:
     async def remove(self, member: WorkspaceUser) -> None:
         await self._session.delete(member)
         await self._session.flush()
+
+    async def remove_account_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]:
+        """Take away the user's access to every ad account of the workspace; the rows removed
+        (account order). Access to accounts of other workspaces stays."""
+        statement = (
+            delete(AccountUser)
+            .where(
+                AccountUser.user_id == user_id,
+                AccountUser.account_id.in_(select(Account.id).where(Account.workspace_id == workspace_id)),
+            )
+            .returning(AccountUser)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(await self._session.scalars(statement), key=lambda access: access.account_id)
 
     async def count_owners(self, workspace_id: uuid.UUID) -> int:
         statement = select(func.count()).where(

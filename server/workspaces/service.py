@@ -3,10 +3,14 @@ import re
 import uuid
 from typing import Any, Protocol
 
+from server.accounts.models import AccountUser, AccountUserTask
+from server.accounts.schemas import AccountUserResponseSchema
+from server.accounts.service import ACCOUNT_USER_ENTITY, ACCOUNT_USER_UNASSIGNED_TOPIC
 from server.audit_logs.service import IAuditTrail
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
 from server.idempotency.service import IdempotencyService
+from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, paginate
 from server.workspaces.exceptions import (
     LastOwnerException,
@@ -84,10 +88,12 @@ class WorkspaceService:
         members: IWorkspaceMemberRepository,
         users: IUserLookup,
         audit: IAuditTrail,
+        outbox: IOutbox,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
     ) -> None:
         self._audit = audit
+        self._outbox = outbox
         self._repository = repository
         self._members = members
         self._users = users
@@ -268,15 +274,39 @@ class WorkspaceService:
         return after
 
     async def remove_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, actor: Principal) -> None:
+        """Remove the member and, in the same transaction, their access to the workspace's ad
+        accounts: each access removed is audited and queued (`account_user.unassigned`) for the
+        workers to take away on Meta, as UnassignAccountUser does."""
         member = await self._locked_member(workspace_id, user_id)
         if member.role is WorkspaceRole.OWNER:
             _require_owner(actor, workspace_id)
             await self._keep_an_owner(workspace_id)
         before = _member_schema(member)
+        # The membership first: an assignment still in flight holds the member row (see
+        # WorkspaceMemberRepository.get), so this waits for it and the access below includes it.
         await self._members.remove(member)
+        removed_access = await self._members.remove_account_access(workspace_id, user_id)
         await self._audit.record(
             entity_type=MEMBER, entity_id=user_id, action="delete", workspace_id=workspace_id, before=before
         )
+        for access in removed_access:
+            unassigned = _access_schema(access, email=before.email)
+            await self._audit.record(
+                entity_type=ACCOUNT_USER_ENTITY,
+                entity_id=access.account_id,
+                action="unassign",
+                workspace_id=workspace_id,
+                before=unassigned,
+            )
+            await self._outbox.add(
+                ACCOUNT_USER_UNASSIGNED_TOPIC,
+                {
+                    "account_id": str(unassigned.account_id),
+                    "user_id": str(unassigned.user_id),
+                    "workspace_id": str(workspace_id),
+                    "tasks": [task.value for task in unassigned.tasks],
+                },
+            )
 
     async def _locked_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser:
         """The member, read after taking the workspace's lock: role changes of one workspace run one
@@ -333,6 +363,18 @@ def _member_schema(member: WorkspaceUser) -> MemberResponseSchema:
         role=member.role,
         created_at=member.created_at,
         updated_at=member.updated_at,
+    )
+
+
+def _access_schema(access: AccountUser, *, email: str) -> AccountUserResponseSchema:
+    """An ad account access as the accounts module shows and audits it."""
+    return AccountUserResponseSchema(
+        account_id=access.account_id,
+        user_id=access.user_id,
+        email=email,
+        tasks=[AccountUserTask(task) for task in access.tasks],
+        created_at=access.created_at,
+        updated_at=access.updated_at,
     )
 
 

@@ -598,6 +598,30 @@ async def test_update_name_and_status_with_etags(infrastructure: Infrastructure,
     assert entries[0].workspace_id == world.workspace_id
 
 
+async def test_an_update_waiting_for_another_audits_what_that_one_wrote_as_before(
+    infrastructure: Infrastructure, world: World
+) -> None:
+    """The `before` snapshot is read under the row lock: an update that had to wait for another one
+    starts from what that one wrote, not from what was there when it began."""
+    async with infrastructure.unit_of_work() as first:
+        await first.accounts.update_account(world.account_id, update(name="First"))
+
+        async def second() -> None:
+            async with infrastructure.unit_of_work() as uow:
+                await uow.accounts.update_account(world.account_id, update(name="Second"))
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.2)  # the second update is now waiting for the row
+        assert not waiting.done()
+    await waiting
+
+    entries = await audit_entries(infrastructure, "account", world.account_id)
+    assert [(e.before or {}).get("name") for e in entries] == ["Mine", "First"]
+    assert [(e.after or {}).get("name") for e in entries] == ["First", "Second"]
+    assert [(e.before or {}).get("version") for e in entries] == [1, 2]
+    assert entries[1].before == entries[0].after
+
+
 async def test_update_unknown_account_is_not_found(infrastructure: Infrastructure) -> None:
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(AccountNotFoundException):

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 import sqlalchemy.exc
 import structlog
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from adplane.v1 import audit_log_service_pb2 as pb
 from server.api_keys.schemas import ApiKeyCreateRequestSchema
@@ -21,6 +21,7 @@ from server.audit_logs.converters import list_request_from_proto
 from server.audit_logs.models import AuditLog
 from server.audit_logs.repository import AuditLogRepository
 from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogResponseSchema
+from server.audit_logs.service import AuditEntry
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.composition import Infrastructure
@@ -492,6 +493,64 @@ async def test_entries_carry_the_request_id_as_trace_id(infrastructure: Infrastr
     assert (await trail.one()).trace_id == "req-trace-1"
 
 
+async def test_record_many_writes_entries_in_order_in_one_statement(
+    infrastructure: Infrastructure, trail: Trail
+) -> None:
+    workspace = await create_workspace(infrastructure, "Bulk")
+    await trail.new()
+    editor = staff()
+    entity_ids = [uuid.uuid4() for _ in range(5)]
+    inserts: list[str] = []
+
+    def record(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("INSERT"):
+            inserts.append(args[2])
+
+    structlog.contextvars.bind_contextvars(request_id="req-bulk-1")
+    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        with acting_as(editor):
+            async with infrastructure.unit_of_work() as uow:
+                await uow.audit.record_many([])
+                await uow.audit.record_many(
+                    [
+                        AuditEntry("account", entity_id, "sync", workspace.id, before=workspace, after=None)
+                        for entity_id in entity_ids
+                    ]
+                )
+    finally:
+        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", record)
+        structlog.contextvars.unbind_contextvars("request_id")
+
+    assert len(inserts) == 1  # none for the empty list, one for the five
+    written = await trail.new()
+    assert [entry.entity_id for entry in written] == entity_ids
+    for entry in written:
+        assert (entry.entity_type, entry.action, entry.workspace_id) == ("account", "sync", workspace.id)
+        assert (entry.before, entry.after) == (dumped(workspace), None)
+        assert entry.trace_id == "req-bulk-1"
+        assert_actor(entry, editor)
+
+
+async def test_record_is_one_entry_of_record_many(infrastructure: Infrastructure, trail: Trail) -> None:
+    workspace = await create_workspace(infrastructure, "Single")
+    await trail.new()
+    entity_id = uuid.uuid4()
+    async with infrastructure.unit_of_work() as uow:
+        await uow.audit.record(
+            entity_type="account", entity_id=entity_id, action="update", workspace_id=None, after=workspace
+        )
+    entry = await trail.one()
+    assert (entry.entity_type, entry.entity_id, entry.action, entry.workspace_id) == (
+        "account",
+        entity_id,
+        "update",
+        None,
+    )
+    assert (entry.before, entry.after) == (None, dumped(workspace))
+    assert_actor(entry, None)
+
+
 # --- append-only ---------------------------------------------------------------------------------
 
 
@@ -527,20 +586,22 @@ async def seed_entries(infrastructure: Infrastructure, *rows: dict[str, Any]) ->
     ids = []
     for row in rows:
         async with infrastructure.unit_of_work() as uow:
-            await AuditLogRepository(uow.session).add(
-                **{
-                    "actor_type": "user",
-                    "actor_id": None,
-                    "workspace_id": None,
-                    "entity_type": "workspace",
-                    "entity_id": uuid.uuid4(),
-                    "action": "update",
-                    "before": None,
-                    "after": None,
-                    "trace_id": None,
-                    "created_at": T0,
-                    **row,
-                }
+            await AuditLogRepository(uow.session).add_many(
+                [
+                    {
+                        "actor_type": "user",
+                        "actor_id": None,
+                        "workspace_id": None,
+                        "entity_type": "workspace",
+                        "entity_id": uuid.uuid4(),
+                        "action": "update",
+                        "before": None,
+                        "after": None,
+                        "trace_id": None,
+                        "created_at": T0,
+                        **row,
+                    }
+                ]
             )
             ids.append((await uow.session.scalars(select(AuditLog.id).order_by(AuditLog.id.desc()).limit(1))).one())
     return ids

@@ -198,6 +198,9 @@ async def test_every_rpc_grants_exactly_the_intended_callers(
     for method, allowed in MATRIX.items():
         for caller, metadata in callers.metadata.items():
             outcome = await _call(anonymous_channel, method, callers.workspace_id, metadata)
+            code = outcome if isinstance(outcome, grpc.StatusCode) else outcome[0]
+            if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                unexpected.append(f"{caller} CRASHED {method}: {outcome}")
             denied = outcome in DENIALS
             if caller in allowed and denied:
                 unexpected.append(f"{caller} refused {method}: {outcome}")

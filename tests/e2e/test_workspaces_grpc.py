@@ -12,6 +12,8 @@ from grpc_status import rpc_status
 from adplane.v1 import workspace_pb2
 from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
+from server.composition import Infrastructure
+from tests.callers import make_caller
 
 if TYPE_CHECKING:  # the async stub type exists only in the .pyi
     from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceAsyncStub
@@ -177,3 +179,33 @@ async def test_native_grpc_passes_through_envoy(envoy_channel: grpc.aio.Channel)
         await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=str(uuid.uuid4())))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_details(raised.value)[0].reason == "WORKSPACE_NOT_FOUND"
+
+
+async def test_bytes_that_are_not_a_message_are_invalid_argument(channel: grpc.aio.Channel) -> None:
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/adplane.v1.WorkspaceService/GetWorkspace"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(b"\xff\xff\xff\xff not protobuf")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value)[0].reason == "MALFORMED_REQUEST"
+
+
+async def test_control_characters_in_a_request_id_are_invalid_argument(channel: grpc.aio.Channel) -> None:
+    stub = WorkspaceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(stub, "Nul Co", request_id="a\x00b")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value)[1] == ["request_id"]
+
+
+async def test_a_malformed_workspace_id_is_invalid_argument_for_a_member(
+    anonymous_channel: grpc.aio.Channel, infrastructure: Infrastructure
+) -> None:
+    member = await make_caller(infrastructure)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await WorkspaceServiceStub(anonymous_channel).GetWorkspace(
+            pb.GetWorkspaceRequest(workspace_id="not-a-uuid"), metadata=member.metadata
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value)[1] == ["workspace_id"]

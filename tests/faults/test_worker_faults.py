@@ -74,6 +74,16 @@ class Workers:
         self.processes.append(process)
         return process
 
+    async def wait_until_listening(self, *, within: float = 30) -> None:
+        """Until every started worker logged that it listens on the broker."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            logs = [(self._tmp / f"worker-{n}.log").read_text() for n in range(len(self.processes))]
+            if all("worker started" in log for log in logs):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"workers did not start within {within:.0f}s\n{self.logs()}")
+
     def stop_all(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -192,7 +202,7 @@ async def test_approvals_while_redis_is_down_are_carried_out_once_it_is_back(
     approver = await make_caller(infrastructure, roles=["approver"])
     server = start_server(settings, tmp_path, REDIS_URL=redis.url)
     workers.start()
-    await asyncio.sleep(3)  # the worker is up and listening before Redis goes away
+    await workers.wait_until_listening()  # the worker is up before Redis goes away
     try:
         redis.stop()
         async with grpc.aio.insecure_channel(server.target) as channel:

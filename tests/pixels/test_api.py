@@ -9,11 +9,12 @@ import pytest
 
 from adplane.v1 import pixel_service_pb2 as pb
 from adplane.v1 import request_pb2
+from server.accounts.exceptions import BusinessManagerNotUsableException
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.composition import Infrastructure
 from server.exceptions import InvalidRequestException
 from server.pixels.api import Context, PixelServicer
-from server.pixels.exceptions import BusinessManagerNotUsableException, PixelNotFoundException
+from server.pixels.exceptions import PixelNotFoundException
 from tests.pixels import seed
 
 # The servicer never touches its context: errors are raised for the interceptor to map.

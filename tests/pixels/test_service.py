@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
+from server.accounts.exceptions import BusinessManagerNotUsableException
 from server.accounts.models import AccountStatus
 from server.audit_logs.models import AuditLog
 from server.business_managers.models import BusinessManagerStatus
@@ -16,7 +17,6 @@ from server.exceptions import InvalidRequestException
 from server.outbox.models import OutboxMessage
 from server.pixels.exceptions import (
     AlreadySharedException,
-    BusinessManagerNotUsableException,
     PixelNotFoundException,
     PixelShareNotFoundException,
     ShareAccountNotActiveException,

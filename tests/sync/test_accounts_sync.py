@@ -1,14 +1,18 @@
 """sync_accounts: Meta's view of ad accounts, written in bulk and audited."""
 
 import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from sqlalchemy import update
 
 from server.accounts.models import Account, MetaAccountStatus
+from server.accounts.repository import AccountRepository
 from server.accounts.sync import sync_accounts
 from server.audit_logs.models import AuditLog
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.clients.meta import IMetaClient
+from server.clients.meta.models import MetaAdAccount
 from server.composition import Infrastructure
 from server.config import Settings
 from server.devstack.meta_simulator import FaultKind, SimulatorControl
@@ -122,7 +126,7 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     assert (await get_account(infrastructure, healthy_account)).amount_spent_minor == 222
     assert (await get_account(infrastructure, revoked_account)).amount_spent_minor == 0
     [entry] = await audit_entries(infrastructure, entity_type="business_manager", entity_id=revoked.id)
-    assert entry.action == "sync"
+    assert entry.action == "token_refused"
     assert entry.before is not None
     assert entry.after is not None
     assert (entry.before["status"], entry.after["status"]) == ("active", "needs_attention")
@@ -285,3 +289,48 @@ async def test_a_new_cap_on_meta_restarts_spend_cap_alerts_and_unknown_statuses_
     )
     account = await get_account(infrastructure, spent)
     assert (account.amount_spent_minor, account.spend_cap_alert_percent) == (9_500, 80)
+
+
+async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
+    infrastructure: Infrastructure,
+    control: SimulatorControl,
+    meta: IMetaClient,
+    sync_settings: Settings,
+    workspace_id: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    business = await link_business(infrastructure, control)
+    [(account_id, act_id)] = await link_accounts(
+        infrastructure, control, business, workspace_id, 1, spend_cap=50_000, amount_spent=1_000
+    )
+    control.change_ad_account(act_id, amount_spent=2_000)
+    read_owned = meta.list_owned_ad_accounts
+
+    async def read_then_change_the_cap(business_id: str, *, token: str) -> AsyncIterator[MetaAdAccount]:
+        async for account in read_owned(business_id, token=token):
+            yield account
+        # Meanwhile a spend-cap change lands: on Meta (too late for the read above), then here.
+        control.change_ad_account(act_id, spend_cap=70_000)
+        async with infrastructure.unit_of_work() as uow:
+            changed = await AccountRepository(uow.session).update(
+                account_id, expected_version=None, values={"spend_cap_minor": 70_000}
+            )
+            assert changed is not None
+            assert changed.version == 2
+
+    monkeypatch.setattr(meta, "list_owned_ad_accounts", read_then_change_the_cap)
+
+    summary = await sync_accounts(infrastructure, meta, sync_settings)
+
+    # Meta's stale cap (50 000) is not written over the new one: the account is left for next time.
+    assert (summary.accounts_updated, summary.accounts_changed_meanwhile) == (0, 1)
+    account = await get_account(infrastructure, account_id)
+    assert (account.spend_cap_minor, account.amount_spent_minor, account.version) == (70_000, 1_000, 2)
+    assert await audit_entries(infrastructure, entity_type="account", action="sync") == []
+
+    monkeypatch.setattr(meta, "list_owned_ad_accounts", read_owned)
+    again = await sync_accounts(infrastructure, meta, sync_settings)
+
+    assert (again.accounts_updated, again.accounts_changed_meanwhile) == (1, 0)
+    account = await get_account(infrastructure, account_id)
+    assert (account.spend_cap_minor, account.amount_spent_minor, account.version) == (70_000, 2_000, 3)

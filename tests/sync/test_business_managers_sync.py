@@ -1,10 +1,12 @@
 """refresh_business_managers: verification status, refused tokens, and recovery."""
 
+import pytest
 from sqlalchemy import update
 
 from server.business_managers.models import BusinessManager, BusinessManagerStatus, BusinessVerificationStatus
-from server.business_managers.tasks import mark_needs_attention, refresh_business_managers
+from server.business_managers.tasks import refresh_business_managers
 from server.clients.meta import IMetaClient
+from server.clients.meta.models import MetaBusiness
 from server.composition import Infrastructure
 from server.config import Settings
 from server.devstack.meta_simulator import SimulatorControl
@@ -56,14 +58,14 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
     assert (await get_business_manager(infrastructure, recovering.id)).status is BusinessManagerStatus.ACTIVE
     entries = {entry.entity_id: entry for entry in await audit_entries(infrastructure, entity_type="business_manager")}
     assert set(entries) == {revoked.id, recovering.id}
-    for business_manager_id, (was, now) in (
-        (revoked.id, ("active", "needs_attention")),
-        (recovering.id, ("needs_attention", "active")),
+    for business_manager_id, (action, was, now) in (
+        (revoked.id, ("token_refused", "active", "needs_attention")),
+        (recovering.id, ("sync", "needs_attention", "active")),
     ):
         entry = entries[business_manager_id]
         assert entry.before is not None
         assert entry.after is not None
-        assert (entry.action, entry.before["status"], entry.after["status"]) == ("sync", was, now)
+        assert (entry.action, entry.before["status"], entry.after["status"]) == (action, was, now)
 
     # Still refused: it stays flagged, with no new audit entry.
     again = await refresh_business_managers(infrastructure, meta, sync_settings)
@@ -71,13 +73,31 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 2
 
 
-async def test_a_token_replaced_during_the_call_is_not_flagged(
-    infrastructure: Infrastructure, control: SimulatorControl
+async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
+    infrastructure: Infrastructure,
+    control: SimulatorControl,
+    meta: IMetaClient,
+    sync_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     business = await link_business(infrastructure, control)
-    refused = infrastructure.cipher.encrypt("the-token-meta-refused-0123456789")
+    control.revoke_token(business.meta.token)
+    get_business = meta.get_business
 
-    assert not await mark_needs_attention(infrastructure, business.id, token_ciphertext=refused)
+    async def refused_after_staff_set_a_new_token(business_id: str, *, token: str) -> MetaBusiness:
+        async with infrastructure.unit_of_work() as uow:
+            await uow.session.execute(
+                update(BusinessManager)
+                .where(BusinessManager.id == business.id)
+                .values(encrypted_token=infrastructure.cipher.encrypt("a-new-token-not-tried-yet-0123456789"))
+            )
+        return await get_business(business_id, token=token)
+
+    monkeypatch.setattr(meta, "get_business", refused_after_staff_set_a_new_token)
+
+    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+
+    assert (summary.needs_attention, summary.checked) == (0, 0)
     assert (await get_business_manager(infrastructure, business.id)).status is BusinessManagerStatus.ACTIVE
     assert await audit_entries(infrastructure, entity_type="business_manager") == []
 

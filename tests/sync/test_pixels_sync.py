@@ -115,4 +115,4 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
     assert (await get_pixel(infrastructure, healthy_id)).last_fired_at == MAY_1
     [entry] = await audit_entries(infrastructure, entity_type="business_manager")
-    assert (entry.entity_id, entry.action) == (revoked.id, "sync")
+    assert (entry.entity_id, entry.action) == (revoked.id, "token_refused")

@@ -1,15 +1,17 @@
 """Account access and pixel unsharing carried over to Meta, and the task shells taskiq calls."""
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
 import pytest
+from sqlalchemy import update
 from taskiq import Context
 
-from server.accounts.models import AccountUser
+from server.accounts.models import Account, AccountUser
 from server.accounts.tasks import (
     AccountUserOutcome,
     apply_account_move,
@@ -19,6 +21,7 @@ from server.accounts.tasks import (
 )
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.clients.meta import IMetaClient
+from server.clients.meta.models import MetaAccountTask
 from server.composition import Infrastructure
 from server.config import Settings
 from server.devstack.meta_simulator import FaultKind, SimulatorControl
@@ -140,7 +143,7 @@ async def test_a_revoked_token_flags_the_business_manager_of_the_account(
     (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
     assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
     assert [entry.action for entry in await audit_entries(infrastructure, "business_manager", business_manager.id)] == [
-        "update"
+        "token_refused"
     ]
     assert control.counters().calls.http_calls == 1
 
@@ -161,6 +164,78 @@ async def test_transient_errors_are_retried_for_access_changes(
 
     assert outcome is AccountUserOutcome.ASSIGNED
     assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["MANAGE"]}
+
+
+class PausedAccess:
+    """A Meta client whose first access change waits, once inside, until the test lets it go on;
+    it records the order of the access calls that reach it."""
+
+    def __init__(self, meta: IMetaClient) -> None:
+        self._meta = meta
+        self.entered = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._meta, name)
+
+    async def _pause_first(self, call: str) -> None:
+        self.calls.append(call)
+        if len(self.calls) == 1:
+            self.entered.set()
+            await self.go_on.wait()
+
+    async def assign_user(self, account_id: str, *, user_id: str, tasks: Sequence[MetaAccountTask], token: str) -> None:
+        await self._pause_first("assign")
+        await self._meta.assign_user(account_id, user_id=user_id, tasks=tasks, token=token)
+
+    async def unassign_user(self, account_id: str, *, user_id: str, token: str) -> None:
+        await self._pause_first("unassign")
+        await self._meta.unassign_user(account_id, user_id=user_id, token=token)
+
+
+async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_but_the_next_task(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """The task holds an advisory lock of the account, not its row: an unassignment (which locks
+    the row) commits while Meta is being called, and its own task waits and then brings Meta up to
+    date, so Meta ends as the database says."""
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    user_id = await new_user(infrastructure)
+    await give_access(infrastructure, account_id, user_id, ["manage"])
+    paused = PausedAccess(meta)
+    client = cast(IMetaClient, paused)
+    first = asyncio.create_task(
+        apply_account_user(infrastructure, client, work_settings, account_id=account_id, user_id=user_id)
+    )
+    await asyncio.wait_for(paused.entered.wait(), timeout=5)
+
+    async def unassign_and_sync() -> None:
+        async with infrastructure.unit_of_work() as uow:
+            await uow.accounts.unassign_account_user(account_id, user_id, workspace_id=world.workspace_id)
+        async with infrastructure.unit_of_work() as uow:  # what the sync writes
+            await uow.session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(amount_spent_minor=Account.amount_spent_minor + 1)
+            )
+
+    await asyncio.wait_for(unassign_and_sync(), timeout=2)
+    second = asyncio.create_task(
+        apply_account_user(infrastructure, client, work_settings, account_id=account_id, user_id=user_id)
+    )
+    await asyncio.sleep(0.3)
+    assert paused.calls == ["assign"]  # the second task waits for the first one's lock
+
+    paused.go_on.set()
+    assert await first is AccountUserOutcome.ASSIGNED
+    assert await second is AccountUserOutcome.UNASSIGNED
+    assert paused.calls == ["assign", "unassign"]
+    assert control.ad_account(meta_account_id)["assigned_users"] == {}
 
 
 # --- pixel unshare -------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from cryptography.fernet import Fernet
 
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
+from server.business_managers.exceptions import BusinessManagerInUseException
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -16,12 +17,12 @@ from server.business_managers.models import (
     BusinessVerificationStatus,
 )
 from server.clients.meta import IMetaClient
-from server.clients.meta.models import MetaAdAccount
+from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.composition import Infrastructure
 from server.config import Settings
 from server.devstack.meta_simulator import FaultKind, SimulatorControl
 from server.pixels.models import Pixel, PixelAccount
-from server.requests.models import RequestStatus
+from server.requests.models import Request, RequestStatus
 from server.requests.schemas import (
     AccountCreationPayload,
     BusinessManagerConnectionPayload,
@@ -30,6 +31,7 @@ from server.requests.schemas import (
     SpendCapChangePayload,
 )
 from server.requests.work import RequestWork
+from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.work.conftest import (
     MAX_ATTEMPTS,
     World,
@@ -116,33 +118,36 @@ async def test_a_redelivery_after_completion_does_nothing(
     assert await count(infrastructure, Account) == 1
 
 
-async def test_an_account_created_on_meta_but_never_recorded_is_adopted(
+async def test_a_same_name_account_already_in_the_business_is_not_adopted_on_a_first_attempt(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
     world: World,
 ) -> None:
-    """A worker that died between Meta's creation and our commit left the account on Meta only."""
+    """An account of the same name that no row of ours knows is someone else's (another client of
+    the agency, staff): a first attempt cannot have created it, so it creates its own."""
+    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
-    orphan = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
-    request = await stored_request(infrastructure, request_id)
-    assert request.result is not None
-    assert request.result.meta_id == orphan
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id not in (None, someone_elses)
     counters = control.counters()
-    assert counters.objects.ad_accounts == 1
-    assert counters.calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
+    assert counters.objects.ad_accounts == 2
+    assert counters.calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
     (account,) = await rows(infrastructure, Account)
-    assert account.meta_account_id == orphan
+    assert account.meta_account_id == result.meta_id
 
 
-class CrashAfterCreating:
-    """The Meta client of a worker that dies right after Meta created the account."""
+class CrashOnCreate:
+    """The Meta client of a worker killed at its create call: right after Meta created the object
+    (`created=True`), or just before the call reached Meta."""
 
-    def __init__(self, meta: IMetaClient) -> None:
+    def __init__(self, meta: IMetaClient, *, created: bool) -> None:
         self._meta = meta
+        self._created = created
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._meta, name)
@@ -150,10 +155,34 @@ class CrashAfterCreating:
     async def create_ad_account(
         self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
     ) -> MetaAdAccount:
-        await self._meta.create_ad_account(
-            business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
-        )
+        if self._created:
+            await self._meta.create_ad_account(
+                business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
+            )
         raise SystemExit("worker killed")
+
+    async def create_pixel(self, business_id: str, *, name: str, token: str) -> MetaPixel:
+        if self._created:
+            await self._meta.create_pixel(business_id, name=name, token=token)
+        raise SystemExit("worker killed")
+
+
+async def crash_on_create(
+    infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, request_id: uuid.UUID, *, created: bool
+) -> None:
+    crashing = RequestWork(infrastructure, cast(IMetaClient, CrashOnCreate(meta, created=created)), settings)
+    with pytest.raises(SystemExit):
+        await crashing.carry_out(request_id)
+    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
+
+
+async def creation_marker(infrastructure: Infrastructure, request_id: uuid.UUID) -> dict[str, Any]:
+    """The request's raw `result`, where the work keeps its creation marker."""
+    async with infrastructure.unit_of_work() as uow:
+        request = await uow.session.get(Request, request_id)
+        assert request is not None
+        assert request.result is not None
+        return request.result
 
 
 async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_account(
@@ -164,12 +193,13 @@ async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_accou
     world: World,
 ) -> None:
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
-    crashing = RequestWork(infrastructure, cast(IMetaClient, CrashAfterCreating(meta)), work_settings)
-    with pytest.raises(SystemExit):
-        await crashing.carry_out(request_id)
-    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
+    await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert await count(infrastructure, Account) == 0
     assert control.counters().objects.ad_accounts == 1
+    # Recorded (and committed) before Meta was asked: the crash could not take it back.
+    marker = await creation_marker(infrastructure, request_id)
+    assert marker["creation_started_at"]
+    assert marker["preexisting_meta_ids"] == []
 
     rerun = RequestWork(infrastructure, meta, work_settings)
     assert await rerun.carry_out(request_id) is RequestStatus.COMPLETED
@@ -180,6 +210,52 @@ async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_accou
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
     assert (result.account_id, result.meta_id) == (account.id, account.meta_account_id)
+    # Completing replaced the marker with the result.
+    assert "creation_started_at" not in await creation_marker(infrastructure, request_id)
+
+
+async def test_a_rerun_adopts_only_what_appeared_after_the_creation_started(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """Someone else's unrecorded account of the same name (and the lowest id) was there before the
+    first attempt; the rerun adopts the one that attempt created, not that one."""
+    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
+    assert (await creation_marker(infrastructure, request_id))["preexisting_meta_ids"] == [someone_elses]
+
+    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id not in (None, someone_elses)
+    assert control.counters().objects.ad_accounts == 2
+    assert control.counters().calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
+    (account,) = await rows(infrastructure, Account)
+    assert account.meta_account_id == result.meta_id
+
+
+async def test_a_rerun_after_a_crash_before_meta_was_called_creates_the_account(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
+
+    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id not in (None, someone_elses)
+    assert control.counters().objects.ad_accounts == 2
 
 
 async def test_an_account_known_here_is_not_adopted(
@@ -272,7 +348,7 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
     (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
     assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
     (flagged,) = await audit_entries(infrastructure, "business_manager", world.business_manager_id)
-    assert flagged.action == "update"
+    assert flagged.action == "token_refused"
     assert flagged.before is not None
     assert flagged.before["status"] == "active"
     assert flagged.after is not None
@@ -402,9 +478,28 @@ async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
     assert control.counters().objects == before.objects
 
 
-async def test_pixel_creation_adopts_an_unrecorded_pixel_of_the_same_name(
+async def test_pixel_creation_does_not_adopt_a_same_name_pixel_on_a_first_attempt(
     infrastructure: Infrastructure,
     work: RequestWork,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    someone_elses = control.add_pixel(world.meta_business_id, "Checkout")
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.meta_id not in (None, someone_elses)
+    assert control.counters().objects.pixels == 2
+
+
+async def test_pixel_creation_rerun_adopts_the_pixel_its_first_attempt_created(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -416,17 +511,21 @@ async def test_pixel_creation_adopts_an_unrecorded_pixel_of_the_same_name(
         meta_pixel_id=known,
         name="Checkout",
     )
-    orphan = control.add_pixel(world.meta_business_id, "Checkout")
+    someone_elses = control.add_pixel(world.meta_business_id, "Checkout")
     control.add_pixel(world.meta_business_id, "Another name")
     payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
     request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
+    assert control.counters().objects.pixels == 4
 
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
 
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
-    assert result.meta_id == orphan
-    assert control.counters().objects.pixels == 3
+    assert result.meta_id not in (None, known, someone_elses)
+    assert control.counters().objects.pixels == 4
+    (pixel,) = await rows(infrastructure, Pixel, Pixel.meta_pixel_id == result.meta_id)
+    assert pixel.id == result.pixel_id
 
 
 # --- spend cap -----------------------------------------------------------------------------------
@@ -665,17 +764,23 @@ async def test_business_manager_connection_fails_without_a_platform_business_man
     assert control.counters().calls.http_calls == 0
 
 
-async def test_two_requests_racing_for_one_unrecorded_account_end_with_one_each(
+async def test_two_reruns_racing_for_one_unrecorded_account_end_with_one_each(
     infrastructure: Infrastructure,
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
     world: World,
 ) -> None:
-    """Both see the same orphan and adopt it; the one that loses the insert looks again and creates."""
-    orphan = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    """Two requests of one name, both past a first attempt, find the same two orphans and pick the
+    same one; the one that loses the insert looks again and takes the other."""
     first = await approved_request(infrastructure, world.workspace_id, account_payload(world))
     second = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    for request_id in (first, second):
+        await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
+    orphans = {
+        control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR"),
+        control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR"),
+    }
     control.set_latency(150)
 
     outcomes = await asyncio.gather(
@@ -686,10 +791,90 @@ async def test_two_requests_racing_for_one_unrecorded_account_end_with_one_each(
     assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
     results = [(await stored_request(infrastructure, request_id)).result for request_id in (first, second)]
     meta_ids = {result.meta_id for result in results if result is not None}
-    assert len(meta_ids) == 2
-    assert orphan in meta_ids
-    assert control.counters().objects.ad_accounts == 2
+    assert meta_ids == orphans
+    assert control.counters().calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
     assert {account.meta_account_id for account in await rows(infrastructure, Account)} == meta_ids
+
+
+class PausedCreate:
+    """A Meta client whose account creation waits, once inside, until the test lets it go on."""
+
+    def __init__(self, meta: IMetaClient) -> None:
+        self._meta = meta
+        self.entered = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._meta, name)
+
+    async def create_ad_account(
+        self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
+    ) -> MetaAdAccount:
+        self.entered.set()
+        await self.go_on.wait()
+        return await self._meta.create_ad_account(
+            business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
+        )
+
+
+async def delete_business_manager(infrastructure: Infrastructure, business_manager_id: uuid.UUID) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        await uow.business_managers.delete_business_manager(business_manager_id)
+
+
+async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_in_it(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    """Deleting waits for the creation (FOR KEY SHARE) and then sees the account: refused."""
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    paused = PausedCreate(meta)
+    creation = asyncio.create_task(
+        RequestWork(infrastructure, cast(IMetaClient, paused), work_settings).carry_out(request_id)
+    )
+    await asyncio.wait_for(paused.entered.wait(), timeout=5)
+    deletion = asyncio.create_task(delete_business_manager(infrastructure, world.business_manager_id))
+    await asyncio.sleep(0.3)
+    assert not deletion.done()  # waits for the creation's lock
+
+    paused.go_on.set()
+    assert await creation is RequestStatus.COMPLETED
+    with pytest.raises(BusinessManagerInUseException):
+        await deletion
+    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    assert business_manager.status is BusinessManagerStatus.ACTIVE
+    assert await count(infrastructure, Account) == 1
+
+
+async def test_a_client_business_manager_of_another_workspace_is_refused(
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+) -> None:
+    async with infrastructure.unit_of_work() as uow:
+        other = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Other client"))
+    business = control.add_business("Other client's business")
+    business_manager_id = await add_business_manager(
+        infrastructure,
+        meta_business_id=business.id,
+        token=business.token,
+        ownership=BusinessManagerOwnership.CLIENT,
+        workspace_id=other.id,
+    )
+    payload = AccountCreationPayload(
+        name="A", currency="EUR", timezone="Europe/Berlin", business_manager_id=business_manager_id
+    )
+    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.FAILED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    assert result.failure_reason is not None
+    assert "cannot be used by workspace" in result.failure_reason
+    assert control.counters().calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
+    assert await count(infrastructure, Account) == 0
 
 
 async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_calling_meta(

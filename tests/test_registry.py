@@ -1,0 +1,37 @@
+"""Every outbox topic the code writes has a task, and every task is registered with taskiq."""
+
+import importlib
+import pkgutil
+
+import server
+from server.config import Settings
+from server.tasks.broker import create_broker
+from server.tasks.registry import TASKS, TOPICS, register_tasks
+
+
+def _topics_written() -> set[str]:
+    """Module constants named *_TOPIC anywhere in the server package."""
+    topics: set[str] = set()
+    for module_info in pkgutil.walk_packages(server.__path__, prefix="server."):
+        if ".devstack." in module_info.name:
+            continue
+        module = importlib.import_module(module_info.name)
+        topics |= {value for name, value in vars(module).items() if name.endswith("_TOPIC") and isinstance(value, str)}
+    return topics
+
+
+def test_every_outbox_topic_has_a_task() -> None:
+    written = _topics_written()
+    assert "request.approved" in written
+    assert written <= set(TOPICS), f"no task for {sorted(written - set(TOPICS))}"
+
+
+def test_tasks_register_with_their_schedules(redis_url: str) -> None:
+    settings = Settings(_env_file=None, redis_url=redis_url)
+    broker = create_broker(settings)
+    register_tasks(broker, settings)
+    registered = broker.get_all_tasks()
+    assert {spec.name for spec in TASKS} == set(registered)
+    scheduled = {name for name, task in registered.items() if task.labels.get("schedule")}
+    assert scheduled == {spec.name for spec in TASKS if spec.schedule is not None}
+    assert registered["accounts.sync"].labels["schedule"][0]["cron"] == settings.sync_accounts_cron
