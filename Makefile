@@ -40,3 +40,4 @@ pytest: bootstrap
 
 bench: bootstrap  ## performance figures (not part of make test)
 	$(VENV)/python -m bench.sync_accounts
+	$(VENV)/python -m bench.read_rpc

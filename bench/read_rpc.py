@@ -122,7 +122,21 @@ async def _load(call: Callable[[int], Awaitable[None]], *, concurrency: int, sec
     return latencies
 
 
-def _report(label: str, latencies: list[float], seconds: float) -> None:
+def _cpu_seconds(root: int) -> float:
+    """User + system CPU time of a process and its children (the server's worker processes)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [root]
+    children = Path(f"/proc/{root}/task/{root}/children")
+    if children.exists():
+        pids += [int(pid) for pid in children.read_text().split()]
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _report(label: str, latencies: list[float], seconds: float, *, server_cpu: float) -> None:
     ordered = sorted(latencies)
 
     def p(quantile: float) -> float:
@@ -130,7 +144,8 @@ def _report(label: str, latencies: list[float], seconds: float) -> None:
 
     print(
         f"{label:<34} {len(latencies) / seconds:8.0f} req/s   p50 {p(0.5):6.1f} ms   p99 {p(0.99):6.1f} ms"
-        f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms",
+        f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms"
+        f"   server CPU {server_cpu / len(latencies) * 1000:5.2f} ms/request",
         flush=True,
     )
 
@@ -160,8 +175,14 @@ async def _run(settings: Settings, env: dict[str, str], args: argparse.Namespace
                 )
 
             await _load(grpc_call, concurrency=8, seconds=1)  # warm up
+            cpu = _cpu_seconds(server.pid)
             latencies = await _load(grpc_call, concurrency=args.concurrency, seconds=args.seconds)
-            _report(f"gRPC, {workers} server process(es)", latencies, args.seconds)
+            _report(
+                f"gRPC, {workers} server process(es)",
+                latencies,
+                args.seconds,
+                server_cpu=_cpu_seconds(server.pid) - cpu,
+            )
             for channel in channels:
                 await channel.close()
 
@@ -176,8 +197,14 @@ async def _run(settings: Settings, env: dict[str, str], args: argparse.Namespace
                     response.raise_for_status()
 
                 await _load(rest_call, concurrency=8, seconds=1)
+                cpu = _cpu_seconds(server.pid)
                 latencies = await _load(rest_call, concurrency=args.concurrency, seconds=args.seconds)
-                _report(f"REST via Envoy, {workers} process(es)", latencies, args.seconds)
+                _report(
+                    f"REST via Envoy, {workers} process(es)",
+                    latencies,
+                    args.seconds,
+                    server_cpu=_cpu_seconds(server.pid) - cpu,
+                )
         finally:
             for process in (envoy, server):
                 process.terminate()

@@ -151,7 +151,9 @@ def envoy() -> None:
 @app.command()
 def dev() -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
-    when DATABASE_URL / REDIS_URL are unset, migrations, the server and Envoy."""
+    when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
+    META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
+    scheduler."""
     from server.devstack.supervisor import run_dev_stack
 
     raise typer.Exit(run_dev_stack(Settings()))
