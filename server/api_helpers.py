@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
 import grpc
@@ -93,13 +94,31 @@ def parse_request_id(value: str) -> str | None:
     return value or None
 
 
-def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The caller's network address: the last x-forwarded-for entry (appended by Envoy, the edge,
-    from the connection) when the call came through Envoy, else the gRPC peer's host."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
-            return value.rsplit(",", 1)[-1].strip()
-    peer = context.peer() or "unknown"
-    # ipv4:1.2.3.4:5678 / ipv6:[::1]:5678 -> the host part
-    host = peer.split(":", 1)[-1].rsplit(":", 1)[0]
-    return host.strip("[]") or peer
+def client_address(
+    context: grpc.aio.ServicerContext[Any, Any], *, trusted_proxies: Sequence[IPv4Network | IPv6Network]
+) -> str:
+    """The caller's network address.
+
+    The gRPC peer, unless the peer is a trusted proxy (Envoy): then the last x-forwarded-for entry,
+    which Envoy appends from the connection it accepted. Anyone else's x-forwarded-for is ignored,
+    or a direct caller could pick the address its failed logins are counted against.
+    """
+    peer = _peer_host(context.peer() or "")
+    if peer is not None and any(peer in network for network in trusted_proxies):
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
+                return value.rsplit(",", 1)[-1].strip()
+    return str(peer) if peer is not None else "unknown"
+
+
+def _peer_host(peer: str) -> IPv4Address | IPv6Address | None:
+    """`ipv4:1.2.3.4:5678` / `ipv6:[::1]:5678` -> the address."""
+    host = peer.split(":", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        return ip_address(host)
+    except ValueError:
+        return None
+
+
+def parse_networks(value: str) -> list[IPv4Network | IPv6Network]:
+    return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # Lifetime of presigned download URLs.
     export_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
 
+    # Peers whose x-forwarded-for is believed (Envoy): comma-separated CIDRs. Everyone else is
+    # known by the connection's address (login throttling counts failures per address).
+    trusted_proxy_cidrs: str = "127.0.0.1/32,::1/128"
+
     # Access tokens are JWTs checked without a database read for their signature; keep them short.
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)

@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import auth_service_pb2 as pb
 from adplane.v1 import auth_service_pb2_grpc
-from server.api_helpers import client_address
+from server.api_helpers import client_address, parse_networks
 from server.auth import converters
 from server.auth.exceptions import RefreshTokenReusedException
 from server.auth.principal import current_principal
@@ -19,11 +19,13 @@ type Context = grpc.aio.ServicerContext[Any, Any]
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     def __init__(self, infrastructure: Infrastructure) -> None:
         self._infrastructure = infrastructure
+        self._trusted_proxies = parse_networks(infrastructure.settings.trusted_proxy_cidrs)
 
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         data = converters.login_request_from_proto(request)
         async with self._infrastructure.unit_of_work() as uow:
-            tokens = await uow.auth.login(data, address=client_address(context))
+            address = client_address(context, trusted_proxies=self._trusted_proxies)
+            tokens = await uow.auth.login(data, address=address)
         return pb.LoginResponse(tokens=converters.tokens_to_proto(tokens))
 
     async def RefreshToken(self, request: pb.RefreshTokenRequest, context: Context) -> pb.RefreshTokenResponse:
