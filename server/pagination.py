@@ -7,7 +7,8 @@ another collection or with different filters, is INVALID_ARGUMENT.
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,3 +90,27 @@ def paginate[T](
     items = rows[:limit]
     token = codec.encode(collection=collection, filters=filters, after=sort_key(items[-1]))
     return Page(items=items, next_page_token=token)
+
+
+async def keyset_page[R, T](
+    query: PageRequestSchema,
+    *,
+    codec: PageTokenCodec,
+    collection: str,
+    filters: Mapping[str, Any],
+    fetch: Callable[[uuid.UUID | None, int], Awaitable[Sequence[R]]],
+    convert: Callable[[R], T],
+    key: Callable[[T], uuid.UUID],
+) -> Page[T]:
+    """One page of a list ordered by a UUIDv7 id: decode the token (bound to the collection and
+    the filters), fetch `limit + 1` rows after its key, cut the page and sign the next token."""
+    after = codec.decode(query.page_token, collection=collection, filters=filters)
+    rows = await fetch(uuid.UUID(after[0]) if after else None, query.limit + 1)
+    return paginate(
+        [convert(row) for row in rows],
+        limit=query.limit,
+        codec=codec,
+        collection=collection,
+        filters=filters,
+        sort_key=lambda item: [str(key(item))],
+    )

@@ -29,7 +29,7 @@ from server.auth.principal import Principal
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership
 from server.etags import version_of
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
 from server.requests.service import IRequestService
 from server.workspaces.exceptions import WorkspaceNotFoundException
@@ -324,17 +324,14 @@ class AccountService:
 
     async def _list(self, query: AccountListRequestSchema, *, collection: str) -> Page[AccountResponseSchema]:
         filters = query.filters()
-        after = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
-        rows = await self._repository.list_accounts(
-            query, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            sort_key=lambda account: [str(account.id)],
+            fetch=lambda after, limit: self._repository.list_accounts(query, after=after, limit=limit),
+            convert=_to_schema,
+            key=lambda account: account.id,
         )
 
 

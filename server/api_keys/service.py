@@ -16,7 +16,7 @@ from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
 from server.db import utcnow
 from server.idempotency.service import IdempotencyService
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.users.models import Role
 
 # A prefix is 48 random bits: a collision is astronomically unlikely, two in a row is a bug.
@@ -92,19 +92,18 @@ class ApiKeyService:
 
     async def list_api_keys(self, query: ApiKeyListRequestSchema) -> Page[ApiKeyResponseSchema]:
         filters = {"include_revoked": query.include_revoked}
-        after = self._page_tokens.decode(query.page_token, collection="api_keys", filters=filters)
-        rows = await self._repository.list(
-            include_revoked=query.include_revoked,
-            after=uuid.UUID(after[0]) if after else None,
-            limit=query.limit + 1,
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="api_keys",
             filters=filters,
-            sort_key=lambda api_key: [str(api_key.id)],
+            fetch=lambda after, limit: self._repository.list(
+                include_revoked=query.include_revoked,
+                after=after,
+                limit=limit,
+            ),
+            convert=_to_schema,
+            key=lambda api_key: api_key.id,
         )
 
     async def revoke_api_key(self, api_key_id: uuid.UUID) -> ApiKeyResponseSchema:

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from server.audit_logs.repository import IAuditLogRepository
 from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogResponseSchema
 from server.auth.principal import Principal
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,12 @@ class AuditLogService:
 
     async def list_audit_logs(self, query: AuditLogListRequestSchema) -> Page[AuditLogResponseSchema]:
         filters = query.filters()
-        before = self._page_tokens.decode(query.page_token, collection="audit_logs", filters=filters)
-        rows = await self._repository.list_entries(
-            query, before=uuid.UUID(before[0]) if before else None, limit=query.limit + 1
-        )
-        return paginate(
-            [AuditLogResponseSchema.model_validate(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="audit_logs",
             filters=filters,
-            sort_key=lambda entry: [str(entry.id)],
+            fetch=lambda after, limit: self._repository.list_entries(query, before=after, limit=limit),
+            convert=AuditLogResponseSchema.model_validate,
+            key=lambda entry: entry.id,
         )

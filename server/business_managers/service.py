@@ -29,7 +29,7 @@ from server.business_managers.schemas import (
 from server.crypto import SecretCipher
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.requests.schemas import BusinessManagerConnectionPayload, RequestResponseSchema
 from server.requests.service import IRequestService
 from server.workspaces.exceptions import WorkspaceArchivedException, WorkspaceNotFoundException
@@ -145,21 +145,20 @@ class BusinessManagerService:
         self, query: BusinessManagerListRequestSchema
     ) -> Page[BusinessManagerResponseSchema]:
         filters = query.filters()
-        after = self._page_tokens.decode(query.page_token, collection="business_managers", filters=filters)
-        rows = await self._repository.list_business_managers(
-            ownership=query.ownership,
-            status=query.status,
-            workspace_id=query.workspace_id,
-            after=uuid.UUID(after[0]) if after else None,
-            limit=query.limit + 1,
-        )
-        return paginate(
-            [to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="business_managers",
             filters=filters,
-            sort_key=lambda business_manager: [str(business_manager.id)],
+            fetch=lambda after, limit: self._repository.list_business_managers(
+                ownership=query.ownership,
+                status=query.status,
+                workspace_id=query.workspace_id,
+                after=after,
+                limit=limit,
+            ),
+            convert=to_schema,
+            key=lambda business_manager: business_manager.id,
         )
 
     async def update_business_manager(
@@ -248,22 +247,20 @@ class BusinessManagerService:
         """The workspace's own live client business managers and the platform ones it is offered."""
         # The workspace is part of the filters, so one workspace's page token is useless to another.
         filters = {"workspace_id": str(workspace_id)}
-        after = self._page_tokens.decode(query.page_token, collection="workspace_business_managers", filters=filters)
-        rows = await self._repository.list_for_workspace(
-            workspace_id, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1
-        )
-        # The list query only matches when the workspace exists; look it up only when nothing came
-        # back, so the common case stays one query.
-        if not rows and await self._repository.get_workspace(workspace_id) is None:
-            raise WorkspaceNotFoundException(workspace_id)
-        return paginate(
-            [to_schema(row) for row in rows],
-            limit=query.limit,
+        page = await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="workspace_business_managers",
             filters=filters,
-            sort_key=lambda business_manager: [str(business_manager.id)],
+            fetch=lambda after, limit: self._repository.list_for_workspace(workspace_id, after=after, limit=limit),
+            convert=to_schema,
+            key=lambda business_manager: business_manager.id,
         )
+        # The list query only matches when the workspace exists; look it up only when nothing came
+        # back, so the common case stays one query.
+        if not page.items and await self._repository.get_workspace(workspace_id) is None:
+            raise WorkspaceNotFoundException(workspace_id)
+        return page
 
     async def flag_token_refused(self, business_manager_id: uuid.UUID, *, token_ciphertext: str) -> bool:
         """Meta refused the business manager's system-user token (code 190): make it

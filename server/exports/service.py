@@ -11,7 +11,7 @@ from server.exports.models import Export
 from server.exports.repository import IExportRepository
 from server.exports.schemas import ExportDownloadUrlSchema, ExportListRequestSchema, ExportResponseSchema
 from server.exports.storage import IExportStorage
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 
 EXPORT_ENTITY = "export"
 SPEND_CSV_HEADER = (
@@ -149,17 +149,14 @@ class ExportService:
 
     async def _list(self, query: ExportListRequestSchema, *, collection: str) -> Page[ExportResponseSchema]:
         filters = query.filters()
-        before = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
-        rows = await self._repository.list_exports(
-            query, before=uuid.UUID(before[0]) if before else None, limit=query.limit + 1
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            sort_key=lambda export: [str(export.id)],
+            fetch=lambda after, limit: self._repository.list_exports(query, before=after, limit=limit),
+            convert=_to_schema,
+            key=lambda export: export.id,
         )
 
 

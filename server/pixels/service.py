@@ -8,7 +8,7 @@ from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
 from server.business_managers.models import BusinessManager
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.pixels.exceptions import (
     AlreadySharedException,
     PixelNotFoundException,
@@ -159,20 +159,19 @@ class PixelService:
         # The filters (the workspace among them) are bound into the token: a token of one
         # workspace's list cannot page through another's.
         filters = query.filters()
-        after = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
-        rows = await self._repository.list_pixels(
-            workspace_id=query.workspace_id,
-            business_manager_id=query.business_manager_id,
-            after=uuid.UUID(after[0]) if after else None,
-            limit=query.limit + 1,
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            sort_key=lambda pixel: [str(pixel.id)],
+            fetch=lambda after, limit: self._repository.list_pixels(
+                workspace_id=query.workspace_id,
+                business_manager_id=query.business_manager_id,
+                after=after,
+                limit=limit,
+            ),
+            convert=_to_schema,
+            key=lambda pixel: pixel.id,
         )
 
 

@@ -7,7 +7,7 @@ from server.auth.principal import Principal
 from server.db import utcnow
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.requests.exceptions import (
     IllegalTransitionException,
     RequestExpiredException,
@@ -282,17 +282,16 @@ class RequestService:
         self, query: RequestListRequestSchema, *, collection: str, newest_first: bool
     ) -> Page[RequestResponseSchema]:
         filters = query.filters()
-        after = self._page_tokens.decode(query.page_token, collection=collection, filters=filters)
-        rows = await self._repository.list_requests(
-            query, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1, newest_first=newest_first
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            sort_key=lambda request: [str(request.id)],
+            fetch=lambda after, limit: self._repository.list_requests(
+                query, after=after, limit=limit, newest_first=newest_first
+            ),
+            convert=_to_schema,
+            key=lambda request: request.id,
         )
 
 

@@ -10,7 +10,7 @@ from server.auth.repository import IAuthRepository
 from server.db import utcnow
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page
 from server.users.exceptions import UnknownRoleException, UserEtagMismatchException, UserNotFoundException
 from server.users.models import User
 from server.users.repository import IRoleRepository, IUserRepository
@@ -106,19 +106,18 @@ class UserService:
 
     async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]:
         filters = {"active_only": query.active_only}
-        after = self._page_tokens.decode(query.page_token, collection="users", filters=filters)
-        rows = await self._repository.list(
-            active_only=query.active_only,
-            after=uuid.UUID(after[0]) if after else None,
-            limit=query.limit + 1,
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="users",
             filters=filters,
-            sort_key=lambda user: [str(user.id)],
+            fetch=lambda after, limit: self._repository.list(
+                active_only=query.active_only,
+                after=after,
+                limit=limit,
+            ),
+            convert=_to_schema,
+            key=lambda user: user.id,
         )
 
     async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema:

@@ -11,7 +11,7 @@ from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, paginate
+from server.pagination import Page, PageTokenCodec, keyset_page, paginate
 from server.workspaces.exceptions import (
     LastOwnerException,
     MemberNotFoundException,
@@ -139,19 +139,18 @@ class WorkspaceService:
 
     async def list_workspaces(self, query: WorkspaceListRequestSchema) -> Page[WorkspaceResponseSchema]:
         filters = {"status": query.status}
-        after = self._page_tokens.decode(query.page_token, collection="workspaces", filters=filters)
-        rows = await self._repository.list(
-            status=query.status,
-            after=uuid.UUID(after[0]) if after else None,
-            limit=query.limit + 1,
-        )
-        return paginate(
-            [_to_schema(row) for row in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="workspaces",
             filters=filters,
-            sort_key=lambda workspace: [str(workspace.id)],
+            fetch=lambda after, limit: self._repository.list(
+                status=query.status,
+                after=after,
+                limit=limit,
+            ),
+            convert=_to_schema,
+            key=lambda workspace: workspace.id,
         )
 
     async def update_workspace(
@@ -202,17 +201,14 @@ class WorkspaceService:
     ) -> Page[MembershipResponseSchema]:
         # The user is part of the filters, so one user's page token is useless to another.
         filters = {"user_id": str(user_id)}
-        after = self._page_tokens.decode(query.page_token, collection="my_workspaces", filters=filters)
-        rows = await self._members.list_memberships(
-            user_id, after=uuid.UUID(after[0]) if after else None, limit=query.limit + 1
-        )
-        return paginate(
-            [MembershipResponseSchema(workspace=_to_schema(workspace), role=role) for workspace, role in rows],
-            limit=query.limit,
+        return await keyset_page(
+            query,
             codec=self._page_tokens,
             collection="my_workspaces",
             filters=filters,
-            sort_key=lambda membership: [str(membership.workspace.id)],
+            fetch=lambda after, limit: self._members.list_memberships(user_id, after=after, limit=limit),
+            convert=lambda row: MembershipResponseSchema(workspace=_to_schema(row[0]), role=row[1]),
+            key=lambda membership: membership.workspace.id,
         )
 
     async def list_members(self, workspace_id: uuid.UUID, query: MemberListRequestSchema) -> Page[MemberResponseSchema]:
