@@ -16,6 +16,10 @@ def _printable(value: str) -> str:
 Name100 = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
 ]
+# A system role's name (roles.name is at most 50 characters).
+RoleName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), AfterValidator(_printable)
+]
 Name200 = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_printable)
 ]

@@ -5,14 +5,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from server.accounts.models import AccountStatus, AccountUserTask, MetaAccountStatus
+from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.schema_types import Name100
 
 MAX_TASKS = len(AccountUserTask)
-
-
-def etag_of(version: int) -> str:
-    return f'W/"{version}"'
 
 
 class AccountListRequestSchema(PageRequestSchema):

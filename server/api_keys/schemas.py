@@ -2,17 +2,12 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from server.pagination import PageRequestSchema
+from server.schema_types import Name100, RoleName
 
 MAX_ROLES = 20
-
-
-def _printable(value: str) -> str:
-    if any(not ch.isprintable() for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
 
 
 def _distinct(names: list[str]) -> list[str]:
@@ -23,10 +18,7 @@ def _distinct(names: list[str]) -> list[str]:
     return unique
 
 
-ApiKeyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
-]
-RoleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+ApiKeyName = Name100
 
 
 class ApiKeyCreateRequestSchema(BaseModel):

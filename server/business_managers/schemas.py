@@ -9,6 +9,7 @@ from server.business_managers.models import (
     BusinessManagerStatus,
     BusinessVerificationStatus,
 )
+from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.schema_types import MetaBusinessId, Name200
 
@@ -100,4 +101,4 @@ class BusinessManagerResponseSchema(BaseModel):
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag_of(self.version)

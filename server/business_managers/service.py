@@ -1,5 +1,4 @@
 import hmac
-import re
 import uuid
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from server.business_managers.schemas import (
     WorkspaceBusinessManagerListRequestSchema,
 )
 from server.crypto import SecretCipher
+from server.etags import version_of
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
 from server.pagination import Page, PageTokenCodec, keyset_page
@@ -36,7 +36,6 @@ from server.workspaces.exceptions import WorkspaceArchivedException, WorkspaceNo
 from server.workspaces.models import WorkspaceStatus
 
 ENTITY = "business_manager"
-_ETAG = re.compile(r'^W/"(\d{1,18})"$')
 
 
 class IBusinessManagerService(Protocol):
@@ -323,10 +322,4 @@ def to_schema(business_manager: BusinessManager) -> BusinessManagerResponseSchem
 
 
 def _version_of(etag: str, business_manager_id: uuid.UUID) -> int | None:
-    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
-    if not etag:
-        return None
-    match = _ETAG.match(etag)
-    if match is None:
-        raise BusinessManagerEtagMismatchException(business_manager_id)
-    return int(match.group(1))
+    return version_of(etag, mismatch=lambda: BusinessManagerEtagMismatchException(business_manager_id))

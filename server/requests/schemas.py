@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.requests.models import RequestStatus, RequestType
 from server.schema_types import MAX_MINOR_AMOUNT, Currency, MetaBusinessId, Name100, Name200, TimeZone
@@ -105,7 +106,7 @@ class RequestResponseSchema(BaseModel):
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag_of(self.version)
 
 
 class RequestListRequestSchema(PageRequestSchema):

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from server.etags import etag_of
 from server.pagination import PageRequestSchema
 
 MAX_EMAIL_LENGTH = 254
@@ -97,7 +98,7 @@ class UserResponseSchema(BaseModel):
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag_of(self.version)
 
 
 class RoleResponseSchema(BaseModel):

@@ -1,4 +1,3 @@
-import re
 import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
@@ -8,6 +7,7 @@ from server.auth.passwords import Passwords
 from server.auth.principal import Principal
 from server.auth.repository import IAuthRepository
 from server.db import utcnow
+from server.etags import version_of
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
 from server.pagination import Page, PageTokenCodec, keyset_page
@@ -21,8 +21,6 @@ from server.users.schemas import (
     UserResponseSchema,
     UserUpdateRequestSchema,
 )
-
-_ETAG = re.compile(r'^W/"(\d{1,18})"$')
 
 # The audit entity type of this module; snapshots are UserResponseSchema, which has no password hash.
 USER = "user"
@@ -218,10 +216,4 @@ def _to_schema(user: User) -> UserResponseSchema:
 
 
 def _version_of(etag: str, user_id: uuid.UUID) -> int | None:
-    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
-    if not etag:
-        return None
-    match = _ETAG.match(etag)
-    if match is None:
-        raise UserEtagMismatchException(user_id)
-    return int(match.group(1))
+    return version_of(etag, mismatch=lambda: UserEtagMismatchException(user_id))

@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.schema_types import Name100
 from server.workspaces.models import WorkspaceRole, WorkspaceStatus
@@ -44,10 +45,6 @@ class WorkspaceResponseSchema(BaseModel):
     @property
     def etag(self) -> str:
         return etag_of(self.version)
-
-
-def etag_of(version: int) -> str:
-    return f'W/"{version}"'
 
 
 class MemberAddRequestSchema(BaseModel):

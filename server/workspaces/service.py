@@ -1,5 +1,4 @@
 import datetime as dt
-import re
 import uuid
 from typing import Any, Protocol
 
@@ -9,6 +8,7 @@ from server.accounts.service import ACCOUNT_USER_ENTITY, ACCOUNT_USER_UNASSIGNED
 from server.audit_logs.service import IAuditTrail
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
+from server.etags import version_of
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, keyset_page, paginate
@@ -36,8 +36,6 @@ from server.workspaces.schemas import (
     WorkspaceResponseSchema,
     WorkspaceUpdateRequestSchema,
 )
-
-_ETAG = re.compile(r'^W/"(\d{1,18})"$')
 
 # Audit entity types of this module.
 WORKSPACE = "workspace"
@@ -382,10 +380,4 @@ def _require_owner(actor: Principal, workspace_id: uuid.UUID) -> None:
 
 
 def _version_of(etag: str, workspace_id: uuid.UUID) -> int | None:
-    """The version an etag names, None for no etag; an etag we never issued is stale by definition."""
-    if not etag:
-        return None
-    match = _ETAG.match(etag)
-    if match is None:
-        raise WorkspaceEtagMismatchException(workspace_id)
-    return int(match.group(1))
+    return version_of(etag, mismatch=lambda: WorkspaceEtagMismatchException(workspace_id))
