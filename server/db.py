@@ -2,15 +2,18 @@
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy.exc
 import uuid_utils
-from sqlalchemy import MetaData, func
+from sqlalchemy import MetaData, event, func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
 from server.config import Settings
+
+CONNECT_TIMEOUT_SECONDS = 5
 
 # Deterministic constraint names, so alembic autogenerate and downgrades can address them.
 NAMING_CONVENTION = {
@@ -48,16 +51,30 @@ class TimestampMixin:
 def create_engine(settings: Settings) -> AsyncEngine:
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL for you)")
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         # Connections are recycled rather than pinged before each use (a ping is a round trip per
         # RPC); a connection that died anyway surfaces as UNAVAILABLE and is replaced.
         pool_recycle=1800,
+        # An unreachable server fails the call in seconds (asyncpg waits 60 s by default).
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
         # SQL parameters can hold secrets (hashes, ciphertexts): never in error messages or logs.
         hide_parameters=True,
     )
+    event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
+    return engine
+
+
+def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pre-ping without the round trip: a restarting PostgreSQL closes its connections, asyncpg
+    notices the closed socket on the event loop, and such a connection is replaced here instead of
+    failing the next call that checks it out. A connection cut without a close (a network
+    partition) still fails one call, as UNAVAILABLE, and SQLAlchemy then drops the pool's older
+    connections."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise sqlalchemy.exc.DisconnectionError("connection closed while in the pool")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

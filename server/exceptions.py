@@ -100,6 +100,18 @@ class ResourceExhaustedException(AdplaneException):
 
 
 class UnavailableException(AdplaneException):
-    """A dependency (database, broker, Meta) is temporarily unreachable; retrying may succeed."""
+    """A dependency (database, broker, Meta) is temporarily unreachable; retrying may succeed,
+    after `retry_after` if given (RetryInfo)."""
 
     reason = "UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: dt.timedelta | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after

@@ -154,12 +154,17 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stops the server (if this data directory has one running); ephemeral: deletes its data."""
-        if self._running():
-            # fast: roll back open transactions and shut down cleanly; immediate: skip the checkpoint.
-            self._pg_ctl("stop", "--wait", "--mode", "immediate" if self.ephemeral else "fast")
+        # fast: roll back open transactions and shut down cleanly; immediate: skip the checkpoint.
+        self.stop_server(mode="immediate" if self.ephemeral else "fast")
         if self.ephemeral:
             shutil.rmtree(self.pgdata, ignore_errors=True)
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def stop_server(self, *, mode: str = "fast") -> None:
+        """Stops the server and keeps its data, so `start()` brings the same databases back (an
+        outage, as the fault tests make one)."""
+        if self._running():
+            self._pg_ctl("stop", "--wait", "--mode", mode)
 
     def create_database(self, name: str) -> str:
         """Creates database `name` unless it exists; returns its SQLAlchemy URL."""

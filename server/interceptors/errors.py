@@ -7,6 +7,7 @@ its traceback is logged under the request id, never sent to the caller.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -20,6 +21,7 @@ from grpc_status import rpc_status
 
 from server import exceptions as exc
 from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
+from server.outages import is_outage
 
 logger = structlog.get_logger("adplane.errors")
 
@@ -38,8 +40,16 @@ _CODES: list[tuple[type[exc.AdplaneException], int]] = [
     (exc.UnavailableException, code_pb2.UNAVAILABLE),
 ]
 
-# Infrastructure failures that a retry may fix: the database went away or the pool ran dry.
-_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, ConnectionError, TimeoutError)
+# When a caller should try again after an outage (PostgreSQL restarts in seconds; Redis in less).
+OUTAGE_RETRY_AFTER = dt.timedelta(seconds=1)
+
+
+def _unavailable(error: Exception) -> status_pb2.Status:
+    """The database or Redis is out of reach: UNAVAILABLE with RetryInfo, logged without a traceback
+    (it would show the driver's internals, the same for every call of the outage)."""
+    logger.warning("dependency unavailable", error=f"{type(error).__name__}: {error}")
+    unavailable = exc.UnavailableException("a dependency is unavailable; retry later", retry_after=OUTAGE_RETRY_AFTER)
+    return to_status(unavailable)
 
 
 def _is_refused_input(error: Exception) -> bool:
@@ -81,7 +91,7 @@ def to_status(error: exc.AdplaneException) -> status_pb2.Status:
                 )
             )
         )
-    if isinstance(error, exc.ResourceExhaustedException) and error.retry_after is not None:
+    if isinstance(error, (exc.ResourceExhaustedException, exc.UnavailableException)) and error.retry_after is not None:
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromTimedelta(error.retry_after)
         details.append(_pack(retry))
@@ -144,13 +154,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     raise  # the handler already chose its status
                 except exc.AdplaneException as error:
                     await abort_with(context, to_status(error))
-                except _TRANSIENT:
-                    logger.warning("dependency unavailable", exc_info=True)
-                    await abort_with(
-                        context,
-                        to_status(exc.UnavailableException("a dependency is unavailable; retry later")),
-                    )
                 except Exception as error:
+                    if is_outage(error):
+                        await abort_with(context, _unavailable(error))
                     if _is_refused_input(error):
                         # Class 22 (data exception): a value the database refuses, e.g. a NUL in
                         # text that validation let through. The caller's input, not our failure.
