@@ -6,7 +6,8 @@ Writes:
   generated/adplane/       Python messages, gRPC stubs and their mypy stubs;
   generated/descriptors.binpb
                            one FileDescriptorSet with every file (google/rpc/status.proto and
-                           error_details.proto included) for Envoy's transcoder and reflection.
+                           error_details.proto included), with source info (the comments), for Envoy's
+                           transcoder, reflection and the OpenAPI document.
 """
 
 import argparse
@@ -51,7 +52,7 @@ def generate(into: Path) -> None:
     shutil.rmtree(generated, ignore_errors=True)
     generated.mkdir(parents=True)
     _buf("generate", cwd=into)
-    _buf("build", "--exclude-source-info", "-o", str(generated / "descriptors.binpb"), cwd=into)
+    _buf("build", "-o", str(generated / "descriptors.binpb"), cwd=into)
     # Message modules that declare no service get an empty *_pb2_grpc module; drop them.
     for stub in generated.rglob("*_pb2_grpc.py"):
         if "\nclass " not in stub.read_text():

@@ -14,7 +14,6 @@ import structlog
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from adplane.v1 import (
     account_service_pb2,
@@ -47,6 +46,7 @@ from server.auth.resolver import PrincipalResolver
 from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
+from server.edge.envoy import DESCRIPTOR_PATH
 from server.exports.api import ExportServicer
 from server.interceptors.authentication import AuthenticationInterceptor
 from server.interceptors.authorization import AuthorizationInterceptor
@@ -54,6 +54,7 @@ from server.interceptors.errors import ErrorMappingInterceptor
 from server.interceptors.request_logging import RequestLoggingInterceptor
 from server.log import configure_logging
 from server.pixels.api import PixelServicer
+from server.reflection import add_reflection
 from server.requests.api import RequestServicer
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
@@ -162,10 +163,10 @@ def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[gr
         registration.add(registration.servicer(infrastructure), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [r.name for r in REGISTRATIONS]
-        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+    add_reflection(
         server,
+        [r.name for r in REGISTRATIONS] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+        descriptor_set_path=DESCRIPTOR_PATH,
     )
     return server, health
 
