@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -48,10 +48,11 @@ from server.composition import Infrastructure
 from server.config import Settings
 from server.edge.envoy import DESCRIPTOR_PATH
 from server.exports.api import ExportServicer
-from server.interceptors.authentication import AuthenticationInterceptor
-from server.interceptors.authorization import AuthorizationInterceptor
-from server.interceptors.errors import ErrorMappingInterceptor
-from server.interceptors.request_logging import RequestLoggingInterceptor
+from server.interceptors.authentication import Authentication
+from server.interceptors.authorization import Authorization
+from server.interceptors.errors import ErrorMapping
+from server.interceptors.pipeline import PipelineServer, Step
+from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
 from server.pixels.api import PixelServicer
 from server.reflection import add_reflection
@@ -142,27 +143,34 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[grpc.aio.Server, HealthServicer]:
-    # Outermost first. Error mapping wraps authentication and authorization so that their
-    # refusals become the same google.rpc.Status as every other error.
-    interceptors = [
-        RequestLoggingInterceptor(),
-        ErrorMappingInterceptor(),
-        AuthenticationInterceptor(infrastructure.tokens),
-        AuthorizationInterceptor(
+def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
+    """The request pipeline, outermost first; composed around every method once, at start-up.
+
+    Error mapping wraps authentication and authorization so that their refusals become the same
+    google.rpc.Status as every other error. A new concern (metrics, tracing) is one more step here.
+    """
+    return [
+        RequestLogging(),
+        ErrorMapping(),
+        Authentication(infrastructure.tokens),
+        Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
             PrincipalResolver(infrastructure.read_sessions),
         ),
     ]
+
+
+def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[grpc.aio.Server, HealthServicer]:
     server = grpc.aio.server(
-        interceptors=interceptors,
-        options=server_options(settings),
-        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        options=server_options(settings), maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs
     )
+    # Services are added through the pipeline, which wraps each of their methods with the steps.
+    piped = cast(grpc.aio.Server, PipelineServer(server, pipeline_steps(infrastructure)))
     for registration in REGISTRATIONS:
-        registration.add(registration.servicer(infrastructure), server)
+        registration.add(registration.servicer(infrastructure), piped)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, piped)
+    # Reflection (public, client-streaming infrastructure) is added to the server itself.
     add_reflection(
         server,
         [r.name for r in REGISTRATIONS] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],

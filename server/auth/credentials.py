@@ -1,5 +1,6 @@
 """What a caller presents: `authorization: Bearer <JWT or API key>` or `x-api-key: <key>`."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from server.auth.tokens import AccessClaims, TokenIssuer
@@ -28,9 +29,7 @@ class InvalidCredentials:
 type Credentials = UserCredentials | ApiKeyCredentials | InvalidCredentials
 
 
-def read_credentials(
-    metadata: tuple[tuple[str, str | bytes], ...] | None, *, tokens: TokenIssuer
-) -> Credentials | None:
+def read_credentials(metadata: Iterable[tuple[str, str | bytes]] | None, *, tokens: TokenIssuer) -> Credentials | None:
     """Parse and verify the signature of what the caller sent; None when they sent nothing."""
     values = {key: value for key, value in metadata or () if isinstance(value, str)}
     api_key = values.get("x-api-key")

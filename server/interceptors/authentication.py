@@ -6,15 +6,13 @@ is still valid is read together with the caller's permissions by the authorizati
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
-import grpc
-
 from server.auth.credentials import Credentials, read_credentials
 from server.auth.tokens import TokenIssuer
-from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
+from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
 
 _credentials: ContextVar[Credentials | None] = ContextVar("adplane_credentials", default=None)
 
@@ -23,23 +21,24 @@ def current_credentials() -> Credentials | None:
     return _credentials.get()
 
 
-class AuthenticationInterceptor(grpc.aio.ServerInterceptor):
+class Authentication(Step):
     def __init__(self, tokens: TokenIssuer) -> None:
         self._tokens = tokens
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        credentials = read_credentials(handler_call_details.invocation_metadata, tokens=self._tokens)
-        handler = await continuation(handler_call_details)
+    def _authenticate(self, context: Context) -> None:
+        _credentials.set(read_credentials(context.invocation_metadata(), tokens=self._tokens))
 
-        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                _credentials.set(credentials)
-                return await behavior(request, context)
+    def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
+        async def authenticated(request: Any, context: Context) -> Any:
+            self._authenticate(context)
+            return await behavior(request, context)
 
-            return authenticated
+        return authenticated
 
-        return wrap_unary_unary(handler, wrap)
+    def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
+        async def authenticated(request: Any, context: Context) -> AsyncIterator[Any]:
+            self._authenticate(context)
+            async for response in behavior(request, context):
+                yield response
+
+        return authenticated

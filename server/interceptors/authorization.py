@@ -1,17 +1,17 @@
 """Authorization: the called method's declared policy, applied before the request is validated.
 
-Interceptors never see the request, so the handler is wrapped to read `workspace_id` from the
-deserialized message. The caller's standing (user active, sign-in not revoked, system
-permissions, role in that workspace) is one query; the Principal it yields is what servicers read.
+The policy is looked up once per method, when the pipeline is composed; per call the wrapper
+reads `workspace_id` from the deserialized request. The caller's standing (user active, sign-in
+not revoked, system permissions, role in that workspace) is one query; the Principal it yields is
+what servicers read. Server-streaming methods are checked the same way before their first message.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import structlog
 
 from server.auth.exceptions import CredentialsRequiredException, MissingPermissionException
@@ -20,34 +20,42 @@ from server.auth.principal import Principal, set_current_principal
 from server.auth.resolver import PrincipalResolver
 from server.exceptions import FieldViolation, InvalidRequestException
 from server.interceptors.authentication import current_credentials
-from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
+from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
 
 
-class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
+class Authorization(Step):
     def __init__(self, policies: PolicyTable, resolver: PrincipalResolver) -> None:
         self._policies = policies
         self._resolver = resolver
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        handler = await continuation(handler_call_details)
-        if is_public_infrastructure(method):
-            return handler
+    def _policy(self, method: Method) -> AccessPolicy:
         # No declared policy (a method registered without one) means nobody may call it.
-        policy = self._policies.get(method) or AccessPolicy(PolicyKind.SYSTEM_PERMISSION, f"undeclared:{method}")
+        return self._policies.get(method.name) or AccessPolicy(
+            PolicyKind.SYSTEM_PERMISSION, f"undeclared:{method.name}"
+        )
 
-        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def authorized(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                set_current_principal(await self._authorize(policy, request))
-                return await behavior(request, context)
+    def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
+        if is_public_infrastructure(method.name):
+            return behavior
+        policy = self._policy(method)
 
-            return authorized
+        async def authorized(request: Any, context: Context) -> Any:
+            set_current_principal(await self._authorize(policy, request))
+            return await behavior(request, context)
 
-        return wrap_unary_unary(handler, wrap)
+        return authorized
+
+    def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
+        if is_public_infrastructure(method.name):
+            return behavior
+        policy = self._policy(method)
+
+        async def authorized(request: Any, context: Context) -> AsyncIterator[Any]:
+            set_current_principal(await self._authorize(policy, request))
+            async for response in behavior(request, context):
+                yield response
+
+        return authorized
 
     async def _authorize(self, policy: AccessPolicy, request: Any) -> Principal | None:
         if policy.kind is PolicyKind.PUBLIC:

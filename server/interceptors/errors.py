@@ -8,7 +8,7 @@ its traceback is logged under the request id, never sent to the caller.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -20,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server import exceptions as exc
-from server.interceptors.handlers import UnaryBehavior, wrap_unary_unary
+from server.interceptors.pipeline import Context, Deserializer, Method, Step, StreamBehavior, UnaryBehavior
 from server.outages import is_outage
 
 logger = structlog.get_logger("adplane.errors")
@@ -136,40 +136,54 @@ def _malformed_request() -> status_pb2.Status:
     )
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
+async def _map_error(context: Context, error: Exception) -> NoReturn:
+    """Abort the call with the status `error` stands for; AbortError (a status chosen already) passes."""
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, exc.AdplaneException):
+        await abort_with(context, to_status(error))
+    if is_outage(error):
+        await abort_with(context, _unavailable(error))
+    if _is_refused_input(error):
+        # Class 22 (data exception): a value the database refuses, e.g. a NUL in
+        # text that validation let through. The caller's input, not our failure.
+        logger.warning("input refused by the database", exc_info=error)
+        await abort_with(context, _refused_input())
+    logger.error("unhandled error", exc_info=error)
+    status = status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message="internal error",
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+    )
+    await abort_with(context, status)
 
-        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                if isinstance(request, _Malformed):
-                    await abort_with(context, _malformed_request())
-                try:
-                    return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    raise  # the handler already chose its status
-                except exc.AdplaneException as error:
-                    await abort_with(context, to_status(error))
-                except Exception as error:
-                    if is_outage(error):
-                        await abort_with(context, _unavailable(error))
-                    if _is_refused_input(error):
-                        # Class 22 (data exception): a value the database refuses, e.g. a NUL in
-                        # text that validation let through. The caller's input, not our failure.
-                        logger.warning("input refused by the database", exc_info=True)
-                        await abort_with(context, _refused_input())
-                    logger.exception("unhandled error")
-                    status = status_pb2.Status(
-                        code=code_pb2.INTERNAL,
-                        message="internal error",
-                        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
-                    )
-                    await abort_with(context, status)
 
-            return mapped
+class ErrorMapping(Step):
+    """Outside authentication and authorization, so their refusals become the same google.rpc.Status
+    as every other error; unparsable request bytes become INVALID_ARGUMENT here."""
 
-        return wrap_unary_unary(handler, wrap, wrap_deserializer=_tolerant)
+    def request_deserializer(self, method: Method, deserialize: Deserializer) -> Deserializer:
+        return _tolerant(deserialize)
+
+    def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
+        async def mapped(request: Any, context: Context) -> Any:
+            if isinstance(request, _Malformed):
+                await abort_with(context, _malformed_request())
+            try:
+                return await behavior(request, context)
+            except Exception as error:
+                await _map_error(context, error)
+
+        return mapped
+
+    def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
+        async def mapped(request: Any, context: Context) -> AsyncIterator[Any]:
+            if isinstance(request, _Malformed):
+                await abort_with(context, _malformed_request())
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except Exception as error:
+                await _map_error(context, error)
+
+        return mapped
