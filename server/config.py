@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Empty: JSON in production, readable console lines otherwise.
     log_format: LogFormat | None = None
+    # The same error (logger, event, exception) is written at most once per this many seconds,
+    # then one line with how many more times it happened.
+    log_repeat_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

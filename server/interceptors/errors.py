@@ -45,9 +45,9 @@ OUTAGE_RETRY_AFTER = dt.timedelta(seconds=1)
 
 
 def _unavailable(error: Exception) -> status_pb2.Status:
-    """The database or Redis is out of reach: UNAVAILABLE with RetryInfo, logged without a traceback
-    (it would show the driver's internals, the same for every call of the outage)."""
-    logger.warning("dependency unavailable", error=f"{type(error).__name__}: {error}")
+    """The database or Redis is out of reach: UNAVAILABLE with RetryInfo. The log collapses the
+    same error repeated, so an outage writes one traceback and a count per interval."""
+    logger.warning("dependency unavailable", exc_info=error)
     unavailable = exc.UnavailableException("a dependency is unavailable; retry later", retry_after=OUTAGE_RETRY_AFTER)
     return to_status(unavailable)
 
