@@ -40,6 +40,7 @@ from server.outbox.repository import IOutbox, OutboxRepository
 from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
 from server.pixels.service import IPixelService, PixelService
+from server.redis_client import connect_redis
 from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
 from server.users.repository import RoleRepository, UserRepository
@@ -67,7 +68,7 @@ class Infrastructure:
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
         engine = create_engine(settings)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = connect_redis(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             engine=engine,

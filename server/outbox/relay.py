@@ -15,9 +15,12 @@ from typing import Any
 import structlog
 
 from server.composition import Infrastructure
+from server.outages import is_outage
 from server.outbox.repository import OutboxRepository
 
 logger = structlog.get_logger("adplane.outbox")
+
+OUTAGE_BACKOFF_SECONDS = 1.0
 
 type Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -57,10 +60,12 @@ class OutboxRelay:
             try:
                 published = await self.relay_once()
                 backoff = self._poll_seconds
-            except Exception:  # the broker or the database is down: keep the rows, try again
-                logger.warning("outbox relay failed; retrying", retry_in=backoff, exc_info=True)
+            except Exception as error:  # the broker or the database is down: keep the rows, try again
                 published = 0
-                backoff = min(backoff * 2, 30.0)
+                # An outage is waited out by looking again every second, so the rows go out about
+                # a second after Redis or PostgreSQL is back; anything else (a bug) backs off further.
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_SECONDS if is_outage(error) else 30.0)
+                logger.warning("outbox relay failed; retrying", retry_in=backoff, exc_info=True)
             if published < self._batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)

@@ -11,6 +11,7 @@ from taskiq import AckableMessage, AsyncBroker
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from server.config import Settings
+from server.redis_client import connection_options
 
 logger = structlog.get_logger("adplane.broker")
 
@@ -19,6 +20,8 @@ QUEUE = "adplane:tasks"
 type _StreamEntry = tuple[str, dict[bytes, bytes]]
 CONSUMER_GROUP = "adplane-workers"
 RESULT_TTL_SECONDS = 24 * 3600
+# How often a worker looks for Redis again while it is down.
+REDIS_WAIT_SECONDS = 0.5
 
 
 class ReclaimingRedisStreamBroker(RedisStreamBroker):
@@ -47,26 +50,48 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
                     await self._declare_consumer_group()
                     continue
                 except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-                    # Redis is away: wait for it instead of spinning (taskiq restarts listen at once).
-                    logger.warning("redis unreachable; waiting", exc_info=True)
-                    await asyncio.sleep(1.0)
+                    await _wait_for_redis()
                     continue
                 for _stream, messages in cast(list[tuple[bytes, list[_StreamEntry]]], fetched or []):
                     for message_id, message in messages:
                         yield AckableMessage(
                             data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
                         )
-                reclaimed = await redis.xautoclaim(
-                    name=self.queue_name,
-                    groupname=self.consumer_group_name,
-                    consumername=self.consumer_name,
-                    min_idle_time=self.idle_timeout,
-                    count=self.unacknowledged_batch_size,
-                )
+                try:
+                    reclaimed = await redis.xautoclaim(
+                        name=self.queue_name,
+                        groupname=self.consumer_group_name,
+                        consumername=self.consumer_name,
+                        min_idle_time=self.idle_timeout,
+                        count=self.unacknowledged_batch_size,
+                    )
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+                    await _wait_for_redis()
+                    continue
                 for message_id, message in cast(list[_StreamEntry], reclaimed[1]):
                     yield AckableMessage(
                         data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
                     )
+
+
+async def _wait_for_redis() -> None:
+    # Redis is away: wait for it instead of spinning (taskiq restarts listen at once). The log
+    # writes this once a minute with a count, not once a second.
+    logger.warning("redis unreachable; waiting", exc_info=True)
+    await asyncio.sleep(REDIS_WAIT_SECONDS)
+
+
+async def start_broker(broker: AsyncBroker) -> None:
+    """Connect to Redis, waiting for it when it is down (workers and the scheduler outlive Redis)."""
+    delay = REDIS_WAIT_SECONDS
+    while True:
+        try:
+            await broker.startup()
+            return
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            logger.warning("redis unreachable at start; waiting", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def create_broker(settings: Settings) -> AsyncBroker:
@@ -80,4 +105,7 @@ def create_broker(settings: Settings) -> AsyncBroker:
         consumer_id="0",
         idle_timeout=int(settings.task_redelivery_seconds * 1000),
         xread_block=1000,
-    ).with_result_backend(RedisAsyncResultBackend(settings.redis_url, result_ex_time=RESULT_TTL_SECONDS))
+        **connection_options(),
+    ).with_result_backend(
+        RedisAsyncResultBackend(settings.redis_url, result_ex_time=RESULT_TTL_SECONDS, **connection_options())
+    )

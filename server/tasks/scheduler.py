@@ -8,23 +8,52 @@ import asyncio
 import signal
 
 import structlog
-from taskiq import TaskiqScheduler
+from taskiq import ScheduledTask, ScheduleSource, TaskiqScheduler
 from taskiq.api import run_scheduler_task
 from taskiq.schedule_sources import LabelScheduleSource
 
 from server.config import Settings
 from server.log import configure_logging
-from server.tasks.broker import create_broker
+from server.outages import is_outage
+from server.tasks.broker import create_broker, start_broker
 from server.tasks.registry import register_tasks
 
 logger = structlog.get_logger("adplane.scheduler")
+
+RESEND_FIRST_DELAY_SECONDS = 0.5
+RESEND_MAX_DELAY_SECONDS = 5.0
+
+
+class PersistentScheduler(TaskiqScheduler):
+    """Sends a due run once Redis takes it, instead of dropping it on the first refused send.
+
+    taskiq sends each due run in a task of its own and drops the run if sending fails. Here a send
+    that failed because Redis is away is tried again until Redis is back; meanwhile taskiq does
+    not start another send of the same schedule, so the runs of one schedule that a long outage
+    missed go out as one run when Redis returns. That is enough by design: every periodic task
+    works from the current state (sync everything, expire whatever is stale, alert on what is over
+    its cap), not from the time it was due.
+    """
+
+    async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
+        delay = RESEND_FIRST_DELAY_SECONDS
+        while True:
+            try:
+                await super().on_ready(source, task)
+                return
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                logger.warning("scheduled run not sent; redis unreachable", task=task.task_name, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESEND_MAX_DELAY_SECONDS)
 
 
 async def schedule(settings: Settings) -> None:
     broker = create_broker(settings)
     register_tasks(broker, settings)
-    scheduler = TaskiqScheduler(broker=broker, sources=[LabelScheduleSource(broker)])
-    await broker.startup()
+    scheduler = PersistentScheduler(broker=broker, sources=[LabelScheduleSource(broker)])
+    await start_broker(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

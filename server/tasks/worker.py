@@ -5,15 +5,13 @@ import signal
 from functools import partial
 
 import structlog
-from redis import exceptions as redis_errors
-from taskiq import AsyncBroker
 from taskiq.acks import AcknowledgeType
 from taskiq.api import run_receiver_task
 
 from server.config import Settings
 from server.log import configure_logging
 from server.outbox.relay import OutboxRelay
-from server.tasks.broker import create_broker
+from server.tasks.broker import create_broker, start_broker
 from server.tasks.registry import publish, register_tasks
 from server.tasks.resources import WorkerResources
 
@@ -24,7 +22,7 @@ async def work(settings: Settings) -> None:
     broker = create_broker(settings)
     register_tasks(broker, settings)
     resources = WorkerResources.open(settings)
-    await _start_broker(broker)
+    await start_broker(broker)
     broker.state.resources = resources  # read by tasks through worker_resources()
     relay = OutboxRelay(
         resources.infrastructure,
@@ -57,16 +55,3 @@ def run(settings: Settings) -> int:
     configure_logging(settings)
     asyncio.run(work(settings))
     return 0
-
-
-async def _start_broker(broker: AsyncBroker) -> None:
-    """Connect to Redis, waiting for it when it is down (a worker outlives Redis restarts)."""
-    delay = 0.5
-    while True:
-        try:
-            await broker.startup()
-            return
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
-            logger.warning("redis unreachable at start; waiting", retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import func, select
 
 from adplane.v1 import request_pb2
 from adplane.v1 import request_service_pb2 as pb
@@ -28,6 +29,7 @@ from server.devstack.embedded import EmbeddedRedis, start_redis
 from server.devstack.meta_simulator import SimulatorServer
 from server.devstack.meta_simulator.control_client import SimulatorControl
 from server.devstack.meta_simulator.faults import FaultKind
+from server.outbox.models import OutboxMessage
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
@@ -94,8 +96,8 @@ class Workers:
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    def logs(self) -> str:
-        return "\n".join(path.read_text()[-3000:] for path in sorted(self._tmp.glob("worker-*.log")))
+    def logs(self, *, tail: int | None = 3000) -> str:
+        return "\n".join(path.read_text()[-tail if tail else 0 :] for path in sorted(self._tmp.glob("worker-*.log")))
 
 
 @pytest.fixture
@@ -260,3 +262,47 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager_
     await asyncio.sleep(3)
     assert control.counters().calls.http_calls == calls, "something kept calling Meta with a revoked token"
     assert calls <= 2 * len(request_ids) + 2
+
+
+async def test_after_a_redis_restart_the_relay_publishes_within_seconds_and_nothing_runs_twice(
+    infrastructure: Infrastructure, workers: Workers, redis: EmbeddedRedis, simulator: tuple[str, SimulatorControl]
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    first = await _ask(infrastructure, workspace_id, manager_id, "Before Restart")
+    workers.start()
+    await workers.wait_until_listening()
+    await _approve(infrastructure, first)  # the worker's Redis connections are in use before Redis goes
+    await _wait_for(_finished(infrastructure, first), within=30, what="the first task", workers=workers)
+    redis.stop()
+    request_ids = [await _ask(infrastructure, workspace_id, manager_id, f"Restart {n}") for n in range(3)]
+    for request_id in request_ids:
+        await _approve(infrastructure, request_id)
+    # Long enough for the relay's old back-off (doubling from OUTBOX_POLL_SECONDS) to reach 6 s.
+    await asyncio.sleep(6)
+    redis.start()
+    back = time.monotonic()
+
+    async def all_published() -> bool:
+        async with infrastructure.unit_of_work() as uow:
+            pending = await uow.session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+            )
+        return pending == 0
+
+    await _wait_for(all_published, within=15, what="publishing after Redis returned", workers=workers)
+    published_after = time.monotonic() - back
+    await _wait_for(_finished(infrastructure, *request_ids), within=60, what="the queued work", workers=workers)
+    statuses = [(await _status(infrastructure, r))[0] for r in (first, *request_ids)]
+    logs = workers.logs(tail=None)
+    print(
+        f"\npublished {published_after:.2f}s after Redis returned; statuses {[s.value for s in statuses]}; "
+        f"accounts on Meta: {control.counters().objects.ad_accounts}; "
+        f"worker tracebacks: {logs.count('Traceback')}, repeat lines: {logs.count('(repeated)')}"
+    )
+    assert published_after < 2.5
+    assert statuses == [RequestStatus.COMPLETED] * 4
+    assert control.counters().objects.ad_accounts == 4
+    assert "Can't set result" not in logs
+    # Errors repeated through the outage are written once (LOG_REPEAT_SECONDS), then counted.
+    assert logs.count("Traceback") <= 6
