@@ -7,7 +7,10 @@ Writes:
   generated/descriptors.binpb
                            one FileDescriptorSet with every file (google/rpc/status.proto and
                            error_details.proto included), with source info (the comments), for Envoy's
-                           transcoder, reflection and the OpenAPI document.
+                           transcoder, reflection and the OpenAPI document;
+  generated/openapi.json   the OpenAPI 3.1 document of the REST routes (scripts/openapi.py);
+  generated/api-reference.html
+                           swagger-ui's page with the document, one file (scripts/api_reference.py).
 """
 
 import argparse
@@ -20,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 import google.api.annotations_pb2
+from api_reference import build_reference_page
+from openapi import build_document, render
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOGLE_PROTOS = [
@@ -31,6 +36,8 @@ GOOGLE_PROTOS = [
     "rpc/status.proto",
 ]
 DERIVED = ["third_party/googleapis", "generated"]
+# Installed by `npm ci` (make bootstrap), pinned by package-lock.json.
+SWAGGER_UI = ROOT / "node_modules" / "swagger-ui-dist"
 
 
 def _buf(*args: str, cwd: Path) -> None:
@@ -53,6 +60,9 @@ def generate(into: Path) -> None:
     generated.mkdir(parents=True)
     _buf("generate", cwd=into)
     _buf("build", "-o", str(generated / "descriptors.binpb"), cwd=into)
+    openapi = build_document((generated / "descriptors.binpb").read_bytes())
+    (generated / "openapi.json").write_text(render(openapi))
+    (generated / "api-reference.html").write_text(build_reference_page(SWAGGER_UI))
     # Message modules that declare no service get an empty *_pb2_grpc module; drop them.
     for stub in generated.rglob("*_pb2_grpc.py"):
         if "\nclass " not in stub.read_text():

@@ -17,6 +17,8 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from server.config import PROJECT_ROOT, Settings
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
+OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
+API_REFERENCE_PATH = PROJECT_ROOT / "generated" / "api-reference.html"
 TEMPLATE_PATH = PROJECT_ROOT / "envoy" / "envoy.yaml"
 API_PACKAGE = "adplane.v1"
 
@@ -51,6 +53,8 @@ def render_envoy_config(
         DESCRIPTOR_PATH=json.dumps(str(descriptor_path.resolve())),
         SERVICES=json.dumps(services),
         MAX_BODY_BYTES=settings.grpc_max_message_bytes,
+        OPENAPI_PATH=json.dumps(str(OPENAPI_PATH.resolve())),
+        API_REFERENCE_PATH=json.dumps(str(API_REFERENCE_PATH.resolve())),
     )
 
 
