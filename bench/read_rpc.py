@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
+from devstack.embedded import free_port, start_postgres
 from server import migrations
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
 from server.auth.schemas import LoginRequestSchema
@@ -41,7 +42,6 @@ from server.business_managers.models import (
 )
 from server.composition import Infrastructure
 from server.config import Environment, Settings
-from server.devstack.embedded import free_port, start_postgres
 from server.users.schemas import UserCreateRequestSchema
 from server.workspaces.models import WorkspaceRole, WorkspaceUser
 from server.workspaces.schemas import WorkspaceCreateRequestSchema

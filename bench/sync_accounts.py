@@ -28,6 +28,9 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import func, insert, select
 
+from devstack.embedded import free_port, start_postgres
+from devstack.meta_simulator import SimulatorControl
+from devstack.meta_simulator.schemas import AdAccountSeed, Counters
 from server import migrations
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
 from server.accounts.sync import SyncSummary, sync_accounts
@@ -42,9 +45,6 @@ from server.clients.meta import MetaGraphClient
 from server.composition import Infrastructure
 from server.config import Environment, Settings
 from server.db import new_id
-from server.devstack.embedded import free_port, start_postgres
-from server.devstack.meta_simulator import SimulatorControl
-from server.devstack.meta_simulator.schemas import AdAccountSeed, Counters
 from server.log import configure_logging
 from server.workspaces.models import Workspace, WorkspaceStatus
 
@@ -71,7 +71,7 @@ class Simulator:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "server.devstack.meta_simulator", "--port", str(port)],
+            [sys.executable, "-m", "devstack.meta_simulator", "--port", str(port)],
             stdout=subprocess.PIPE,
             text=True,
         )

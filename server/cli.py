@@ -148,13 +148,28 @@ def envoy() -> None:
     exec_envoy(settings, config_dir=settings.data_dir / "envoy")
 
 
+def _require_devstack(command: str) -> None:
+    """`dev` and `seed-demo` run the development stack (`devstack/` at the repository root), which is
+    installed by `make bootstrap` in a checkout and absent from the wheel and the Docker image."""
+    import importlib.util
+
+    if importlib.util.find_spec("devstack") is None:
+        typer.echo(
+            f"adplane: `adplane {command}` needs the development stack (the `devstack` package of a source "
+            "checkout, installed by `make bootstrap`); it is not part of a production install",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def dev() -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
     META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
     scheduler."""
-    from server.devstack.supervisor import run_dev_stack
+    _require_devstack("dev")
+    from devstack.supervisor import run_dev_stack
 
     raise typer.Exit(run_dev_stack(Settings()))
 
@@ -205,9 +220,10 @@ def seed_demo() -> None:
     Meta status, pixels, requests waiting for approval) and print the demo logins."""
     import asyncio
 
+    _require_devstack("seed-demo")
+    from devstack.demo import DEMO_PASSWORD, AlreadySeededError, DemoLogin
+    from devstack.demo import seed_demo as load
     from server.composition import Infrastructure
-    from server.devstack.demo import DEMO_PASSWORD, AlreadySeededError, DemoLogin
-    from server.devstack.demo import seed_demo as load
 
     settings = _settings()
 

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from devstack.embedded import start_postgres, start_redis
 from server import migrations
 from server.composition import Infrastructure
 from server.config import Environment, Settings
-from server.devstack.embedded import start_postgres, start_redis
 from server.models import Base
 
 

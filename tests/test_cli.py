@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack.demo import DEMO_PASSWORD
 from server.auth.credentials import UserCredentials
 from server.auth.resolver import PrincipalResolver
 from server.auth.schemas import LoginRequestSchema
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.demo import DEMO_PASSWORD
 from server.requests.models import RequestStatus
 from server.requests.schemas import RequestListRequestSchema
 
@@ -132,3 +132,21 @@ def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings, infrastr
     again = run("seed-demo", **env)
     assert again.returncode == 1
     assert "already" in again.stderr or "exists" in again.stderr
+
+
+def test_dev_commands_say_the_devstack_is_missing_from_a_production_install(tmp_path: Path) -> None:
+    """A production install has `server` without the repository's `devstack/` (not in the wheel or image)."""
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "server").symlink_to(root / "server")
+    for command in ("dev", "seed-demo"):
+        script = (
+            "import sys; "
+            f"sys.path[:] = [{str(tmp_path)!r}] + [p for p in sys.path if p not in ('', {str(root)!r})]; "
+            f"sys.argv = ['adplane', {command!r}]; "
+            "from server.cli import app; app()"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"`adplane {command}` needs the development stack" in result.stderr

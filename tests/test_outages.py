@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.devstack.embedded import free_port
+from devstack.embedded import free_port
 from server.outages import is_outage
 
 

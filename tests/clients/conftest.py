@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from devstack.meta_simulator import SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import SeededBusiness
 from server.clients.meta import IMetaClient, MetaGraphClient
-from server.devstack.meta_simulator import SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import SeededBusiness
 
 
 @pytest.fixture(scope="module")

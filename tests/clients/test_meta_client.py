@@ -5,6 +5,8 @@ import time
 import httpx
 import pytest
 
+from devstack.meta_simulator import FaultKind, SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import AdAccountSeed, SeededBusiness
 from server.clients.meta import (
     GRAPH_API_VERSION,
     IMetaClient,
@@ -17,8 +19,6 @@ from server.clients.meta import (
     MetaUnsupportedTimezoneError,
     UsageThrottle,
 )
-from server.devstack.meta_simulator import FaultKind, SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import AdAccountSeed, SeededBusiness
 
 VERSION_ROOT = f"/{GRAPH_API_VERSION}"
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.devstack.embedded import EmbeddedPostgres, free_port, is_port_free, start_postgres, start_redis
+from devstack.embedded import EmbeddedPostgres, free_port, is_port_free, start_postgres, start_redis
 
 
 @pytest.fixture(scope="module")

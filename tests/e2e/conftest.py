@@ -15,9 +15,9 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.embedded import free_port
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.embedded import free_port
 from tests.callers import Caller, make_caller
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")

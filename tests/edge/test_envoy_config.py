@@ -22,8 +22,8 @@ from grpc_status import rpc_status
 
 from adplane.v1 import workspace_pb2, workspace_service_pb2_grpc
 from adplane.v1 import workspace_service_pb2 as pb
+from devstack.embedded import free_port
 from server.config import Settings
-from server.devstack.embedded import free_port
 from server.edge.envoy import adplane_services, envoy_binary, envoy_command, render_envoy_config, write_envoy_config
 
 type Context = grpc.aio.ServicerContext[Any, Any]

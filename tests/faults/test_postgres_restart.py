@@ -26,10 +26,10 @@ from sqlalchemy import func, select
 from adplane.v1 import workspace_pb2
 from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
+from devstack.embedded import EmbeddedPostgres, start_postgres
 from server import migrations
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.embedded import EmbeddedPostgres, start_postgres
 from server.workspaces.models import Workspace
 from tests.callers import Caller, make_caller
 from tests.e2e.conftest import ServerProcess, start_envoy, start_server

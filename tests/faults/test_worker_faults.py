@@ -16,6 +16,10 @@ from sqlalchemy import func, select
 from adplane.v1 import request_pb2
 from adplane.v1 import request_service_pb2 as pb
 from adplane.v1.request_service_pb2_grpc import RequestServiceStub
+from devstack.embedded import EmbeddedRedis, start_redis
+from devstack.meta_simulator import SimulatorServer
+from devstack.meta_simulator.control_client import SimulatorControl
+from devstack.meta_simulator.faults import FaultKind
 from server.auth.principal import Principal, PrincipalKind
 from server.business_managers.models import (
     BusinessManager,
@@ -25,10 +29,6 @@ from server.business_managers.models import (
 )
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.embedded import EmbeddedRedis, start_redis
-from server.devstack.meta_simulator import SimulatorServer
-from server.devstack.meta_simulator.control_client import SimulatorControl
-from server.devstack.meta_simulator.faults import FaultKind
 from server.outbox.models import OutboxMessage
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload

@@ -3,8 +3,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.devstack.meta_simulator import SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import SeededBusiness
+from devstack.meta_simulator import SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import SeededBusiness
 
 
 @pytest.fixture(scope="module")

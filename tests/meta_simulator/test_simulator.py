@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from server.devstack.meta_simulator import FaultKind, SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import SeededBusiness
+from devstack.meta_simulator import FaultKind, SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import SeededBusiness
 
 ACCOUNT_FIELDS = "id,name,currency,timezone_name,account_status,disable_reason,spend_cap,amount_spent"
 
@@ -382,7 +382,7 @@ def test_concurrent_writes_keep_every_object(
 
 def test_command_line_serves_until_terminated() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.devstack.meta_simulator", "--port", "0", "--businesses", "1"],
+        [sys.executable, "-m", "devstack.meta_simulator", "--port", "0", "--businesses", "1"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import event, func, select
 
+from devstack.meta_simulator import SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import AdAccountSeed, SeededBusiness
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
 from server.audit_logs.models import AuditLog
 from server.business_managers.models import (
@@ -25,8 +27,6 @@ from server.business_managers.models import (
 from server.clients.meta import IMetaClient, MetaGraphClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import AdAccountSeed, SeededBusiness
 from server.outbox.models import OutboxMessage
 from server.pixels.models import Pixel
 from server.workspaces.schemas import WorkspaceCreateRequestSchema

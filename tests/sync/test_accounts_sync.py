@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import update
 
+from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account, MetaAccountStatus
 from server.accounts.repository import AccountRepository
 from server.accounts.sync import sync_accounts
@@ -15,7 +16,6 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import FaultKind, SimulatorControl
 from tests.sync.conftest import (
     audit_entries,
     count_rows,

@@ -3,13 +3,13 @@
 import pytest
 from sqlalchemy import update
 
+from devstack.meta_simulator import SimulatorControl
 from server.business_managers.models import BusinessManager, BusinessManagerStatus, BusinessVerificationStatus
 from server.business_managers.tasks import refresh_business_managers
 from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaBusiness
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import SimulatorControl
 from tests.sync.conftest import audit_entries, get_business_manager, link_business
 
 

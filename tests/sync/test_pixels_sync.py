@@ -3,12 +3,12 @@
 import datetime as dt
 import uuid
 
+from devstack.meta_simulator import SimulatorControl
 from server.audit_logs.models import AuditLog
 from server.business_managers.models import BusinessManagerStatus
 from server.clients.meta import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import SimulatorControl
 from server.pixels.models import Pixel, PixelAccount
 from server.pixels.sync import sync_pixels
 from tests.sync.conftest import (

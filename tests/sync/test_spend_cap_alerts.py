@@ -5,13 +5,13 @@ import uuid
 
 from sqlalchemy import update
 
+from devstack.meta_simulator import SimulatorControl
 from server.accounts.models import Account, AccountStatus
 from server.accounts.sync import SPEND_CAP_ALERT_TOPIC, send_spend_cap_alerts, sync_accounts
 from server.audit_logs.models import AuditLog
 from server.clients.meta import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import SimulatorControl
 from server.outbox.models import OutboxMessage
 from tests.sync.conftest import (
     audit_entries,

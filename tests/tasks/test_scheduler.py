@@ -6,8 +6,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 from taskiq.schedule_sources import LabelScheduleSource
 
+from devstack.embedded import start_redis
 from server.config import Settings
-from server.devstack.embedded import start_redis
 from server.tasks.broker import QUEUE, create_broker
 from server.tasks.registry import register_tasks
 from server.tasks.scheduler import PersistentScheduler

@@ -9,6 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from devstack.meta_simulator import SimulatorControl, SimulatorServer
+from devstack.meta_simulator.schemas import SeededBusiness
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
 from server.audit_logs.models import AuditLog
 from server.auth.principal import Principal, PrincipalKind
@@ -21,8 +23,6 @@ from server.business_managers.models import (
 from server.clients.meta import IMetaClient, MetaGraphClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import SimulatorControl, SimulatorServer
-from server.devstack.meta_simulator.schemas import SeededBusiness
 from server.pixels.models import Pixel
 from server.requests.models import Request
 from server.requests.schemas import RequestPayload, RequestResponseSchema

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from taskiq import Context
 
+from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account, AccountUser
 from server.accounts.tasks import (
     AccountUserOutcome,
@@ -24,7 +25,6 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAccountTask
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import FaultKind, SimulatorControl
 from server.pixels.models import PixelAccount
 from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare, apply_pixel_unshare_now
 from server.requests.models import RequestStatus

@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from cryptography.fernet import Fernet
 
+from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account, AccountStatus, MetaAccountStatus
 from server.business_managers.exceptions import BusinessManagerInUseException
 from server.business_managers.models import (
@@ -20,7 +21,6 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.composition import Infrastructure
 from server.config import Settings
-from server.devstack.meta_simulator import FaultKind, SimulatorControl
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import (

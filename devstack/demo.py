@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from devstack.meta_simulator.control_client import SimulatorControl
+from devstack.meta_simulator.schemas import AdAccountSeed
 from server.accounts.models import Account, AccountStatus, AccountUser, AccountUserTask, MetaAccountStatus
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.business_managers.models import (
@@ -23,8 +25,6 @@ from server.business_managers.models import (
 from server.clients.meta.statuses import ACCOUNT_STATUS_NAMES
 from server.composition import Infrastructure
 from server.db import utcnow
-from server.devstack.meta_simulator.control_client import SimulatorControl
-from server.devstack.meta_simulator.schemas import AdAccountSeed
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.schemas import (
     AccountCreationPayload,

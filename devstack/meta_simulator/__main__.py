@@ -1,15 +1,15 @@
-"""`python -m server.devstack.meta_simulator --port N`: the simulator until Ctrl-C or SIGTERM."""
+"""`python -m devstack.meta_simulator --port N`: the simulator until Ctrl-C or SIGTERM."""
 
 import argparse
 import signal
 import threading
 from types import FrameType
 
-from server.devstack.meta_simulator.server import SimulatorServer
+from devstack.meta_simulator.server import SimulatorServer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.devstack.meta_simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.meta_simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     parser.add_argument("--businesses", type=int, default=0, help="seed this many businesses (tokens printed)")

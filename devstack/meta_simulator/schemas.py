@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.devstack.meta_simulator.faults import FaultKind
+from devstack.meta_simulator.faults import FaultKind
 
 
 class _Body(BaseModel):

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from server.devstack.meta_simulator.errors import (
+from devstack.meta_simulator.errors import (
     GraphError,
     invalid_parameter,
     invalid_token,
@@ -38,8 +38,8 @@ from server.devstack.meta_simulator.errors import (
     unknown_object,
     unknown_path,
 )
-from server.devstack.meta_simulator.faults import FaultKind, usage_headers
-from server.devstack.meta_simulator.state import (
+from devstack.meta_simulator.faults import FaultKind, usage_headers
+from devstack.meta_simulator.state import (
     ACCOUNT_TASKS,
     TIMEZONE_NAMES,
     AdAccount,

@@ -17,9 +17,9 @@ from types import TracebackType
 from typing import Self, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from server.devstack.meta_simulator.control import CONTROL_PREFIX, ControlApi
-from server.devstack.meta_simulator.graph_api import GraphApi, GraphReply, GraphRequest
-from server.devstack.meta_simulator.state import SimulatorState
+from devstack.meta_simulator.control import CONTROL_PREFIX, ControlApi
+from devstack.meta_simulator.graph_api import GraphApi, GraphReply, GraphRequest
+from devstack.meta_simulator.state import SimulatorState
 
 # Idle keep-alive connections are dropped after this long (httpx drops its own after 5 s).
 IDLE_CONNECTION_SECONDS = 30

@@ -15,8 +15,8 @@ from os import environ
 from pathlib import Path
 from types import FrameType
 
+from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from server.config import Settings
-from server.devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 
 # The long-running processes of the stack, as `adplane` subcommands. Exactly one scheduler.
 CHILDREN: dict[str, list[str]] = {
@@ -97,7 +97,7 @@ def _start_third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[st
     if "meta_graph_url" not in configured:
         port = DEV_META_SIMULATOR_PORT if is_port_free(DEV_META_SIMULATOR_PORT) else free_port()
         fakes["meta-simulator"] = subprocess.Popen(
-            [python, "-m", "server.devstack.meta_simulator", "--port", str(port)],
+            [python, "-m", "devstack.meta_simulator", "--port", str(port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -6,8 +6,8 @@ from typing import Self
 import httpx
 from pydantic import TypeAdapter
 
-from server.devstack.meta_simulator.faults import FaultKind
-from server.devstack.meta_simulator.schemas import (
+from devstack.meta_simulator.faults import FaultKind
+from devstack.meta_simulator.schemas import (
     AdAccountSeed,
     BulkSeeded,
     Counters,

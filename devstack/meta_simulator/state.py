@@ -10,10 +10,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from devstack.meta_simulator.faults import FaultPlan
+from devstack.meta_simulator.schemas import CallCounts, Counters, ObjectCounts
 from server.clients.meta.currencies import OFFSET_ONE_CURRENCIES
 from server.clients.meta.timezones import META_TIMEZONE_IDS
-from server.devstack.meta_simulator.faults import FaultPlan
-from server.devstack.meta_simulator.schemas import CallCounts, Counters, ObjectCounts
 
 TIMEZONE_NAMES = {timezone_id: name for name, timezone_id in META_TIMEZONE_IDS.items()}
 ACCOUNT_TASKS = frozenset({"MANAGE", "ADVERTISE", "ANALYZE", "DRAFT", "AA_ANALYZE"})

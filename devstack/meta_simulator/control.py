@@ -26,9 +26,8 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from server.clients.meta.timezones import META_TIMEZONE_IDS
-from server.devstack.meta_simulator.faults import Fault
-from server.devstack.meta_simulator.schemas import (
+from devstack.meta_simulator.faults import Fault
+from devstack.meta_simulator.schemas import (
     AdAccountChange,
     AdAccountsSeed,
     BulkSeed,
@@ -42,7 +41,8 @@ from server.devstack.meta_simulator.schemas import (
     TokenRevocation,
     UsageSetting,
 )
-from server.devstack.meta_simulator.state import SimulatorState
+from devstack.meta_simulator.state import SimulatorState
+from server.clients.meta.timezones import META_TIMEZONE_IDS
 
 CONTROL_PREFIX = "/_control"
 

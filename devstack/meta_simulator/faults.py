@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-from server.devstack.meta_simulator.errors import GraphError
+from devstack.meta_simulator.errors import GraphError
 
 # Meta's wording for the throttles, by code.
 RATE_LIMIT_MESSAGES = {
