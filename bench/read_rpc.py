@@ -1,27 +1,33 @@
-"""Benchmark: "get one ad account of my workspace" (authenticate, authorize, fetch, convert) under load.
+"""Benchmark: the read path (GetAccount, ListAccounts) over gRPC and REST via Envoy, under load.
 
-    .venv/bin/python -m bench.read_rpc [--seconds 10] [--concurrency 64]
+    .venv/bin/python -m bench.read_rpc [--seconds 10] [--in-flight 64] [--workers 2]
+    .venv/bin/python -m bench.read_rpc --keyset          # page 1 vs page 200 at 1,000 and 1,000,000 rows
 
-Starts a throwaway embedded PostgreSQL (migrated), seeds a workspace with 100 ad accounts and a
-member, then runs `adplane serve` (one process, then one per core) and Envoy, and has
-`--concurrency` callers ask for accounts as fast as they can: over gRPC straight to the server and
-over REST through Envoy. Prints requests per second and latency percentiles.
-
-The callers run on the same machine (Python, grpc.aio and httpx), so on 2 cores they compete with
-the server for CPU: the figures are a floor, not the server's ceiling.
+Starts a throwaway embedded PostgreSQL (migrated), seeds 100 workspaces x 1,000 ad accounts with
+COPY (one member each, a signed-in access token per member), runs `adplane serve --workers N` and
+Envoy, and loads each read with random (token, workspace, account) triples: h2load for gRPC, wrk
+for REST (the README says how to install them; without them the bench says so and falls back to a
+Python client, which competes with the server for CPU). For each read it prints req/s, p50/p99,
+and CPU per request of the server process tree and of Envoy, read from /proc; then the p99 of
+GetAccount over gRPC at half the maximum rate it measured.
 """
+
+from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
+import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -30,73 +36,66 @@ from pydantic import SecretStr
 
 from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
+from bench import keyset, loadgen
+from bench.dataset import Dataset, seed
 from devstack.embedded import free_port, start_postgres
 from server import migrations
-from server.accounts.models import Account, AccountStatus, MetaAccountStatus
-from server.auth.schemas import LoginRequestSchema
-from server.business_managers.models import (
-    BusinessManager,
-    BusinessManagerOwnership,
-    BusinessManagerStatus,
-    BusinessVerificationStatus,
-)
-from server.composition import Infrastructure
+from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
-from server.users.schemas import UserCreateRequestSchema
-from server.workspaces.models import WorkspaceRole, WorkspaceUser
-from server.workspaces.schemas import WorkspaceCreateRequestSchema
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
-PASSWORD = "benchmark password 123"
+GET_PATH = "/adplane.v1.AccountService/GetAccount"
+LIST_PATH = "/adplane.v1.AccountService/ListAccounts"
+PAGE_SIZE = 50
 
 
-async def _seed(settings: Settings) -> tuple[str, list[str], str]:
-    """(workspace id, account ids, access token of a member)."""
-    infrastructure = Infrastructure.build(settings)
-    try:
-        async with infrastructure.unit_of_work() as uow:
-            workspace = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Bench"))
-            user = await uow.users.create_user(
-                UserCreateRequestSchema.model_validate({"email": "bench@example.com", "password": PASSWORD})
-            )
-            uow.session.add(WorkspaceUser(workspace_id=workspace.id, user_id=user.id, role=WorkspaceRole.MEMBER))
-            manager = BusinessManager(
-                meta_business_id="1",
-                name="Bench BM",
-                ownership=BusinessManagerOwnership.PLATFORM,
-                status=BusinessManagerStatus.ACTIVE,
-                verification_status=BusinessVerificationStatus.VERIFIED,
-            )
-            uow.session.add(manager)
-            await uow.session.flush()
-            accounts = [
-                Account(
-                    workspace_id=workspace.id,
-                    business_manager_id=manager.id,
-                    meta_account_id=f"act_{n}",
-                    name=f"Account {n}",
-                    currency="EUR",
-                    timezone="Europe/Berlin",
-                    spend_cap_minor=100_000,
-                    amount_spent_minor=n * 100,
-                    status=AccountStatus.ACTIVE,
-                    meta_status=MetaAccountStatus.ACTIVE,
-                )
-                for n in range(100)
-            ]
-            uow.session.add_all(accounts)
-            await uow.session.flush()
-            account_ids = [str(a.id) for a in accounts]
-        async with infrastructure.unit_of_work() as uow:
-            tokens = await uow.auth.login(
-                LoginRequestSchema(email="bench@example.com", password=PASSWORD), address="bench"
-            )
-        return str(workspace.id), account_ids, tokens.access_token
-    finally:
-        await infrastructure.close()
+@dataclass(frozen=True)
+class Row:
+    label: str
+    result: loadgen.LoadResult
+    server_cpu: float
+    envoy_cpu: float
+    # CPU seconds of each server process, to see whether the load was spread.
+    per_process: list[float]
+
+    def cells(self) -> list[str]:
+        requests = max(1, self.result.requests)
+        spread = (
+            f"{min(self.per_process) / max(self.per_process):.2f}"
+            if len(self.per_process) > 1 and max(self.per_process) > 0
+            else "-"
+        )
+        return [
+            self.label,
+            f"{self.result.rate:,.0f}",
+            f"{self.result.p50:.1f}",
+            f"{self.result.p99:.1f}",
+            f"{self.server_cpu / requests * 1000:.2f}",
+            f"{self.envoy_cpu / requests * 1000:.2f}" if self.envoy_cpu else "-",
+            spread,
+            str(self.result.errors),
+        ]
 
 
-def _wait_for_port(port: int, *, timeout: float = 30) -> None:
+HEADER = [
+    "read",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "server CPU ms/req",
+    "Envoy CPU ms/req",
+    "min/max process CPU",
+    "errors",
+]
+
+
+def markdown(rows: Sequence[Row], *, title: str) -> str:
+    lines = [title, "", "| " + " | ".join(HEADER) + " |", "| --- |" + " ---: |" * (len(HEADER) - 1)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _wait_for_port(port: int, *, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -106,116 +105,205 @@ def _wait_for_port(port: int, *, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-async def _load(call: Callable[[int], Awaitable[None]], *, concurrency: int, seconds: float) -> list[float]:
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-
-    async def caller(offset: int) -> None:
-        n = offset
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            await call(n)
-            latencies.append(time.perf_counter() - started)
-            n += concurrency
-
-    await asyncio.gather(*(caller(i) for i in range(concurrency)))
-    return latencies
+@dataclass(frozen=True)
+class Triple:
+    token: str
+    workspace_id: str
+    account_id: str
 
 
-def _cpu_seconds(root: int) -> float:
-    """User + system CPU time of a process and its children (the server's worker processes)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pids = [root]
-    children = Path(f"/proc/{root}/task/{root}/children")
-    if children.exists():
-        pids += [int(pid) for pid in children.read_text().split()]
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+def triples(dataset: Dataset, count: int, *, rng: random.Random) -> list[Triple]:
+    """`count` random (member token, their workspace, one of its accounts)."""
+    picked = []
+    for _ in range(count):
+        member = rng.choice(dataset.members)
+        account = rng.choice(dataset.accounts[member.workspace_id])
+        picked.append(Triple(member.access_token, str(member.workspace_id), str(account)))
+    return picked
 
 
-def _report(label: str, latencies: list[float], seconds: float, *, server_cpu: float) -> None:
-    ordered = sorted(latencies)
-
-    def p(quantile: float) -> float:
-        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] * 1000
-
-    print(
-        f"{label:<34} {len(latencies) / seconds:8.0f} req/s   p50 {p(0.5):6.1f} ms   p99 {p(0.99):6.1f} ms"
-        f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms"
-        f"   server CPU {server_cpu / len(latencies) * 1000:5.2f} ms/request",
-        flush=True,
-    )
-
-
-async def _run(settings: Settings, env: dict[str, str], args: argparse.Namespace) -> None:
-    workspace_id, account_ids, token = await _seed(settings)
-    metadata = (("authorization", f"Bearer {token}"),)
-    for workers in (1, os.cpu_count() or 1):
-        grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
-        server_env = {**env, "GRPC_PORT": str(grpc_port), "GRPC_WORKERS": str(workers), "LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen([ADPLANE, "serve"], env=server_env)
-        envoy = subprocess.Popen(
-            [ADPLANE, "envoy"],
-            env={**server_env, "HTTP_PORT": str(http_port), "ENVOY_ADMIN_PORT": str(admin_port)},
-        )
-        try:
-            _wait_for_port(grpc_port)
-            _wait_for_port(http_port)
-            await asyncio.sleep(1)
-            channels = [grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") for _ in range(4)]
-            stubs = [AccountServiceStub(channel) for channel in channels]
-
-            async def grpc_call(n: int) -> None:
-                await stubs[n % len(stubs)].GetAccount(
-                    pb.GetAccountRequest(workspace_id=workspace_id, account_id=account_ids[n % len(account_ids)]),
-                    metadata=metadata,
-                )
-
-            await _load(grpc_call, concurrency=8, seconds=1)  # warm up
-            cpu = _cpu_seconds(server.pid)
-            latencies = await _load(grpc_call, concurrency=args.concurrency, seconds=args.seconds)
-            _report(
-                f"gRPC, {workers} server process(es)",
-                latencies,
-                args.seconds,
-                server_cpu=_cpu_seconds(server.pid) - cpu,
+def _grpc_calls(read: str, picked: Sequence[Triple]) -> list[loadgen.GrpcCall]:
+    if read == "get":
+        return [
+            loadgen.GrpcCall(
+                GET_PATH,
+                pb.GetAccountRequest(workspace_id=t.workspace_id, account_id=t.account_id).SerializeToString(),
+                t.token,
             )
-            for channel in channels:
-                await channel.close()
+            for t in picked
+        ]
+    return [
+        loadgen.GrpcCall(
+            LIST_PATH,
+            pb.ListAccountsRequest(workspace_id=t.workspace_id, page_size=PAGE_SIZE).SerializeToString(),
+            t.token,
+        )
+        for t in picked
+    ]
 
-            limits = httpx.Limits(max_connections=args.concurrency)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", limits=limits) as http:
-                headers = {"authorization": f"Bearer {token}"}
 
-                async def rest_call(n: int) -> None:
-                    response = await http.get(
-                        f"/api/workspaces/{workspace_id}/accounts/{account_ids[n % len(account_ids)]}", headers=headers
-                    )
-                    response.raise_for_status()
+def _http_calls(read: str, picked: Sequence[Triple]) -> list[loadgen.HttpCall]:
+    if read == "get":
+        return [loadgen.HttpCall(f"/api/workspaces/{t.workspace_id}/accounts/{t.account_id}", t.token) for t in picked]
+    return [
+        loadgen.HttpCall(f"/api/workspaces/{t.workspace_id}/accounts?page_size={PAGE_SIZE}", t.token) for t in picked
+    ]
 
-                await _load(rest_call, concurrency=8, seconds=1)
-                cpu = _cpu_seconds(server.pid)
-                latencies = await _load(rest_call, concurrency=args.concurrency, seconds=args.seconds)
-                _report(
-                    f"REST via Envoy, {workers} process(es)",
-                    latencies,
-                    args.seconds,
-                    server_cpu=_cpu_seconds(server.pid) - cpu,
-                )
+
+async def _check(grpc_port: int, http_port: int, picked: Sequence[Triple]) -> None:
+    """Every triple answers OK over both transports (h2load cannot see gRPC errors)."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = AccountServiceStub(channel)
+        for t in picked:
+            metadata = (("authorization", f"Bearer {t.token}"),)
+            await stub.GetAccount(
+                pb.GetAccountRequest(workspace_id=t.workspace_id, account_id=t.account_id), metadata=metadata
+            )
+            listed = await stub.ListAccounts(
+                pb.ListAccountsRequest(workspace_id=t.workspace_id, page_size=PAGE_SIZE), metadata=metadata
+            )
+            assert len(listed.accounts) == PAGE_SIZE, "the dataset has fewer accounts than a page"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+        for call in _http_calls("get", picked[:4]) + _http_calls("list", picked[:4]):
+            (await http.get(call.path, headers={"authorization": f"Bearer {call.token}"})).raise_for_status()
+
+
+class Stack:
+    """`adplane serve --workers N` and Envoy, on free ports, for the length of a `with` block."""
+
+    def __init__(self, env: dict[str, str], *, workers: int) -> None:
+        self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+        self.env = {
+            **env,
+            "GRPC_PORT": str(self.grpc_port),
+            "GRPC_WORKERS": str(workers),
+            "HTTP_PORT": str(self.http_port),
+            "ENVOY_ADMIN_PORT": str(self.admin_port),
+            "LOG_LEVEL": "WARNING",
+        }
+        self.workers = workers
+
+    @contextmanager
+    def running(self) -> Iterator[Stack]:
+        server = subprocess.Popen([ADPLANE, "serve"], env=self.env)
+        envoy = subprocess.Popen([ADPLANE, "envoy"], env=self.env)
+        self.server_pid, self.envoy_pid = server.pid, envoy.pid
+        try:
+            _wait_for_port(self.grpc_port)
+            _wait_for_port(self.http_port)
+            time.sleep(3)  # Envoy's first health checks mark the upstreams healthy
+            yield self
         finally:
             for process in (envoy, server):
                 process.terminate()
-                process.wait(timeout=30)
+                process.wait(timeout=60)
+
+    def server_processes(self) -> dict[int, float]:
+        found = loadgen.process_cpu(self.server_pid)
+        if len(found) > 1:
+            # The supervising parent does no work; the workers (and multiprocessing's helper) do.
+            found.pop(self.server_pid, None)
+        return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.read_rpc", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--concurrency", type=int, default=64)
-    args = parser.parse_args(argv)
+def _measure(stack: Stack, label: str, run: Callable[[], loadgen.LoadResult]) -> Row:
+    before_server, before_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
+    result = run()
+    after_server, after_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
+    per_process = sorted((after_server[pid] - before_server.get(pid, 0.0) for pid in after_server), reverse=True)
+    return Row(
+        label=label,
+        result=result,
+        server_cpu=sum(per_process),
+        envoy_cpu=after_envoy - before_envoy,
+        # The busiest `workers` processes are the workers (multiprocessing's helper idles).
+        per_process=per_process[: stack.workers] if stack.workers > 1 else [],
+    )
+
+
+def _python_grpc(
+    stack: Stack, calls: Sequence[loadgen.GrpcCall], *, in_flight: int, seconds: float, rate: float | None = None
+) -> loadgen.LoadResult:
+    async def run() -> loadgen.LoadResult:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.grpc_port}") as channel:
+
+            async def one(n: int) -> bool:
+                call = calls[n % len(calls)]
+                method: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(call.path)
+                try:
+                    await method(call.message, metadata=(("authorization", f"Bearer {call.token}"),))
+                except grpc.aio.AioRpcError:
+                    return False
+                return True
+
+            return await loadgen.python_load(one, in_flight=in_flight, seconds=seconds, rate=rate)
+
+    return asyncio.run(run())
+
+
+def _python_http(
+    stack: Stack, calls: Sequence[loadgen.HttpCall], *, in_flight: int, seconds: float
+) -> loadgen.LoadResult:
+    async def run() -> loadgen.LoadResult:
+        limits = httpx.Limits(max_connections=in_flight)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.http_port}", limits=limits) as http:
+
+            async def one(n: int) -> bool:
+                call = calls[n % len(calls)]
+                response = await http.get(call.path, headers={"authorization": f"Bearer {call.token}"})
+                return response.is_success
+
+            return await loadgen.python_load(one, in_flight=in_flight, seconds=seconds)
+
+    return asyncio.run(run())
+
+
+def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[Row]:
+    rng = random.Random(args.seed)  # noqa: S311 - reproducible picks, not secrets
+    c_generators = loadgen.have_c_generators() and not args.python_client
+    if not c_generators:
+        print(
+            "h2load and/or wrk not found (or --python-client): falling back to the Python client, which\n"
+            f"runs on the same cores as the server; figures are a floor. Install them: {loadgen.INSTALL_HINT}",
+            flush=True,
+        )
+    # h2load: one process (one triple) per 4 streams; wrk and the Python client: a pool of triples.
+    grpc_triples = triples(dataset, max(1, args.in_flight // 4), rng=rng)
+    http_triples = triples(dataset, 4096, rng=rng)
+    asyncio.run(_check(stack.grpc_port, stack.http_port, grpc_triples[:16]))
+    rows: list[Row] = []
+    for read, name in (("get", "GetAccount"), ("list", f"ListAccounts ({PAGE_SIZE})")):
+        grpc_calls = _grpc_calls(read, grpc_triples if c_generators else http_triples)
+        http_calls = _http_calls(read, http_triples)
+
+        def grpc_run(rate: float | None = None) -> loadgen.LoadResult:
+            if c_generators:
+                return loadgen.h2load(
+                    stack.grpc_port, grpc_calls, in_flight=args.in_flight, seconds=args.seconds, rate=rate
+                )
+            return _python_grpc(stack, grpc_calls, in_flight=args.in_flight, seconds=args.seconds, rate=rate)
+
+        def http_run() -> loadgen.LoadResult:
+            if c_generators:
+                return loadgen.wrk(stack.http_port, http_calls, in_flight=args.in_flight, seconds=args.seconds)
+            return _python_http(stack, http_calls, in_flight=args.in_flight, seconds=args.seconds)
+
+        row = _measure(stack, f"{name}, gRPC", grpc_run)
+        print(row.cells(), flush=True)
+        rows.append(row)
+        if read == "get":
+            half = row.result.rate / 2
+            half_row = _measure(stack, f"{name}, gRPC at {half:,.0f} req/s (half the maximum)", lambda: grpc_run(half))
+            print(half_row.cells(), flush=True)
+            rows.append(half_row)
+        row = _measure(stack, f"{name}, REST via Envoy", http_run)
+        print(row.cells(), flush=True)
+        rows.append(row)
+    return rows
+
+
+@contextmanager
+def database() -> Iterator[tuple[Settings, dict[str, str]]]:
     with tempfile.TemporaryDirectory() as tmp:
         postgres = start_postgres(Path(tmp) / "pg", ephemeral=True)
         try:
@@ -227,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 database_url=url,
                 secret_key=SecretStr(secret),
                 data_dir=Path(tmp) / "data",
+                access_token_ttl_seconds=86_400,
             )
             migrations.upgrade(settings)
             env = {
@@ -235,10 +324,61 @@ def main(argv: list[str] | None = None) -> int:
                 "SECRET_KEY": secret,
                 "ENVIRONMENT": "test",
                 "DATA_DIR": str(settings.data_dir),
+                "ACCESS_TOKEN_TTL_SECONDS": "86400",
             }
-            asyncio.run(_run(settings, env, args))
+            yield settings, env
         finally:
             postgres.stop()
+
+
+def token_issuer(settings: Settings) -> TokenIssuer:
+    return TokenIssuer(
+        secret_key=settings.secret_key.get_secret_value(),
+        access_ttl=dt.timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_ttl=dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.read_rpc", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--in-flight", type=int, default=64, help="requests in flight")
+    parser.add_argument("--workers", type=int, default=os.process_cpu_count() or 1, help="server processes")
+    parser.add_argument("--workspaces", type=int, default=100)
+    parser.add_argument("--accounts", type=int, default=1000, help="accounts per workspace")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--python-client", action="store_true", help="use the Python client even if h2load/wrk exist")
+    parser.add_argument("--keyset", action="store_true", help="keyset flatness: page 1 vs 200 at 1k and 1M rows")
+    parser.add_argument("--keyset-rows", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    with database() as (settings, env):
+        if args.keyset:
+            print(keyset.report(asyncio.run(keyset.measure(settings, large=args.keyset_rows))), flush=True)
+            return 0
+        started = time.monotonic()
+        dataset = asyncio.run(
+            seed(
+                settings.database_url,
+                token_issuer(settings),
+                workspaces=args.workspaces,
+                accounts_per_workspace=args.accounts,
+            )
+        )
+        print(
+            f"seeded {dataset.account_count:,} accounts in {args.workspaces} workspaces "
+            f"in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        with Stack(env, workers=args.workers).running() as stack:
+            rows = run_reads(stack, dataset, args)
+        generators = "h2load + wrk" if loadgen.have_c_generators() and not args.python_client else "Python client"
+        title = (
+            f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} server process(es), "
+            f"{args.in_flight} in flight, {args.seconds:g} s per read, {generators}, "
+            f"{dataset.account_count:,} accounts in {args.workspaces} workspaces"
+        )
+        print()
+        print(markdown(rows, title=title), flush=True)
     return 0
 
 

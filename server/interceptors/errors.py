@@ -100,7 +100,9 @@ def to_status(error: exc.AdplaneException) -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
     grpc_status = rpc_status.to_status(status)
-    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    # Keep what earlier steps put in the trailers (the request id) next to the status details.
+    trailing = (*(context.trailing_metadata() or ()), *grpc_status.trailing_metadata)
+    await context.abort(grpc_status.code, grpc_status.details, trailing)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 

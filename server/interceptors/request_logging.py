@@ -1,7 +1,14 @@
-"""Request id, one log line per RPC with its outcome and duration."""
+"""Request id, one log line per RPC with its outcome and duration.
+
+Cheap per call: the request id and method are bound with two context-variable sets (each RPC
+runs in a task of its own, so nothing is left to clear), the id travels back in the trailing
+metadata (sent with the status, no extra write; through Envoy the response header is Envoy's),
+and the outcome line is only built when INFO is enabled for `adplane.rpc`.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -12,7 +19,9 @@ import structlog
 
 from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
 
-logger = structlog.get_logger("adplane.rpc")
+LOGGER_NAME = "adplane.rpc"
+logger = structlog.get_logger(LOGGER_NAME)
+_stdlib_logger = logging.getLogger(LOGGER_NAME)
 
 REQUEST_ID_KEY = "x-request-id"
 
@@ -31,23 +40,23 @@ def _code_name(context: Context) -> str:
     return getattr(code, "name", str(code))
 
 
-async def _begin(method: Method, context: Context) -> float:
+def _begin(method: Method, context: Context) -> float:
     """Bind request_id (Envoy's x-request-id when present) and method, and return the id to the caller."""
     request_id = _request_id(context.invocation_metadata())
-    structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, method=method.name)
-    await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
     return time.perf_counter()
 
 
 def _end(context: Context, started: float) -> None:
-    logger.info("rpc", code=_code_name(context), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+    if _stdlib_logger.isEnabledFor(logging.INFO):
+        logger.info("rpc", code=_code_name(context), duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 class RequestLogging(Step):
     def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
         async def logged(request: Any, context: Context) -> Any:
-            started = await _begin(method, context)
+            started = _begin(method, context)
             try:
                 return await behavior(request, context)
             finally:
@@ -57,7 +66,7 @@ class RequestLogging(Step):
 
     def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
         async def logged(request: Any, context: Context) -> AsyncIterator[Any]:
-            started = await _begin(method, context)
+            started = _begin(method, context)
             try:
                 async for response in behavior(request, context):
                     yield response

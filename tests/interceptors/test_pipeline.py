@@ -166,7 +166,7 @@ async def test_a_stream_gets_a_request_id_and_its_errors_mapped(piped: tuple[grp
     assert (await call.read()).status == Response.SERVING
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call.read()
-    assert dict(await call.initial_metadata())["x-request-id"] == "stream-1"
+    assert dict(await call.trailing_metadata())["x-request-id"] == "stream-1"
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
     status = rpc_status.from_call(raised.value)
     assert status is not None

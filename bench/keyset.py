@@ -1,0 +1,105 @@
+"""Keyset flatness: ListAccounts page 1 and a deep page cost the same statements and about the same
+time in a workspace of 1,000 accounts and in one of 1,000,000 (seeded with COPY)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.dataset import seed
+from server.accounts.schemas import AccountListRequestSchema
+from server.composition import Infrastructure
+from server.config import Settings
+
+PAGE_SIZE = 50
+DEEP_PAGE = 200
+REPEATS = 200
+
+
+@dataclass(frozen=True)
+class PageCost:
+    rows: int
+    page: int
+    statements: int
+    median_ms: float
+
+
+@contextmanager
+def _statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def _page(infrastructure: Infrastructure, workspace_id: uuid.UUID, token: str) -> str:
+    async with infrastructure.unit_of_work(read_only=True) as uow:
+        page = await uow.accounts.list_workspace_accounts(
+            workspace_id, AccountListRequestSchema(page_size=PAGE_SIZE, page_token=token)
+        )
+    return page.next_page_token
+
+
+async def _costs(infrastructure: Infrastructure, workspace_id: uuid.UUID, rows: int) -> list[PageCost]:
+    """Page 1 and page DEEP_PAGE (or the last page, if the workspace has fewer)."""
+    tokens = {1: ""}
+    token = ""
+    for number in range(2, DEEP_PAGE + 1):
+        token = await _page(infrastructure, workspace_id, token)
+        if not token:
+            break
+        tokens[number] = token
+    deepest = max(tokens)
+    costs = []
+    for number in (1, deepest):
+        await _page(infrastructure, workspace_id, tokens[number])  # warm
+        durations = []
+        with _statements(infrastructure) as seen:
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                await _page(infrastructure, workspace_id, tokens[number])
+                durations.append((time.perf_counter() - started) * 1000)
+        costs.append(
+            PageCost(rows=rows, page=number, statements=len(seen) // REPEATS, median_ms=statistics.median(durations))
+        )
+    return costs
+
+
+async def measure(settings: Settings, *, large: int, small: int = 1_000) -> list[PageCost]:
+    infrastructure = Infrastructure.build(settings)
+    try:
+        costs = []
+        for rows, label in ((small, "small"), (large, "large")):
+            dataset = await seed(
+                settings.database_url, infrastructure.tokens, workspaces=1, accounts_per_workspace=rows, label=label
+            )
+            costs += await _costs(infrastructure, dataset.members[0].workspace_id, rows)
+        return costs
+    finally:
+        await infrastructure.close()
+
+
+def report(costs: list[PageCost]) -> str:
+    lines = [
+        f"ListAccounts, page of {PAGE_SIZE}, service layer, median of {REPEATS} calls",
+        "",
+        "| accounts in the workspace | page | SQL statements | median ms |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    lines += [f"| {c.rows:,} | {c.page} | {c.statements} | {c.median_ms:.2f} |" for c in costs]
+    slowest, fastest = max(c.median_ms for c in costs), min(c.median_ms for c in costs)
+    lines += ["", f"slowest / fastest: {slowest / fastest:.2f}x (flat means at most 1.3x)"]
+    return "\n".join(lines)
