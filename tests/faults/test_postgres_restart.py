@@ -9,6 +9,7 @@ outcome the caller did not see, retried with its request_id, must exist exactly 
 
 import asyncio
 import collections
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -77,6 +78,17 @@ def own_stack(own_settings: Settings, tmp_path: Path) -> Iterator[tuple[ServerPr
     yield server, envoy
     envoy.stop()
     server.stop()
+
+
+async def _in_helper_process(postgres: EmbeddedPostgres, method: str) -> None:
+    """Runs `pg_ctl` from a fresh process. Forking this one while its gRPC threads run can crash the
+    child (pg_ctl runs as another user when the tests run as root, which rules out vfork)."""
+    script = (
+        "import sys; from pathlib import Path; from server.devstack.embedded import EmbeddedPostgres; "
+        f"getattr(EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True), {method!r})()"
+    )
+    helper = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(postgres.pgdata))
+    assert await helper.wait() == 0, f"{method} failed"
 
 
 @dataclass
@@ -224,10 +236,10 @@ async def test_a_postgres_restart_under_load_answers_503_and_recovers_without_lo
         tasks = [asyncio.create_task(coroutine) for coroutine in clients.values()]
         try:
             await asyncio.sleep(1.0)
-            await asyncio.to_thread(own_postgres.stop_server)
+            await _in_helper_process(own_postgres, "stop_server")
             await asyncio.sleep(OUTAGE_SECONDS)
             during_outage = sum(count for key, count in seen.outcomes.items() if key.endswith(("503", "UNAVAILABLE")))
-            await asyncio.to_thread(own_postgres.start)
+            await _in_helper_process(own_postgres, "start")
             back = time.monotonic()
             while time.monotonic() - back < RECOVERY_WITHIN:
                 if all(seen.last_success.get(client, 0) > back for client in clients):
