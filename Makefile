@@ -3,7 +3,7 @@ SHELL := bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench
+.PHONY: bootstrap run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
 
 bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
 	@./scripts/bootstrap.sh
@@ -37,6 +37,10 @@ migrate: bootstrap  ## upgrade the database at DATABASE_URL
 
 pytest: bootstrap
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+fuzz: bootstrap  ## schemathesis against a test stack, 200 examples per operation (make test runs 5)
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing} \
+		$(VENV)/pytest tests/e2e/test_fuzz.py -v --timeout=1800
 
 bench: bootstrap  ## performance figures (not part of make test)
 	$(VENV)/python -m bench.sync_accounts

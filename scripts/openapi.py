@@ -57,6 +57,7 @@ WELL_KNOWN: dict[str, Schema] = {
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
     "google.protobuf.FieldMask": {
         "type": "string",
+        "pattern": r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:,|$))*$",
         "description": "Comma-separated field paths, for example `name,status`.",
     },
     "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
@@ -250,7 +251,9 @@ class DocumentBuilder:
                 required.append(field.name)
             if field.HasField("oneof_index") and not field.proto3_optional:
                 oneofs.setdefault(field.oneof_index, []).append(field.name)
-        schema: Schema = {"type": "object", "properties": properties}
+        # The transcoder ignores unknown fields in a request body, but the contract has none: a
+        # response with a field the document does not name is a defect, and clients should not send one.
+        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
         if required:
             schema["required"] = required
         description = self.contract.comments.get((full_name,), "")
@@ -357,7 +360,8 @@ class DocumentBuilder:
         elif body:
             field = self._field(request, body)
             schema = self.field_schema(request, field)
-            required = "REQUIRED" in self.contract.behaviors(field)
+            # A repeated body field has no empty form the transcoder accepts: the array is required.
+            required = "REQUIRED" in self.contract.behaviors(field) or field.label == Field.LABEL_REPEATED
             operation["requestBody"] = {
                 "required": required,
                 "content": {"application/json": {"schema": schema}},

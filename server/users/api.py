@@ -50,7 +50,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def DeactivateUser(self, request: pb.DeactivateUserRequest, context: Context) -> pb.DeactivateUserResponse:
         user_id = parse_id(request.user_id, field="user_id")
         async with self._infrastructure.unit_of_work() as uow:
-            user = await uow.users.deactivate_user(user_id)
+            user = await uow.users.deactivate_user(user_id, actor=current_principal())
         return pb.DeactivateUserResponse(user=converters.user_to_proto(user))
 
     async def SetUserRoles(self, request: pb.SetUserRolesRequest, context: Context) -> pb.SetUserRolesResponse:

@@ -4,6 +4,7 @@ from collections.abc import Collection
 from server.exceptions import (
     AlreadyExistsException,
     ConflictException,
+    FailedPreconditionException,
     FieldViolation,
     InvalidRequestException,
     NotFoundException,
@@ -44,3 +45,14 @@ class UnknownRoleException(InvalidRequestException):
         )
         self.role_names = unknown
         self.metadata["role_names"] = ",".join(unknown)
+
+
+class CannotDeactivateSelfException(FailedPreconditionException):
+    """A user may not deactivate themselves: they would lock themselves out mid-session."""
+
+    reason = "CANNOT_DEACTIVATE_SELF"
+
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(
+            "you cannot deactivate yourself; ask another administrator", metadata={"user_id": str(user_id)}
+        )

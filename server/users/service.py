@@ -11,7 +11,12 @@ from server.etags import version_of
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
 from server.pagination import Page, PageTokenCodec, keyset_page
-from server.users.exceptions import UnknownRoleException, UserEtagMismatchException, UserNotFoundException
+from server.users.exceptions import (
+    CannotDeactivateSelfException,
+    UnknownRoleException,
+    UserEtagMismatchException,
+    UserNotFoundException,
+)
 from server.users.models import User
 from server.users.repository import IRoleRepository, IUserRepository
 from server.users.schemas import (
@@ -33,7 +38,7 @@ class IUserService(Protocol):
     async def get_user(self, user_id: uuid.UUID) -> UserResponseSchema: ...
     async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]: ...
     async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema: ...
-    async def deactivate_user(self, user_id: uuid.UUID) -> UserResponseSchema: ...
+    async def deactivate_user(self, user_id: uuid.UUID, *, actor: Principal | None = None) -> UserResponseSchema: ...
     async def set_user_roles(self, user_id: uuid.UUID, role_names: Collection[str]) -> UserResponseSchema: ...
     async def list_roles(self) -> list[RoleResponseSchema]: ...
     async def ensure_superuser(
@@ -129,14 +134,19 @@ class UserService:
         await self._record("update", before=before, after=after)
         return after
 
-    async def deactivate_user(self, user_id: uuid.UUID) -> UserResponseSchema:
+    async def deactivate_user(self, user_id: uuid.UUID, *, actor: Principal | None = None) -> UserResponseSchema:
         """Deactivate the user and revoke every refresh-token family they hold.
+
+        A user `actor` may not deactivate themselves (FAILED_PRECONDITION): the call would end the
+        very session making it and could leave nobody able to undo it.
 
         Revoking a family also stops its access tokens at once (the authentication check reads
         the family's state on every call, as well as `is_active`). An inactive user is returned
         unchanged; their tokens are revoked again all the same, which costs one UPDATE matching
         nothing and covers users deactivated by other paths (the CLI, the database).
         """
+        if actor is not None and actor.user_id == user_id:
+            raise CannotDeactivateSelfException(user_id)
         before = _to_schema(await self._get(user_id))
         deactivated = await self._repository.deactivate(user_id)
         if deactivated is not None:

@@ -7,12 +7,14 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
+from server.auth.principal import Principal, PrincipalKind
 from server.auth.repository import AuthRepository
 from server.auth.tokens import hash_secret
 from server.composition import Infrastructure
 from server.exceptions import InvalidRequestException
 from server.idempotency.exceptions import RequestIdReusedException
 from server.users.exceptions import (
+    CannotDeactivateSelfException,
     EmailTakenException,
     UnknownRoleException,
     UserEtagMismatchException,
@@ -284,6 +286,18 @@ async def test_deactivating_an_inactive_user_returns_it_unchanged(infrastructure
     async with infrastructure.unit_of_work() as uow:
         again = await uow.users.deactivate_user(user.id)
     assert again == first
+
+
+async def test_nobody_deactivates_themselves(infrastructure: Infrastructure) -> None:
+    admin = await create(infrastructure, "root@example.com")
+    other = await create(infrastructure, "other@example.com")
+    actor = Principal(kind=PrincipalKind.USER, id=admin.id, superuser=True)
+    async with infrastructure.unit_of_work() as uow:
+        with pytest.raises(CannotDeactivateSelfException):
+            await uow.users.deactivate_user(admin.id, actor=actor)
+    async with infrastructure.unit_of_work() as uow:
+        assert (await uow.users.get_user(admin.id)).is_active
+        assert not (await uow.users.deactivate_user(other.id, actor=actor)).is_active
 
 
 async def test_deactivate_unknown_user_is_not_found(infrastructure: Infrastructure) -> None:

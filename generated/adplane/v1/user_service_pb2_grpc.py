@@ -106,7 +106,8 @@ class UserServiceServicer:
 
     def DeactivateUser(self, request, context):
         """Deactivates a user: they cannot sign in and every token they hold stops working at once.
-        Deactivating an inactive user returns it unchanged.
+        Deactivating an inactive user returns it unchanged; deactivating yourself is
+        FAILED_PRECONDITION (reason CANNOT_DEACTIVATE_SELF).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

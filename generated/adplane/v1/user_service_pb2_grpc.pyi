@@ -43,7 +43,8 @@ class UserServiceStub:
     """Changes the fields named in `update_mask` (`email`, `full_name`)."""
     DeactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]
     """Deactivates a user: they cannot sign in and every token they hold stops working at once.
-    Deactivating an inactive user returns it unchanged.
+    Deactivating an inactive user returns it unchanged; deactivating yourself is
+    FAILED_PRECONDITION (reason CANNOT_DEACTIVATE_SELF).
     """
     SetUserRoles: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.SetUserRolesRequest, _user_service_pb2.SetUserRolesResponse]
     """Replaces the user's system roles with `role_names`. Unknown role names are INVALID_ARGUMENT."""
@@ -65,7 +66,8 @@ class UserServiceAsyncStub(UserServiceStub):
     """Changes the fields named in `update_mask` (`email`, `full_name`)."""
     DeactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]  # type: ignore[assignment]
     """Deactivates a user: they cannot sign in and every token they hold stops working at once.
-    Deactivating an inactive user returns it unchanged.
+    Deactivating an inactive user returns it unchanged; deactivating yourself is
+    FAILED_PRECONDITION (reason CANNOT_DEACTIVATE_SELF).
     """
     SetUserRoles: _aio.UnaryUnaryMultiCallable[_user_service_pb2.SetUserRolesRequest, _user_service_pb2.SetUserRolesResponse]  # type: ignore[assignment]
     """Replaces the user's system roles with `role_names`. Unknown role names are INVALID_ARGUMENT."""
@@ -114,7 +116,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.DeactivateUserResponse, _abc.Awaitable[_user_service_pb2.DeactivateUserResponse]]:
         """Deactivates a user: they cannot sign in and every token they hold stops working at once.
-        Deactivating an inactive user returns it unchanged.
+        Deactivating an inactive user returns it unchanged; deactivating yourself is
+        FAILED_PRECONDITION (reason CANNOT_DEACTIVATE_SELF).
         """
 
     @_abc_1.abstractmethod
