@@ -84,7 +84,7 @@ async def _in_helper_process(postgres: EmbeddedPostgres, method: str) -> None:
     """Runs `pg_ctl` from a fresh process. Forking this one while its gRPC threads run can crash the
     child (pg_ctl runs as another user when the tests run as root, which rules out vfork)."""
     script = (
-        "import sys; from pathlib import Path; from server.devstack.embedded import EmbeddedPostgres; "
+        f"import sys; from pathlib import Path; from {EmbeddedPostgres.__module__} import EmbeddedPostgres; "
         f"getattr(EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True), {method!r})()"
     )
     helper = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(postgres.pgdata))
