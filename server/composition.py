@@ -4,8 +4,9 @@
 `UnitOfWork`: one session, one transaction, and the services built on it.
 """
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,8 +27,10 @@ from server.auth.repository import AuthRepository
 from server.auth.service import AuthService, IAuthService
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
+from server.business_managers.meta_steps import BusinessCredentials, MetaSteps, retry_policy
 from server.business_managers.repository import BusinessManagerRepository
 from server.business_managers.service import BusinessManagerService, IBusinessManagerService
+from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
 from server.crypto import SecretCipher
 from server.db import create_engine, create_sessionmaker
@@ -107,6 +110,26 @@ class Infrastructure:
             return
         async with self.sessions() as session, session.begin():
             yield UnitOfWork(self, session)
+
+    def meta_steps(
+        self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> MetaSteps:
+        """The Meta toolkit of background work (server.business_managers.meta_steps): a refused token
+        flags its business manager in a transaction of its own."""
+
+        async def flag_token_refused(credentials: BusinessCredentials) -> bool:
+            async with self.unit_of_work() as uow:
+                return await uow.business_managers.flag_token_refused(
+                    credentials.business_manager_id, token_ciphertext=credentials.encrypted_token
+                )
+
+        return MetaSteps(
+            meta,
+            cipher=self.cipher,
+            policy=retry_policy(settings),
+            flag_token_refused=flag_token_refused,
+            sleep=sleep,
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()

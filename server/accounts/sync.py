@@ -31,21 +31,20 @@ import structlog
 from pydantic import BaseModel
 from taskiq import Context, TaskiqDepends
 
-from server.accounts.models import Account, MetaAccountStatus
+from server.accounts.meta_values import account_status_from_meta, disable_reason_from_meta
+from server.accounts.models import Account
 from server.accounts.repository import AccountMetaState, AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.accounts.service import ACCOUNT_ENTITY
 from server.audit_logs.service import AuditEntry
+from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, WorkRefused
 from server.business_managers.models import BusinessManager
-from server.business_managers.tasks import decrypt_token
-from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaAdAccount
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import utcnow
 from server.tasks.resources import worker_resources
-from server.tasks.retry import RetriesExhausted, RetryPolicy, retrying
 
 logger = structlog.get_logger("adplane.sync.accounts")
 
@@ -125,13 +124,13 @@ class _BusinessManagerSync:
         self._infrastructure = infrastructure
         self._meta = meta
         self._summary = summary
-        self._policy = RetryPolicy.from_settings(settings)
+        self._steps = infrastructure.meta_steps(meta, settings)
         self._meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
 
     async def run(self, business_manager: BusinessManager) -> None:
-        ciphertext = business_manager.encrypted_token
-        token = decrypt_token(self._infrastructure, business_manager.id, ciphertext) if ciphertext else None
-        if ciphertext is None or token is None:
+        try:
+            credentials = self._steps.credentials(business_manager, require_active=False)
+        except WorkRefused:
             self._summary.business_managers_failed += 1
             return
         async with self._infrastructure.unit_of_work() as uow:
@@ -140,53 +139,56 @@ class _BusinessManagerSync:
         # What Meta is about to report describes the accounts as they are now: only these versions
         # may be written with it.
         read_versions = {account.id: account.version for account in accounts}
-        try:
-            async with self._meta_slots:
-                reported = await self._read(business_manager.meta_business_id, known, token)
-        except MetaTokenError:
-            self._summary.business_managers_token_refused += 1
-            async with self._infrastructure.unit_of_work() as uow:
-                if await uow.business_managers.flag_token_refused(business_manager.id, token_ciphertext=ciphertext):
-                    logger.warning(
-                        "business manager token refused by Meta", business_manager_id=str(business_manager.id)
-                    )
-            return
-        except (MetaError, RetriesExhausted) as error:
+        async with self._meta_slots:
+            reported = await self._read(credentials, known)
+        if isinstance(reported, MetaStepFailure):
+            if reported.kind is FailureKind.TOKEN_REFUSED:
+                self._summary.business_managers_token_refused += 1
+                return
             self._summary.business_managers_failed += 1
             logger.warning(
                 "reading ad accounts from Meta failed; tried again next run",
                 business_manager_id=str(business_manager.id),
-                error=str(error),
+                error=reported.reason,
             )
             return
         self._summary.business_managers += 1
         await self._write(business_manager.id, reported, read_versions)
 
-    async def _read(self, business_id: str, known: Sequence[str], token: str) -> dict[str, MetaAdAccount]:
+    async def _read(
+        self, credentials: BusinessCredentials, known: Sequence[str]
+    ) -> dict[str, MetaAdAccount] | MetaStepFailure:
         """Meta's view of the business's accounts, by act id: its owned accounts, and those of
-        `known` it does not own, read in batches."""
+        `known` it does not own, read in batches (two steps, each retried on its own)."""
+        business_id = credentials.meta_business_id
 
-        async def owned() -> dict[str, MetaAdAccount]:
+        async def owned(token: str) -> dict[str, MetaAdAccount]:
             return {
                 account.id: account async for account in self._meta.list_owned_ad_accounts(business_id, token=token)
             }
 
-        reported = await retrying(owned, policy=self._policy, what=f"list ad accounts of business {business_id}")
+        reported = await self._steps.run(
+            lambda: self._steps.call(credentials, owned), what=f"list ad accounts of business {business_id}"
+        )
+        if isinstance(reported, MetaStepFailure):
+            return reported
         missing = [account_id for account_id in known if account_id not in reported]
-        if missing:
-            reads = await retrying(
-                lambda: self._meta.get_ad_accounts(missing, token=token),
-                policy=self._policy,
-                what=f"read {len(missing)} ad accounts of business {business_id}",
+        if not missing:
+            return reported
+        reads = await self._steps.run(
+            lambda: self._steps.call(credentials, lambda token: self._meta.get_ad_accounts(missing, token=token)),
+            what=f"read {len(missing)} ad accounts of business {business_id}",
+        )
+        if isinstance(reads, MetaStepFailure):
+            return reads
+        reported.update(reads.accounts)
+        if reads.errors:
+            logger.info(
+                "ad accounts not readable from Meta",
+                business_id=business_id,
+                errors={account_id: str(error) for account_id, error in list(reads.errors.items())[:20]},
+                count=len(reads.errors),
             )
-            reported.update(reads.accounts)
-            if reads.errors:
-                logger.info(
-                    "ad accounts not readable from Meta",
-                    business_id=business_id,
-                    errors={account_id: str(error) for account_id, error in list(reads.errors.items())[:20]},
-                    count=len(reads.errors),
-                )
         return reported
 
     async def _write(
@@ -252,8 +254,8 @@ def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | 
     Money passes as Meta reports it (Meta's amount units are the platform's minor units); a spend cap
     of 0 means none. A status code this platform does not know leaves the status as it was.
     """
-    meta_status = meta_status_of(reported) or account.meta_status
-    disable_reason = "" if reported.disable_reason == 0 else reported.disable_reason_name.upper()
+    meta_status = account_status_from_meta(reported) or account.meta_status
+    disable_reason = disable_reason_from_meta(reported)
     spend_cap = reported.spend_cap or None
     if (
         meta_status == account.meta_status
@@ -271,16 +273,6 @@ def meta_state(account: Account, reported: MetaAdAccount) -> AccountMetaState | 
         spend_cap_minor=spend_cap,
         reset_spend_cap_alert=spend_cap != account.spend_cap_minor,
     )
-
-
-def meta_status_of(reported: MetaAdAccount) -> MetaAccountStatus | None:
-    """The platform's status for Meta's `account_status`; None (logged) for a code it does not know
-    (one Meta added, or an aggregate like "any_active")."""
-    try:
-        return MetaAccountStatus(reported.account_status_name)
-    except ValueError:
-        logger.warning("unknown Meta account status", account_id=reported.id, account_status=reported.account_status)
-        return None
 
 
 # Spend-cap alerts

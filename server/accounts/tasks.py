@@ -24,17 +24,16 @@ from taskiq import Context, TaskiqDepends
 
 from server.accounts.models import AccountUserTask
 from server.accounts.repository import AccountRepository
+from server.business_managers.meta_steps import FailureKind, MetaStepFailure
 from server.business_managers.repository import BusinessManagerRepository
-from server.clients.meta.exceptions import MetaError
 from server.clients.meta.models import MetaAccountTask
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
 from server.requests.repository import RequestWorkRepository
-from server.requests.work import TokenRejected, WorkRefused, call_meta, credentials_of, flag_rejected_token
 from server.tasks.resources import worker_resources
-from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+from server.tasks.retry import Sleep
 
 logger = structlog.get_logger("adplane.accounts.tasks")
 
@@ -118,6 +117,7 @@ async def apply_account_user(
     """Give the user on Meta the tasks they have on the account here, or take access away if they
     have none. Transient Meta errors are retried; a rejected token flags the business manager."""
     log = logger.bind(account_id=str(account_id), user_id=str(user_id))
+    steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
 
     async def attempt() -> AccountUserOutcome:
         async with infrastructure.unit_of_work() as uow:
@@ -138,36 +138,28 @@ async def apply_account_user(
             business_manager = await BusinessManagerRepository(uow.session).get(account.business_manager_id)
             if business_manager is None:  # pragma: no cover - a foreign key
                 return AccountUserOutcome.SKIPPED
-            credentials = credentials_of(business_manager, infrastructure.cipher)
+            credentials = steps.credentials(business_manager)
             access = await accounts.get_user(account_id, user_id)
             meta_user_id = meta_business_user_id(user_id)
             if access is None:
-                await call_meta(
+                await steps.call(
                     credentials,
                     lambda token: meta.unassign_user(meta_account_id, user_id=meta_user_id, token=token),
                 )
                 return AccountUserOutcome.UNASSIGNED
             tasks = [_META_TASKS[AccountUserTask(task)] for task in access[0].tasks]
-            await call_meta(
+            await steps.call(
                 credentials,
                 lambda token: meta.assign_user(meta_account_id, user_id=meta_user_id, tasks=tasks, token=token),
             )
             return AccountUserOutcome.ASSIGNED
 
-    try:
-        outcome = await retrying(
-            attempt, policy=RetryPolicy.from_settings(settings), what=f"account {account_id} access", sleep=sleep
-        )
-    except TokenRejected as rejected:
-        async with infrastructure.unit_of_work() as uow:
-            await flag_rejected_token(uow, rejected)
-        log.error("could not change access on Meta", reason=str(rejected))
-        return AccountUserOutcome.FAILED
-    except WorkRefused as refused:
-        log.warning("cannot change access on Meta", reason=refused.reason)
-        return AccountUserOutcome.SKIPPED
-    except (RetriesExhausted, MetaError) as error:
-        log.error("could not change access on Meta", reason=str(error))
+    outcome = await steps.run(attempt, what=f"account {account_id} access")
+    if isinstance(outcome, MetaStepFailure):
+        if outcome.kind is FailureKind.UNUSABLE:
+            log.warning("cannot change access on Meta", reason=outcome.reason)
+            return AccountUserOutcome.SKIPPED
+        log.error("could not change access on Meta", reason=outcome.reason)
         return AccountUserOutcome.FAILED
     log.info("access applied on Meta", outcome=outcome.value)
     return outcome

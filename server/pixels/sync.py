@@ -17,9 +17,8 @@ import structlog
 from taskiq import Context, TaskiqDepends
 
 from server.audit_logs.service import AuditEntry
+from server.business_managers.meta_steps import FailureKind, MetaStepFailure, WorkRefused
 from server.business_managers.models import BusinessManager
-from server.business_managers.tasks import decrypt_token
-from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.models import MetaPixel
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
@@ -28,7 +27,6 @@ from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
 from server.pixels.service import ENTITY
 from server.tasks.resources import worker_resources
-from server.tasks.retry import RetriesExhausted, RetryPolicy, retrying
 
 logger = structlog.get_logger("adplane.sync.pixels")
 
@@ -57,37 +55,33 @@ async def sync_pixels(infrastructure: Infrastructure, meta: IMetaClient, setting
     async with infrastructure.unit_of_work() as uow:
         targets = [business_manager for business_manager, _ in await PixelRepository(uow.session).list_sync_targets()]
     summary = PixelSyncSummary()
-    policy = RetryPolicy.from_settings(settings)
+    steps = infrastructure.meta_steps(meta, settings)
     meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
 
     async def sync(business_manager: BusinessManager) -> None:
-        ciphertext = business_manager.encrypted_token
-        token = decrypt_token(infrastructure, business_manager.id, ciphertext) if ciphertext else None
-        if ciphertext is None or token is None:
+        try:
+            credentials = steps.credentials(business_manager, require_active=False)
+        except WorkRefused:
             summary.business_managers_failed += 1
             return
         business_id = business_manager.meta_business_id
 
-        async def owned() -> dict[str, MetaPixel]:
+        async def owned(token: str) -> dict[str, MetaPixel]:
             return {pixel.id: pixel async for pixel in meta.list_owned_pixels(business_id, token=token)}
 
-        try:
-            async with meta_slots:
-                reported = await retrying(owned, policy=policy, what=f"list pixels of business {business_id}")
-        except MetaTokenError:
-            summary.business_managers_token_refused += 1
-            async with infrastructure.unit_of_work() as uow:
-                if await uow.business_managers.flag_token_refused(business_manager.id, token_ciphertext=ciphertext):
-                    logger.warning(
-                        "business manager token refused by Meta", business_manager_id=str(business_manager.id)
-                    )
-            return
-        except (MetaError, RetriesExhausted) as error:
+        async with meta_slots:
+            reported = await steps.run(
+                lambda: steps.call(credentials, owned), what=f"list pixels of business {business_id}"
+            )
+        if isinstance(reported, MetaStepFailure):
+            if reported.kind is FailureKind.TOKEN_REFUSED:
+                summary.business_managers_token_refused += 1
+                return
             summary.business_managers_failed += 1
             logger.warning(
                 "reading pixels from Meta failed; tried again next run",
                 business_manager_id=str(business_manager.id),
-                error=str(error),
+                error=reported.reason,
             )
             return
         summary.business_managers += 1

@@ -13,22 +13,14 @@ import structlog
 from taskiq import Context, TaskiqDepends
 
 from server.accounts.repository import AccountRepository
+from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, MetaSteps
 from server.business_managers.repository import BusinessManagerRepository
-from server.clients.meta.exceptions import MetaError
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.repository import PixelRepository
-from server.requests.work import (
-    BusinessCredentials,
-    TokenRejected,
-    WorkRefused,
-    call_meta,
-    credentials_of,
-    flag_rejected_token,
-)
 from server.tasks.resources import worker_resources
-from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+from server.tasks.retry import Sleep
 
 logger = structlog.get_logger("adplane.pixels.tasks")
 
@@ -67,13 +59,14 @@ async def apply_pixel_unshare_now(
     across the Meta call: the only race left is a share request carried out in that same instant,
     which the next pixel sync brings to light."""
     log = logger.bind(pixel_id=str(pixel_id), account_id=str(account_id))
+    steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
 
     async def attempt() -> PixelUnshareOutcome:
-        target = await _unshare_target(infrastructure, pixel_id=pixel_id, account_id=account_id)
+        target = await _unshare_target(infrastructure, steps, pixel_id=pixel_id, account_id=account_id)
         if target is None:
             return PixelUnshareOutcome.SKIPPED
         credentials, meta_pixel_id, meta_account_id = target
-        await call_meta(
+        await steps.call(
             credentials,
             lambda token: meta.unshare_pixel(
                 meta_pixel_id, account_id=meta_account_id, business_id=credentials.meta_business_id, token=token
@@ -81,27 +74,19 @@ async def apply_pixel_unshare_now(
         )
         return PixelUnshareOutcome.UNSHARED
 
-    try:
-        outcome = await retrying(
-            attempt, policy=RetryPolicy.from_settings(settings), what=f"unsharing pixel {pixel_id}", sleep=sleep
-        )
-    except TokenRejected as rejected:
-        async with infrastructure.unit_of_work() as uow:
-            await flag_rejected_token(uow, rejected)
-        log.error("could not unshare the pixel on Meta", reason=str(rejected))
-        return PixelUnshareOutcome.FAILED
-    except WorkRefused as refused:
-        log.warning("cannot unshare the pixel on Meta", reason=refused.reason)
-        return PixelUnshareOutcome.SKIPPED
-    except (RetriesExhausted, MetaError) as error:
-        log.error("could not unshare the pixel on Meta", reason=str(error))
+    outcome = await steps.run(attempt, what=f"unsharing pixel {pixel_id}")
+    if isinstance(outcome, MetaStepFailure):
+        if outcome.kind is FailureKind.UNUSABLE:
+            log.warning("cannot unshare the pixel on Meta", reason=outcome.reason)
+            return PixelUnshareOutcome.SKIPPED
+        log.error("could not unshare the pixel on Meta", reason=outcome.reason)
         return PixelUnshareOutcome.FAILED
     log.info("pixel unshare applied on Meta", outcome=outcome.value)
     return outcome
 
 
 async def _unshare_target(
-    infrastructure: Infrastructure, *, pixel_id: uuid.UUID, account_id: uuid.UUID
+    infrastructure: Infrastructure, steps: MetaSteps, *, pixel_id: uuid.UUID, account_id: uuid.UUID
 ) -> tuple[BusinessCredentials, str, str] | None:
     """The credentials and Meta ids to unshare with; None when there is nothing to do."""
     async with infrastructure.unit_of_work() as uow:
@@ -116,4 +101,4 @@ async def _unshare_target(
         business_manager = await BusinessManagerRepository(uow.session).get(pixel.business_manager_id)
         if business_manager is None:  # pragma: no cover - a foreign key
             return None
-        return credentials_of(business_manager, infrastructure.cipher), pixel.meta_pixel_id, account.meta_account_id
+        return steps.credentials(business_manager), pixel.meta_pixel_id, account.meta_account_id

@@ -22,39 +22,37 @@ fails it with a reason a person can act on. It is safe to run twice, also at the
 Errors: a rejected system-user token fails the request and flags its business manager
 NEEDS_ATTENTION (BusinessManagerService.flag_token_refused); any other error Meta will not get over
 by itself (permissions, invalid parameters) fails it; rate limits and transient errors are retried
-(server.tasks.retry), and fail it when the attempts run out. The building blocks at the end
-(business_credentials, call_meta, flag_rejected_token) are shared with the other Meta-facing tasks.
+(server.tasks.retry), and fail it when the attempts run out: all of it through the Meta toolkit
+(server.business_managers.meta_steps) that every task and sync uses.
 """
 
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import ClassVar, assert_never
 
 import structlog
-from cryptography.fernet import InvalidToken
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from server.accounts.models import AccountStatus, MetaAccountStatus
+from server.accounts.meta_values import account_status_from_meta, disable_reason_from_meta
+from server.accounts.models import AccountStatus
 from server.accounts.repository import AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.business_managers.exceptions import BusinessManagerExistsException
+from server.business_managers.meta_steps import BusinessCredentials, MetaStepFailure, WorkRefused
+from server.business_managers.meta_values import verification_status_from_meta
 from server.business_managers.models import (
-    BusinessManager,
     BusinessManagerOwnership,
     BusinessManagerStatus,
     BusinessVerificationStatus,
 )
-from server.business_managers.repository import BusinessManagerRepository, IBusinessManagerRepository
+from server.business_managers.repository import BusinessManagerRepository
 from server.business_managers.service import to_schema as business_manager_schema
-from server.clients.meta.exceptions import MetaError, MetaTokenError
+from server.clients.meta.exceptions import MetaError
 from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure, UnitOfWork
 from server.config import Settings
-from server.crypto import SecretCipher
 from server.db import utcnow
 from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
@@ -69,7 +67,7 @@ from server.requests.schemas import (
     RequestResultSchema,
     SpendCapChangePayload,
 )
-from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+from server.tasks.retry import Sleep
 
 logger = structlog.get_logger("adplane.requests.work")
 
@@ -82,14 +80,6 @@ MAX_FAILURE_REASON = 1000
 _PLATFORM_CANDIDATES = 20
 
 _PAYLOAD: TypeAdapter[RequestPayload] = TypeAdapter(RequestPayload)
-
-
-class WorkRefused(Exception):
-    """The work cannot be done for a reason retrying will not change (on our side or Meta's)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class MetaIdTaken(Exception):
@@ -144,31 +134,6 @@ class CreationMarker(BaseModel):
             return None
 
 
-@dataclass(frozen=True)
-class BusinessCredentials:
-    """A business manager's Meta business and decrypted token, for the length of one task step."""
-
-    business_manager_id: uuid.UUID
-    meta_business_id: str
-    name: str
-    # The ciphertext the token came from: a later flag applies only if staff have not replaced it.
-    encrypted_token: str = field(repr=False)
-    token: str = field(repr=False)
-
-    def describe(self) -> str:
-        return f"business manager {self.name!r} (Meta business {self.meta_business_id})"
-
-
-class TokenRejected(Exception):
-    """Meta rejected a business manager's system-user token (code 190): a person must issue a new one."""
-
-    def __init__(self, credentials: BusinessCredentials, error: MetaTokenError) -> None:
-        # str(error) is Meta's message with its code, subcode and trace id; it never holds the token.
-        super().__init__(f"Meta rejected the system-user token of {credentials.describe()}: {error}")
-        self.credentials = credentials
-        self.error = error
-
-
 class RequestWork:
     """Carries out approved requests; built per task run (or per test) on the worker's resources."""
 
@@ -182,8 +147,7 @@ class RequestWork:
     ) -> None:
         self._infrastructure = infrastructure
         self._meta = meta
-        self._policy = RetryPolicy.from_settings(settings)
-        self._sleep = sleep
+        self._steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
 
     async def carry_out(self, request_id: uuid.UUID) -> RequestStatus | None:
         """Do what the request asks and settle it; the status it ends in (None: no such request).
@@ -191,25 +155,16 @@ class RequestWork:
         A request that is not APPROVED (done already, rejected, cancelled...) is left alone.
         """
         try:
-            return await retrying(
-                lambda: self._attempt(request_id),
-                policy=self._policy,
-                what=f"carrying out request {request_id}",
-                sleep=self._sleep,
+            outcome = await self._steps.run(
+                lambda: self._attempt(request_id), what=f"carrying out request {request_id}"
             )
-        except TokenRejected as rejected:
-            return await self._fail(request_id, str(rejected), rejected=rejected)
-        except WorkRefused as refused:
-            return await self._fail(request_id, refused.reason)
-        except RetriesExhausted as exhausted:
-            return await self._fail(
-                request_id, f"gave up after {exhausted.attempts} attempts; last error: {exhausted.last_error}"
-            )
-        except MetaError as error:
-            return await self._fail(request_id, f"Meta refused the work: {error}")
         except BusinessManagerExistsException as exists:
             # Another connection of the same Meta business committed between our check and insert.
             return await self._fail(request_id, str(exists))
+        if isinstance(outcome, MetaStepFailure):
+            # A refused token has flagged its business manager already (MetaSteps.run).
+            return await self._fail(request_id, outcome.reason)
+        return outcome
 
     async def _attempt(self, request_id: uuid.UUID) -> RequestStatus | None:
         """One attempt: under the request's row lock, do the work and complete the request.
@@ -278,9 +233,7 @@ class RequestWork:
                 return False
             if CreationMarker.of(request.result) is not None:
                 return False
-            credentials = await business_credentials(
-                BusinessManagerRepository(uow.session), self._infrastructure.cipher, payload.business_manager_id
-            )
+            credentials = await self._credentials(uow, payload.business_manager_id)
         match payload:
             case AccountCreationPayload():
                 preexisting = [account.id for account in await self._same_name_accounts(credentials, payload)]
@@ -295,9 +248,7 @@ class RequestWork:
             logger.info("creation starting", request_id=str(request_id), preexisting=len(preexisting))
         return marked
 
-    async def _fail(
-        self, request_id: uuid.UUID, reason: str, *, rejected: TokenRejected | None = None
-    ) -> RequestStatus | None:
+    async def _fail(self, request_id: uuid.UUID, reason: str) -> RequestStatus | None:
         """Fail the request for good (in a transaction of its own: the attempt's was rolled back)."""
         async with self._infrastructure.unit_of_work() as uow:
             request = await RequestRepository(uow.session).lock(request_id)
@@ -306,8 +257,6 @@ class RequestWork:
             if request.status is not RequestStatus.APPROVED:
                 # Another delivery settled it while this one was failing.
                 return request.status
-            if rejected is not None:
-                await flag_rejected_token(uow, rejected)
             await uow.requests.fail_request(
                 request_id, RequestResultSchema(failure_reason=_clip(reason, MAX_FAILURE_REASON))
             )
@@ -329,7 +278,7 @@ class RequestWork:
         work = RequestWorkRepository(uow.session)
         meta_account = await self._adoptable_account(credentials, payload, work, marker) if adopt else None
         if meta_account is None:
-            meta_account = await call_meta(
+            meta_account = await self._steps.call(
                 credentials,
                 lambda token: self._meta.create_ad_account(
                     credentials.meta_business_id,
@@ -349,9 +298,8 @@ class RequestWork:
             spend_cap_minor=meta_account.spend_cap or None,
             amount_spent_minor=meta_account.amount_spent,
             status=AccountStatus.ACTIVE,
-            meta_status=_meta_status(meta_account),
-            # Upper case, as the account sync stores Meta's reasons.
-            disable_reason=meta_account.disable_reason_name.upper() if meta_account.disable_reason else "",
+            meta_status=account_status_from_meta(meta_account),
+            disable_reason=disable_reason_from_meta(meta_account),
             synced_at=utcnow(),
         )
         if account is None:
@@ -368,7 +316,7 @@ class RequestWork:
     async def _same_name_accounts(
         self, credentials: BusinessCredentials, payload: AccountCreationPayload
     ) -> list[MetaAdAccount]:
-        return await call_meta(
+        return await self._steps.call(
             credentials,
             lambda token: self._meta.find_ad_accounts(credentials.meta_business_id, name=payload.name, token=token),
         )
@@ -408,7 +356,7 @@ class RequestWork:
         work = RequestWorkRepository(uow.session)
         meta_pixel = await self._adoptable_pixel(credentials, payload, work, marker) if adopt else None
         if meta_pixel is None:
-            meta_pixel = await call_meta(
+            meta_pixel = await self._steps.call(
                 credentials,
                 lambda token: self._meta.create_pixel(credentials.meta_business_id, name=payload.name, token=token),
             )
@@ -437,7 +385,7 @@ class RequestWork:
             owned = self._meta.list_owned_pixels(credentials.meta_business_id, token=token)
             return [pixel async for pixel in owned if pixel.name == payload.name]
 
-        return await call_meta(credentials, named)
+        return await self._steps.call(credentials, named)
 
     async def _adoptable_pixel(
         self,
@@ -476,10 +424,16 @@ class RequestWork:
         business_manager = await business_managers.get_usable(business_manager_id, workspace_id=workspace_id)
         if business_manager is None:
             # Says why when it is missing, not ACTIVE or without a token...
-            await business_credentials(business_managers, self._infrastructure.cipher, business_manager_id)
+            await self._credentials(uow, business_manager_id)
             # ...otherwise it is a client business manager of another workspace.
             raise WorkRefused(f"business manager {business_manager_id} cannot be used by workspace {workspace_id}")
-        return credentials_of(business_manager, self._infrastructure.cipher)
+        return self._steps.credentials(business_manager)
+
+    async def _credentials(self, uow: UnitOfWork, business_manager_id: uuid.UUID) -> BusinessCredentials:
+        business_manager = await BusinessManagerRepository(uow.session).get(business_manager_id)
+        if business_manager is None:
+            raise WorkRefused(f"business manager {business_manager_id} does not exist")
+        return self._steps.credentials(business_manager)
 
     async def _change_spend_cap(
         self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: SpendCapChangePayload
@@ -495,10 +449,8 @@ class RequestWork:
             raise WorkRefused(f"ad account {account.id} has no Meta account yet")
         if payload.currency != account.currency:
             raise WorkRefused(f"the spend cap is in {payload.currency} but the account is in {account.currency}")
-        credentials = await business_credentials(
-            BusinessManagerRepository(uow.session), self._infrastructure.cipher, account.business_manager_id
-        )
-        await call_meta(
+        credentials = await self._credentials(uow, account.business_manager_id)
+        await self._steps.call(
             credentials,
             lambda token: self._meta.update_spend_cap(
                 meta_account_id, payload.amount_minor, currency=account.currency, token=token
@@ -547,9 +499,7 @@ class RequestWork:
         ]
         if unusable:
             raise WorkRefused(f"ad accounts not active on Meta: {', '.join(map(str, unusable))}")
-        credentials = await business_credentials(
-            BusinessManagerRepository(uow.session), self._infrastructure.cipher, pixel.business_manager_id
-        )
+        credentials = await self._credentials(uow, pixel.business_manager_id)
         for account_id in payload.account_ids:
             # Sharing again what is shared already is a no-op on Meta's side: a rerun repeats all.
             await self._share_on_meta(credentials, meta_pixel_id, _meta_id(found[account_id].meta_account_id))
@@ -567,7 +517,7 @@ class RequestWork:
         return RequestResultSchema(pixel_id=pixel.id, meta_id=meta_pixel_id)
 
     async def _share_on_meta(self, credentials: BusinessCredentials, meta_pixel_id: str, meta_account_id: str) -> None:
-        await call_meta(
+        await self._steps.call(
             credentials,
             lambda token: self._meta.share_pixel(
                 meta_pixel_id, account_id=meta_account_id, business_id=credentials.meta_business_id, token=token
@@ -593,9 +543,9 @@ class RequestWork:
             raise WorkRefused(
                 "no active platform business manager with a system-user token to read the business through"
             )
-        credentials = credentials_of(with_token[0], self._infrastructure.cipher)
+        credentials = self._steps.credentials(with_token[0])
         try:
-            business = await call_meta(
+            business = await self._steps.call(
                 credentials, lambda token: self._meta.get_business(payload.meta_business_id, token=token)
             )
         except MetaError as error:
@@ -610,7 +560,9 @@ class RequestWork:
             ownership=BusinessManagerOwnership.CLIENT,
             workspace_id=workspace_id,
             status=BusinessManagerStatus.ACTIVE,
-            verification_status=_verification_status(business.verification_status),
+            # A value Meta added since: nothing is known about the verification yet.
+            verification_status=verification_status_from_meta(business.verification_status)
+            or BusinessVerificationStatus.NOT_VERIFIED,
             encrypted_token=None,
             synced_at=utcnow(),
         )
@@ -624,91 +576,11 @@ class RequestWork:
         return RequestResultSchema(business_manager_id=business_manager.id, meta_id=business.id)
 
 
-# -- shared with the other tasks that call Meta ---------------------------------------------------
-
-
-async def business_credentials(
-    business_managers: IBusinessManagerRepository, cipher: SecretCipher, business_manager_id: uuid.UUID
-) -> BusinessCredentials:
-    business_manager = await business_managers.get(business_manager_id)
-    if business_manager is None:
-        raise WorkRefused(f"business manager {business_manager_id} does not exist")
-    return credentials_of(business_manager, cipher)
-
-
-def credentials_of(business_manager: BusinessManager, cipher: SecretCipher) -> BusinessCredentials:
-    """The business manager's Meta business and token; WorkRefused when it cannot be used now."""
-    described = f"business manager {business_manager.name!r} (Meta business {business_manager.meta_business_id})"
-    if business_manager.status is not BusinessManagerStatus.ACTIVE:
-        advice = (
-            "staff must give it a new system-user token"
-            if business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
-            else "it is no longer in use"
-        )
-        raise WorkRefused(f"{described} is {business_manager.status.value}: {advice}")
-    if business_manager.encrypted_token is None:
-        raise WorkRefused(f"{described} has no system-user token")
-    try:
-        token = cipher.decrypt(business_manager.encrypted_token)
-    except InvalidToken:
-        # Its encryption key was taken out of TOKEN_ENCRYPTION_KEYS.
-        raise WorkRefused(
-            f"the system-user token of {described} cannot be decrypted; staff must set it again"
-        ) from None
-    return BusinessCredentials(
-        business_manager_id=business_manager.id,
-        meta_business_id=business_manager.meta_business_id,
-        name=business_manager.name,
-        encrypted_token=business_manager.encrypted_token,
-        token=token,
-    )
-
-
-async def call_meta[T](credentials: BusinessCredentials, call: Callable[[str], Awaitable[T]]) -> T:
-    """Call Meta with the business manager's token; a rejected token becomes TokenRejected, which
-    says whose token it was and is never retried."""
-    try:
-        return await call(credentials.token)
-    except MetaTokenError as error:
-        raise TokenRejected(credentials, error) from error
-
-
-async def flag_rejected_token(uow: UnitOfWork, rejected: TokenRejected) -> bool:
-    """Mark the business manager whose token Meta rejected NEEDS_ATTENTION, through
-    `BusinessManagerService.flag_token_refused` (audited there); False when it changed meanwhile
-    (staff set a new token, or it is no longer ACTIVE) and was left alone."""
-    flagged = await uow.business_managers.flag_token_refused(
-        rejected.credentials.business_manager_id, token_ciphertext=rejected.credentials.encrypted_token
-    )
-    if flagged:
-        logger.warning(
-            "business manager needs a new system-user token",
-            business_manager_id=str(rejected.credentials.business_manager_id),
-            meta_code=rejected.error.code,
-            meta_subcode=rejected.error.subcode,
-        )
-    return flagged
-
-
 def _marker_of(request_id: uuid.UUID, result: dict[str, object] | None) -> CreationMarker:
     marker = CreationMarker.of(result)
     if marker is None:
         raise CreationNotMarked(request_id)
     return marker
-
-
-def _meta_status(account: MetaAdAccount) -> MetaAccountStatus | None:
-    try:
-        return MetaAccountStatus(account.account_status_name)
-    except ValueError:  # a code Meta added, or an aggregate like "any_active"
-        return None
-
-
-def _verification_status(value: str) -> BusinessVerificationStatus:
-    try:
-        return BusinessVerificationStatus(value)
-    except ValueError:
-        return BusinessVerificationStatus.NOT_VERIFIED
 
 
 def _meta_id(value: str | None) -> str:

@@ -730,6 +730,37 @@ async def test_business_manager_connection_reads_the_business_and_adds_it(
     assert created.after["has_system_user_token"] is False
 
 
+@pytest.mark.parametrize(
+    ("meta_status", "stored"),
+    [
+        ("rejected", BusinessVerificationStatus.FAILED),
+        ("pending_need_more_info", BusinessVerificationStatus.PENDING),
+        ("verified", BusinessVerificationStatus.VERIFIED),
+    ],
+)
+async def test_business_manager_connection_stores_the_verification_status_the_sync_would(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    control: SimulatorControl,
+    workspace_id: uuid.UUID,
+    meta_status: str,
+    stored: BusinessVerificationStatus,
+) -> None:
+    """One converter for Meta's verification status: a business Meta calls "rejected" is FAILED
+    from the moment it is connected, not NOT_VERIFIED until the next sync flips it."""
+    client = control.add_business("Client Co", verification_status=meta_status)
+    await add_business_manager(infrastructure, meta_business_id="999000111", token=client.token)
+    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client Co (ours)")
+    request_id = await approved_request(infrastructure, workspace_id, payload)
+
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
+
+    result = (await stored_request(infrastructure, request_id)).result
+    assert result is not None
+    (connected,) = await rows(infrastructure, BusinessManager, BusinessManager.id == result.business_manager_id)
+    assert connected.verification_status is stored
+
+
 async def test_business_manager_connection_fails_when_meta_will_not_show_the_business(
     infrastructure: Infrastructure,
     work: RequestWork,
