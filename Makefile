@@ -18,7 +18,7 @@ lint: bootstrap
 	$(VENV)/ruff format --check .
 
 typecheck: bootstrap
-	$(VENV)/mypy server devstack tests bench scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
+	$(VENV)/mypy server devstack tests bench sdk/python/src scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint

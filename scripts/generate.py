@@ -70,6 +70,8 @@ def generate(into: Path) -> None:
             stub.with_suffix(".pyi").unlink()
     for package in (p for p in generated.rglob("*") if p.is_dir()):
         (package / "__init__.py").touch()
+    # Typed: the messages and stubs come with .pyi files (adplane-client ships this package).
+    (generated / "adplane" / "py.typed").touch()
 
 
 def _differences(left: Path, right: Path) -> list[str]:

@@ -1,0 +1,71 @@
+"""Channels to adplane: TLS (or local, for loopback targets) with the credentials as call credentials,
+a service config that retries UNAVAILABLE, and failed calls raised as AdplaneError."""
+
+import json
+from typing import Any
+
+import grpc
+
+from adplane_client.credentials import Credentials, call_credentials
+from adplane_client.errors import AdplaneError
+
+# UNAVAILABLE means the server did not do the work (it is down, draining, or lost its database), so
+# every method may be retried; creates and approvals also take a request_id that makes a retry safe.
+SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "3s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+OPTIONS = [("grpc.service_config", json.dumps(SERVICE_CONFIG)), ("grpc.enable_retries", 1)]
+
+
+def channel_credentials(*, tls: bool) -> grpc.ChannelCredentials:
+    """TLS with the system roots, or gRPC's local credentials (plaintext, loopback peers only)."""
+    if tls:
+        return grpc.ssl_channel_credentials()
+    return grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+
+
+def _credentials(credentials: Credentials | None, tls: bool) -> grpc.ChannelCredentials:
+    base = channel_credentials(tls=tls)
+    return base if credentials is None else grpc.composite_channel_credentials(base, call_credentials(credentials))
+
+
+class _Errors(grpc.UnaryUnaryClientInterceptor):
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = continuation(client_call_details, request)
+        if call.exception() is not None:
+            raise AdplaneError.from_rpc_error(call.exception())
+        return call
+
+
+class _AsyncErrors(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = await continuation(client_call_details, request)
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:
+            raise AdplaneError.from_rpc_error(error) from None
+        return call
+
+
+def connect(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.Channel:
+    """A sync channel. Without TLS the target must be on this machine (local credentials)."""
+    channel = grpc.secure_channel(target, _credentials(credentials, tls), options=OPTIONS)
+    return grpc.intercept_channel(channel, _Errors())
+
+
+def connect_async(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.aio.Channel:
+    """An asyncio channel; same rules as `connect`."""
+    return grpc.aio.secure_channel(
+        target, _credentials(credentials, tls), options=OPTIONS, interceptors=[_AsyncErrors()]
+    )
