@@ -78,9 +78,10 @@ def main(target: str, email: str, password: str) -> None:
         )
         credentials._tokens = stale
         workspaces.GetWorkspace(workspace_service_pb2.GetWorkspaceRequest(workspace_id=created[0].id))
-        assert refreshed
-        assert credentials.tokens.access_token != tokens.access_token
+        # (The new access token can equal the old one when both were issued in the same second.)
+        assert refreshed == [credentials.tokens.access_token]
         assert credentials.tokens.refresh_token != tokens.refresh_token
+        assert credentials.tokens.access_token_expire_time.seconds > stale.access_token_expire_time.seconds
 
         key = ApiKeyServiceStub(channel).CreateApiKey(
             api_key_service_pb2.CreateApiKeyRequest(
