@@ -260,7 +260,7 @@ async def _requests(
     submitted = []
     for workspace_id, actor, payload in submissions:
         async with infrastructure.unit_of_work() as uow:
-            submitted.append(await uow.requests.submit(workspace_id, payload, actor=actor, request_id=None))
+            submitted.append(await uow.requests.submit(workspace_id, payload, actor=actor, idempotency_key=None))
     set_current_principal(reviewer)
     try:
         async with infrastructure.unit_of_work() as uow:

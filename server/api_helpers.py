@@ -79,8 +79,9 @@ def parse_id(value: str, *, field: str) -> uuid.UUID:
 MAX_REQUEST_ID_LENGTH = 128
 
 
-def parse_request_id(value: str) -> str | None:
-    """The optional idempotency key of a create, request or approval RPC; empty means none."""
+def parse_idempotency_key(value: str) -> str | None:
+    """The optional idempotency key of a create, request or approval RPC (the proto's AIP-155
+    `request_id` field); empty means none."""
     if len(value) > MAX_REQUEST_ID_LENGTH or not value.isprintable():
         raise InvalidRequestException(
             [

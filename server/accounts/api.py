@@ -7,7 +7,7 @@ import grpc
 from adplane.v1 import account_service_pb2 as pb
 from adplane.v1 import account_service_pb2_grpc
 from server.accounts import converters
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.requests.converters import request_to_proto
@@ -22,10 +22,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def RequestAccount(self, request: pb.RequestAccountRequest, context: Context) -> pb.RequestAccountResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         payload = converters.account_request_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             submitted = await uow.accounts.request_account(
-                workspace_id, payload, actor=current_principal(), request_id=request_id
+                workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.RequestAccountResponse(request=request_to_proto(submitted))
 
@@ -51,10 +51,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         account_id = parse_id(request.account_id, field="account_id")
         payload = converters.spend_cap_request_from_proto(request, account_id=account_id)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             submitted = await uow.accounts.request_spend_cap_change(
-                workspace_id, payload, actor=current_principal(), request_id=request_id
+                workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.RequestSpendCapChangeResponse(request=request_to_proto(submitted))
 

@@ -54,14 +54,14 @@ class IBusinessManagerLookup(Protocol):
 
 class IAccountService(Protocol):
     async def request_account(
-        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema: ...
     async def list_workspace_accounts(
         self, workspace_id: uuid.UUID, query: AccountListRequestSchema
     ) -> Page[AccountResponseSchema]: ...
     async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema: ...
     async def request_spend_cap_change(
-        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema: ...
     async def list_account_users(
         self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
@@ -115,14 +115,14 @@ class AccountService:
     # -- workspace RPCs ------------------------------------------------------------------------
 
     async def request_account(
-        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue an account request. The business manager must be usable by the workspace; one that
         does not exist is refused the same way, so another workspace's cannot be told apart."""
         usable = await self._business_managers.get_usable(payload.business_manager_id, workspace_id=workspace_id)
         if usable is None:
             raise BusinessManagerNotUsableException(payload.business_manager_id)
-        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def list_workspace_accounts(
         self, workspace_id: uuid.UUID, query: AccountListRequestSchema
@@ -135,7 +135,7 @@ class AccountService:
         return _to_schema(await self._get(account_id, workspace_id=workspace_id))
 
     async def request_spend_cap_change(
-        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue a spend-cap change of an active account of the workspace, in the account's currency."""
         account = await self._get(payload.account_id, workspace_id=workspace_id)
@@ -143,7 +143,7 @@ class AccountService:
             raise AccountArchivedException(account.id)
         if payload.currency != account.currency:
             raise SpendCapCurrencyMismatchException(asked=payload.currency, currency=account.currency)
-        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def list_account_users(
         self, account_id: uuid.UUID, *, workspace_id: uuid.UUID

@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import api_key_service_pb2 as pb
 from adplane.v1 import api_key_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.api_keys import converters
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
@@ -20,10 +20,10 @@ class ApiKeyServicer(api_key_service_pb2_grpc.ApiKeyServiceServicer):
 
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
         data = converters.create_request_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         actor = current_principal()
         async with self._infrastructure.unit_of_work() as uow:
-            created = await uow.api_keys.create_api_key(data, actor=actor, request_id=request_id)
+            created = await uow.api_keys.create_api_key(data, actor=actor, idempotency_key=idempotency_key)
         return converters.create_response_to_proto(created)
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:

@@ -31,7 +31,7 @@ class IRoleLookup(Protocol):
 
 class IApiKeyService(Protocol):
     async def create_api_key(
-        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, idempotency_key: str | None = None
     ) -> ApiKeyCreatedSchema: ...
     async def list_api_keys(self, query: ApiKeyListRequestSchema) -> Page[ApiKeyResponseSchema]: ...
     async def revoke_api_key(self, api_key_id: uuid.UUID) -> ApiKeyResponseSchema: ...
@@ -54,7 +54,7 @@ class ApiKeyService:
         self._page_tokens = page_tokens
 
     async def create_api_key(
-        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+        self, data: ApiKeyCreateRequestSchema, *, actor: Principal, idempotency_key: str | None = None
     ) -> ApiKeyCreatedSchema:
         """Create a key; the result carries its secret, which a replayed retry does not."""
 
@@ -84,7 +84,7 @@ class ApiKeyService:
         return await self._idempotency.run_once(
             scope="api_keys.create",
             caller=actor.id,
-            request_id=request_id,
+            idempotency_key=idempotency_key,
             payload=data,
             create=create,
             replay=replay,

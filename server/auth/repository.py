@@ -56,6 +56,7 @@ class IAuthRepository(Protocol):
     async def revoke_family(self, *, family_id: uuid.UUID, now: dt.datetime) -> None: ...
     async def revoke_user_tokens(self, *, user_id: uuid.UUID, now: dt.datetime) -> None: ...
     async def find_user_for_login(self, email: str) -> User | None: ...
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
 class AuthRepository:
@@ -126,3 +127,6 @@ class AuthRepository:
     async def find_user_for_login(self, email: str) -> User | None:
         """The user with this email, compared lower-cased (served by the uq_users_email index)."""
         return await self._session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self._session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))

@@ -67,6 +67,10 @@ class AuthService:
             await self._throttle.record_failure(email=data.email, address=address)
             raise InvalidCredentialsException()
         await self._throttle.record_success(email=data.email)
+        if self._passwords.needs_rehash(user.password_hash):
+            # Hashed with older argon2 parameters: the password is at hand, so upgrade it now.
+            rehashed = await self._passwords.hash(data.password.get_secret_value())
+            await self._repository.set_password_hash(user.id, rehashed)
         return await self._issue(user_id=user.id, family_id=new_id())
 
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed:

@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import business_manager_service_pb2 as pb
 from adplane.v1 import business_manager_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.business_managers import converters
 from server.composition import Infrastructure
@@ -23,10 +23,10 @@ class BusinessManagerServicer(business_manager_service_pb2_grpc.BusinessManagerS
         self, request: pb.CreateBusinessManagerRequest, context: Context
     ) -> pb.CreateBusinessManagerResponse:
         data = converters.create_request_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             created = await uow.business_managers.create_business_manager(
-                data, actor=current_principal(), request_id=request_id
+                data, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.CreateBusinessManagerResponse(business_manager=converters.business_manager_to_proto(created))
 
@@ -71,10 +71,10 @@ class BusinessManagerServicer(business_manager_service_pb2_grpc.BusinessManagerS
     ) -> pb.RequestBusinessManagerConnectionResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         payload = converters.connection_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             queued = await uow.business_managers.request_connection(
-                workspace_id, payload, actor=current_principal(), request_id=request_id
+                workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.RequestBusinessManagerConnectionResponse(request=request_to_proto(queued))
 

@@ -40,7 +40,7 @@ ENTITY = "business_manager"
 
 class IBusinessManagerService(Protocol):
     async def create_business_manager(
-        self, data: BusinessManagerCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+        self, data: BusinessManagerCreateRequestSchema, *, actor: Principal, idempotency_key: str | None = None
     ) -> BusinessManagerResponseSchema: ...
     async def get_business_manager(self, business_manager_id: uuid.UUID) -> BusinessManagerResponseSchema: ...
     async def list_business_managers(
@@ -58,7 +58,7 @@ class IBusinessManagerService(Protocol):
         payload: BusinessManagerConnectionPayload,
         *,
         actor: Principal,
-        request_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> RequestResponseSchema: ...
     async def list_workspace_business_managers(
         self, workspace_id: uuid.UUID, query: WorkspaceBusinessManagerListRequestSchema
@@ -92,13 +92,13 @@ class BusinessManagerService:
         self._page_tokens = page_tokens
 
     async def create_business_manager(
-        self, data: BusinessManagerCreateRequestSchema, *, actor: Principal, request_id: str | None = None
+        self, data: BusinessManagerCreateRequestSchema, *, actor: Principal, idempotency_key: str | None = None
     ) -> BusinessManagerResponseSchema:
         """Add a platform business manager, ACTIVE and not verified until the sync job says otherwise.
 
         The idempotency fingerprint covers the Meta id and the name only (the schema keeps the token
         out of its dumps). A retry is checked against the stored token instead, as long as the
-        business manager has not changed since: the same request_id with another token is then
+        business manager has not changed since: the same idempotency key with another token is then
         still REQUEST_ID_REUSED.
         """
         token = data.system_user_token.get_secret_value()
@@ -131,7 +131,7 @@ class BusinessManagerService:
         return await self._idempotency.run_once(
             scope="business_managers.create",
             caller=actor.id,
-            request_id=request_id,
+            idempotency_key=idempotency_key,
             payload=data,
             create=create,
             replay=replay,
@@ -228,7 +228,7 @@ class BusinessManagerService:
         payload: BusinessManagerConnectionPayload,
         *,
         actor: Principal,
-        request_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> RequestResponseSchema:
         """Queue a request to connect the workspace's own Meta business (staff approve it)."""
         workspace = await self._repository.get_workspace(workspace_id)
@@ -238,7 +238,7 @@ class BusinessManagerService:
             raise WorkspaceArchivedException(workspace_id)
         if await self._repository.live_meta_business_id_exists(payload.meta_business_id):
             raise BusinessManagerExistsException(payload.meta_business_id)
-        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def list_workspace_business_managers(
         self, workspace_id: uuid.UUID, query: WorkspaceBusinessManagerListRequestSchema

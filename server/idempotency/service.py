@@ -9,7 +9,7 @@ from server.idempotency.schemas import fingerprint
 
 
 class IdempotencyService:
-    """Runs a create once per request_id within one transaction.
+    """Runs a create once per idempotency key (the proto's AIP-155 `request_id`) within one transaction.
 
     Keys are scoped to the operation and the caller (user or API key). The key is claimed before
     the work, in the caller's transaction: a concurrent duplicate blocks on the claim until the
@@ -25,21 +25,21 @@ class IdempotencyService:
         *,
         scope: str,
         caller: uuid.UUID | None,
-        request_id: str | None,
+        idempotency_key: str | None,
         payload: BaseModel,
         create: Callable[[], Awaitable[tuple[uuid.UUID, R]]],
         replay: Callable[[uuid.UUID], Awaitable[R]],
     ) -> R:
-        if not request_id:
+        if not idempotency_key:
             return (await create())[1]
         # Keys are the caller's own: another caller's retry with the same key is a different request.
         scope = f"{scope}:{caller}" if caller is not None else scope
         asked = fingerprint(payload)
-        if await self._repository.claim(scope=scope, key=request_id, fingerprint=asked):
+        if await self._repository.claim(scope=scope, key=idempotency_key, fingerprint=asked):
             resource_id, result = await create()
-            await self._repository.complete(scope=scope, key=request_id, resource_id=resource_id)
+            await self._repository.complete(scope=scope, key=idempotency_key, resource_id=resource_id)
             return result
-        record = await self._repository.get(scope=scope, key=request_id)
+        record = await self._repository.get(scope=scope, key=idempotency_key)
         if record is None or record.fingerprint != asked or record.resource_id is None:
             raise RequestIdReusedException()
         return await replay(record.resource_id)

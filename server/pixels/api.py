@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import pixel_service_pb2 as pb
 from adplane.v1 import pixel_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.pixels import converters
@@ -22,10 +22,10 @@ class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
     async def RequestPixel(self, request: pb.RequestPixelRequest, context: Context) -> pb.RequestPixelResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         payload = converters.creation_payload_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             queued = await uow.pixels.request_pixel(
-                workspace_id, payload, actor=current_principal(), request_id=request_id
+                workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.RequestPixelResponse(request=request_to_proto(queued))
 
@@ -51,10 +51,10 @@ class PixelServicer(pixel_service_pb2_grpc.PixelServiceServicer):
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         pixel_id = parse_id(request.pixel_id, field="pixel_id")
         payload = converters.share_payload_from_proto(request, pixel_id=pixel_id)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             queued = await uow.pixels.request_pixel_share(
-                workspace_id, payload, actor=current_principal(), request_id=request_id
+                workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )
         return pb.RequestPixelShareResponse(request=request_to_proto(queued))
 

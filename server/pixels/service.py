@@ -54,14 +54,14 @@ class IAccountLookup(Protocol):
 
 class IPixelService(Protocol):
     async def request_pixel(
-        self, workspace_id: uuid.UUID, payload: PixelCreationPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: PixelCreationPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema: ...
     async def list_pixels(
         self, workspace_id: uuid.UUID, query: PixelListRequestSchema
     ) -> Page[PixelResponseSchema]: ...
     async def get_pixel(self, pixel_id: uuid.UUID, *, workspace_id: uuid.UUID) -> PixelResponseSchema: ...
     async def request_pixel_share(
-        self, workspace_id: uuid.UUID, payload: PixelSharePayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: PixelSharePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema: ...
     async def unshare_pixel(
         self, pixel_id: uuid.UUID, account_id: uuid.UUID, *, workspace_id: uuid.UUID
@@ -90,13 +90,13 @@ class PixelService:
         self._page_tokens = page_tokens
 
     async def request_pixel(
-        self, workspace_id: uuid.UUID, payload: PixelCreationPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: PixelCreationPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue a new pixel in a business manager the workspace may use."""
         usable = await self._business_managers.get_usable(payload.business_manager_id, workspace_id=workspace_id)
         if usable is None:
             raise BusinessManagerNotUsableException(payload.business_manager_id)
-        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def list_pixels(self, workspace_id: uuid.UUID, query: PixelListRequestSchema) -> Page[PixelResponseSchema]:
         return await self._list(query.model_copy(update={"workspace_id": workspace_id}), collection="pixels")
@@ -105,7 +105,7 @@ class PixelService:
         return _to_schema(await self._get(pixel_id, workspace_id=workspace_id))
 
     async def request_pixel_share(
-        self, workspace_id: uuid.UUID, payload: PixelSharePayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: PixelSharePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue sharing a pixel with active accounts of its workspace that it is not shared with yet."""
         pixel = await self._get(payload.pixel_id, workspace_id=workspace_id)
@@ -124,7 +124,7 @@ class PixelService:
         already = [a for a in payload.account_ids if a in shared]
         if already:
             raise AlreadySharedException(pixel.id, already)
-        return await self._requests.submit(workspace_id, payload, actor=actor, request_id=request_id)
+        return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def unshare_pixel(
         self, pixel_id: uuid.UUID, account_id: uuid.UUID, *, workspace_id: uuid.UUID

@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import request_service_pb2 as pb
 from adplane.v1 import request_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.requests import converters
@@ -53,7 +53,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
 
     async def ApproveRequest(self, request: pb.ApproveRequestRequest, context: Context) -> pb.ApproveRequestResponse:
         request_id = parse_id(request.id, field="id")
-        idempotency_key = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
             approved = await uow.requests.approve_request(
                 request_id, actor=current_principal(), idempotency_key=idempotency_key

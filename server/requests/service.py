@@ -40,7 +40,7 @@ ENTITY = "request"
 
 class IRequestService(Protocol):
     async def submit(
-        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema: ...
     async def get_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema: ...
     async def list_workspace_requests(
@@ -87,7 +87,7 @@ class RequestService:
         self._ttl = ttl
 
     async def submit(
-        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, request_id: str | None
+        self, workspace_id: uuid.UUID, payload: RequestPayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Put a request in the queue. The asset services check what it refers to beforehand."""
 
@@ -115,7 +115,7 @@ class RequestService:
         return await self._idempotency.run_once(
             scope=f"requests.{payload.type.value}",
             caller=actor.id,
-            request_id=request_id,
+            idempotency_key=idempotency_key,
             # The workspace is part of what was asked: the same key in another workspace is reused.
             payload=SubmissionSchema(workspace_id=workspace_id, payload=payload),
             create=create,
@@ -166,7 +166,7 @@ class RequestService:
         return await self._idempotency.run_once(
             scope="requests.approve",
             caller=actor.id,
-            request_id=idempotency_key,
+            idempotency_key=idempotency_key,
             payload=ApprovalSchema(request=request_id),
             create=approve,
             replay=replay,

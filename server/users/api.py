@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import user_service_pb2 as pb
 from adplane.v1 import user_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id
+from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.users import converters
@@ -20,9 +20,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
         data = converters.create_request_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
-            user = await uow.users.create_user(data, actor=current_principal(), request_id=request_id)
+            user = await uow.users.create_user(data, actor=current_principal(), idempotency_key=idempotency_key)
         return pb.CreateUserResponse(user=converters.user_to_proto(user))
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:

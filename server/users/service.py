@@ -33,7 +33,7 @@ USER = "user"
 
 class IUserService(Protocol):
     async def create_user(
-        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
     ) -> UserResponseSchema: ...
     async def get_user(self, user_id: uuid.UUID) -> UserResponseSchema: ...
     async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]: ...
@@ -67,14 +67,14 @@ class UserService:
         self._page_tokens = page_tokens
 
     async def create_user(
-        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+        self, data: UserCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
     ) -> UserResponseSchema:
         """Create a user who signs in with `data.password`.
 
         The idempotency fingerprint covers the email and the full name only: the schema keeps the
         password out of its dumps, since the fingerprint is stored as a fast unsalted hash that would
         otherwise let anyone holding the table test guesses at the password. A retry is instead
-        checked against the stored argon2id hash, so the same request_id with another password is
+        checked against the stored argon2id hash, so the same idempotency key with another password is
         still REQUEST_ID_REUSED.
         """
         password = data.password.get_secret_value()
@@ -98,7 +98,7 @@ class UserService:
         return await self._idempotency.run_once(
             scope="users.create",
             caller=actor.id if actor is not None else None,
-            request_id=request_id,
+            idempotency_key=idempotency_key,
             payload=data,
             create=create,
             replay=replay,

@@ -6,7 +6,7 @@ import grpc
 
 from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1 import workspace_service_pb2_grpc
-from server.api_helpers import parse_id, parse_request_id, validated
+from server.api_helpers import parse_id, parse_idempotency_key, validated
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.workspaces import converters
@@ -21,9 +21,11 @@ class WorkspaceServicer(workspace_service_pb2_grpc.WorkspaceServiceServicer):
 
     async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Context) -> pb.CreateWorkspaceResponse:
         data = converters.create_request_from_proto(request)
-        request_id = parse_request_id(request.request_id)
+        idempotency_key = parse_idempotency_key(request.request_id)
         async with self._infrastructure.unit_of_work() as uow:
-            workspace = await uow.workspaces.create_workspace(data, actor=current_principal(), request_id=request_id)
+            workspace = await uow.workspaces.create_workspace(
+                data, actor=current_principal(), idempotency_key=idempotency_key
+            )
         return pb.CreateWorkspaceResponse(workspace=converters.workspace_to_proto(workspace))
 
     async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Context) -> pb.GetWorkspaceResponse:

@@ -55,7 +55,7 @@ class UserState(Protocol):
 
 class IWorkspaceService(Protocol):
     async def create_workspace(
-        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
     ) -> WorkspaceResponseSchema: ...
     async def get_workspace(self, workspace_id: uuid.UUID) -> WorkspaceResponseSchema: ...
     async def list_workspaces(self, query: WorkspaceListRequestSchema) -> Page[WorkspaceResponseSchema]: ...
@@ -99,7 +99,7 @@ class WorkspaceService:
         self._page_tokens = page_tokens
 
     async def create_workspace(
-        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, request_id: str | None = None
+        self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
     ) -> WorkspaceResponseSchema:
         """Create a workspace; a user who creates one becomes its first owner."""
 
@@ -126,7 +126,7 @@ class WorkspaceService:
         return await self._idempotency.run_once(
             scope="workspaces.create",
             caller=actor.id if actor is not None else None,
-            request_id=request_id,
+            idempotency_key=idempotency_key,
             payload=data,
             create=create,
             replay=self.get_workspace,

@@ -95,7 +95,7 @@ async def test_request_account_queues_a_waiting_request_with_the_payload(
             world.workspace_id,
             draft(world.platform_bm_id, name="  Spring sale  ", currency="usd"),
             actor=actor,
-            request_id=None,
+            idempotency_key=None,
         )
     assert request.status is RequestStatus.WAITING_FOR_APPROVAL
     assert request.type is RequestType.ACCOUNT_CREATION
@@ -116,7 +116,9 @@ async def test_request_account_in_the_workspaces_own_client_business_manager(
         infrastructure, ownership=BusinessManagerOwnership.CLIENT, workspace_id=world.workspace_id
     )
     async with infrastructure.unit_of_work() as uow:
-        request = await uow.accounts.request_account(world.workspace_id, draft(client_bm), actor=actor, request_id=None)
+        request = await uow.accounts.request_account(
+            world.workspace_id, draft(client_bm), actor=actor, idempotency_key=None
+        )
     assert isinstance(request.payload, AccountCreationPayload)
     assert request.payload.business_manager_id == client_bm
 
@@ -138,7 +140,7 @@ async def test_request_account_refuses_a_business_manager_the_workspace_cannot_u
             bm_id = uuid.uuid4()
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(BusinessManagerNotUsableException) as raised:
-            await uow.accounts.request_account(world.workspace_id, draft(bm_id), actor=actor, request_id=None)
+            await uow.accounts.request_account(world.workspace_id, draft(bm_id), actor=actor, idempotency_key=None)
     assert raised.value.reason == "BUSINESS_MANAGER_NOT_USABLE"
     assert await count(infrastructure, Request) == 0
 
@@ -151,7 +153,7 @@ async def test_request_account_with_a_request_id_is_done_once(
         async with infrastructure.unit_of_work() as uow:
             results.append(
                 await uow.accounts.request_account(
-                    world.workspace_id, draft(world.platform_bm_id), actor=actor, request_id="once"
+                    world.workspace_id, draft(world.platform_bm_id), actor=actor, idempotency_key="once"
                 )
             )
     assert results[0] == results[1]
@@ -324,10 +326,10 @@ def spend_cap(account_id: uuid.UUID, currency: str = "EUR", amount_minor: int = 
 async def test_spend_cap_change_is_queued(infrastructure: Infrastructure, world: World, actor: Principal) -> None:
     async with infrastructure.unit_of_work() as uow:
         request = await uow.accounts.request_spend_cap_change(
-            world.workspace_id, spend_cap(world.account_id), actor=actor, request_id=None
+            world.workspace_id, spend_cap(world.account_id), actor=actor, idempotency_key=None
         )
         removal = await uow.accounts.request_spend_cap_change(
-            world.workspace_id, spend_cap(world.account_id, amount_minor=0), actor=actor, request_id=None
+            world.workspace_id, spend_cap(world.account_id, amount_minor=0), actor=actor, idempotency_key=None
         )
     assert request.type is RequestType.SPEND_CAP_CHANGE
     assert request.status is RequestStatus.WAITING_FOR_APPROVAL
@@ -342,7 +344,7 @@ async def test_spend_cap_in_another_currency_is_invalid(
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(SpendCapCurrencyMismatchException) as raised:
             await uow.accounts.request_spend_cap_change(
-                world.workspace_id, spend_cap(world.account_id, currency="USD"), actor=actor, request_id=None
+                world.workspace_id, spend_cap(world.account_id, currency="USD"), actor=actor, idempotency_key=None
             )
     assert [v.field for v in raised.value.violations] == ["spend_cap.currency"]
     assert await count(infrastructure, Request) == 0
@@ -360,12 +362,12 @@ async def test_spend_cap_of_an_archived_or_foreign_account_is_refused(
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(AccountArchivedException) as raised:
             await uow.accounts.request_spend_cap_change(
-                world.workspace_id, spend_cap(archived), actor=actor, request_id=None
+                world.workspace_id, spend_cap(archived), actor=actor, idempotency_key=None
             )
         assert raised.value.reason == "ACCOUNT_ARCHIVED"
         with pytest.raises(AccountNotFoundException):
             await uow.accounts.request_spend_cap_change(
-                world.workspace_id, spend_cap(world.other_account_id), actor=actor, request_id=None
+                world.workspace_id, spend_cap(world.other_account_id), actor=actor, idempotency_key=None
             )
 
 

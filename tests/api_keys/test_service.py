@@ -43,7 +43,7 @@ async def create(
 ) -> ApiKeyCreatedSchema:
     async with infrastructure.unit_of_work() as uow:
         return await uow.api_keys.create_api_key(
-            ApiKeyCreateRequestSchema(name=name, role_names=role_names or []), actor=actor, request_id=request_id
+            ApiKeyCreateRequestSchema(name=name, role_names=role_names or []), actor=actor, idempotency_key=request_id
         )
 
 

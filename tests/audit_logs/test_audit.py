@@ -118,7 +118,7 @@ async def create_workspace(
     with acting_as(actor):
         async with infrastructure.unit_of_work() as uow:
             return await uow.workspaces.create_workspace(
-                WorkspaceCreateRequestSchema(name=name), actor=actor, request_id=request_id
+                WorkspaceCreateRequestSchema(name=name), actor=actor, idempotency_key=request_id
             )
 
 
@@ -331,7 +331,7 @@ async def test_user_mutations_are_audited_without_secrets(infrastructure: Infras
                     {"email": "ada@example.com", "full_name": "Ada", "password": PASSWORD}
                 ),
                 actor=admin,
-                request_id="create-ada",
+                idempotency_key="create-ada",
             )
         entry = await trail.one()
         assert (entry.entity_type, entry.entity_id, entry.workspace_id) == ("user", created.id, None)
@@ -349,7 +349,7 @@ async def test_user_mutations_are_audited_without_secrets(infrastructure: Infras
                     {"email": "ada@example.com", "full_name": "Ada", "password": PASSWORD}
                 ),
                 actor=admin,
-                request_id="create-ada",
+                idempotency_key="create-ada",
             )
         assert await trail.new() == []
 
@@ -455,7 +455,7 @@ async def test_api_key_mutations_are_audited_without_the_key(infrastructure: Inf
     data = ApiKeyCreateRequestSchema(name="Exporter", role_names=["staff"])
     with acting_as(creator):
         async with infrastructure.unit_of_work() as uow:
-            created = await uow.api_keys.create_api_key(data, actor=creator, request_id="key-1")
+            created = await uow.api_keys.create_api_key(data, actor=creator, idempotency_key="key-1")
         assert created.secret is not None
         entry = await trail.one()
         assert (entry.entity_type, entry.entity_id, entry.workspace_id) == ("api_key", created.api_key.id, None)
@@ -467,7 +467,7 @@ async def test_api_key_mutations_are_audited_without_the_key(infrastructure: Inf
         assert "secret" not in stored
 
         async with infrastructure.unit_of_work() as uow:
-            replayed = await uow.api_keys.create_api_key(data, actor=creator, request_id="key-1")
+            replayed = await uow.api_keys.create_api_key(data, actor=creator, idempotency_key="key-1")
         assert replayed.api_key.id == created.api_key.id
         assert await trail.new() == []
 

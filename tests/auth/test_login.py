@@ -5,6 +5,7 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import select
 
 from server.auth.exceptions import InvalidCredentialsException
 from server.auth.schemas import LoginRequestSchema, TokenPairSchema
@@ -47,6 +48,40 @@ async def test_login_returns_tokens_for_the_user(infrastructure: Infrastructure)
     assert tokens.refresh_token != tokens.access_token
     assert tokens.access_token_expires_at > before
     assert tokens.refresh_token_expires_at > tokens.access_token_expires_at
+
+
+async def stored_hash(infrastructure: Infrastructure, user_id: uuid.UUID) -> str:
+    async with infrastructure.sessions() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == user_id))
+    assert stored is not None
+    return stored
+
+
+async def test_login_rehashes_a_password_hashed_with_older_parameters(
+    infrastructure: Infrastructure, fast_infrastructure: Infrastructure
+) -> None:
+    """A user created under cheaper argon2 parameters signs in under the current ones: the hash is
+    upgraded at that sign-in (the only moment the password is known), and signing in still works."""
+    caller = await make_caller(fast_infrastructure)
+    old = await stored_hash(infrastructure, caller.user_id)
+    assert infrastructure.passwords.needs_rehash(old)
+
+    await login(infrastructure, caller.email)
+
+    new = await stored_hash(infrastructure, caller.user_id)
+    assert new != old
+    assert not infrastructure.passwords.needs_rehash(new)
+    await login(infrastructure, caller.email)
+    assert await stored_hash(infrastructure, caller.user_id) == new
+
+
+async def test_a_failed_login_does_not_rehash(
+    infrastructure: Infrastructure, fast_infrastructure: Infrastructure
+) -> None:
+    caller = await make_caller(fast_infrastructure)
+    old = await stored_hash(infrastructure, caller.user_id)
+    await fail_login(infrastructure, caller.email)
+    assert await stored_hash(infrastructure, caller.user_id) == old
 
 
 async def test_each_login_starts_a_sign_in_of_its_own(fast_infrastructure: Infrastructure) -> None:

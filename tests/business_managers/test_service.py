@@ -67,7 +67,7 @@ async def create(
 ) -> BusinessManagerResponseSchema:
     async with infrastructure.unit_of_work() as uow:
         return await uow.business_managers.create_business_manager(
-            create_schema(meta_business_id, name=name, token=token), actor=STAFF, request_id=request_id
+            create_schema(meta_business_id, name=name, token=token), actor=STAFF, idempotency_key=request_id
         )
 
 
@@ -477,11 +477,11 @@ async def test_connection_request_with_a_request_id_runs_once(infrastructure: In
     workspace = await make_workspace(infrastructure)
     async with infrastructure.unit_of_work() as uow:
         queued = await uow.business_managers.request_connection(
-            workspace, connection(), actor=MEMBER, request_id="connect-1"
+            workspace, connection(), actor=MEMBER, idempotency_key="connect-1"
         )
     async with infrastructure.unit_of_work() as uow:
         replayed = await uow.business_managers.request_connection(
-            workspace, connection(), actor=MEMBER, request_id="connect-1"
+            workspace, connection(), actor=MEMBER, idempotency_key="connect-1"
         )
     assert replayed.id == queued.id
     async with infrastructure.unit_of_work() as uow:

@@ -132,7 +132,7 @@ async def _ask(infrastructure: Infrastructure, workspace_id: uuid.UUID, manager_
         name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=manager_id
     )
     async with infrastructure.unit_of_work() as uow:
-        request = await uow.requests.submit(workspace_id, payload, actor=STAFF, request_id=None)
+        request = await uow.requests.submit(workspace_id, payload, actor=STAFF, idempotency_key=None)
     return request.id
 
 

@@ -40,7 +40,7 @@ async def test_request_pixel_queues_a_pixel_creation_request(infrastructure: Inf
             workspace_id,
             PixelCreationPayload(name="  Checkout pixel ", business_manager_id=bm_id),
             actor=actor,
-            request_id=None,
+            idempotency_key=None,
         )
     assert queued.type is RequestType.PIXEL_CREATION
     assert queued.status is RequestStatus.WAITING_FOR_APPROVAL
@@ -68,7 +68,7 @@ async def test_request_pixel_accepts_a_client_business_manager_of_the_workspace(
             workspace_id,
             PixelCreationPayload(name="Own", business_manager_id=own_bm),
             actor=seed.user_actor(),
-            request_id=None,
+            idempotency_key=None,
         )
     assert isinstance(queued.payload, PixelCreationPayload)
     assert queued.payload.business_manager_id == own_bm
@@ -82,7 +82,7 @@ async def test_request_pixel_replays_with_the_same_request_id(infrastructure: In
     results = []
     for _ in range(2):
         async with infrastructure.unit_of_work() as uow:
-            results.append(await uow.pixels.request_pixel(workspace_id, payload, actor=actor, request_id="k1"))
+            results.append(await uow.pixels.request_pixel(workspace_id, payload, actor=actor, idempotency_key="k1"))
     assert results[0] == results[1]
     async with infrastructure.unit_of_work() as uow:
         assert await uow.session.scalar(select(func.count()).select_from(Request)) == 1
@@ -107,7 +107,7 @@ async def test_request_pixel_in_an_unusable_business_manager_fails(infrastructur
                 workspace_id,
                 PixelCreationPayload(name="P", business_manager_id=bm_id),
                 actor=seed.user_actor(),
-                request_id=None,
+                idempotency_key=None,
             )
     assert raised.value.reason == "BUSINESS_MANAGER_NOT_USABLE"
     assert raised.value.metadata == {"business_manager_id": str(bm_id)}
@@ -128,7 +128,7 @@ async def test_unusable_business_managers_are_not_told_apart(infrastructure: Inf
                     workspace_id,
                     PixelCreationPayload(name="P", business_manager_id=bm_id),
                     actor=seed.user_actor(),
-                    request_id=None,
+                    idempotency_key=None,
                 )
         messages.append(raised.value.message.replace(str(bm_id), "<id>"))
     assert messages[0] == messages[1]
@@ -286,7 +286,7 @@ async def test_request_pixel_share_queues_a_share_request(infrastructure: Infras
     actor = seed.user_actor()
     async with infrastructure.unit_of_work() as uow:
         queued = await uow.pixels.request_pixel_share(
-            workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=accounts), actor=actor, request_id=None
+            workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=accounts), actor=actor, idempotency_key=None
         )
     assert queued.type is RequestType.PIXEL_SHARE
     assert queued.status is RequestStatus.WAITING_FOR_APPROVAL
@@ -318,7 +318,7 @@ async def test_sharing_with_an_account_of_another_workspace_is_not_found(infrast
                     workspace_id,
                     PixelSharePayload(pixel_id=pixel_id, account_ids=[mine, other]),
                     actor=seed.user_actor(),
-                    request_id=None,
+                    idempotency_key=None,
                 )
         assert raised.value.reason == "ACCOUNT_NOT_FOUND"
         assert raised.value.metadata == {"account_id": str(other)}
@@ -340,7 +340,7 @@ async def test_sharing_with_an_inactive_account_fails(infrastructure: Infrastruc
                 workspace_id,
                 PixelSharePayload(pixel_id=pixel_id, account_ids=[archived]),
                 actor=seed.user_actor(),
-                request_id=None,
+                idempotency_key=None,
             )
     assert raised.value.metadata == {"account_ids": str(archived)}
 
@@ -358,7 +358,7 @@ async def test_sharing_with_accounts_already_shared_names_them(infrastructure: I
                 workspace_id,
                 PixelSharePayload(pixel_id=pixel_id, account_ids=[shared[1], fresh, shared[0]]),
                 actor=seed.user_actor(),
-                request_id=None,
+                idempotency_key=None,
             )
     assert raised.value.reason == "ALREADY_SHARED"
     assert raised.value.metadata == {"pixel_id": str(pixel_id), "account_ids": f"{shared[1]},{shared[0]}"}
@@ -375,7 +375,7 @@ async def test_sharing_a_pixel_of_another_workspace_is_not_found(infrastructure:
                 workspace_id,
                 PixelSharePayload(pixel_id=their_pixel, account_ids=[their_account]),
                 actor=seed.user_actor(),
-                request_id=None,
+                idempotency_key=None,
             )
 
 

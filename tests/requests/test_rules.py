@@ -32,7 +32,7 @@ async def test_a_suspended_workspace_cannot_ask(infrastructure: Infrastructure, 
     await _suspend(infrastructure, workspace)
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(WorkspaceNotActiveException):
-            await uow.requests.submit(workspace, pixel(), actor=member(), request_id=None)
+            await uow.requests.submit(workspace, pixel(), actor=member(), idempotency_key=None)
 
 
 async def test_a_request_of_a_suspended_workspace_is_not_approved(

@@ -82,7 +82,7 @@ async def submit(
     actor = actor or member()
     with acting_as(actor):
         async with infrastructure.unit_of_work() as uow:
-            return await uow.requests.submit(workspace_id, payload or pixel(), actor=actor, request_id=request_id)
+            return await uow.requests.submit(workspace_id, payload or pixel(), actor=actor, idempotency_key=request_id)
 
 
 async def force(infrastructure: Infrastructure, request_id: uuid.UUID, **values: Any) -> None:

@@ -42,7 +42,7 @@ async def create(
     async with infrastructure.unit_of_work() as uow:
         return await uow.users.create_user(
             UserCreateRequestSchema.model_validate({"email": email, "full_name": full_name, "password": password}),
-            request_id=request_id,
+            idempotency_key=request_id,
         )
 
 

@@ -130,7 +130,7 @@ async def approved_request(
 ) -> uuid.UUID:
     """A request submitted and approved through the request service, as the RPCs do it."""
     async with infrastructure.unit_of_work() as uow:
-        submitted = await uow.requests.submit(workspace_id, payload, actor=staff(), request_id=None)
+        submitted = await uow.requests.submit(workspace_id, payload, actor=staff(), idempotency_key=None)
     async with infrastructure.unit_of_work() as uow:
         await uow.requests.approve_request(submitted.id, actor=staff(), idempotency_key=None)
     return submitted.id

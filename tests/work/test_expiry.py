@@ -16,7 +16,7 @@ from tests.work.conftest import count, staff
 async def waiting_request(infrastructure: Infrastructure, workspace_id: uuid.UUID, *, age: dt.timedelta) -> uuid.UUID:
     payload = PixelCreationPayload(name="Pixel", business_manager_id=uuid.uuid4())
     async with infrastructure.unit_of_work() as uow:
-        request = await uow.requests.submit(workspace_id, payload, actor=staff(), request_id=None)
+        request = await uow.requests.submit(workspace_id, payload, actor=staff(), idempotency_key=None)
         await uow.session.execute(update(Request).where(Request.id == request.id).values(expires_at=utcnow() - age))
     return request.id
 

@@ -313,7 +313,9 @@ async def test_requests_that_are_not_approved_are_left_alone(
     world: World,
 ) -> None:
     async with infrastructure.unit_of_work() as uow:
-        waiting = await uow.requests.submit(world.workspace_id, account_payload(world), actor=staff(), request_id=None)
+        waiting = await uow.requests.submit(
+            world.workspace_id, account_payload(world), actor=staff(), idempotency_key=None
+        )
 
     assert await work.carry_out(waiting.id) is RequestStatus.WAITING_FOR_APPROVAL
     assert await work.carry_out(uuid.uuid4()) is None

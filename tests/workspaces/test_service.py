@@ -28,7 +28,7 @@ async def create(
 ) -> WorkspaceResponseSchema:
     async with infrastructure.unit_of_work() as uow:
         return await uow.workspaces.create_workspace(
-            WorkspaceCreateRequestSchema.model_validate({"name": name, **fields}), request_id=request_id
+            WorkspaceCreateRequestSchema.model_validate({"name": name, **fields}), idempotency_key=request_id
         )
 
 

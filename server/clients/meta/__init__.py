@@ -14,7 +14,6 @@ from server.clients.meta.models import (
     MetaAccountTask,
     MetaAdAccount,
     MetaAdAccountReads,
-    MetaAssignedUser,
     MetaBusiness,
     MetaPixel,
 )
@@ -29,7 +28,6 @@ __all__ = [
     "MetaAdAccount",
     "MetaAdAccountReads",
     "MetaApiError",
-    "MetaAssignedUser",
     "MetaBusiness",
     "MetaError",
     "MetaGraphClient",

@@ -16,7 +16,6 @@ from server.clients.meta.models import (
     MetaAccountTask,
     MetaAdAccount,
     MetaAdAccountReads,
-    MetaAssignedUser,
     MetaBusiness,
     MetaPixel,
 )
@@ -33,7 +32,6 @@ MAX_CONCURRENT_BATCHES = 4
 AD_ACCOUNT_FIELDS = "id,name,currency,timezone_name,account_status,disable_reason,spend_cap,amount_spent"
 BUSINESS_FIELDS = "id,name,verification_status"
 PIXEL_FIELDS = "id,name,last_fired_time"
-ASSIGNED_USER_FIELDS = "id,tasks"
 
 _API_VERSION = re.compile(r"v\d+\.\d+")
 _NUMERIC_ID = re.compile(r"\d+")
@@ -236,23 +234,6 @@ class MetaGraphClient:
             throttle_keys=[ad_account_key(account_id)],
         )
         self._require_success(body, f"user removal from {account_id}")
-
-    def list_assigned_users(
-        self,
-        account_id: str,
-        *,
-        business_id: str,
-        token: str,
-    ) -> AsyncIterator[MetaAssignedUser]:
-        account_id = _ad_account_id(account_id)
-        business_id = _numeric_id(business_id, "business_id")
-        return self._paginate(
-            f"{account_id}/assigned_users",
-            MetaAssignedUser,
-            token=token,
-            params={"business": business_id, "fields": ASSIGNED_USER_FIELDS},
-            throttle_keys=[ad_account_key(account_id), business_key(business_id)],
-        )
 
     # Pixels
 

@@ -65,11 +65,6 @@ class MetaPixel(_GraphObject):
     last_fired_time: dt.datetime | None = None
 
 
-class MetaAssignedUser(_GraphObject):
-    id: NumericId
-    tasks: tuple[str, ...] = ()
-
-
 @dataclass(frozen=True)
 class MetaAdAccountReads:
     """The result of a batched read: what was read, and why each other account was not.

@@ -12,7 +12,6 @@ from server.clients.meta.models import (
     MetaAccountTask,
     MetaAdAccount,
     MetaAdAccountReads,
-    MetaAssignedUser,
     MetaBusiness,
     MetaPixel,
 )
@@ -73,16 +72,6 @@ class IMetaClient(Protocol):
         ...
 
     async def unassign_user(self, account_id: str, *, user_id: str, token: str) -> None: ...
-
-    def list_assigned_users(
-        self,
-        account_id: str,
-        *,
-        business_id: str,
-        token: str,
-    ) -> AsyncIterator[MetaAssignedUser]:
-        """The business's users that have tasks on the account."""
-        ...
 
     async def create_pixel(self, business_id: str, *, name: str, token: str) -> MetaPixel:
         """Creates a pixel (dataset) owned by the business. Not idempotent: look in `list_owned_pixels` first."""
