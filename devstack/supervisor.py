@@ -1,7 +1,9 @@
 """`adplane dev` (`make run`): the whole stack on one machine, with nothing installed beforehand.
 
 Starts embedded PostgreSQL and Redis for the URLs that are not configured, migrates, then runs the
-processes in CHILDREN until Ctrl-C/SIGTERM or until one of them dies.
+processes in CHILDREN until Ctrl-C/SIGTERM: one that dies is started again after a back-off (one
+that cannot stay up stops the stack), PostgreSQL or Redis going away is reported, and the banner
+comes once Envoy routes to a serving server.
 """
 
 import signal
@@ -10,12 +12,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 from os import environ
 from pathlib import Path
 from types import FrameType
 
+from devstack.children import Child, ChildState
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
+from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
 from server.config import Settings
 
 # The long-running processes of the stack, as `adplane` subcommands. Exactly one scheduler.
@@ -38,10 +44,14 @@ DEV_REDIS_PORT = 6380
 # How long children get after the grace period of the gRPC server before they are killed.
 EXTRA_STOP_SECONDS = 5.0
 POLL_SECONDS = 0.2
+# How often PostgreSQL and Redis are checked.
+PROBE_SECONDS = 2.0
+# Said once when Envoy still does not route to a serving server this long after the start.
+SLOW_START_SECONDS = 60.0
 
 
 def run_dev_stack(settings: Settings) -> int:
-    """Runs the stack until a signal (returns 0) or a child's death (returns non-zero)."""
+    """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero)."""
     received: list[int] = []
 
     def remember(signum: int, _frame: FrameType | None) -> None:
@@ -76,51 +86,64 @@ def run_dev_stack(settings: Settings) -> int:
                     return admin.returncode
             if received:
                 return 0
-            fakes = _start_third_party_fakes(settings, env)
-            children = {**fakes, **{name: _spawn(arguments, env) for name, arguments in CHILDREN.items()}}
-            _print_banner(settings, env)
-            return _supervise(children, received, stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS)
+            children = [Child(name, start) for name, start in _third_party_fakes(settings, env).items()]
+            for child in children:
+                child.launch(time.monotonic())
+            for url in (env.get("META_SIMULATOR_URL"), env.get("S3_ENDPOINT_URL")):
+                if url:
+                    _wait_for_http(url)
+            for name, arguments in CHILDREN.items():
+                children.append(Child(name, partial(_spawn, arguments, env)))
+                children[-1].launch(time.monotonic())
+            return _supervise(
+                children,
+                received,
+                probes=[
+                    Probe(f"PostgreSQL ({env['DATABASE_URL']})", postgres_reachable(env["DATABASE_URL"])),
+                    Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])),
+                ],
+                serving=partial(routes_to_serving_server, settings.http_port),
+                banner=partial(_print_banner, settings, env),
+                stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS,
+            )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _start_third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
-    """The Graph API simulator and moto's S3, unless META_GRAPH_URL / S3_ENDPOINT_URL are set.
+def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Callable[[], subprocess.Popen[bytes]]]:
+    """How to start the Graph API simulator and moto's S3, unless META_GRAPH_URL / S3_ENDPOINT_URL are set.
 
     Sets the URLs (and moto's dummy credentials) in `env` for the children started after.
     """
-    fakes: dict[str, subprocess.Popen[bytes]] = {}
+    fakes: dict[str, Callable[[], subprocess.Popen[bytes]]] = {}
     python = str(Path(sys.executable))
     # Set in the environment or .env: the real (or another) service is used.
     configured = settings.model_fields_set
     if "meta_graph_url" not in configured:
         port = DEV_META_SIMULATOR_PORT if is_port_free(DEV_META_SIMULATOR_PORT) else free_port()
-        fakes["meta-simulator"] = subprocess.Popen(
-            [python, "-m", "devstack.meta_simulator", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            process_group=0,
+        fakes["meta-simulator"] = partial(
+            _spawn_quiet, [python, "-m", "devstack.meta_simulator", "--port", str(port)], env, stderr=None
         )
         env["META_GRAPH_URL"] = env["META_SIMULATOR_URL"] = f"http://127.0.0.1:{port}"
     if "s3_endpoint_url" not in configured:
         port = DEV_S3_PORT if is_port_free(DEV_S3_PORT) else free_port()
-        fakes["s3"] = subprocess.Popen(
+        fakes["s3"] = partial(
+            _spawn_quiet,
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            env,
             stderr=subprocess.DEVNULL,
-            process_group=0,
         )
         env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
         env.setdefault("AWS_ACCESS_KEY_ID", "dev")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "dev")
-    for url in (env.get("META_SIMULATOR_URL"), env.get("S3_ENDPOINT_URL")):
-        if url:
-            _wait_for_http(url)
     return fakes
+
+
+def _spawn_quiet(command: list[str], env: dict[str, str], *, stderr: int | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, process_group=0
+    )
 
 
 def _wait_for_http(url: str, *, timeout: float = 20.0) -> None:
@@ -160,31 +183,64 @@ def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]
     return subprocess.Popen([str(adplane), *arguments], env=env, stdin=subprocess.DEVNULL, process_group=0)
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]], received: list[int], *, stop_timeout: float) -> int:
+def _supervise(
+    children: list[Child],
+    received: list[int],
+    *,
+    probes: list[Probe],
+    serving: Callable[[], bool],
+    banner: Callable[[], None],
+    stop_timeout: float,
+) -> int:
+    """Until a signal: children that die are started again (see devstack.children), PostgreSQL and
+    Redis going away or coming back is reported, and the banner is printed once Envoy routes to a
+    serving server. A child that cannot stay up stops the stack."""
+    started = time.monotonic()
+    banner_due = True
+    slow_start_reported = False
+    next_probe = started
     while True:
         if received:
             _stop(children, received[0], timeout=stop_timeout)
             return 0
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"adplane dev: {name} exited with {child.returncode}; stopping the stack", file=sys.stderr)
+        now = time.monotonic()
+        for child in children:
+            if child.poll(now) is ChildState.GAVE_UP:
                 _stop(children, signal.SIGTERM, timeout=stop_timeout)
-                return child.returncode or 1
+                return child.last_exit or 1
+        if banner_due and serving():
+            banner()
+            banner_due = False
+        elif banner_due and not slow_start_reported and now - started > SLOW_START_SECONDS:
+            print(
+                f"adplane dev: Envoy does not route to a serving server after {SLOW_START_SECONDS:.0f}s",
+                file=sys.stderr,
+            )
+            slow_start_reported = True
+        if now >= next_probe:
+            for probe in probes:
+                change = probe.check()
+                if change:
+                    print(change, file=sys.stderr, flush=True)
+            next_probe = now + PROBE_SECONDS
         time.sleep(POLL_SECONDS)
 
 
-def _stop(children: dict[str, subprocess.Popen[bytes]], signum: int, *, timeout: float) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signum)
+def _stop(children: list[Child], signum: int, *, timeout: float) -> None:
+    running = [child for child in children if child.process is not None and child.restart_at is None]
+    for child in running:
+        assert child.process is not None
+        if child.process.poll() is None:
+            child.process.send_signal(signum)
     deadline = time.monotonic() + timeout
-    for name, child in children.items():
+    for child in running:
+        assert child.process is not None
         try:
-            child.wait(max(0.0, deadline - time.monotonic()))
+            child.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"adplane dev: {name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
-            child.kill()
-            child.wait()
+            print(f"adplane dev: {child.name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
+            child.process.kill()
+            child.process.wait()
 
 
 def _print_banner(settings: Settings, env: dict[str, str]) -> None:
