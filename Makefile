@@ -16,6 +16,7 @@ test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest 
 lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	node_modules/.bin/tsc -p sdk/typescript --noEmit
 
 typecheck: bootstrap
 	$(VENV)/mypy server devstack tests bench sdk/python/src scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py

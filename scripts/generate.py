@@ -8,6 +8,7 @@ Writes:
                            one FileDescriptorSet with every file (google/rpc/status.proto and
                            error_details.proto included), with source info (the comments), for Envoy's
                            transcoder, reflection and the OpenAPI document;
+  sdk/typescript/src/gen/  the TypeScript SDK's messages and services (protoc-gen-es);
   generated/openapi.json   the OpenAPI 3.1 document of the REST routes (scripts/openapi.py);
   generated/api-reference.html
                            swagger-ui's page with the document, one file (scripts/api_reference.py).
@@ -35,14 +36,17 @@ GOOGLE_PROTOS = [
     "rpc/error_details.proto",
     "rpc/status.proto",
 ]
-DERIVED = ["third_party/googleapis", "generated"]
+DERIVED = ["third_party/googleapis", "generated", "sdk/typescript/src/gen"]
 # Installed by `npm ci` (make bootstrap), pinned by package-lock.json.
 SWAGGER_UI = ROOT / "node_modules" / "swagger-ui-dist"
 
 
 def _buf(*args: str, cwd: Path) -> None:
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The venv's plugins and node; protoc-gen-es from node_modules (npm ci, in the real repository).
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"), env.get("PATH", "")]
+    )
     subprocess.run(["buf", *args], cwd=cwd, env=env, check=True)
 
 
@@ -58,7 +62,9 @@ def generate(into: Path) -> None:
     generated = into / "generated"
     shutil.rmtree(generated, ignore_errors=True)
     generated.mkdir(parents=True)
+    shutil.rmtree(into / "sdk" / "typescript" / "src" / "gen", ignore_errors=True)
     _buf("generate", cwd=into)
+    _buf("generate", "--template", "buf.gen.es.yaml", cwd=into)
     _buf("build", "-o", str(generated / "descriptors.binpb"), cwd=into)
     openapi = build_document((generated / "descriptors.binpb").read_bytes())
     (generated / "openapi.json").write_text(render(openapi))
@@ -91,7 +97,7 @@ def check() -> int:
     """Regenerate into a scratch copy of the repo and compare with the committed trees."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for name in ["buf.yaml", "buf.gen.yaml", "protos", "scripts"]:
+        for name in ["buf.yaml", "buf.gen.yaml", "buf.gen.es.yaml", "protos", "scripts"]:
             src = ROOT / name
             (shutil.copytree if src.is_dir() else shutil.copyfile)(src, scratch / name)
         (scratch / "third_party" / "googleapis").mkdir(parents=True)

@@ -1,0 +1,134 @@
+// The SDK against the real stack (started by tests/e2e/sdk/test_typescript_sdk.py, which passes its
+// URLs and accounts in the environment), over gRPC-Web through Envoy and over gRPC to the server.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import {
+  AdplaneError,
+  ApiKeyCredentials,
+  type AdplaneClient,
+  type Credentials,
+  pages,
+  TokenCredentials,
+} from "../src/index.js";
+import * as node from "../src/node.js";
+import * as web from "../src/web.js";
+
+function env(name: string): string {
+  const value = process.env[name];
+  assert.ok(value, `${name} is not set: run these tests through pytest (tests/e2e/sdk)`);
+  return value;
+}
+
+const password = env("ADPLANE_PASSWORD");
+const admin = env("ADPLANE_EMAIL");
+const member = env("ADPLANE_MEMBER_EMAIL");
+const memberWorkspace = env("ADPLANE_MEMBER_WORKSPACE");
+
+interface Flavour {
+  baseUrl: string;
+  client(credentials?: Credentials): AdplaneClient;
+  signIn(email: string): Promise<TokenCredentials>;
+}
+
+const flavours: Record<string, Flavour> = {
+  "gRPC-Web via Envoy": {
+    baseUrl: env("ADPLANE_WEB_URL"),
+    client: (credentials) => web.createWebClient(env("ADPLANE_WEB_URL"), credentials),
+    signIn: (email) => web.signIn(env("ADPLANE_WEB_URL"), email, password),
+  },
+  "gRPC to the server": {
+    baseUrl: env("ADPLANE_GRPC_URL"),
+    client: (credentials) => node.createNodeClient(env("ADPLANE_GRPC_URL"), credentials),
+    signIn: (email) => node.signIn(env("ADPLANE_GRPC_URL"), email, password),
+  },
+};
+
+async function failure(call: Promise<unknown>): Promise<AdplaneError> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof AdplaneError, `not an AdplaneError: ${String(error)}`);
+    return error;
+  }
+  assert.fail("the call succeeded");
+}
+
+for (const [name, flavour] of Object.entries(flavours)) {
+  describe(name, () => {
+    test("signs in, creates workspaces and lists them across pages", async () => {
+      const api = flavour.client(await flavour.signIn(admin));
+      const prefix = `ts-${name.slice(0, 4)}-${Date.now()}`;
+      const created: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const reply = await api.workspaces.createWorkspace({ workspace: { name: `${prefix}-${i}` } });
+        assert.ok(reply.workspace);
+        created.push(reply.workspace.id);
+      }
+      let pagesSeen = 0;
+      const list = (request: Parameters<typeof api.workspaces.listWorkspaces>[0]) => {
+        pagesSeen++;
+        return api.workspaces.listWorkspaces(request);
+      };
+      const listed: string[] = [];
+      for await (const workspace of pages(list, { pageSize: 2 }, (reply) => reply.workspaces)) {
+        listed.push(workspace.id);
+      }
+      assert.deepEqual(
+        listed.filter((id) => created.includes(id)),
+        created,
+      );
+      assert.ok(pagesSeen >= 3, `only ${pagesSeen} pages`);
+    });
+
+    test("a member's call into another workspace is refused with its reason", async () => {
+      const staff = flavour.client(await flavour.signIn(admin));
+      const other = await staff.workspaces.createWorkspace({ workspace: { name: `ts-other-${Date.now()}` } });
+      const api = flavour.client(await flavour.signIn(member));
+      const own = await api.workspaces.getWorkspace({ workspaceId: memberWorkspace });
+      assert.equal(own.workspace?.id, memberWorkspace);
+      const error = await failure(api.workspaces.getWorkspace({ workspaceId: other.workspace?.id ?? "" }));
+      assert.ok([Code.PermissionDenied, Code.NotFound].includes(error.code), String(error));
+      assert.equal(error.domain, "adplane");
+      assert.match(error.reason, /^[A-Z][A-Z_]+$/);
+    });
+
+    test("a validation error carries its field violations", async () => {
+      const api = flavour.client(await flavour.signIn(admin));
+      const error = await failure(api.workspaces.createWorkspace({ workspace: { name: "" } }));
+      assert.equal(error.code, Code.InvalidArgument);
+      assert.ok(
+        error.fieldViolations.some((violation) => violation.field.endsWith("name")),
+        JSON.stringify(error.fieldViolations),
+      );
+    });
+
+    test("an expiring access token is refreshed before the call", async () => {
+      const credentials = await flavour.signIn(admin);
+      const first = credentials.tokens;
+      const spent = first.refreshToken;
+      first.accessTokenExpireTime = timestampFromDate(new Date());
+      const api = flavour.client(credentials);
+      await api.auth.getCurrentUser({});
+      assert.notEqual(credentials.tokens.refreshToken, spent);
+      await api.auth.getCurrentUser({});
+      // The old refresh token was spent by the renewal: replaying it ends the whole sign-in.
+      const replay = await failure(flavour.client().auth.refreshToken({ refreshToken: spent }));
+      assert.equal(replay.code, Code.Unauthenticated);
+      assert.equal(replay.reason, "REFRESH_TOKEN_REUSED");
+      const ended = await failure(api.auth.getCurrentUser({}));
+      assert.equal(ended.code, Code.Unauthenticated);
+    });
+
+    test("an API key caller", async () => {
+      const staff = flavour.client(await flavour.signIn(admin));
+      const key = await staff.apiKeys.createApiKey({ apiKey: { name: `ts-key-${Date.now()}`, roleNames: ["administrator"] } });
+      const api = flavour.client(new ApiKeyCredentials(key.secret));
+      const reply = await api.workspaces.listWorkspaces({ pageSize: 1 });
+      assert.equal(reply.workspaces.length, 1);
+      const anonymous = await failure(flavour.client().workspaces.listWorkspaces({}));
+      assert.equal(anonymous.code, Code.Unauthenticated);
+    });
+  });
+}
