@@ -43,10 +43,21 @@ def _request_path(loc: tuple[int | str, ...], fields: Mapping[str, str]) -> str:
     return path
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def timestamp_fields(value: dt.datetime) -> dict[str, int]:
+    """A datetime as Timestamp fields (naive means UTC, as in `Timestamp.FromDatetime`).
+
+    A dict a message constructor takes for a Timestamp field, which upb fills in place: about
+    three times cheaper than building a Timestamp and copying it in, which counts in lists.
+    """
+    delta = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
+    return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
+
+
 def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    return timestamp_pb2.Timestamp(**timestamp_fields(value))
 
 
 def enum_to_proto(value: StrEnum, *, prefix: str) -> str:

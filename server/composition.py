@@ -13,7 +13,7 @@ from functools import cached_property
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.accounts.repository import AccountRepository
 from server.accounts.service import AccountService, IAccountService
@@ -59,6 +59,8 @@ class Infrastructure:
     sessions: async_sessionmaker[AsyncSession]
     # Autocommit sessions for reads: one round trip per statement, no BEGIN/COMMIT around it.
     read_sessions: async_sessionmaker[AsyncSession]
+    # The same autocommit mode for connections: read-only units of work run on one of these.
+    read_engine: AsyncEngine
     page_tokens: PageTokenCodec
     tokens: TokenIssuer
     passwords: Passwords
@@ -71,12 +73,14 @@ class Infrastructure:
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
         engine = create_engine(settings)
+        read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
-            read_sessions=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            read_sessions=create_sessionmaker(read_engine),
+            read_engine=read_engine,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
                 secret_key=settings.secret_key.get_secret_value(),
@@ -102,11 +106,16 @@ class Infrastructure:
         """One transaction: committed when the block ends normally, rolled back on an exception.
 
         `read_only` units (Get and List RPCs) run each statement on its own in autocommit mode,
-        which saves the BEGIN and COMMIT round trips; they must not write.
+        which saves the BEGIN and COMMIT round trips; they must not write. Their hot reads run
+        SQLAlchemy Core on the unit's connection; an ORM session is made only if something asks.
         """
         if read_only:
-            async with self.read_sessions() as session:
-                yield UnitOfWork(self, session)
+            async with self.read_engine.connect() as connection:
+                unit = UnitOfWork(self, connection=connection)
+                try:
+                    yield unit
+                finally:
+                    await unit.close()
             return
         async with self.sessions() as session, session.begin():
             yield UnitOfWork(self, session)
@@ -139,11 +148,32 @@ class Infrastructure:
 
 
 class UnitOfWork:
-    """The services of one transaction, built lazily on its session."""
+    """The services of one transaction, built lazily on its session (or, read-only, its connection)."""
 
-    def __init__(self, infrastructure: Infrastructure, session: AsyncSession) -> None:
+    def __init__(
+        self,
+        infrastructure: Infrastructure,
+        session: AsyncSession | None = None,
+        *,
+        connection: AsyncConnection | None = None,
+    ) -> None:
+        if session is None and connection is None:
+            raise ValueError("a unit of work needs a session or a connection")
         self._infrastructure = infrastructure
-        self.session = session
+        self._session = session
+        # Set for read-only units: Core reads run on it without an ORM session.
+        self._connection = connection
+
+    @property
+    def session(self) -> AsyncSession:
+        """The unit's ORM session; a read-only unit makes one on its connection when first asked."""
+        if self._session is None:
+            self._session = AsyncSession(bind=self._connection, expire_on_commit=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._connection is not None:
+            await self._session.close()
 
     @cached_property
     def audit(self) -> IAuditTrail:
@@ -243,7 +273,7 @@ class UnitOfWork:
     @cached_property
     def accounts(self) -> IAccountService:
         return AccountService(
-            repository=AccountRepository(self.session),
+            repository=AccountRepository(self.session, reader=self._connection),
             business_managers=BusinessManagerRepository(self.session),
             members=WorkspaceMemberRepository(self.session),
             workspaces=WorkspaceRepository(self.session),

@@ -3,8 +3,8 @@
 import uuid
 from typing import Any
 
-from adplane.v1 import account_pb2, account_service_pb2, money_pb2
-from server.accounts.models import AccountUserTask, MetaAccountStatus
+from adplane.v1 import account_pb2, account_service_pb2
+from server.accounts.models import AccountStatus, AccountUserTask, MetaAccountStatus
 from server.accounts.schemas import (
     AccountListRequestSchema,
     AccountMoveRequestSchema,
@@ -13,7 +13,7 @@ from server.accounts.schemas import (
     AccountUserAssignRequestSchema,
     AccountUserResponseSchema,
 )
-from server.api_helpers import enum_from_proto, enum_to_proto, parse_id, to_timestamp, validated
+from server.api_helpers import enum_from_proto, enum_to_proto, parse_id, timestamp_fields, to_timestamp, validated
 from server.requests.schemas import AccountCreationPayload, SpendCapChangePayload
 
 _STATUS_NAMES = {int(number): name for name, number in account_pb2.AccountStatus.items()}
@@ -36,39 +36,44 @@ def task_from_proto(number: int) -> str | None:
     return enum_from_proto(number, names=_TASK_NAMES, prefix=_TASK_PREFIX)
 
 
-def _meta_status_to_proto(status: MetaAccountStatus | None) -> account_pb2.MetaAccountStatus.ValueType:
-    if status is None:
-        return account_pb2.MetaAccountStatus.META_ACCOUNT_STATUS_UNSPECIFIED
-    return account_pb2.MetaAccountStatus.Value(enum_to_proto(status, prefix=_META_STATUS_PREFIX))
-
-
 def _task_to_proto(task: AccountUserTask) -> account_pb2.AccountUserTask.ValueType:
     return account_pb2.AccountUserTask.Value(enum_to_proto(task, prefix=_TASK_PREFIX))
 
 
+_STATUS_NUMBERS = {
+    status: account_pb2.AccountStatus.Value(enum_to_proto(status, prefix=_STATUS_PREFIX)) for status in AccountStatus
+}
+_META_STATUS_NUMBERS: dict[MetaAccountStatus | None, account_pb2.MetaAccountStatus.ValueType] = {
+    status: account_pb2.MetaAccountStatus.Value(enum_to_proto(status, prefix=_META_STATUS_PREFIX))
+    for status in MetaAccountStatus
+}
+_META_STATUS_NUMBERS[None] = account_pb2.MetaAccountStatus.META_ACCOUNT_STATUS_UNSPECIFIED
+
+
 def account_to_proto(account: AccountResponseSchema) -> account_pb2.Account:
-    return account_pb2.Account(
-        id=str(account.id),
-        workspace_id=str(account.workspace_id),
-        business_manager_id=str(account.business_manager_id),
-        meta_account_id=account.meta_account_id or "",
-        name=account.name,
-        currency=account.currency,
-        timezone=account.timezone,
-        spend_cap=(
-            money_pb2.Money(currency=account.currency, amount_minor=account.spend_cap_minor)
-            if account.spend_cap_minor is not None
-            else None
-        ),
-        amount_spent=money_pb2.Money(currency=account.currency, amount_minor=account.amount_spent_minor),
-        status=account_pb2.AccountStatus.Value(enum_to_proto(account.status, prefix=_STATUS_PREFIX)),
-        meta_status=_meta_status_to_proto(account.meta_status),
-        disable_reason=account.disable_reason,
-        sync_time=to_timestamp(account.synced_at) if account.synced_at is not None else None,
-        create_time=to_timestamp(account.created_at),
-        update_time=to_timestamp(account.updated_at),
-        etag=account.etag,
-    )
+    # Sub-messages go in as dicts (upb fills them in place; the stubs only know message types)
+    # and enums as numbers looked up once: lists convert 50 of these per call.
+    fields: dict[str, Any] = {
+        "id": str(account.id),
+        "workspace_id": str(account.workspace_id),
+        "business_manager_id": str(account.business_manager_id),
+        "meta_account_id": account.meta_account_id or "",
+        "name": account.name,
+        "currency": account.currency,
+        "timezone": account.timezone,
+        "amount_spent": {"currency": account.currency, "amount_minor": account.amount_spent_minor},
+        "status": _STATUS_NUMBERS[account.status],
+        "meta_status": _META_STATUS_NUMBERS[account.meta_status],
+        "disable_reason": account.disable_reason,
+        "create_time": timestamp_fields(account.created_at),
+        "update_time": timestamp_fields(account.updated_at),
+        "etag": account.etag,
+    }
+    if account.spend_cap_minor is not None:
+        fields["spend_cap"] = {"currency": account.currency, "amount_minor": account.spend_cap_minor}
+    if account.synced_at is not None:
+        fields["sync_time"] = timestamp_fields(account.synced_at)
+    return account_pb2.Account(**fields)
 
 
 def account_user_to_proto(account_user: AccountUserResponseSchema) -> account_pb2.AccountUser:

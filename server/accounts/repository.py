@@ -22,10 +22,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
-from server.accounts.schemas import AccountListRequestSchema
+from server.accounts.schemas import AccountListRequestSchema, AccountResponseSchema
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
@@ -46,14 +47,22 @@ class AccountMetaState:
     reset_spend_cap_alert: bool
 
 
+_accounts = Account.__table__
+# What the Get and List RPCs return, read with Core: rows straight from the driver, no ORM
+# identity map or instance state; SQLAlchemy caches the compiled statements.
+_READ_COLUMNS = [_accounts.c[name] for name in AccountResponseSchema.model_fields]
+type AccountRow = Row[Any]
+
+
 class IAccountRepository(Protocol):
+    async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None: ...
+    async def list_accounts(
+        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[AccountRow]: ...
     async def get(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None: ...
     async def get_many(self, account_ids: Collection[uuid.UUID], *, workspace_id: uuid.UUID) -> list[Account]: ...
     async def lock(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None: ...
     async def lock_with_business_manager(self, account_id: uuid.UUID) -> tuple[Account, BusinessManager] | None: ...
-    async def list_accounts(
-        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
-    ) -> list[Account]: ...
     async def update(
         self, account_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]
     ) -> Account | None: ...
@@ -70,8 +79,40 @@ class IAccountRepository(Protocol):
 
 
 class AccountRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, reader: AsyncConnection | None = None) -> None:
         self._session = session
+        # A read-only unit's connection: Core reads run on it, without the session.
+        self._reader = reader
+
+    async def _connection(self) -> AsyncConnection:
+        return self._reader if self._reader is not None else await self._session.connection()
+
+    def _readable_rows(self, workspace_id: uuid.UUID | None) -> Select[Any]:
+        """`_readable` for Core reads: the same narrowing, columns instead of ORM entities."""
+        statement = select(*_READ_COLUMNS)
+        return statement if workspace_id is None else statement.where(_accounts.c.workspace_id == workspace_id)
+
+    async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None:
+        """The account as a row, or None when it does not exist or belongs to another workspace."""
+        statement = self._readable_rows(workspace_id).where(_accounts.c.id == account_id)
+        row: AccountRow | None = (await (await self._connection()).execute(statement)).first()
+        return row
+
+    async def list_accounts(
+        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[AccountRow]:
+        """`limit` accounts after `after` in id (= creation) order, as rows; one statement."""
+        statement = self._readable_rows(query.workspace_id).order_by(_accounts.c.id).limit(limit)
+        if query.business_manager_id is not None:
+            statement = statement.where(_accounts.c.business_manager_id == query.business_manager_id)
+        if query.status is not None:
+            statement = statement.where(_accounts.c.status == query.status)
+        if query.meta_status is not None:
+            statement = statement.where(_accounts.c.meta_status == query.meta_status)
+        if after is not None:
+            statement = statement.where(_accounts.c.id > after)
+        rows: Sequence[AccountRow] = (await (await self._connection()).execute(statement)).all()
+        return rows
 
     def _readable(self, workspace_id: uuid.UUID | None) -> Select[Account]:
         """Every query starts here: narrowed to one workspace when the caller is scoped to one."""
@@ -111,21 +152,6 @@ class AccountRepository:
         )
         row = (await self._session.execute(statement)).one_or_none()
         return None if row is None else (row[0], row[1])
-
-    async def list_accounts(
-        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
-    ) -> list[Account]:
-        """`limit` accounts after `after` in id (= creation) order; one statement whatever the page size."""
-        statement = self._readable(query.workspace_id).order_by(Account.id).limit(limit)
-        if query.business_manager_id is not None:
-            statement = statement.where(Account.business_manager_id == query.business_manager_id)
-        if query.status is not None:
-            statement = statement.where(Account.status == query.status)
-        if query.meta_status is not None:
-            statement = statement.where(Account.meta_status == query.meta_status)
-        if after is not None:
-            statement = statement.where(Account.id > after)
-        return list(await self._session.scalars(statement))
 
     async def update(
         self, account_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]

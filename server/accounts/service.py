@@ -15,7 +15,7 @@ from server.accounts.exceptions import (
     WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUser, AccountUserTask
-from server.accounts.repository import IAccountRepository
+from server.accounts.repository import AccountRow, IAccountRepository
 from server.accounts.schemas import (
     AccountListRequestSchema,
     AccountMoveRequestSchema,
@@ -132,7 +132,10 @@ class AccountService:
         )
 
     async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema:
-        return _to_schema(await self._get(account_id, workspace_id=workspace_id))
+        row = await self._repository.read(account_id, workspace_id=workspace_id)
+        if row is None:
+            raise AccountNotFoundException(account_id)
+        return _row_schema(row)
 
     async def request_spend_cap_change(
         self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, idempotency_key: str | None
@@ -330,13 +333,19 @@ class AccountService:
             collection=collection,
             filters=filters,
             fetch=lambda after, limit: self._repository.list_accounts(query, after=after, limit=limit),
-            convert=_to_schema,
+            convert=_row_schema,
             key=lambda account: account.id,
         )
 
 
 def _to_schema(account: Account) -> AccountResponseSchema:
     return AccountResponseSchema.model_validate(account)
+
+
+def _row_schema(row: AccountRow) -> AccountResponseSchema:
+    """A row of the Core reads as the response schema. The row holds exactly the schema's fields,
+    typed by the table's columns (enums, UUIDs, aware datetimes), so it is not validated again."""
+    return AccountResponseSchema.model_construct(**row._mapping)
 
 
 def _user_schema(account_user: AccountUser, email: str) -> AccountUserResponseSchema:

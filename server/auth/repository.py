@@ -3,7 +3,7 @@ import uuid
 from typing import Protocol
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.auth.models import RefreshToken
 from server.auth.schemas import ApiKeyStandingSchema, UserStandingSchema
@@ -59,8 +59,10 @@ class IAuthRepository(Protocol):
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
-class AuthRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class StandingRepository:
+    """The caller's standing, on a session or on a bare connection (the server's hot path)."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self._session = session
 
     async def user_standing(
@@ -80,6 +82,21 @@ class AuthRepository:
     async def api_key_standing(self, *, prefix: str) -> ApiKeyStandingSchema | None:
         row = (await self._session.execute(_API_KEY_STANDING, {"prefix": prefix})).mappings().one_or_none()
         return None if row is None else ApiKeyStandingSchema.model_validate(dict(row))
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def user_standing(
+        self, *, user_id: uuid.UUID, family_id: uuid.UUID, workspace_id: uuid.UUID | None
+    ) -> UserStandingSchema | None:
+        return await StandingRepository(self._session).user_standing(
+            user_id=user_id, family_id=family_id, workspace_id=workspace_id
+        )
+
+    async def api_key_standing(self, *, prefix: str) -> ApiKeyStandingSchema | None:
+        return await StandingRepository(self._session).api_key_standing(prefix=prefix)
 
     async def add_refresh_token(
         self, *, user_id: uuid.UUID, family_id: uuid.UUID, token_hash: str, expires_at: dt.datetime
