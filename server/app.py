@@ -155,7 +155,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
         Authentication(infrastructure.tokens),
         Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
-            PrincipalResolver(infrastructure.read_engine),
+            PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache),
         ),
     ]
 

@@ -25,6 +25,7 @@ from server.auth.passwords import Passwords
 from server.auth.principal import current_principal_or_none
 from server.auth.repository import AuthRepository
 from server.auth.service import AuthService, IAuthService
+from server.auth.standing_cache import StandingCache
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
 from server.business_managers.meta_steps import BusinessCredentials, MetaSteps, retry_policy
@@ -67,6 +68,8 @@ class Infrastructure:
     # None when REDIS_URL is unset (tests of single modules); production requires it.
     redis: Redis | None
     login_throttle: LoginThrottle
+    # Callers' standing, kept per process and emptied by the database's notifications.
+    standing_cache: StandingCache
     cipher: SecretCipher
     export_storage: IExportStorage
 
@@ -74,6 +77,8 @@ class Infrastructure:
     def build(cls, settings: Settings) -> "Infrastructure":
         engine = create_engine(settings)
         read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        standing_cache = StandingCache()
+        standing_cache.attach(engine)
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
@@ -81,6 +86,7 @@ class Infrastructure:
             sessions=create_sessionmaker(engine),
             read_sessions=create_sessionmaker(read_engine),
             read_engine=read_engine,
+            standing_cache=standing_cache,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
                 secret_key=settings.secret_key.get_secret_value(),

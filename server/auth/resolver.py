@@ -1,4 +1,5 @@
-"""Credentials + the workspace an RPC names -> the caller's Principal, in one database round trip."""
+"""Credentials + the workspace an RPC names -> the caller's Principal, in one database round trip
+(none when the standing is cached: see `server.auth.standing_cache`)."""
 
 import hmac
 import uuid
@@ -10,42 +11,37 @@ from server.auth.credentials import ApiKeyCredentials, Credentials, InvalidCrede
 from server.auth.exceptions import CallerRevokedException
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.repository import StandingRepository
+from server.auth.schemas import ApiKeyStandingSchema, UserStandingSchema
+from server.auth.standing_cache import StandingCache
 from server.auth.tokens import InvalidTokenException, hash_secret
 
 
 class PrincipalResolver:
-    def __init__(self, database: AsyncEngine | async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, database: AsyncEngine | async_sessionmaker[AsyncSession], *, cache: StandingCache | None = None
+    ) -> None:
         """`database`: an autocommit engine (the server's: one connection, no ORM session, per
-        standing) or a session factory."""
+        standing) or a session factory. `cache`: standings kept until the database says otherwise."""
         self._database = database
+        self._cache = cache
 
     async def resolve(self, credentials: Credentials, *, workspace_id: uuid.UUID | None) -> Principal:
         """The principal behind valid credentials; UNAUTHENTICATED for anything else."""
         if isinstance(credentials, InvalidCredentials):
             raise credentials.error
-        if isinstance(self._database, AsyncEngine):
-            async with self._database.connect() as connection:
-                return await self._resolve(StandingRepository(connection), credentials, workspace_id)
-        async with self._database() as session:
-            return await self._resolve(StandingRepository(session), credentials, workspace_id)
-
-    async def _resolve(
-        self,
-        repository: StandingRepository,
-        credentials: UserCredentials | ApiKeyCredentials,
-        workspace_id: uuid.UUID | None,
-    ) -> Principal:
         if isinstance(credentials, UserCredentials):
-            return await self._user(repository, credentials, workspace_id)
-        return await self._api_key(repository, credentials)
+            return await self._user(credentials, workspace_id)
+        return await self._api_key(credentials)
 
-    async def _user(
-        self, repository: StandingRepository, credentials: UserCredentials, workspace_id: uuid.UUID | None
-    ) -> Principal:
+    async def _user(self, credentials: UserCredentials, workspace_id: uuid.UUID | None) -> Principal:
         claims = credentials.claims
-        standing = await repository.user_standing(
-            user_id=claims.user_id, family_id=claims.family_id, workspace_id=workspace_id
-        )
+        key = (claims.user_id, claims.family_id, workspace_id)
+        found, standing = self._cache.user(key) if self._cache is not None else (False, None)
+        if not found:
+            generation = self._cache.generation if self._cache is not None else 0
+            standing = await self._read_user(claims.user_id, claims.family_id, workspace_id)
+            if self._cache is not None:
+                self._cache.put_user(key, standing, generation=generation)
         if standing is None or not standing.active or standing.session_revoked:
             raise CallerRevokedException()
         return Principal(
@@ -57,13 +53,38 @@ class PrincipalResolver:
             workspace_role=standing.workspace_role,
         )
 
-    async def _api_key(self, repository: StandingRepository, credentials: ApiKeyCredentials) -> Principal:
+    async def _api_key(self, credentials: ApiKeyCredentials) -> Principal:
         prefix = split_key(credentials.key)
         if prefix is None:
             raise InvalidTokenException("the API key is malformed")
-        standing = await repository.api_key_standing(prefix=prefix)
+        found, standing = self._cache.api_key(prefix) if self._cache is not None else (False, None)
+        if not found:
+            generation = self._cache.generation if self._cache is not None else 0
+            standing = await self._read_api_key(prefix)
+            if self._cache is not None:
+                self._cache.put_api_key(prefix, standing, generation=generation)
         if standing is None or not hmac.compare_digest(standing.secret_hash, hash_secret(credentials.key)):
             raise InvalidTokenException("the API key is invalid")
         if standing.revoked:
             raise CallerRevokedException()
         return Principal(kind=PrincipalKind.API_KEY, id=standing.id, system_permissions=standing.permissions)
+
+    async def _read_user(
+        self, user_id: uuid.UUID, family_id: uuid.UUID, workspace_id: uuid.UUID | None
+    ) -> UserStandingSchema | None:
+        if isinstance(self._database, AsyncEngine):
+            async with self._database.connect() as connection:
+                return await StandingRepository(connection).user_standing(
+                    user_id=user_id, family_id=family_id, workspace_id=workspace_id
+                )
+        async with self._database() as session:
+            return await StandingRepository(session).user_standing(
+                user_id=user_id, family_id=family_id, workspace_id=workspace_id
+            )
+
+    async def _read_api_key(self, prefix: str) -> ApiKeyStandingSchema | None:
+        if isinstance(self._database, AsyncEngine):
+            async with self._database.connect() as connection:
+                return await StandingRepository(connection).api_key_standing(prefix=prefix)
+        async with self._database() as session:
+            return await StandingRepository(session).api_key_standing(prefix=prefix)

@@ -1,0 +1,207 @@
+"""The server's standing cache: a cached standing costs no SQL, and every change that can alter a
+standing (a revoked sign-in, a deactivation, a membership change, a role change, a revoked API key)
+empties it at once, whichever connection or process committed it."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event
+
+from server.api_keys.schemas import ApiKeyCreateRequestSchema
+from server.auth.credentials import ApiKeyCredentials, UserCredentials
+from server.auth.exceptions import CallerRevokedException, InvalidRefreshTokenException
+from server.auth.principal import Principal, PrincipalKind
+from server.auth.resolver import PrincipalResolver
+from server.auth.schemas import RefreshTokenRequestSchema, UserStandingSchema
+from server.auth.standing_cache import StandingCache
+from server.composition import Infrastructure
+from server.workspaces.models import WorkspaceRole
+from server.workspaces.schemas import MemberUpdateRequestSchema, WorkspaceCreateRequestSchema
+from tests.callers import Caller, make_caller
+from tests.conftest import _admin_dsn
+
+
+@contextmanager
+def statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", count)
+
+
+def resolver(infrastructure: Infrastructure) -> PrincipalResolver:
+    """What the server builds: the autocommit engine and the process's cache."""
+    return PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache)
+
+
+async def resolve(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:
+    claims = infrastructure.tokens.decode_access(caller.access_token)
+    return await resolver(infrastructure).resolve(UserCredentials(claims), workspace_id=workspace_id)
+
+
+async def cached(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:
+    """Resolve twice; the second time must not touch the database."""
+    await resolve(infrastructure, caller, workspace_id)
+    with statements(infrastructure) as seen:
+        principal = await resolve(infrastructure, caller, workspace_id)
+    assert seen == []
+    return principal
+
+
+async def workspace(infrastructure: Infrastructure) -> uuid.UUID:
+    async with infrastructure.unit_of_work() as uow:
+        return (await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Cached"))).id
+
+
+async def test_a_cached_standing_costs_no_sql(infrastructure: Infrastructure) -> None:
+    workspace_id = await workspace(infrastructure)
+    caller = await make_caller(infrastructure, memberships={workspace_id: WorkspaceRole.ADMIN})
+    principal = await cached(infrastructure, caller, workspace_id)
+    assert principal.workspace_role is WorkspaceRole.ADMIN
+    # Another workspace is another standing: read, not answered from the first one.
+    with statements(infrastructure) as seen:
+        elsewhere = await resolve(infrastructure, caller, uuid.uuid4())
+    assert len(seen) == 1
+    assert elsewhere.workspace_role is None
+
+
+async def test_logout_refuses_the_cached_caller_at_once(infrastructure: Infrastructure) -> None:
+    caller = await make_caller(infrastructure)
+    await cached(infrastructure, caller)
+    async with infrastructure.unit_of_work() as uow:
+        await uow.auth.logout(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+    with pytest.raises(CallerRevokedException):
+        await resolve(infrastructure, caller)
+
+
+async def test_deactivation_refuses_the_cached_caller_at_once(infrastructure: Infrastructure) -> None:
+    caller = await make_caller(infrastructure)
+    await cached(infrastructure, caller)
+    async with infrastructure.unit_of_work() as uow:
+        await uow.users.deactivate_user(caller.user_id)
+    with pytest.raises(CallerRevokedException):
+        await resolve(infrastructure, caller)
+    async with infrastructure.unit_of_work() as uow:
+        with pytest.raises(InvalidRefreshTokenException):
+            await uow.auth.refresh(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+
+
+async def test_a_membership_change_applies_at_once(infrastructure: Infrastructure) -> None:
+    workspace_id = await workspace(infrastructure)
+    owner = await make_caller(infrastructure, memberships={workspace_id: WorkspaceRole.OWNER})
+    caller = await make_caller(infrastructure, memberships={workspace_id: WorkspaceRole.ADMIN})
+    assert (await cached(infrastructure, caller, workspace_id)).workspace_role is WorkspaceRole.ADMIN
+    actor = Principal(kind=PrincipalKind.USER, id=owner.user_id, superuser=True)
+
+    async with infrastructure.unit_of_work() as uow:
+        await uow.workspaces.update_member(
+            workspace_id, caller.user_id, MemberUpdateRequestSchema(role=WorkspaceRole.VIEWER), actor=actor
+        )
+    assert (await resolve(infrastructure, caller, workspace_id)).workspace_role is WorkspaceRole.VIEWER
+
+    await cached(infrastructure, caller, workspace_id)
+    async with infrastructure.unit_of_work() as uow:
+        await uow.workspaces.remove_member(workspace_id, caller.user_id, actor=actor)
+    assert (await resolve(infrastructure, caller, workspace_id)).workspace_role is None
+
+
+async def test_a_role_change_applies_at_once(infrastructure: Infrastructure) -> None:
+    caller = await make_caller(infrastructure, roles=["staff"])
+    assert (await cached(infrastructure, caller)).system_permissions
+    async with infrastructure.unit_of_work() as uow:
+        await uow.users.set_user_roles(caller.user_id, [])
+    assert (await resolve(infrastructure, caller)).system_permissions == frozenset()
+
+
+async def test_a_revoked_api_key_is_refused_at_once(infrastructure: Infrastructure) -> None:
+    creator = await make_caller(infrastructure, superuser=True)
+    async with infrastructure.unit_of_work() as uow:
+        created = await uow.api_keys.create_api_key(
+            ApiKeyCreateRequestSchema(name="cached", role_names=["staff"]),
+            actor=Principal(kind=PrincipalKind.USER, id=creator.user_id),
+        )
+    assert created.secret is not None
+    credentials = ApiKeyCredentials(created.secret)
+    await resolver(infrastructure).resolve(credentials, workspace_id=None)
+    with statements(infrastructure) as seen:
+        await resolver(infrastructure).resolve(credentials, workspace_id=None)
+    assert seen == []
+
+    async with infrastructure.unit_of_work() as uow:
+        await uow.api_keys.revoke_api_key(created.api_key.id)
+    with pytest.raises(CallerRevokedException):
+        await resolver(infrastructure).resolve(credentials, workspace_id=None)
+
+
+async def test_a_change_committed_elsewhere_reaches_the_cache(infrastructure: Infrastructure) -> None:
+    """Another process (here: a connection outside the pool) deactivates the user with plain SQL."""
+    caller = await make_caller(infrastructure)
+    await cached(infrastructure, caller)
+    database = infrastructure.settings.database_url.rsplit("/", 1)[1].split("?")[0]
+    elsewhere = await asyncpg.connect(_admin_dsn(infrastructure.settings.database_url), database=database)
+    try:
+        await elsewhere.execute("UPDATE users SET is_active = false WHERE id = $1", caller.user_id)
+    finally:
+        await elsewhere.close()
+    for _ in range(100):
+        try:
+            await resolve(infrastructure, caller)
+        except CallerRevokedException:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("the cached standing outlived the change by two seconds")
+
+
+async def test_without_a_listening_connection_nothing_is_answered_from_the_cache(
+    infrastructure: Infrastructure,
+) -> None:
+    """Notifications sent while a process has no connection are lost: closed connections empty
+    the cache, and it answers again only once a connection listens."""
+    caller = await make_caller(infrastructure)
+    await cached(infrastructure, caller)
+    await infrastructure.engine.dispose()
+    await asyncio.sleep(0.05)  # asyncpg runs termination listeners soon after the close
+    with statements(infrastructure) as seen:
+        await resolve(infrastructure, caller)
+    assert len(seen) == 1
+    await cached(infrastructure, caller)
+
+
+def listening_cache(**options: float) -> StandingCache:
+    cache = StandingCache(**options)  # type: ignore[arg-type]
+    cache._listening = 1
+    return cache
+
+
+def test_a_standing_read_across_a_change_is_not_kept() -> None:
+    cache = listening_cache()
+    key = (uuid.uuid4(), uuid.uuid4(), None)
+    standing = UserStandingSchema(
+        active=True, superuser=False, permissions=frozenset(), workspace_role=None, session_revoked=False
+    )
+    generation = cache.generation
+    cache.clear()  # a notification arrives while the standing is read
+    cache.put_user(key, standing, generation=generation)
+    assert cache.user(key) == (False, None)
+    cache.put_user(key, standing, generation=cache.generation)
+    assert cache.user(key) == (True, standing)
+
+
+def test_entries_expire_and_the_cache_is_bounded() -> None:
+    cache = listening_cache(max_entries=2, max_age=0.0)
+    keys = [(uuid.uuid4(), uuid.uuid4(), None) for _ in range(3)]
+    for key in keys:
+        cache.put_user(key, None, generation=cache.generation)
+    assert len(cache._users) == 2
+    assert cache.user(keys[2]) == (False, None)  # older than max_age 0
