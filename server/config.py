@@ -79,10 +79,13 @@ class Settings(BaseSettings):
     # A message a worker took but did not acknowledge (it died) goes to another worker after this
     # long; it must exceed the longest task.
     task_redelivery_seconds: float = Field(default=900, gt=0)
-    # Attempts of a task step that failed for a transient reason (Meta 5xx, rate limits).
+    # Attempts within one run of a task step that failed for a transient reason (Meta 5xx, rate limits).
     task_max_attempts: int = Field(default=5, ge=1)
-    # Longest single back-off; Meta's own "retry after" is honoured up to this.
+    # Longest back-off within one run; a longer wait (Meta asking for more) ends the run, and an
+    # approved request then waits (the requeue job runs it again when Meta's regain time is over).
     task_max_backoff_seconds: float = Field(default=120, gt=0)
+    # How long transient failures keep an approved request waiting before it fails (retryable).
+    task_retry_deadline_seconds: float = Field(default=6 * 3600, gt=0)
     # Tasks running at once in one worker process.
     worker_concurrency: int = Field(default=50, ge=1)
     # The outbox relay: how often it looks for new rows, and how many it publishes at once.

@@ -90,6 +90,8 @@ class MetaStepFailure:
     # TOKEN_REFUSED: whether this step flagged the business manager (False: staff had set a new
     # token meanwhile, or it was flagged already).
     flagged: bool = False
+    # EXHAUSTED: how long Meta asked to wait (its regain time, in seconds), when it said.
+    retry_after: float | None = None
 
 
 type FlagTokenRefused = Callable[[BusinessCredentials], Awaitable[bool]]
@@ -168,6 +170,7 @@ class MetaSteps:
             return MetaStepFailure(
                 FailureKind.EXHAUSTED,
                 f"gave up after {exhausted.attempts} attempts; last error: {exhausted.last_error}",
+                retry_after=exhausted.retry_after,
             )
         except MetaError as error:
             return MetaStepFailure(FailureKind.REFUSED, f"Meta refused the work: {error}")

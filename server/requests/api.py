@@ -60,6 +60,15 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
             )
         return pb.ApproveRequestResponse(request=converters.request_to_proto(approved))
 
+    async def RetryRequest(self, request: pb.RetryRequestRequest, context: Context) -> pb.RetryRequestResponse:
+        request_id = parse_id(request.id, field="id")
+        idempotency_key = parse_idempotency_key(request.request_id)
+        async with self._infrastructure.unit_of_work() as uow:
+            retried = await uow.requests.retry_request(
+                request_id, actor=current_principal(), idempotency_key=idempotency_key
+            )
+        return pb.RetryRequestResponse(request=converters.request_to_proto(retried))
+
     async def RejectRequest(self, request: pb.RejectRequestRequest, context: Context) -> pb.RejectRequestResponse:
         request_id = parse_id(request.id, field="id")
         rejection = converters.rejection_from_proto(request)

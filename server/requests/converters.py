@@ -79,6 +79,7 @@ def _result_to_proto(result: RequestResultSchema | None) -> request_pb2.RequestR
         business_manager_id=str(result.business_manager_id or ""),
         meta_id=result.meta_id or "",
         failure_reason=result.failure_reason or "",
+        retryable=result.retryable,
     )
 
 

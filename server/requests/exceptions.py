@@ -41,3 +41,13 @@ class WorkspaceNotActiveException(FailedPreconditionException):
             f"workspace {workspace_id} is suspended or archived; no work is done for it",
             metadata={"workspace_id": str(workspace_id)},
         )
+
+
+class RequestNotRetryableException(FailedPreconditionException):
+    reason = "REQUEST_NOT_RETRYABLE"
+
+    def __init__(self, request_id: uuid.UUID, status: RequestStatus) -> None:
+        super().__init__(
+            f"request {request_id} is {status.value}; only a request that failed for transient reasons can be retried",
+            metadata={"id": str(request_id), "status": status.value},
+        )

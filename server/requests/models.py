@@ -47,6 +47,10 @@ class Request(IdMixin, TimestampMixin, Base):
     reviewed_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()
     expires_at: Mapped[dt.datetime] = mapped_column()
+    # An APPROVED request whose work failed transiently (Meta's rate limits, 5xx): since when it
+    # has been waiting, and when the requeue job may run it again (Meta's regain time).
+    waiting_since: Mapped[dt.datetime | None] = mapped_column()
+    retry_at: Mapped[dt.datetime | None] = mapped_column()
     version: Mapped[int] = mapped_column(default=1)
 
     __table_args__ = (

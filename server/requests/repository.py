@@ -3,7 +3,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from sqlalchemy import Select, func, select, text, update
+from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,9 @@ class IRequestRepository(Protocol):
         self, request_id: uuid.UUID, *, from_status: RequestStatus, values: dict[str, Any]
     ) -> Request | None: ...
     async def waiting_expired_ids(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]: ...
-    async def approved_before(self, cutoff: dt.datetime, *, limit: int) -> list[Request]: ...
+    async def due_for_requeue(self, *, stalled_before: dt.datetime, now: dt.datetime, limit: int) -> list[Request]: ...
+    async def hold(self, request_id: uuid.UUID, *, now: dt.datetime, retry_at: dt.datetime) -> Request | None: ...
+    async def clear_retry_at(self, request_ids: list[uuid.UUID]) -> None: ...
     async def lock(self, request_id: uuid.UUID) -> Request | None: ...
 
 
@@ -101,15 +103,43 @@ class RequestRepository:
         )
         return await self._session.scalar(statement)
 
-    async def approved_before(self, cutoff: dt.datetime, *, limit: int) -> list[Request]:
-        """Approved requests reviewed before `cutoff` whose work has not finished."""
+    async def due_for_requeue(self, *, stalled_before: dt.datetime, now: dt.datetime, limit: int) -> list[Request]:
+        """Approved requests whose work should run again: held ones whose `retry_at` came, and
+        others reviewed before `stalled_before` (their work was lost) that are not held."""
         statement = (
             select(Request)
-            .where(Request.status == RequestStatus.APPROVED, Request.reviewed_at < cutoff)
+            .where(
+                Request.status == RequestStatus.APPROVED,
+                or_(
+                    Request.retry_at <= now,
+                    and_(Request.retry_at.is_(None), Request.reviewed_at < stalled_before),
+                ),
+            )
             .order_by(Request.reviewed_at)
             .limit(limit)
         )
         return list(await self._session.scalars(statement))
+
+    async def hold(self, request_id: uuid.UUID, *, now: dt.datetime, retry_at: dt.datetime) -> Request | None:
+        """Keep an APPROVED request waiting until `retry_at` (waiting since `now` unless it already
+        was); None when it is no longer APPROVED. Bookkeeping of the work: no version change."""
+        statement = (
+            update(Request)
+            .where(Request.id == request_id, Request.status == RequestStatus.APPROVED)
+            .values(waiting_since=func.coalesce(Request.waiting_since, now), retry_at=retry_at)
+            .returning(Request)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return (await self._session.scalars(statement)).one_or_none()
+
+    async def clear_retry_at(self, request_ids: list[uuid.UUID]) -> None:
+        if request_ids:
+            await self._session.execute(
+                update(Request)
+                .where(Request.id.in_(request_ids))
+                .values(retry_at=None)
+                .execution_options(synchronize_session=False)
+            )
 
 
 class IRequestWorkRepository(Protocol):

@@ -82,6 +82,8 @@ class RequestResultSchema(BaseModel):
     business_manager_id: uuid.UUID | None = None
     meta_id: str | None = None
     failure_reason: str | None = None
+    # FAILED only for transient reasons (the retry deadline passed): staff may retry it.
+    retryable: bool = False
 
 
 class RequestResponseSchema(BaseModel):
@@ -102,6 +104,8 @@ class RequestResponseSchema(BaseModel):
     reviewed_at: dt.datetime | None
     finished_at: dt.datetime | None
     expires_at: dt.datetime
+    # APPROVED and waiting after transient failures: when its work runs again.
+    retry_at: dt.datetime | None = None
     version: int
 
     @property

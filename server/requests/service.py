@@ -12,6 +12,7 @@ from server.requests.exceptions import (
     IllegalTransitionException,
     RequestExpiredException,
     RequestNotFoundException,
+    RequestNotRetryableException,
     WorkspaceNotActiveException,
 )
 from server.requests.models import Request, RequestStatus
@@ -36,6 +37,9 @@ class IWorkspaceLookup(Protocol):
 # Published by the outbox relay; the workers carry the approved work out.
 REQUEST_APPROVED_TOPIC = "request.approved"
 ENTITY = "request"
+# Bounds of the wait after a transient failure when Meta did not say how long (see hold_for_retry).
+MIN_RETRY_WAIT = dt.timedelta(minutes=1)
+MAX_RETRY_WAIT = dt.timedelta(hours=1)
 
 
 class IRequestService(Protocol):
@@ -58,6 +62,12 @@ class IRequestService(Protocol):
     async def fail_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema: ...
     async def expire_stale_requests(self, *, now: dt.datetime, limit: int = 500) -> int: ...
     async def requeue_stalled_requests(self, *, cutoff: dt.datetime, limit: int = 500) -> int: ...
+    async def hold_for_retry(
+        self, request_id: uuid.UUID, *, reason: str, retry_after: dt.timedelta | None, deadline: dt.timedelta
+    ) -> RequestResponseSchema: ...
+    async def retry_request(
+        self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
+    ) -> RequestResponseSchema: ...
 
 
 class RequestService:
@@ -233,13 +243,98 @@ class RequestService:
         return expired
 
     async def requeue_stalled_requests(self, *, cutoff: dt.datetime, limit: int = 500) -> int:
-        """Queue the work of approved requests again when it did not finish since `cutoff` (a
-        worker lost it to an outage). Carrying out is idempotent, so a slow one queued twice is
+        """Queue the work of approved requests again: those held after transient failures once
+        their `retry_at` came, and the others when they did not finish since `cutoff` (a worker
+        lost them to an outage). Carrying out is idempotent, so a slow one queued twice is
         harmless."""
-        stalled = await self._repository.approved_before(cutoff, limit=limit)
-        for request in stalled:
+        due = await self._repository.due_for_requeue(stalled_before=cutoff, now=utcnow(), limit=limit)
+        for request in due:
             await self._outbox.add(REQUEST_APPROVED_TOPIC, {"request_id": str(request.id), "type": request.type.value})
-        return len(stalled)
+        await self._repository.clear_retry_at([request.id for request in due if request.retry_at is not None])
+        return len(due)
+
+    async def hold_for_retry(
+        self, request_id: uuid.UUID, *, reason: str, retry_after: dt.timedelta | None, deadline: dt.timedelta
+    ) -> RequestResponseSchema:
+        """The work of an approved request failed for a transient reason (called by the workers).
+
+        Within `deadline` of its first such failure the request stays APPROVED and the requeue job
+        runs it again after a wait: Meta's regain time when Meta said, and otherwise as long as the
+        request has been waiting already (doubling), between MIN_RETRY_WAIT and MAX_RETRY_WAIT.
+        Past the deadline it FAILS, retryable: staff may retry it (RetryRequest).
+        """
+        request = await self._get(request_id)
+        if request.status is not RequestStatus.APPROVED:
+            return _to_schema(request)
+        now = utcnow()
+        waiting_since = request.waiting_since or now
+        if now - waiting_since >= deadline:
+            return await self._move(
+                request,
+                to=RequestStatus.FAILED,
+                action="fail",
+                values={
+                    "result": RequestResultSchema(failure_reason=reason, retryable=True).model_dump(mode="json"),
+                    "finished_at": now,
+                    "retry_at": None,
+                },
+            )
+        wait = min(max(now - waiting_since, MIN_RETRY_WAIT), MAX_RETRY_WAIT)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        held = await self._repository.hold(request_id, now=now, retry_at=now + min(wait, deadline))
+        return _to_schema(held or await self._get(request_id))
+
+    async def retry_request(
+        self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
+    ) -> RequestResponseSchema:
+        """A request that failed only for transient reasons is approved again, its work queued
+        in the same transaction, its waiting clock started over."""
+
+        async def retry() -> tuple[uuid.UUID, RequestResponseSchema]:
+            before = await self._get(request_id)
+            retryable = before.status is RequestStatus.FAILED and bool((before.result or {}).get("retryable"))
+            if not retryable:
+                raise RequestNotRetryableException(request_id, before.status)
+            moved = await self._repository.transition(
+                request_id,
+                from_status=RequestStatus.FAILED,
+                values={
+                    "status": RequestStatus.APPROVED,
+                    "reviewer_type": actor.kind.value,
+                    "reviewer_id": actor.id,
+                    "reviewed_at": utcnow(),
+                    "result": None,
+                    "finished_at": None,
+                    "waiting_since": None,
+                    "retry_at": None,
+                },
+            )
+            if moved is None:  # retried concurrently
+                raise RequestNotRetryableException(request_id, (await self._get(request_id)).status)
+            after = _to_schema(moved)
+            await self._audit.record(
+                entity_type=ENTITY,
+                entity_id=request_id,
+                action="retry",
+                workspace_id=moved.workspace_id,
+                before=_to_schema(before),
+                after=after,
+            )
+            await self._outbox.add(REQUEST_APPROVED_TOPIC, {"request_id": str(request_id), "type": after.type.value})
+            return request_id, after
+
+        async def replay(existing: uuid.UUID) -> RequestResponseSchema:
+            return _to_schema(await self._get(existing))
+
+        return await self._idempotency.run_once(
+            scope="requests.retry",
+            caller=actor.id,
+            idempotency_key=idempotency_key,
+            payload=ApprovalSchema(request=request_id),
+            create=retry,
+            replay=replay,
+        )
 
     async def _require_active_workspace(self, workspace_id: uuid.UUID) -> None:
         """Work is asked for and approved only for active workspaces (not suspended or archived)."""

@@ -39,7 +39,7 @@ from server.accounts.models import AccountStatus
 from server.accounts.repository import AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.business_managers.exceptions import BusinessManagerExistsException
-from server.business_managers.meta_steps import BusinessCredentials, MetaStepFailure, WorkRefused
+from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, WorkRefused
 from server.business_managers.meta_values import verification_status_from_meta
 from server.business_managers.models import (
     BusinessManagerOwnership,
@@ -148,6 +148,7 @@ class RequestWork:
         self._infrastructure = infrastructure
         self._meta = meta
         self._steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
+        self._retry_deadline = dt.timedelta(seconds=settings.task_retry_deadline_seconds)
 
     async def carry_out(self, request_id: uuid.UUID) -> RequestStatus | None:
         """Do what the request asks and settle it; the status it ends in (None: no such request).
@@ -162,9 +163,33 @@ class RequestWork:
             # Another connection of the same Meta business committed between our check and insert.
             return await self._fail(request_id, str(exists))
         if isinstance(outcome, MetaStepFailure):
+            if outcome.kind is FailureKind.EXHAUSTED:
+                return await self._hold(request_id, outcome)
             # A refused token has flagged its business manager already (MetaSteps.run).
             return await self._fail(request_id, outcome.reason)
         return outcome
+
+    async def _hold(self, request_id: uuid.UUID, failure: MetaStepFailure) -> RequestStatus | None:
+        """Rate limits or transient errors outlasted this run: the request waits for the requeue
+        job (until Meta's regain time), or fails, retryable, past TASK_RETRY_DEADLINE_SECONDS."""
+        retry_after = dt.timedelta(seconds=failure.retry_after) if failure.retry_after else None
+        async with self._infrastructure.unit_of_work() as uow:
+            request = await RequestRepository(uow.session).lock(request_id)
+            if request is None:
+                return None
+            held = await uow.requests.hold_for_retry(
+                request_id,
+                reason=_clip(failure.reason, MAX_FAILURE_REASON),
+                retry_after=retry_after,
+                deadline=self._retry_deadline,
+            )
+        logger.warning(
+            "request waits for Meta" if held.status is RequestStatus.APPROVED else "request failed (retryable)",
+            request_id=str(request_id),
+            retry_at=held.retry_at.isoformat() if held.retry_at else None,
+            reason=failure.reason,
+        )
+        return held.status
 
     async def _attempt(self, request_id: uuid.UUID) -> RequestStatus | None:
         """One attempt: under the request's row lock, do the work and complete the request.

@@ -11,8 +11,10 @@ exception class with a true `retryable` attribute), waiting in between:
   from the upper half of its range);
 - never longer than `task_max_backoff_seconds`, and at most `task_max_attempts` runs in all.
 
-A non-retryable error propagates at once; when the attempts run out, `RetriesExhausted` carries the
-last error. The step must be safe to run again (every task step is idempotent anyway).
+A non-retryable error propagates at once; when the attempts run out, or Meta asks for a wait longer
+than `task_max_backoff_seconds` (a long throttle is not slept through inside one task run: the
+caller records when to come back instead), `RetriesExhausted` carries the last error and how long
+Meta asked to wait. The step must be safe to run again (every task step is idempotent anyway).
 """
 
 import asyncio
@@ -41,6 +43,13 @@ class RetriesExhausted(Exception):
         super().__init__(f"gave up after {attempts} attempts: {last_error}")
         self.attempts = attempts
         self.last_error = last_error
+        # Seconds Meta asked to wait before the next call (its regain time), when it said.
+        self.retry_after = meta_retry_after(last_error)
+
+
+def meta_retry_after(error: BaseException) -> float | None:
+    retry_after = getattr(error, "retry_after", None)
+    return float(retry_after) if isinstance(retry_after, int | float) and retry_after > 0 else None
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -88,8 +97,9 @@ async def retrying[T](
         except Exception as error:
             if not is_retryable(error):
                 raise
-            if attempt >= policy.max_attempts:
-                logger.warning("giving up", step=what, attempts=attempt, error=str(error))
+            asked = meta_retry_after(error)
+            if attempt >= policy.max_attempts or (asked is not None and asked > policy.max_backoff_seconds):
+                logger.warning("giving up for this run", step=what, attempts=attempt, error=str(error))
                 raise RetriesExhausted(attempt, error) from error
             delay = policy.backoff(attempt, error)
             logger.info("retrying", step=what, attempt=attempt, retry_in=round(delay, 3), error=str(error))

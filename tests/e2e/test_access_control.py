@@ -96,6 +96,7 @@ MATRIX: Mapping[str, frozenset[str]] = {
     "adplane.v1.RequestService/ListRequests": STAFF_READ,
     "adplane.v1.RequestService/ApproveRequest": APPROVERS,
     "adplane.v1.RequestService/RejectRequest": APPROVERS,
+    "adplane.v1.RequestService/RetryRequest": APPROVERS,
     "adplane.v1.ExportService/ListExports": WORKSPACE_READ,
     "adplane.v1.ExportService/GetExportDownloadUrl": WORKSPACE_READ,
     "adplane.v1.ExportService/ListAllExports": STAFF_READ,

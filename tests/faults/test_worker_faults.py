@@ -20,6 +20,7 @@ from devstack.embedded import EmbeddedRedis, start_redis
 from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
 from devstack.meta_simulator.faults import FaultKind
+from server.audit_logs.models import AuditLog
 from server.auth.principal import Principal, PrincipalKind
 from server.business_managers.models import (
     BusinessManager,
@@ -32,6 +33,8 @@ from server.config import Settings
 from server.outbox.models import OutboxMessage
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
+from server.tasks.broker import create_broker
+from server.tasks.registry import register_tasks
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server
@@ -70,9 +73,9 @@ class Workers:
         self._tmp = tmp
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, **env: str) -> subprocess.Popen[bytes]:
         log = (self._tmp / f"worker-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen([ADPLANE, "worker"], env=self._env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([ADPLANE, "worker"], env={**self._env, **env}, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
@@ -306,3 +309,73 @@ async def test_after_a_redis_restart_the_relay_publishes_within_seconds_and_noth
     assert "Can't set result" not in logs
     # Errors repeated through the outage are written once (LOG_REPEAT_SECONDS), then counted.
     assert logs.count("Traceback") <= 6
+
+
+async def test_a_long_throttle_holds_the_request_past_its_runs_then_fails_retryable_and_a_staff_retry_completes_it(
+    settings: Settings,
+    infrastructure: Infrastructure,
+    workers: Workers,
+    redis: EmbeddedRedis,
+    simulator: tuple[str, SimulatorControl],
+    tmp_path: Path,
+) -> None:
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_id = await _ask(infrastructure, workspace_id, manager_id, "Long Throttle")
+    # Meta asks for 1.2 s each time: more than a run sleeps (TASK_MAX_BACKOFF_SECONDS=1).
+    control.add_fault(FaultKind.RATE_LIMIT, count=1000, path_prefix=f"/v21.0/{META_BUSINESS_ID}", regain_minutes=0.02)
+    workers.start(TASK_RETRY_DEADLINE_SECONDS="3")
+    await _approve(infrastructure, request_id)
+
+    async def held() -> bool:
+        async with infrastructure.unit_of_work() as uow:
+            request = await uow.session.get(Request, request_id, populate_existing=True)
+            return request is not None and request.retry_at is not None
+
+    await _wait_for(held, within=30, what="the request waiting for Meta", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.APPROVED
+    assert control.counters().calls.faults_served == 1  # the run ended when Meta said to wait
+
+    # The periodic requeue job, as the scheduler sends it, once retry_at (the deadline here) came.
+    await asyncio.sleep(3.2)
+    broker = create_broker(settings.model_copy(update={"redis_url": redis.url}))
+    register_tasks(broker, settings)
+    await broker.startup()
+    try:
+        requeue = broker.find_task("requests.requeue_stalled")
+        assert requeue is not None
+        await requeue.kiq()
+        await _wait_for(_finished(infrastructure, request_id), within=30, what="the requeued run", workers=workers)
+    finally:
+        await broker.shutdown()
+    status, reason = await _status(infrastructure, request_id)
+    assert status is RequestStatus.FAILED
+    assert "limit" in reason.lower()
+    throttled_calls = control.counters().calls.faults_served
+    assert throttled_calls == 2
+
+    # Meta is back; staff retry the request over gRPC.
+    control.clear_faults()
+    approver = await make_caller(infrastructure, roles=["approver"])
+    server = start_server(settings, tmp_path, REDIS_URL=redis.url)
+    try:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = RequestServiceStub(channel)
+            retried = await stub.RetryRequest(pb.RetryRequestRequest(id=str(request_id)), metadata=approver.metadata)
+            assert retried.request.status == request_pb2.REQUEST_STATUS_APPROVED
+            with pytest.raises(grpc.aio.AioRpcError) as again:
+                await stub.RetryRequest(pb.RetryRequestRequest(id=str(request_id)), metadata=approver.metadata)
+            assert again.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        server.stop()
+    await _wait_for(_finished(infrastructure, request_id), within=30, what="the retried request", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
+    assert control.counters().objects.ad_accounts == 1
+    async with infrastructure.unit_of_work() as uow:
+        actions = list(
+            await uow.session.scalars(
+                select(AuditLog.action).where(AuditLog.entity_id == request_id).order_by(AuditLog.id)
+            )
+        )
+    assert actions == ["request", "approve", "fail", "retry", "complete"]
+    print(f"\nthrottled calls: {throttled_calls}; audit: {actions}; accounts on Meta: 1")

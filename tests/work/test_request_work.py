@@ -1,6 +1,7 @@
 """Carrying out approved requests: each type against the simulator, and what makes it safe to repeat."""
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
@@ -21,6 +22,7 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.composition import Infrastructure
 from server.config import Settings
+from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import (
@@ -386,15 +388,15 @@ async def test_a_business_manager_that_needs_attention_fails_the_request_without
     assert control.counters().calls.http_calls == 0
 
 
-async def test_rate_limits_are_waited_out(
+async def test_a_short_rate_limit_is_waited_out_within_the_run(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
     world: World,
 ) -> None:
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
-    # Meta asks for 5 minutes; the test settings cap every back-off far below that.
-    control.add_fault(FaultKind.RATE_LIMIT, count=2, regain_minutes=5)
+    # Meta asks for about 10 ms, under the test settings' longest back-off.
+    control.add_fault(FaultKind.RATE_LIMIT, count=2, regain_minutes=0.0002)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -403,26 +405,76 @@ async def test_rate_limits_are_waited_out(
     assert counters.objects.ad_accounts == 1
 
 
-async def test_server_errors_beyond_the_attempts_fail_the_request(
+async def test_a_long_rate_limit_holds_the_request_until_metas_regain_time_then_it_completes(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
     world: World,
 ) -> None:
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    # Meta asks for 5 minutes: more than a run sleeps, so the run ends and the request waits.
+    control.add_fault(FaultKind.RATE_LIMIT, count=100, regain_minutes=5)
+    before = utcnow()
+
+    assert await work.carry_out(request_id) is RequestStatus.APPROVED
+
+    held = await stored_request(infrastructure, request_id)
+    assert held.retry_at is not None
+    assert held.retry_at - before >= dt.timedelta(minutes=5)
+    assert control.counters().calls.faults_served == 1  # no call after Meta said to wait
+    async with infrastructure.unit_of_work() as uow:
+        assert await uow.requests.requeue_stalled_requests(cutoff=utcnow()) == 0  # not before retry_at
+
+    control.clear_faults()
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED  # the requeued run
+    assert control.counters().objects.ad_accounts == 1
+
+
+async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_deadline(
+    infrastructure: Infrastructure,
+    work: RequestWork,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    world: World,
+) -> None:
+    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
     control.add_fault(FaultKind.SERVER_ERROR, count=100)
 
-    assert await work.carry_out(request_id) is RequestStatus.FAILED
+    assert await work.carry_out(request_id) is RequestStatus.APPROVED
+    assert control.counters().calls.faults_served == MAX_ATTEMPTS
+    held = await stored_request(infrastructure, request_id)
+    assert held.retry_at is not None
+    assert held.retry_at - utcnow() > dt.timedelta(seconds=30)
+
+    past_deadline = RequestWork(
+        infrastructure, meta, work_settings.model_copy(update={"task_retry_deadline_seconds": 0.001})
+    )
+    assert await past_deadline.carry_out(request_id) is RequestStatus.FAILED
 
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
+    assert result.retryable
     assert result.failure_reason is not None
     assert f"after {MAX_ATTEMPTS} attempts" in result.failure_reason
     assert "An unknown error has occurred" in result.failure_reason
-    assert control.counters().calls.faults_served == MAX_ATTEMPTS
+    assert control.counters().calls.faults_served == 2 * MAX_ATTEMPTS
     (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
     assert business_manager.status is BusinessManagerStatus.ACTIVE
     assert await count(infrastructure, Account) == 0
+
+    # Staff retry it: approved again, queued, audited; Meta is back and the work completes.
+    approver = staff()
+    async with infrastructure.unit_of_work() as uow:
+        retried = await uow.requests.retry_request(request_id, actor=approver, idempotency_key="retry-1")
+    assert retried.status is RequestStatus.APPROVED
+    assert retried.result is None
+    async with infrastructure.unit_of_work() as uow:
+        again = await uow.requests.retry_request(request_id, actor=approver, idempotency_key="retry-1")
+    assert again.id == request_id
+    assert [entry.action for entry in await audit_entries(infrastructure, "request", request_id)][-1] == "retry"
+    control.clear_faults()
+    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
 
 async def test_a_permission_error_fails_the_request_at_once(

@@ -263,6 +263,7 @@ class RequestResult(_message.Message):
     BUSINESS_MANAGER_ID_FIELD_NUMBER: _builtins.int
     META_ID_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    RETRYABLE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The ad account created or changed, if any."""
     pixel_id: _builtins.str
@@ -273,6 +274,10 @@ class RequestResult(_message.Message):
     """The id of the object on Meta's side (act_..., a pixel id, a business id), if any."""
     failure_reason: _builtins.str
     """Why the work failed (Meta's message and code), when the request FAILED."""
+    retryable: _builtins.bool
+    """True when the request FAILED only for transient reasons (Meta's rate limits or errors
+    outlasted the retry deadline): staff may retry it with RetryRequest.
+    """
     def __init__(
         self,
         *,
@@ -281,10 +286,11 @@ class RequestResult(_message.Message):
         business_manager_id: _builtins.str = ...,
         meta_id: _builtins.str = ...,
         failure_reason: _builtins.str = ...,
+        retryable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "business_manager_id", b"business_manager_id", "failure_reason", b"failure_reason", "meta_id", b"meta_id", "pixel_id", b"pixel_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "business_manager_id", b"business_manager_id", "failure_reason", b"failure_reason", "meta_id", b"meta_id", "pixel_id", b"pixel_id", "retryable", b"retryable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

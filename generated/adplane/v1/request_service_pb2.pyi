@@ -392,3 +392,55 @@ class RejectRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RejectRequestResponse: _TypeAlias = RejectRequestResponse  # noqa: Y015
+
+@_typing.final
+class RetryRequestRequest(_message.Message):
+    """RetryRequestRequest is the input of RetryRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The failed request to retry (a UUID)."""
+    request_id: _builtins.str
+    """Optional idempotency key (at most 128 characters, scoped to the caller): a repeated call
+    with it returns the first retry's result instead of FAILED_PRECONDITION.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRequestRequest: _TypeAlias = RetryRequestRequest  # noqa: Y015
+
+@_typing.final
+class RetryRequestResponse(_message.Message):
+    """RetryRequestResponse is the output of RetryRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> _request_pb2.Request:
+        """The request, APPROVED again."""
+
+    def __init__(
+        self,
+        *,
+        request: _request_pb2.Request | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRequestResponse: _TypeAlias = RetryRequestResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class RequestServiceStub:
                 request_serializer=adplane_dot_v1_dot_request__service__pb2.RejectRequestRequest.SerializeToString,
                 response_deserializer=adplane_dot_v1_dot_request__service__pb2.RejectRequestResponse.FromString,
                 _registered_method=True)
+        self.RetryRequest = channel.unary_unary(
+                '/adplane.v1.RequestService/RetryRequest',
+                request_serializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.FromString,
+                _registered_method=True)
 
 
 class RequestServiceServicer:
@@ -117,6 +122,17 @@ class RequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryRequest(self, request, context):
+        """Retries a request that FAILED only for transient reasons (Meta kept rate limiting or
+        erroring past TASK_RETRY_DEADLINE_SECONDS; `result.retryable` is true): it is APPROVED
+        again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
+        (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
+        retry of it, which returns that retry's result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +165,11 @@ def add_RequestServiceServicer_to_server(servicer, server):
                     servicer.RejectRequest,
                     request_deserializer=adplane_dot_v1_dot_request__service__pb2.RejectRequestRequest.FromString,
                     response_serializer=adplane_dot_v1_dot_request__service__pb2.RejectRequestResponse.SerializeToString,
+            ),
+            'RetryRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRequest,
+                    request_deserializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +335,33 @@ class RequestService:
             '/adplane.v1.RequestService/RejectRequest',
             adplane_dot_v1_dot_request__service__pb2.RejectRequestRequest.SerializeToString,
             adplane_dot_v1_dot_request__service__pb2.RejectRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/adplane.v1.RequestService/RetryRequest',
+            adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.SerializeToString,
+            adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,13 @@ class RequestServiceStub:
     """
     RejectRequest: _grpc.UnaryUnaryMultiCallable[_request_service_pb2.RejectRequestRequest, _request_service_pb2.RejectRequestResponse]
     """Rejects a waiting request with a reason."""
+    RetryRequest: _grpc.UnaryUnaryMultiCallable[_request_service_pb2.RetryRequestRequest, _request_service_pb2.RetryRequestResponse]
+    """Retries a request that FAILED only for transient reasons (Meta kept rate limiting or
+    erroring past TASK_RETRY_DEADLINE_SECONDS; `result.retryable` is true): it is APPROVED
+    again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
+    (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
+    retry of it, which returns that retry's result.
+    """
 
 @_typing.type_check_only
 class RequestServiceAsyncStub(RequestServiceStub):
@@ -75,6 +82,13 @@ class RequestServiceAsyncStub(RequestServiceStub):
     """
     RejectRequest: _aio.UnaryUnaryMultiCallable[_request_service_pb2.RejectRequestRequest, _request_service_pb2.RejectRequestResponse]  # type: ignore[assignment]
     """Rejects a waiting request with a reason."""
+    RetryRequest: _aio.UnaryUnaryMultiCallable[_request_service_pb2.RetryRequestRequest, _request_service_pb2.RetryRequestResponse]  # type: ignore[assignment]
+    """Retries a request that FAILED only for transient reasons (Meta kept rate limiting or
+    erroring past TASK_RETRY_DEADLINE_SECONDS; `result.retryable` is true): it is APPROVED
+    again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
+    (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
+    retry of it, which returns that retry's result.
+    """
 
 class RequestServiceServicer(metaclass=_abc_1.ABCMeta):
     """RequestService is the approval queue: workspaces follow their requests, staff review them."""
@@ -132,5 +146,18 @@ class RequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_request_service_pb2.RejectRequestResponse, _abc.Awaitable[_request_service_pb2.RejectRequestResponse]]:
         """Rejects a waiting request with a reason."""
+
+    @_abc_1.abstractmethod
+    def RetryRequest(
+        self,
+        request: _request_service_pb2.RetryRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_service_pb2.RetryRequestResponse, _abc.Awaitable[_request_service_pb2.RetryRequestResponse]]:
+        """Retries a request that FAILED only for transient reasons (Meta kept rate limiting or
+        erroring past TASK_RETRY_DEADLINE_SECONDS; `result.retryable` is true): it is APPROVED
+        again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
+        (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
+        retry of it, which returns that retry's result.
+        """
 
 def add_RequestServiceServicer_to_server(servicer: RequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
