@@ -1,7 +1,7 @@
 """requests wait out transient failures: waiting_since, retry_at
 
 Revision ID: 5d2c8e1f7a90
-Revises: b7730f56e72f
+Revises: 8a1f0c2d9e47
 Create Date: 2026-12-03 09:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5d2c8e1f7a90"
-down_revision: str | None = "b7730f56e72f"
+down_revision: str | None = "8a1f0c2d9e47"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
