@@ -19,7 +19,7 @@ lint: bootstrap
 	node_modules/.bin/tsc -p sdk/typescript --noEmit
 
 typecheck: bootstrap
-	$(VENV)/mypy server devstack tests bench sdk/python/src scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
+	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint
