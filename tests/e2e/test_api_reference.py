@@ -34,3 +34,16 @@ async def test_only_get_is_served(anonymous_http: httpx.AsyncClient) -> None:
 async def test_api_routes_still_transcoded(anonymous_http: httpx.AsyncClient) -> None:
     reply = await anonymous_http.get("/api/workspaces")
     assert reply.status_code == 401
+
+
+async def test_header_names_grpc_refuses_are_refused_at_the_edge(anonymous_http: httpx.AsyncClient) -> None:
+    """HTTP/1.1 allows header names gRPC metadata does not; forwarded, they made the server's gRPC core
+    fail the stream with INTERNAL (found by schemathesis)."""
+    reply = await anonymous_http.get("/api/auth/me", headers={"i~": "x"})
+    assert reply.status_code == 400
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert body["code"] == 3
+    assert body["details"][0]["reason"] == "INVALID_HEADER_NAME"
+    # Ordinary headers still pass (401: no credentials, from the server).
+    assert (await anonymous_http.get("/api/auth/me", headers={"x-trace.id": "a-1"})).status_code == 401

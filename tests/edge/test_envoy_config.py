@@ -51,8 +51,14 @@ def test_rendered_config_carries_the_settings() -> None:
     endpoint = config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "server", "port_value": 50055}
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
-    assert [f["name"].rsplit(".", 1)[-1] for f in filters] == ["grpc_web", "cors", "grpc_json_transcoder", "router"]
-    transcoder = filters[2]["typed_config"]
+    assert [f["name"].rsplit(".", 1)[-1] for f in filters] == [
+        "lua",
+        "grpc_web",
+        "cors",
+        "grpc_json_transcoder",
+        "router",
+    ]
+    transcoder = next(f for f in filters if f["name"].endswith("grpc_json_transcoder"))["typed_config"]
     assert transcoder["services"] == adplane_services()
     assert Path(transcoder["proto_descriptor"]).is_file()
 
