@@ -38,7 +38,7 @@ from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import keyset, loadgen
 from bench.dataset import Dataset, seed
-from devstack.embedded import free_port, start_postgres
+from devstack.embedded import free_port, free_port_block, start_postgres
 from server import migrations
 from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
@@ -172,7 +172,8 @@ class Stack:
     """`adplane serve --workers N` and Envoy, on free ports, for the length of a `with` block."""
 
     def __init__(self, env: dict[str, str], *, workers: int) -> None:
-        self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+        # The shared port and each process's own (the next `workers` ports) must be free.
+        self.grpc_port, self.http_port, self.admin_port = free_port_block(workers), free_port(), free_port()
         self.env = {
             **env,
             "GRPC_PORT": str(self.grpc_port),

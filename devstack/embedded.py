@@ -53,6 +53,16 @@ def is_port_free(port: int) -> bool:
         return True
 
 
+def free_port_block(size: int) -> int:
+    """A free port whose next `size` ports are free too (`adplane serve --workers N` listens on
+    GRPC_PORT and on GRPC_PORT + 1 .. N)."""
+    for _ in range(100):
+        port = free_port()
+        if all(is_port_free(candidate) for candidate in range(port + 1, port + size + 1)):
+            return port
+    raise RuntimeError(f"no {size + 1} consecutive free ports found")
+
+
 def _package_dir(package: str) -> Path:
     # find_spec locates the package without importing it (and without running its import-time code).
     spec = importlib.util.find_spec(package)

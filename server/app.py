@@ -179,17 +179,23 @@ def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[gr
     return server, health
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period."""
+async def serve(settings: Settings, *, own_port: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period.
+
+    `own_port`: a port this process listens on alone (besides the shared GRPC_PORT), so that
+    Envoy can send each server process its share of the load.
+    """
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     server.add_insecure_port(address)
+    if own_port is not None:
+        server.add_insecure_port(f"{settings.grpc_host}:{own_port}")
     await server.start()
     for registration in REGISTRATIONS:
         await health.set(registration.name, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
-    logger.info("serving", address=address, pid=os.getpid())
+    logger.info("serving", address=address, own_port=own_port, pid=os.getpid())
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,15 +210,18 @@ async def serve(settings: Settings) -> None:
     logger.info("stopped")
 
 
-def run_process(settings: Settings) -> None:
+def run_process(settings: Settings, own_port: int | None = None) -> None:
     configure_logging(settings)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, own_port=own_port))
 
 
 def run(settings: Settings) -> int:
-    """Run GRPC_WORKERS server processes on one port (SO_REUSEPORT); the kernel spreads connections."""
-    # process_cpu_count honours CPU affinity (taskset, container cpusets).
-    workers = settings.grpc_workers or os.process_cpu_count() or 1
+    """Run GRPC_WORKERS server processes on one port (SO_REUSEPORT), each also on a port of its own.
+
+    Direct gRPC clients connect to the shared port, where the kernel spreads their connections;
+    Envoy balances over the processes' own ports (`Settings.upstream_ports`).
+    """
+    workers = settings.effective_grpc_workers
     if workers == 1:
         run_process(settings)
         return 0
@@ -221,7 +230,8 @@ def run(settings: Settings) -> int:
 
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=run_process, args=(settings,), name=f"adplane-serve-{i}") for i in range(workers)
+        context.Process(target=run_process, args=(settings, settings.worker_port(i)), name=f"adplane-serve-{i}")
+        for i in range(workers)
     ]
     for process in processes:
         process.start()

@@ -1,5 +1,6 @@
 """Settings, read from environment variables and `.env` (see `.env.example` for every variable)."""
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Settings(BaseSettings):
 
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
-    # Server processes sharing the gRPC port through SO_REUSEPORT; 0 means one per core.
+    # Server processes sharing the gRPC port through SO_REUSEPORT; 0 means one per core. With more
+    # than one, process i also listens on GRPC_PORT + 1 + i of its own, for Envoy to balance over.
     grpc_workers: int = Field(default=1, ge=0)
     # Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before they are cancelled.
     grpc_shutdown_grace: float = Field(default=15.0, ge=0)
@@ -168,3 +170,22 @@ class Settings(BaseSettings):
     @property
     def upstream_port(self) -> int:
         return self.grpc_upstream_port or self.grpc_port
+
+    @property
+    def effective_grpc_workers(self) -> int:
+        """GRPC_WORKERS, 0 resolved to one per core (process_cpu_count honours CPU affinity)."""
+        return self.grpc_workers or os.process_cpu_count() or 1
+
+    def worker_port(self, index: int) -> int:
+        """The port server process `index` listens on alone, next to the shared GRPC_PORT."""
+        return self.grpc_port + 1 + index
+
+    @property
+    def upstream_ports(self) -> list[int]:
+        """The ports Envoy balances over: one per server process when several share GRPC_PORT
+        (a shared port would leave Envoy's few long-lived connections on whichever process the
+        kernel picked), else the one port; an explicit GRPC_UPSTREAM_PORT wins."""
+        workers = self.effective_grpc_workers
+        if self.grpc_upstream_port is None and workers > 1:
+            return [self.worker_port(index) for index in range(workers)]
+        return [self.upstream_port]

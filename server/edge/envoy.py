@@ -48,14 +48,21 @@ def render_envoy_config(
     return Template(template_path.read_text()).substitute(
         HTTP_PORT=settings.http_port,
         ADMIN_PORT=settings.envoy_admin_port,
-        UPSTREAM_HOST=json.dumps(settings.grpc_upstream_host),
-        UPSTREAM_PORT=settings.upstream_port,
+        UPSTREAM_ENDPOINTS=json.dumps(upstream_endpoints(settings)),
         DESCRIPTOR_PATH=json.dumps(str(descriptor_path.resolve())),
         SERVICES=json.dumps(services),
         MAX_BODY_BYTES=settings.grpc_max_message_bytes,
         OPENAPI_PATH=json.dumps(str(OPENAPI_PATH.resolve())),
         API_REFERENCE_PATH=json.dumps(str(API_REFERENCE_PATH.resolve())),
     )
+
+
+def upstream_endpoints(settings: Settings) -> list[dict[str, object]]:
+    """The cluster's endpoints: one per server process (`Settings.upstream_ports`)."""
+    return [
+        {"endpoint": {"address": {"socket_address": {"address": settings.grpc_upstream_host, "port_value": port}}}}
+        for port in settings.upstream_ports
+    ]
 
 
 def write_envoy_config(settings: Settings, path: Path) -> Path:

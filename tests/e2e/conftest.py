@@ -92,14 +92,14 @@ def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
     return server
 
 
-def start_envoy(settings: Settings, tmp: Path, *, upstream_port: int) -> ServerProcess:
-    port, admin = free_port(), free_port()
+def start_envoy(settings: Settings, tmp: Path, *, upstream_port: int | None, **env: str) -> ServerProcess:
+    """Envoy in front of `upstream_port`; None: the ports the settings in `env` give (GRPC_WORKERS)."""
+    port, admin = free_port(), int(env.pop("ENVOY_ADMIN_PORT", 0)) or free_port()
+    upstream = {"GRPC_UPSTREAM_PORT": str(upstream_port)} if upstream_port is not None else {}
     log = tmp / f"envoy-{port}.log"
     process = subprocess.Popen(
         [ADPLANE, "envoy"],
-        env=stack_env(
-            settings, HTTP_PORT=str(port), ENVOY_ADMIN_PORT=str(admin), GRPC_UPSTREAM_PORT=str(upstream_port)
-        ),
+        env=stack_env(settings, HTTP_PORT=str(port), ENVOY_ADMIN_PORT=str(admin), **upstream, **env),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -240,3 +240,21 @@ async def test_grpc_web_is_translated_and_cors_allows_browsers(edge: Edge) -> No
     assert pb.GetWorkspaceResponse.FromString(response.content[5 : 5 + length]).workspace.id == "web"
     assert b"grpc-status:0" in response.content[5 + length :]  # the trailer frame
     assert "grpc-status" in response.headers["access-control-expose-headers"]
+
+
+def _endpoints(settings: Settings) -> list[dict[str, int | str]]:
+    config = yaml.safe_load(render_envoy_config(settings))
+    cluster = config["static_resources"]["clusters"][0]
+    return [
+        e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+
+
+def test_several_server_processes_are_one_endpoint_each() -> None:
+    """GRPC_WORKERS=3: Envoy balances over each process's own port, not the shared one."""
+    settings = _settings(grpc_upstream_host="server", grpc_port=50055, grpc_workers=3)
+    assert _endpoints(settings) == [{"address": "server", "port_value": port} for port in (50056, 50057, 50058)]
+    # An explicit upstream port (another machine's server, a test stub) is the one endpoint.
+    assert _endpoints(_settings(grpc_port=50055, grpc_workers=3, grpc_upstream_port=6000)) == [
+        {"address": "127.0.0.1", "port_value": 6000}
+    ]
