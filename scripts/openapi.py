@@ -400,7 +400,10 @@ class DocumentBuilder:
                 tags.append({"name": service.name, "description": self.contract.comments.get((full_name,), "")})
                 for method in service.method:
                     if method.client_streaming or method.server_streaming:
-                        continue  # streams are gRPC and gRPC-Web only
+                        # Watch streams answer REST as Server-Sent Events that never end by
+                        # themselves: not described here (a fuzzer would wait on them forever);
+                        # their routes and messages are documented in the protos.
+                        continue
                     rule = self.contract.http_rule(method)
                     if rule is None:
                         continue

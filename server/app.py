@@ -156,6 +156,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
         Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
             PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache),
+            reauthorize_seconds=infrastructure.settings.stream_reauthorize_seconds,
         ),
     ]
 
@@ -205,6 +206,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
 
     logger.info("shutting down", grace_seconds=settings.grpc_shutdown_grace)
     await health.enter_graceful_shutdown()
+    # Watch streams never finish by themselves: they end now with UNAVAILABLE, and their clients
+    # reconnect to another server, instead of holding the drain for the whole grace period.
+    await infrastructure.request_events.close()
     await server.stop(settings.grpc_shutdown_grace)
     await infrastructure.close()
     logger.info("stopped")

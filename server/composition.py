@@ -45,8 +45,10 @@ from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
 from server.pixels.service import IPixelService, PixelService
 from server.redis_client import connect_redis
+from server.requests.events import IRequestEvents, RequestEventPublisher, RequestEventRecorder
 from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
+from server.requests.watch import RequestEventHub
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -72,6 +74,9 @@ class Infrastructure:
     standing_cache: StandingCache
     cipher: SecretCipher
     export_storage: IExportStorage
+    # Request changes: appended to the Redis stream after commit, read by this process's watches.
+    request_event_publisher: RequestEventPublisher | None
+    request_events: RequestEventHub
 
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
@@ -80,6 +85,7 @@ class Infrastructure:
         standing_cache = StandingCache()
         standing_cache.attach(engine)
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,
             engine=engine,
@@ -97,6 +103,8 @@ class Infrastructure:
             cipher=SecretCipher.from_settings(settings),
             export_storage=S3ExportStorage.from_settings(settings),
             redis=redis,
+            request_event_publisher=RequestEventPublisher(redis, retention=watch_retention) if redis else None,
+            request_events=RequestEventHub(redis, buffer_size=settings.watch_buffer_size, retention=watch_retention),
             login_throttle=LoginThrottle(
                 redis,
                 window=dt.timedelta(seconds=settings.login_failure_window_seconds),
@@ -123,8 +131,11 @@ class Infrastructure:
                 finally:
                     await unit.close()
             return
-        async with self.sessions() as session, session.begin():
-            yield UnitOfWork(self, session)
+        async with self.sessions() as session:
+            async with session.begin():
+                uow = UnitOfWork(self, session)
+                yield uow
+            await uow.run_after_commit()
 
     def meta_steps(
         self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -149,6 +160,7 @@ class Infrastructure:
     async def close(self) -> None:
         await self.engine.dispose()
         await self.export_storage.close()
+        await self.request_events.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -180,6 +192,16 @@ class UnitOfWork:
     async def close(self) -> None:
         if self._session is not None and self._connection is not None:
             await self._session.close()
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(action)
+
+    async def run_after_commit(self) -> None:
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            await action()
 
     @cached_property
     def audit(self) -> IAuditTrail:
@@ -254,11 +276,20 @@ class UnitOfWork:
         )
 
     @cached_property
+    def request_events(self) -> IRequestEvents:
+        return RequestEventRecorder(
+            outbox=self.outbox,
+            after_commit=self.after_commit,
+            publisher=self._infrastructure.request_event_publisher,
+        )
+
+    @cached_property
     def requests(self) -> IRequestService:
         return RequestService(
             repository=RequestRepository(self.session),
             workspaces=WorkspaceRepository(self.session),
             outbox=self.outbox,
+            events=self.request_events,
             audit=self.audit,
             idempotency=self.idempotency,
             page_tokens=self._infrastructure.page_tokens,

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     grpc_min_ping_interval_ms: int = Field(default=10_000, ge=0)
     grpc_max_concurrent_rpcs: int | None = Field(default=None, ge=1)
 
+    # Watch streams (WatchRequests): changes reach every server process through a Redis stream.
+    # A resume token older than this many seconds is refused (the client re-snapshots).
+    watch_retention_seconds: int = Field(default=3600, ge=10)
+    # Changes one stream may have waiting to be sent; a client that falls further behind is cut
+    # off with RESOURCE_EXHAUSTED and resumes.
+    watch_buffer_size: int = Field(default=256, ge=1)
+    # A heartbeat is sent after this long without a message.
+    watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # How often an open stream's caller is checked again (deactivated, signed out, role lost,
+    # token expired -> the stream ends with PERMISSION_DENIED or UNAUTHENTICATED).
+    stream_reauthorize_seconds: float = Field(default=5.0, gt=0)
+
     # Envoy: REST/JSON and gRPC-Web on this port, proxied to the gRPC server.
     http_port: int = Field(default=8080, ge=0, le=65535)
     # Host and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT.

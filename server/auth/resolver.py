@@ -2,6 +2,7 @@
 (none when the standing is cached: see `server.auth.standing_cache`)."""
 
 import hmac
+import time
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -35,6 +36,8 @@ class PrincipalResolver:
 
     async def _user(self, credentials: UserCredentials, workspace_id: uuid.UUID | None) -> Principal:
         claims = credentials.claims
+        if claims.expires_at and claims.expires_at <= time.time():  # a stream outliving its token
+            raise InvalidTokenException("the access token has expired; refresh it", reason="TOKEN_EXPIRED")
         key = (claims.user_id, claims.family_id, workspace_id)
         found, standing = self._cache.user(key) if self._cache is not None else (False, None)
         if not found:

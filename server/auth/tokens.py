@@ -21,6 +21,8 @@ class AccessClaims:
     user_id: uuid.UUID
     # The refresh-token family (sign-in) the token was issued for.
     family_id: uuid.UUID
+    # When the token expires (Unix seconds); checked again while a stream stays open.
+    expires_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,10 @@ class TokenIssuer:
                 issuer=_ISSUER,
                 options={"require": ["exp", "iat", "sub", "fam", "iss"]},
             )
-            access = AccessClaims(user_id=uuid.UUID(claims["sub"]), family_id=uuid.UUID(claims["fam"]))
             expires = int(claims["exp"])
+            access = AccessClaims(
+                user_id=uuid.UUID(claims["sub"]), family_id=uuid.UUID(claims["fam"]), expires_at=expires
+            )
         except jwt.ExpiredSignatureError:
             raise InvalidTokenException("the access token has expired; refresh it", reason="TOKEN_EXPIRED") from None
         except (jwt.InvalidTokenError, ValueError, TypeError):

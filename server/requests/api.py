@@ -1,5 +1,6 @@
 """RequestService servicer: proto -> schema, call the service, schema -> proto."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,6 +11,8 @@ from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.composition import Infrastructure
 from server.requests import converters
+from server.requests.schemas import RequestListRequestSchema, RequestResponseSchema
+from server.requests.watch import SNAPSHOT_LIMIT, Change, Heartbeat, SnapshotPart, matching, watch
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -75,3 +78,66 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
         async with self._infrastructure.unit_of_work() as uow:
             rejected = await uow.requests.reject_request(request_id, rejection, actor=current_principal())
         return pb.RejectRequestResponse(request=converters.request_to_proto(rejected))
+
+    async def WatchRequests(
+        self, request: pb.WatchRequestsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRequestsResponse]:
+        query = converters.watch_query_from_proto(request)
+        async for message in self._watch(query, request.resume_token, workspace=False):
+            yield pb.WatchRequestsResponse(**message)
+
+    async def WatchWorkspaceRequests(
+        self, request: pb.WatchWorkspaceRequestsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchWorkspaceRequestsResponse]:
+        query = converters.watch_query_from_proto(request)
+        async for message in self._watch(query, request.resume_token, workspace=True):
+            yield pb.WatchWorkspaceRequestsResponse(**message)
+
+    async def _watch(
+        self, query: RequestListRequestSchema, resume_token: str, *, workspace: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The fields of each message of a watch; both Watch responses have the same shape."""
+
+        async def snapshot() -> tuple[list[RequestResponseSchema], bool]:
+            found: list[RequestResponseSchema] = []
+            page_query = query
+            async with self._infrastructure.unit_of_work(read_only=True) as uow:
+                while True:
+                    if workspace and query.workspace_id is not None:
+                        page = await uow.requests.list_workspace_requests(query.workspace_id, page_query)
+                    else:
+                        page = await uow.requests.list_requests(page_query)
+                    found.extend(page.items)
+                    if not page.next_page_token or len(found) > SNAPSHOT_LIMIT:
+                        break
+                    page_query = query.model_copy(update={"page_token": page.next_page_token})
+            return found[:SNAPSHOT_LIMIT], len(found) > SNAPSHOT_LIMIT or bool(page.next_page_token)
+
+        items = watch(
+            self._infrastructure.request_events,
+            matches=matching(query),
+            snapshot=snapshot,
+            resume_token=resume_token or None,
+            heartbeat_seconds=self._infrastructure.settings.watch_heartbeat_seconds,
+        )
+        async for item in items:
+            match item:
+                case SnapshotPart():
+                    yield {
+                        "snapshot": pb.RequestSnapshot(
+                            requests=[converters.request_to_proto(r) for r in item.requests],
+                            complete=item.complete,
+                            truncated=item.truncated,
+                        ),
+                        "resume_token": item.token,
+                    }
+                case Change():
+                    converted = item.entry.converted
+                    change = converted.get("proto")
+                    if change is None:  # converted once per process, shared by every stream
+                        change = converted["proto"] = converters.change_to_proto(item.entry.event)
+                    yield {"change": change, "resume_token": item.token}
+                case Heartbeat():
+                    heartbeat = pb.WatchHeartbeat()
+                    heartbeat.send_time.GetCurrentTime()
+                    yield {"heartbeat": heartbeat, "resume_token": item.token}

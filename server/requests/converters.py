@@ -5,6 +5,7 @@ from typing import Any
 
 from adplane.v1 import money_pb2, request_pb2, request_service_pb2
 from server.api_helpers import enum_from_proto, enum_to_proto, to_timestamp, validated
+from server.requests.events import RequestChanged
 from server.requests.models import RequestStatus
 from server.requests.schemas import (
     AccountCreationPayload,
@@ -127,3 +128,28 @@ def list_request_from_proto(
 
 def rejection_from_proto(request: request_service_pb2.RejectRequestRequest) -> RejectionSchema:
     return validated(RejectionSchema, {"reason": request.rejection.reason}, fields={"reason": "rejection.reason"})
+
+
+def watch_query_from_proto(
+    request: request_service_pb2.WatchRequestsRequest | request_service_pb2.WatchWorkspaceRequestsRequest,
+) -> RequestListRequestSchema:
+    """The filters of a watch, as the List query its snapshot pages through."""
+    data: dict[str, Any] = {
+        "page_size": 500,
+        "type": type_from_proto(request.type),
+        "status": status_from_proto(request.status),
+        "workspace_id": request.workspace_id or None,
+    }
+    return validated(RequestListRequestSchema, data)
+
+
+def change_to_proto(event: RequestChanged) -> request_service_pb2.RequestChange:
+    return request_service_pb2.RequestChange(
+        kind=request_service_pb2.RequestChangeKind.Value(enum_to_proto(event.kind, prefix="REQUEST_CHANGE_KIND")),
+        request=request_to_proto(event.request),
+        previous_status=(
+            request_pb2.RequestStatus.Value(enum_to_proto(event.previous_status, prefix="REQUEST_STATUS"))
+            if event.previous_status is not None
+            else request_pb2.REQUEST_STATUS_UNSPECIFIED
+        ),
+    )

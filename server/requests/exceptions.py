@@ -1,6 +1,11 @@
 import uuid
 
-from server.exceptions import FailedPreconditionException, NotFoundException
+from server.exceptions import (
+    FailedPreconditionException,
+    NotFoundException,
+    ResourceExhaustedException,
+    UnavailableException,
+)
 from server.requests.models import RequestStatus
 
 
@@ -51,3 +56,32 @@ class RequestNotRetryableException(FailedPreconditionException):
             f"request {request_id} is {status.value}; only a request that failed for transient reasons can be retried",
             metadata={"id": str(request_id), "status": status.value},
         )
+
+
+class ResumeTokenExpiredException(FailedPreconditionException):
+    """The changes after a resume token are no longer kept; the client watches again without it."""
+
+    reason = "RESUME_TOKEN_EXPIRED"
+
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            f"resume token {token} is older than the retention window; watch again without it for a new snapshot",
+            metadata={"resume_token": token},
+        )
+
+
+class WatchBufferOverflowException(ResourceExhaustedException):
+    """The client read more slowly than changes arrived; it resumes from its last token."""
+
+    reason = "WATCH_BUFFER_OVERFLOW"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"more than {size} changes waited to be sent; resume with the last resume_token",
+            metadata={"buffer_size": str(size)},
+        )
+
+
+class WatchEndedException(UnavailableException):
+    """The server stops streaming (shutting down, or the event stream is unreachable); the client
+    reconnects, to another server if need be, with its last resume token."""

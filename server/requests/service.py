@@ -8,6 +8,7 @@ from server.db import utcnow
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, keyset_page
+from server.requests.events import IRequestEvents
 from server.requests.exceptions import (
     IllegalTransitionException,
     RequestExpiredException,
@@ -83,6 +84,7 @@ class RequestService:
         repository: IRequestRepository,
         workspaces: IWorkspaceLookup,
         outbox: IOutbox,
+        events: IRequestEvents,
         audit: IAuditTrail,
         idempotency: IdempotencyService,
         page_tokens: PageTokenCodec,
@@ -91,6 +93,7 @@ class RequestService:
         self._repository = repository
         self._workspaces = workspaces
         self._outbox = outbox
+        self._events = events
         self._audit = audit
         self._idempotency = idempotency
         self._page_tokens = page_tokens
@@ -114,6 +117,7 @@ class RequestService:
                 expires_at=now + self._ttl,
             )
             created = _to_schema(request)
+            await self._events.record(created, previous_status=None)
             await self._audit.record(
                 entity_type=ENTITY, entity_id=request.id, action="request", workspace_id=workspace_id, after=created
             )
@@ -231,6 +235,7 @@ class RequestService:
                 values={"status": RequestStatus.EXPIRED, "finished_at": now},
             )
             if moved is not None:  # reviewed concurrently otherwise
+                await self._events.record(_to_schema(moved), previous_status=RequestStatus.WAITING_FOR_APPROVAL)
                 await self._audit.record(
                     entity_type=ENTITY,
                     entity_id=request_id,
@@ -313,6 +318,7 @@ class RequestService:
             if moved is None:  # retried concurrently
                 raise RequestNotRetryableException(request_id, (await self._get(request_id)).status)
             after = _to_schema(moved)
+            await self._events.record(after, previous_status=RequestStatus.FAILED)
             await self._audit.record(
                 entity_type=ENTITY,
                 entity_id=request_id,
@@ -363,6 +369,7 @@ class RequestService:
             current = await self._get(request.id)
             raise IllegalTransitionException(request.id, current.status, to=to)
         after = _to_schema(moved)
+        await self._events.record(after, previous_status=start)
         await self._audit.record(
             entity_type=ENTITY,
             entity_id=request.id,

@@ -4,7 +4,7 @@ Event tasks take the outbox message's payload (`payload: dict[str, Any]`); sched
 nothing. Both get the worker's resources through `server.tasks.resources.worker_resources`.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +14,14 @@ from server.accounts import alerts
 from server.accounts import sync as account_sync
 from server.accounts import tasks as account_tasks
 from server.business_managers import tasks as business_manager_tasks
+from server.composition import Infrastructure
 from server.config import Settings
 from server.exports import tasks as export_tasks
 from server.outbox.relay import UnroutableMessage
 from server.pixels import sync as pixel_sync
 from server.pixels import tasks as pixel_tasks
 from server.requests import tasks as request_tasks
+from server.requests.events import REQUEST_CHANGED_TOPIC
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,19 @@ def register_tasks(broker: AsyncBroker, settings: Settings) -> None:
         broker.register_task(spec.function, task_name=spec.name, **labels)
 
 
-async def publish(broker: AsyncBroker, topic: str, payload: dict[str, Any]) -> None:
-    """Send an outbox message to the task that handles its topic (used by the outbox relay)."""
+async def publish(
+    broker: AsyncBroker,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    streams: Mapping[str, Callable[[dict[str, Any]], Awaitable[None]]] | None = None,
+) -> None:
+    """Send an outbox message to the task that handles its topic (used by the outbox relay), or,
+    for the topics in `streams` (events for watchers, not work), to their event stream."""
+    stream = (streams or {}).get(topic)
+    if stream is not None:
+        await stream(payload)
+        return
     task_name = TOPICS.get(topic)
     if task_name is None:
         raise UnroutableMessage(f"no task handles the outbox topic {topic!r}")
@@ -80,3 +93,9 @@ async def publish(broker: AsyncBroker, topic: str, payload: dict[str, Any]) -> N
     if task is None:
         raise UnroutableMessage(f"task {task_name!r} is not registered")
     await task.kiq(payload)
+
+
+def event_streams(infrastructure: Infrastructure) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
+    """Outbox topics that are events for watchers, each with what appends it to its stream."""
+    publisher = infrastructure.request_event_publisher
+    return {} if publisher is None else {REQUEST_CHANGED_TOPIC: publisher.publish}

@@ -12,7 +12,7 @@ from server.config import Settings
 from server.log import configure_logging
 from server.outbox.relay import OutboxRelay
 from server.tasks.broker import create_broker, start_broker
-from server.tasks.registry import publish, register_tasks
+from server.tasks.registry import event_streams, publish, register_tasks
 from server.tasks.resources import WorkerResources
 
 logger = structlog.get_logger("adplane.worker")
@@ -26,7 +26,7 @@ async def work(settings: Settings) -> None:
     broker.state.resources = resources  # read by tasks through worker_resources()
     relay = OutboxRelay(
         resources.infrastructure,
-        partial(publish, broker),
+        partial(publish, broker, streams=event_streams(resources.infrastructure)),
         batch_size=settings.outbox_batch_size,
         poll_seconds=settings.outbox_poll_seconds,
     )

@@ -7,6 +7,7 @@ grants more than intended fails here. A new RPC must be added to MATRIX (the fir
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -97,6 +98,8 @@ MATRIX: Mapping[str, frozenset[str]] = {
     "adplane.v1.RequestService/ApproveRequest": APPROVERS,
     "adplane.v1.RequestService/RejectRequest": APPROVERS,
     "adplane.v1.RequestService/RetryRequest": APPROVERS,
+    "adplane.v1.RequestService/WatchRequests": STAFF_READ,
+    "adplane.v1.RequestService/WatchWorkspaceRequests": WORKSPACE_READ,
     "adplane.v1.ExportService/ListExports": WORKSPACE_READ,
     "adplane.v1.ExportService/GetExportDownloadUrl": WORKSPACE_READ,
     "adplane.v1.ExportService/ListAllExports": STAFF_READ,
@@ -174,13 +177,21 @@ async def _call(
     request = request_class()
     if "workspace_id" in descriptor.input_type.fields_by_name:
         setattr(request, "workspace_id", str(workspace_id))  # noqa: B010 - the message class is dynamic
-    call = channel.unary_unary(
-        f"/{method}",
-        request_serializer=request_class.SerializeToString,
-        response_deserializer=response_class.FromString,
-    )
+    serialize, deserialize = request_class.SerializeToString, response_class.FromString
     try:
-        await call(request, metadata=metadata or None, timeout=10)
+        if descriptor.server_streaming:
+            # A stream is granted when its first message (the snapshot) arrives.
+            open_stream = channel.unary_stream(
+                f"/{method}", request_serializer=serialize, response_deserializer=deserialize
+            )
+            stream: grpc.aio.UnaryStreamCall[Any, Any] = open_stream(request, metadata=metadata or None, timeout=10)
+            try:
+                await stream.read()
+            finally:
+                stream.cancel()
+        else:
+            call = channel.unary_unary(f"/{method}", request_serializer=serialize, response_deserializer=deserialize)
+            await call(request, metadata=metadata or None, timeout=10)
     except grpc.aio.AioRpcError as error:
         return error.code(), _reason(error)
     return grpc.StatusCode.OK

@@ -19,6 +19,7 @@ from server.db import utcnow
 from server.exceptions import InvalidRequestException
 from server.idempotency.exceptions import RequestIdReusedException
 from server.outbox.models import OutboxMessage
+from server.requests.events import REQUEST_CHANGED_TOPIC
 from server.requests.exceptions import IllegalTransitionException, RequestNotFoundException
 from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import (
@@ -99,8 +100,19 @@ async def stored(infrastructure: Infrastructure, request_id: uuid.UUID) -> Reque
 
 
 async def outbox(infrastructure: Infrastructure) -> list[OutboxMessage]:
+    """Work queued for the workers (the change events for watchers are checked apart)."""
     async with infrastructure.unit_of_work() as uow:
-        return list(await uow.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        statement = select(OutboxMessage).where(OutboxMessage.topic != REQUEST_CHANGED_TOPIC)
+        return list(await uow.session.scalars(statement.order_by(OutboxMessage.id)))
+
+
+async def changes(infrastructure: Infrastructure) -> list[tuple[str, str | None, str]]:
+    """The change events recorded for watchers: (kind, previous status, status), oldest first."""
+    async with infrastructure.unit_of_work() as uow:
+        statement = select(OutboxMessage).where(OutboxMessage.topic == REQUEST_CHANGED_TOPIC)
+        messages = await uow.session.scalars(statement.order_by(OutboxMessage.id))
+        events = [m.payload["event"] for m in messages]
+    return [(e["kind"], e["previous_status"], e["request"]["status"]) for e in events]
 
 
 async def audit_of(infrastructure: Infrastructure, request_id: uuid.UUID) -> list[AuditLog]:
@@ -279,6 +291,7 @@ async def test_transition_table(
         await force(infrastructure, request.id, status=start)
     before = await stored(infrastructure, request.id)
     audited = len(await audit_of(infrastructure, request.id))
+    changed = await changes(infrastructure)
 
     if start is allowed_from:
         async with infrastructure.unit_of_work() as uow:
@@ -294,6 +307,8 @@ async def test_transition_table(
         assert entry.after == moved.model_dump(mode="json")
         expected_topics = [REQUEST_APPROVED_TOPIC] if action == "approve" else []
         assert [m.topic for m in await outbox(infrastructure)] == expected_topics
+        # One change event for watchers, named for where the request went.
+        assert await changes(infrastructure) == [*changed, (to.value, allowed_from.value, to.value)]
     elif action == "cancel" and start is RequestStatus.CANCELLED:
         async with infrastructure.unit_of_work() as uow:
             assert await call(uow, before) == before
@@ -306,6 +321,7 @@ async def test_transition_table(
         assert illegal.value.reason == reason
         assert illegal.value.metadata == {"id": str(request.id), "status": start.value, "to": to.value}
         assert await stored(infrastructure, request.id) == before
+        assert await changes(infrastructure) == changed
         assert len(await audit_of(infrastructure, request.id)) == audited
         assert await outbox(infrastructure) == []
 
@@ -377,12 +393,14 @@ async def test_a_rolled_back_approval_queues_nothing(infrastructure: Infrastruct
     async def approve_then_fail() -> None:
         async with infrastructure.unit_of_work() as uow:
             await uow.requests.approve_request(request.id, actor=reviewer(), idempotency_key=None)
-            assert len((await uow.session.scalars(select(OutboxMessage))).all()) == 1  # written, not committed
+            topics = (await uow.session.scalars(select(OutboxMessage.topic).order_by(OutboxMessage.id))).all()
+            assert topics == [REQUEST_CHANGED_TOPIC, REQUEST_CHANGED_TOPIC, "request.approved"]  # not committed
             raise Boom
 
     with pytest.raises(Boom):
         await approve_then_fail()
     assert await outbox(infrastructure) == []
+    assert await changes(infrastructure) == [("created", None, "waiting_for_approval")]
     assert (await stored(infrastructure, request.id)).status is RequestStatus.WAITING_FOR_APPROVAL
     assert [e.action for e in await audit_of(infrastructure, request.id)] == ["request"]
 

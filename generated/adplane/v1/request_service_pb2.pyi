@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,50 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RequestChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RequestChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RequestChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REQUEST_CHANGE_KIND_UNSPECIFIED: _RequestChangeKind.ValueType  # 0
+    """Not used."""
+    REQUEST_CHANGE_KIND_CREATED: _RequestChangeKind.ValueType  # 1
+    """The request was made; it waits for approval."""
+    REQUEST_CHANGE_KIND_APPROVED: _RequestChangeKind.ValueType  # 2
+    """Staff approved it; the work is queued."""
+    REQUEST_CHANGE_KIND_REJECTED: _RequestChangeKind.ValueType  # 3
+    """Staff rejected it."""
+    REQUEST_CHANGE_KIND_CANCELLED: _RequestChangeKind.ValueType  # 4
+    """The workspace withdrew it."""
+    REQUEST_CHANGE_KIND_EXPIRED: _RequestChangeKind.ValueType  # 5
+    """Nobody reviewed it in time."""
+    REQUEST_CHANGE_KIND_COMPLETED: _RequestChangeKind.ValueType  # 6
+    """The work is done."""
+    REQUEST_CHANGE_KIND_FAILED: _RequestChangeKind.ValueType  # 7
+    """The work failed for good."""
+
+class RequestChangeKind(_RequestChangeKind, metaclass=_RequestChangeKindEnumTypeWrapper):
+    """RequestChangeKind is what happened to a request."""
+
+REQUEST_CHANGE_KIND_UNSPECIFIED: RequestChangeKind.ValueType  # 0
+"""Not used."""
+REQUEST_CHANGE_KIND_CREATED: RequestChangeKind.ValueType  # 1
+"""The request was made; it waits for approval."""
+REQUEST_CHANGE_KIND_APPROVED: RequestChangeKind.ValueType  # 2
+"""Staff approved it; the work is queued."""
+REQUEST_CHANGE_KIND_REJECTED: RequestChangeKind.ValueType  # 3
+"""Staff rejected it."""
+REQUEST_CHANGE_KIND_CANCELLED: RequestChangeKind.ValueType  # 4
+"""The workspace withdrew it."""
+REQUEST_CHANGE_KIND_EXPIRED: RequestChangeKind.ValueType  # 5
+"""Nobody reviewed it in time."""
+REQUEST_CHANGE_KIND_COMPLETED: RequestChangeKind.ValueType  # 6
+"""The work is done."""
+REQUEST_CHANGE_KIND_FAILED: RequestChangeKind.ValueType  # 7
+"""The work failed for good."""
+Global___RequestChangeKind: _TypeAlias = RequestChangeKind  # noqa: Y015
 
 @_typing.final
 class ListWorkspaceRequestsRequest(_message.Message):
@@ -444,3 +489,249 @@ class RetryRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryRequestResponse: _TypeAlias = RetryRequestResponse  # noqa: Y015
+
+@_typing.final
+class WatchRequestsRequest(_message.Message):
+    """WatchRequestsRequest is the input of WatchRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    type: _request_pb2.RequestType.ValueType
+    """Only this type."""
+    status: _request_pb2.RequestStatus.ValueType
+    """Only this status: the snapshot holds requests in it, and a change is sent when the request
+    was in it before or is in it after the change (so a request leaving the queue is seen).
+    """
+    workspace_id: _builtins.str
+    """Only requests of this workspace (a UUID)."""
+    resume_token: _builtins.str
+    """The `resume_token` of the last message received: continue after it, without a snapshot."""
+    def __init__(
+        self,
+        *,
+        type: _request_pb2.RequestType.ValueType = ...,
+        status: _request_pb2.RequestStatus.ValueType = ...,
+        workspace_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token", "status", b"status", "type", b"type", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRequestsRequest: _TypeAlias = WatchRequestsRequest  # noqa: Y015
+
+@_typing.final
+class WatchRequestsResponse(_message.Message):
+    """WatchRequestsResponse is one message of WatchRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Where the stream is: pass it back as `resume_token` to continue after this message. Empty on
+    snapshot parts except the last one.
+    """
+    @_builtins.property
+    def snapshot(self) -> Global___RequestSnapshot:
+        """A part of the initial snapshot."""
+
+    @_builtins.property
+    def change(self) -> Global___RequestChange:
+        """A request changed."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WatchHeartbeat:
+        """Nothing matching happened for a while; the stream is alive."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___RequestSnapshot | None = ...,
+        change: Global___RequestChange | None = ...,
+        heartbeat: Global___WatchHeartbeat | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchRequestsResponse: _TypeAlias = WatchRequestsResponse  # noqa: Y015
+
+@_typing.final
+class WatchWorkspaceRequestsRequest(_message.Message):
+    """WatchWorkspaceRequestsRequest is the input of WatchWorkspaceRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    """The workspace (a UUID)."""
+    type: _request_pb2.RequestType.ValueType
+    """Only this type."""
+    status: _request_pb2.RequestStatus.ValueType
+    """Only this status (see WatchRequestsRequest.status)."""
+    resume_token: _builtins.str
+    """The `resume_token` of the last message received: continue after it, without a snapshot."""
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        type: _request_pb2.RequestType.ValueType = ...,
+        status: _request_pb2.RequestStatus.ValueType = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token", "status", b"status", "type", b"type", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchWorkspaceRequestsRequest: _TypeAlias = WatchWorkspaceRequestsRequest  # noqa: Y015
+
+@_typing.final
+class WatchWorkspaceRequestsResponse(_message.Message):
+    """WatchWorkspaceRequestsResponse is one message of WatchWorkspaceRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Where the stream is (see WatchRequestsResponse.resume_token)."""
+    @_builtins.property
+    def snapshot(self) -> Global___RequestSnapshot:
+        """A part of the initial snapshot."""
+
+    @_builtins.property
+    def change(self) -> Global___RequestChange:
+        """A request of the workspace changed."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WatchHeartbeat:
+        """Nothing matching happened for a while; the stream is alive."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___RequestSnapshot | None = ...,
+        change: Global___RequestChange | None = ...,
+        heartbeat: Global___WatchHeartbeat | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchWorkspaceRequestsResponse: _TypeAlias = WatchWorkspaceRequestsResponse  # noqa: Y015
+
+@_typing.final
+class RequestSnapshot(_message.Message):
+    """RequestSnapshot is a part of a watch's initial snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    complete: _builtins.bool
+    """True on the last part; changes follow it."""
+    truncated: _builtins.bool
+    """True when more requests matched than the snapshot holds (1000); page the List method for
+    the older ones.
+    """
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[_request_pb2.Request]:
+        """Up to 100 matching requests, newest first across the parts."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[_request_pb2.Request] | None = ...,
+        complete: _builtins.bool = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "requests", b"requests", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestSnapshot: _TypeAlias = RequestSnapshot  # noqa: Y015
+
+@_typing.final
+class RequestChange(_message.Message):
+    """RequestChange is one change of a request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    kind: Global___RequestChangeKind.ValueType
+    """What happened."""
+    previous_status: _request_pb2.RequestStatus.ValueType
+    """The status before the change (unspecified for CREATED)."""
+    @_builtins.property
+    def request(self) -> _request_pb2.Request:
+        """The request after the change."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___RequestChangeKind.ValueType = ...,
+        request: _request_pb2.Request | None = ...,
+        previous_status: _request_pb2.RequestStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "previous_status", b"previous_status", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestChange: _TypeAlias = RequestChange  # noqa: Y015
+
+@_typing.final
+class WatchHeartbeat(_message.Message):
+    """WatchHeartbeat says the stream is alive when nothing matching happened for a while."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEND_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def send_time(self) -> _timestamp_pb2.Timestamp:
+        """When the server sent it."""
+
+    def __init__(
+        self,
+        *,
+        send_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchHeartbeat: _TypeAlias = WatchHeartbeat  # noqa: Y015

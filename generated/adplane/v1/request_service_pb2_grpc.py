@@ -70,6 +70,16 @@ class RequestServiceStub:
                 request_serializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.SerializeToString,
                 response_deserializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.FromString,
                 _registered_method=True)
+        self.WatchRequests = channel.unary_stream(
+                '/adplane.v1.RequestService/WatchRequests',
+                request_serializer=adplane_dot_v1_dot_request__service__pb2.WatchRequestsRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_request__service__pb2.WatchRequestsResponse.FromString,
+                _registered_method=True)
+        self.WatchWorkspaceRequests = channel.unary_stream(
+                '/adplane.v1.RequestService/WatchWorkspaceRequests',
+                request_serializer=adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsRequest.SerializeToString,
+                response_deserializer=adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsResponse.FromString,
+                _registered_method=True)
 
 
 class RequestServiceServicer:
@@ -133,6 +143,31 @@ class RequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRequests(self, request, context):
+        """Streams the approval queue of every workspace: first a snapshot of the matching requests
+        (filters as in ListRequests, newest first, at most 1000), then one message per change of a
+        matching request, with the request after the change, and a heartbeat when nothing happened
+        for a while. Every message after the snapshot carries a `resume_token`: reconnect with the
+        last one to continue without missing or repeating a change, within the retention window
+        (WATCH_RETENTION_SECONDS); an older token is FAILED_PRECONDITION (reason
+        RESUME_TOKEN_EXPIRED) and the client watches again without it, from a new snapshot.
+        A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
+        and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
+        permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
+        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchWorkspaceRequests(self, request, context):
+        """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
+        ListWorkspaceRequests). Changes of other workspaces never reach the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +205,16 @@ def add_RequestServiceServicer_to_server(servicer, server):
                     servicer.RetryRequest,
                     request_deserializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.FromString,
                     response_serializer=adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.SerializeToString,
+            ),
+            'WatchRequests': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRequests,
+                    request_deserializer=adplane_dot_v1_dot_request__service__pb2.WatchRequestsRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_request__service__pb2.WatchRequestsResponse.SerializeToString,
+            ),
+            'WatchWorkspaceRequests': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkspaceRequests,
+                    request_deserializer=adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsRequest.FromString,
+                    response_serializer=adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +407,60 @@ class RequestService:
             '/adplane.v1.RequestService/RetryRequest',
             adplane_dot_v1_dot_request__service__pb2.RetryRequestRequest.SerializeToString,
             adplane_dot_v1_dot_request__service__pb2.RetryRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/adplane.v1.RequestService/WatchRequests',
+            adplane_dot_v1_dot_request__service__pb2.WatchRequestsRequest.SerializeToString,
+            adplane_dot_v1_dot_request__service__pb2.WatchRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkspaceRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/adplane.v1.RequestService/WatchWorkspaceRequests',
+            adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsRequest.SerializeToString,
+            adplane_dot_v1_dot_request__service__pb2.WatchWorkspaceRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

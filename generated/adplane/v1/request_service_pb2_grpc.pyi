@@ -58,6 +58,23 @@ class RequestServiceStub:
     (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
     retry of it, which returns that retry's result.
     """
+    WatchRequests: _grpc.UnaryStreamMultiCallable[_request_service_pb2.WatchRequestsRequest, _request_service_pb2.WatchRequestsResponse]
+    """Streams the approval queue of every workspace: first a snapshot of the matching requests
+    (filters as in ListRequests, newest first, at most 1000), then one message per change of a
+    matching request, with the request after the change, and a heartbeat when nothing happened
+    for a while. Every message after the snapshot carries a `resume_token`: reconnect with the
+    last one to continue without missing or repeating a change, within the retention window
+    (WATCH_RETENTION_SECONDS); an older token is FAILED_PRECONDITION (reason
+    RESUME_TOKEN_EXPIRED) and the client watches again without it, from a new snapshot.
+    A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
+    and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
+    permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
+    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+    """
+    WatchWorkspaceRequests: _grpc.UnaryStreamMultiCallable[_request_service_pb2.WatchWorkspaceRequestsRequest, _request_service_pb2.WatchWorkspaceRequestsResponse]
+    """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
+    ListWorkspaceRequests). Changes of other workspaces never reach the stream.
+    """
 
 @_typing.type_check_only
 class RequestServiceAsyncStub(RequestServiceStub):
@@ -88,6 +105,23 @@ class RequestServiceAsyncStub(RequestServiceStub):
     again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
     (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
     retry of it, which returns that retry's result.
+    """
+    WatchRequests: _aio.UnaryStreamMultiCallable[_request_service_pb2.WatchRequestsRequest, _request_service_pb2.WatchRequestsResponse]  # type: ignore[assignment]
+    """Streams the approval queue of every workspace: first a snapshot of the matching requests
+    (filters as in ListRequests, newest first, at most 1000), then one message per change of a
+    matching request, with the request after the change, and a heartbeat when nothing happened
+    for a while. Every message after the snapshot carries a `resume_token`: reconnect with the
+    last one to continue without missing or repeating a change, within the retention window
+    (WATCH_RETENTION_SECONDS); an older token is FAILED_PRECONDITION (reason
+    RESUME_TOKEN_EXPIRED) and the client watches again without it, from a new snapshot.
+    A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
+    and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
+    permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
+    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+    """
+    WatchWorkspaceRequests: _aio.UnaryStreamMultiCallable[_request_service_pb2.WatchWorkspaceRequestsRequest, _request_service_pb2.WatchWorkspaceRequestsResponse]  # type: ignore[assignment]
+    """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
+    ListWorkspaceRequests). Changes of other workspaces never reach the stream.
     """
 
 class RequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -158,6 +192,35 @@ class RequestServiceServicer(metaclass=_abc_1.ABCMeta):
         again and its work queued, audited as a retry. Any other request is FAILED_PRECONDITION
         (reason REQUEST_NOT_RETRYABLE) unless the call carries the `request_id` of an earlier
         retry of it, which returns that retry's result.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRequests(
+        self,
+        request: _request_service_pb2.WatchRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_request_service_pb2.WatchRequestsResponse], _abc.AsyncIterator[_request_service_pb2.WatchRequestsResponse]]:
+        """Streams the approval queue of every workspace: first a snapshot of the matching requests
+        (filters as in ListRequests, newest first, at most 1000), then one message per change of a
+        matching request, with the request after the change, and a heartbeat when nothing happened
+        for a while. Every message after the snapshot carries a `resume_token`: reconnect with the
+        last one to continue without missing or repeating a change, within the retention window
+        (WATCH_RETENTION_SECONDS); an older token is FAILED_PRECONDITION (reason
+        RESUME_TOKEN_EXPIRED) and the client watches again without it, from a new snapshot.
+        A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
+        and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
+        permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
+        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchWorkspaceRequests(
+        self,
+        request: _request_service_pb2.WatchWorkspaceRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_request_service_pb2.WatchWorkspaceRequestsResponse], _abc.AsyncIterator[_request_service_pb2.WatchWorkspaceRequestsResponse]]:
+        """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
+        ListWorkspaceRequests). Changes of other workspaces never reach the stream.
         """
 
 def add_RequestServiceServicer_to_server(servicer: RequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,8 +2,8 @@
 // @generated from file adplane/v1/request_service.proto (package adplane.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_adplane_v1_access } from "./access_pb.js";
 import type { Request, RequestStatus, RequestType } from "./request_pb.js";
 import { file_adplane_v1_request } from "./request_pb.js";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file adplane/v1/request_service.proto.
  */
 export const file_adplane_v1_request_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBhZHBsYW5lL3YxL3JlcXVlc3Rfc2VydmljZS5wcm90bxIKYWRwbGFuZS52MSKzAQocTGlzdFdvcmtzcGFjZVJlcXVlc3RzUmVxdWVzdBIaCgx3b3Jrc3BhY2VfaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSJQoEdHlwZRgEIAEoDjIXLmFkcGxhbmUudjEuUmVxdWVzdFR5cGUSKQoGc3RhdHVzGAUgASgOMhkuYWRwbGFuZS52MS5SZXF1ZXN0U3RhdHVzIl8KHUxpc3RXb3Jrc3BhY2VSZXF1ZXN0c1Jlc3BvbnNlEiUKCHJlcXVlc3RzGAEgAygLMhMuYWRwbGFuZS52MS5SZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJBChFHZXRSZXF1ZXN0UmVxdWVzdBIaCgx3b3Jrc3BhY2VfaWQYASABKAlCBOJBAQISEAoCaWQYAiABKAlCBOJBAQIiOgoSR2V0UmVxdWVzdFJlc3BvbnNlEiQKB3JlcXVlc3QYASABKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QiRAoUQ2FuY2VsUmVxdWVzdFJlcXVlc3QSGgoMd29ya3NwYWNlX2lkGAEgASgJQgTiQQECEhAKAmlkGAIgASgJQgTiQQECIj0KFUNhbmNlbFJlcXVlc3RSZXNwb25zZRIkCgdyZXF1ZXN0GAEgASgLMhMuYWRwbGFuZS52MS5SZXF1ZXN0IosCChNMaXN0UmVxdWVzdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiUKBHR5cGUYAyABKA4yFy5hZHBsYW5lLnYxLlJlcXVlc3RUeXBlEikKBnN0YXR1cxgEIAEoDjIZLmFkcGxhbmUudjEuUmVxdWVzdFN0YXR1cxIUCgx3b3Jrc3BhY2VfaWQYBSABKAkSMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNyZWF0ZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKFExpc3RSZXF1ZXN0c1Jlc3BvbnNlEiUKCHJlcXVlc3RzGAEgAygLMhMuYWRwbGFuZS52MS5SZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChVBcHByb3ZlUmVxdWVzdFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSI+ChZBcHByb3ZlUmVxdWVzdFJlc3BvbnNlEiQKB3JlcXVlc3QYASABKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QiIQoJUmVqZWN0aW9uEhQKBnJlYXNvbhgBIAEoCUIE4kEBAiJYChRSZWplY3RSZXF1ZXN0UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIuCglyZWplY3Rpb24YAiABKAsyFS5hZHBsYW5lLnYxLlJlamVjdGlvbkIE4kEBAiI9ChVSZWplY3RSZXF1ZXN0UmVzcG9uc2USJAoHcmVxdWVzdBgBIAEoCzITLmFkcGxhbmUudjEuUmVxdWVzdCI7ChNSZXRyeVJlcXVlc3RSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiPAoUUmV0cnlSZXF1ZXN0UmVzcG9uc2USJAoHcmVxdWVzdBgBIAEoCzITLmFkcGxhbmUudjEuUmVxdWVzdDK7CAoOUmVxdWVzdFNlcnZpY2USsAEKFUxpc3RXb3Jrc3BhY2VSZXF1ZXN0cxIoLmFkcGxhbmUudjEuTGlzdFdvcmtzcGFjZVJlcXVlc3RzUmVxdWVzdBopLmFkcGxhbmUudjEuTGlzdFdvcmtzcGFjZVJlcXVlc3RzUmVzcG9uc2UiQoq1GA8iDXJlcXVlc3RzLnJlYWSC0+STAikSJy9hcGkvd29ya3NwYWNlcy97d29ya3NwYWNlX2lkfS9yZXF1ZXN0cxKUAQoKR2V0UmVxdWVzdBIdLmFkcGxhbmUudjEuR2V0UmVxdWVzdFJlcXVlc3QaHi5hZHBsYW5lLnYxLkdldFJlcXVlc3RSZXNwb25zZSJHirUYDyINcmVxdWVzdHMucmVhZILT5JMCLhIsL2FwaS93b3Jrc3BhY2VzL3t3b3Jrc3BhY2VfaWR9L3JlcXVlc3RzL3tpZH0SpgEKDUNhbmNlbFJlcXVlc3QSIC5hZHBsYW5lLnYxLkNhbmNlbFJlcXVlc3RSZXF1ZXN0GiEuYWRwbGFuZS52MS5DYW5jZWxSZXF1ZXN0UmVzcG9uc2UiUIq1GBEiD3JlcXVlc3RzLmNhbmNlbILT5JMCNSIzL2FwaS93b3Jrc3BhY2VzL3t3b3Jrc3BhY2VfaWR9L3JlcXVlc3RzL3tpZH06Y2FuY2VsEnsKDExpc3RSZXF1ZXN0cxIfLmFkcGxhbmUudjEuTGlzdFJlcXVlc3RzUmVxdWVzdBogLmFkcGxhbmUudjEuTGlzdFJlcXVlc3RzUmVzcG9uc2UiKIq1GA8aDXJlcXVlc3RzLnJlYWSC0+STAg8SDS9hcGkvcmVxdWVzdHMSkQEKDkFwcHJvdmVSZXF1ZXN0EiEuYWRwbGFuZS52MS5BcHByb3ZlUmVxdWVzdFJlcXVlc3QaIi5hZHBsYW5lLnYxLkFwcHJvdmVSZXF1ZXN0UmVzcG9uc2UiOIq1GBIaEHJlcXVlc3RzLmFwcHJvdmWC0+STAhwiGi9hcGkvcmVxdWVzdHMve2lkfTphcHByb3ZlEpgBCg1SZWplY3RSZXF1ZXN0EiAuYWRwbGFuZS52MS5SZWplY3RSZXF1ZXN0UmVxdWVzdBohLmFkcGxhbmUudjEuUmVqZWN0UmVxdWVzdFJlc3BvbnNlIkKKtRgSGhByZXF1ZXN0cy5hcHByb3ZlgtPkkwImOglyZWplY3Rpb24iGS9hcGkvcmVxdWVzdHMve2lkfTpyZWplY3QSiQEKDFJldHJ5UmVxdWVzdBIfLmFkcGxhbmUudjEuUmV0cnlSZXF1ZXN0UmVxdWVzdBogLmFkcGxhbmUudjEuUmV0cnlSZXF1ZXN0UmVzcG9uc2UiNoq1GBIaEHJlcXVlc3RzLmFwcHJvdmWC0+STAhoiGC9hcGkvcmVxdWVzdHMve2lkfTpyZXRyeWIGcHJvdG8z", [file_adplane_v1_access, file_adplane_v1_request, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiBhZHBsYW5lL3YxL3JlcXVlc3Rfc2VydmljZS5wcm90bxIKYWRwbGFuZS52MSKzAQocTGlzdFdvcmtzcGFjZVJlcXVlc3RzUmVxdWVzdBIaCgx3b3Jrc3BhY2VfaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSJQoEdHlwZRgEIAEoDjIXLmFkcGxhbmUudjEuUmVxdWVzdFR5cGUSKQoGc3RhdHVzGAUgASgOMhkuYWRwbGFuZS52MS5SZXF1ZXN0U3RhdHVzIl8KHUxpc3RXb3Jrc3BhY2VSZXF1ZXN0c1Jlc3BvbnNlEiUKCHJlcXVlc3RzGAEgAygLMhMuYWRwbGFuZS52MS5SZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJBChFHZXRSZXF1ZXN0UmVxdWVzdBIaCgx3b3Jrc3BhY2VfaWQYASABKAlCBOJBAQISEAoCaWQYAiABKAlCBOJBAQIiOgoSR2V0UmVxdWVzdFJlc3BvbnNlEiQKB3JlcXVlc3QYASABKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QiRAoUQ2FuY2VsUmVxdWVzdFJlcXVlc3QSGgoMd29ya3NwYWNlX2lkGAEgASgJQgTiQQECEhAKAmlkGAIgASgJQgTiQQECIj0KFUNhbmNlbFJlcXVlc3RSZXNwb25zZRIkCgdyZXF1ZXN0GAEgASgLMhMuYWRwbGFuZS52MS5SZXF1ZXN0IosCChNMaXN0UmVxdWVzdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiUKBHR5cGUYAyABKA4yFy5hZHBsYW5lLnYxLlJlcXVlc3RUeXBlEikKBnN0YXR1cxgEIAEoDjIZLmFkcGxhbmUudjEuUmVxdWVzdFN0YXR1cxIUCgx3b3Jrc3BhY2VfaWQYBSABKAkSMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNyZWF0ZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKFExpc3RSZXF1ZXN0c1Jlc3BvbnNlEiUKCHJlcXVlc3RzGAEgAygLMhMuYWRwbGFuZS52MS5SZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChVBcHByb3ZlUmVxdWVzdFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSI+ChZBcHByb3ZlUmVxdWVzdFJlc3BvbnNlEiQKB3JlcXVlc3QYASABKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QiIQoJUmVqZWN0aW9uEhQKBnJlYXNvbhgBIAEoCUIE4kEBAiJYChRSZWplY3RSZXF1ZXN0UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIuCglyZWplY3Rpb24YAiABKAsyFS5hZHBsYW5lLnYxLlJlamVjdGlvbkIE4kEBAiI9ChVSZWplY3RSZXF1ZXN0UmVzcG9uc2USJAoHcmVxdWVzdBgBIAEoCzITLmFkcGxhbmUudjEuUmVxdWVzdCI7ChNSZXRyeVJlcXVlc3RSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiPAoUUmV0cnlSZXF1ZXN0UmVzcG9uc2USJAoHcmVxdWVzdBgBIAEoCzITLmFkcGxhbmUudjEuUmVxdWVzdCKUAQoUV2F0Y2hSZXF1ZXN0c1JlcXVlc3QSJQoEdHlwZRgBIAEoDjIXLmFkcGxhbmUudjEuUmVxdWVzdFR5cGUSKQoGc3RhdHVzGAIgASgOMhkuYWRwbGFuZS52MS5SZXF1ZXN0U3RhdHVzEhQKDHdvcmtzcGFjZV9pZBgDIAEoCRIUCgxyZXN1bWVfdG9rZW4YBCABKAkixQEKFVdhdGNoUmVxdWVzdHNSZXNwb25zZRIvCghzbmFwc2hvdBgBIAEoCzIbLmFkcGxhbmUudjEuUmVxdWVzdFNuYXBzaG90SAASKwoGY2hhbmdlGAIgASgLMhkuYWRwbGFuZS52MS5SZXF1ZXN0Q2hhbmdlSAASLwoJaGVhcnRiZWF0GAMgASgLMhouYWRwbGFuZS52MS5XYXRjaEhlYXJ0YmVhdEgAEhQKDHJlc3VtZV90b2tlbhgEIAEoCUIHCgVldmVudCKjAQodV2F0Y2hXb3Jrc3BhY2VSZXF1ZXN0c1JlcXVlc3QSGgoMd29ya3NwYWNlX2lkGAEgASgJQgTiQQECEiUKBHR5cGUYAiABKA4yFy5hZHBsYW5lLnYxLlJlcXVlc3RUeXBlEikKBnN0YXR1cxgDIAEoDjIZLmFkcGxhbmUudjEuUmVxdWVzdFN0YXR1cxIUCgxyZXN1bWVfdG9rZW4YBCABKAkizgEKHldhdGNoV29ya3NwYWNlUmVxdWVzdHNSZXNwb25zZRIvCghzbmFwc2hvdBgBIAEoCzIbLmFkcGxhbmUudjEuUmVxdWVzdFNuYXBzaG90SAASKwoGY2hhbmdlGAIgASgLMhkuYWRwbGFuZS52MS5SZXF1ZXN0Q2hhbmdlSAASLwoJaGVhcnRiZWF0GAMgASgLMhouYWRwbGFuZS52MS5XYXRjaEhlYXJ0YmVhdEgAEhQKDHJlc3VtZV90b2tlbhgEIAEoCUIHCgVldmVudCJdCg9SZXF1ZXN0U25hcHNob3QSJQoIcmVxdWVzdHMYASADKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QSEAoIY29tcGxldGUYAiABKAgSEQoJdHJ1bmNhdGVkGAMgASgIIpYBCg1SZXF1ZXN0Q2hhbmdlEisKBGtpbmQYASABKA4yHS5hZHBsYW5lLnYxLlJlcXVlc3RDaGFuZ2VLaW5kEiQKB3JlcXVlc3QYAiABKAsyEy5hZHBsYW5lLnYxLlJlcXVlc3QSMgoPcHJldmlvdXNfc3RhdHVzGAMgASgOMhkuYWRwbGFuZS52MS5SZXF1ZXN0U3RhdHVzIj8KDldhdGNoSGVhcnRiZWF0Ei0KCXNlbmRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqpAIKEVJlcXVlc3RDaGFuZ2VLaW5kEiMKH1JFUVVFU1RfQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIfChtSRVFVRVNUX0NIQU5HRV9LSU5EX0NSRUFURUQQARIgChxSRVFVRVNUX0NIQU5HRV9LSU5EX0FQUFJPVkVEEAISIAocUkVRVUVTVF9DSEFOR0VfS0lORF9SRUpFQ1RFRBADEiEKHVJFUVVFU1RfQ0hBTkdFX0tJTkRfQ0FOQ0VMTEVEEAQSHwobUkVRVUVTVF9DSEFOR0VfS0lORF9FWFBJUkVEEAUSIQodUkVRVUVTVF9DSEFOR0VfS0lORF9DT01QTEVURUQQBhIeChpSRVFVRVNUX0NIQU5HRV9LSU5EX0ZBSUxFRBAHMoILCg5SZXF1ZXN0U2VydmljZRKwAQoVTGlzdFdvcmtzcGFjZVJlcXVlc3RzEiguYWRwbGFuZS52MS5MaXN0V29ya3NwYWNlUmVxdWVzdHNSZXF1ZXN0GikuYWRwbGFuZS52MS5MaXN0V29ya3NwYWNlUmVxdWVzdHNSZXNwb25zZSJCirUYDyINcmVxdWVzdHMucmVhZILT5JMCKRInL2FwaS93b3Jrc3BhY2VzL3t3b3Jrc3BhY2VfaWR9L3JlcXVlc3RzEpQBCgpHZXRSZXF1ZXN0Eh0uYWRwbGFuZS52MS5HZXRSZXF1ZXN0UmVxdWVzdBoeLmFkcGxhbmUudjEuR2V0UmVxdWVzdFJlc3BvbnNlIkeKtRgPIg1yZXF1ZXN0cy5yZWFkgtPkkwIuEiwvYXBpL3dvcmtzcGFjZXMve3dvcmtzcGFjZV9pZH0vcmVxdWVzdHMve2lkfRKmAQoNQ2FuY2VsUmVxdWVzdBIgLmFkcGxhbmUudjEuQ2FuY2VsUmVxdWVzdFJlcXVlc3QaIS5hZHBsYW5lLnYxLkNhbmNlbFJlcXVlc3RSZXNwb25zZSJQirUYESIPcmVxdWVzdHMuY2FuY2VsgtPkkwI1IjMvYXBpL3dvcmtzcGFjZXMve3dvcmtzcGFjZV9pZH0vcmVxdWVzdHMve2lkfTpjYW5jZWwSewoMTGlzdFJlcXVlc3RzEh8uYWRwbGFuZS52MS5MaXN0UmVxdWVzdHNSZXF1ZXN0GiAuYWRwbGFuZS52MS5MaXN0UmVxdWVzdHNSZXNwb25zZSIoirUYDxoNcmVxdWVzdHMucmVhZILT5JMCDxINL2FwaS9yZXF1ZXN0cxKRAQoOQXBwcm92ZVJlcXVlc3QSIS5hZHBsYW5lLnYxLkFwcHJvdmVSZXF1ZXN0UmVxdWVzdBoiLmFkcGxhbmUudjEuQXBwcm92ZVJlcXVlc3RSZXNwb25zZSI4irUYEhoQcmVxdWVzdHMuYXBwcm92ZYLT5JMCHCIaL2FwaS9yZXF1ZXN0cy97aWR9OmFwcHJvdmUSmAEKDVJlamVjdFJlcXVlc3QSIC5hZHBsYW5lLnYxLlJlamVjdFJlcXVlc3RSZXF1ZXN0GiEuYWRwbGFuZS52MS5SZWplY3RSZXF1ZXN0UmVzcG9uc2UiQoq1GBIaEHJlcXVlc3RzLmFwcHJvdmWC0+STAiY6CXJlamVjdGlvbiIZL2FwaS9yZXF1ZXN0cy97aWR9OnJlamVjdBKJAQoMUmV0cnlSZXF1ZXN0Eh8uYWRwbGFuZS52MS5SZXRyeVJlcXVlc3RSZXF1ZXN0GiAuYWRwbGFuZS52MS5SZXRyeVJlcXVlc3RSZXNwb25zZSI2irUYEhoQcmVxdWVzdHMuYXBwcm92ZYLT5JMCGiIYL2FwaS9yZXF1ZXN0cy97aWR9OnJldHJ5EoYBCg1XYXRjaFJlcXVlc3RzEiAuYWRwbGFuZS52MS5XYXRjaFJlcXVlc3RzUmVxdWVzdBohLmFkcGxhbmUudjEuV2F0Y2hSZXF1ZXN0c1Jlc3BvbnNlIi6KtRgPGg1yZXF1ZXN0cy5yZWFkgtPkkwIVEhMvYXBpL3JlcXVlc3RzOndhdGNoMAESuwEKFldhdGNoV29ya3NwYWNlUmVxdWVzdHMSKS5hZHBsYW5lLnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdHNSZXF1ZXN0GiouYWRwbGFuZS52MS5XYXRjaFdvcmtzcGFjZVJlcXVlc3RzUmVzcG9uc2UiSIq1GA8iDXJlcXVlc3RzLnJlYWSC0+STAi8SLS9hcGkvd29ya3NwYWNlcy97d29ya3NwYWNlX2lkfS9yZXF1ZXN0czp3YXRjaDABYgZwcm90bzM", [file_adplane_v1_access, file_adplane_v1_request, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * ListWorkspaceRequestsRequest is the input of ListWorkspaceRequests.
@@ -458,6 +458,357 @@ export const RetryRequestResponseSchema: GenMessage<RetryRequestResponse> = /*@_
   messageDesc(file_adplane_v1_request_service, 14);
 
 /**
+ * WatchRequestsRequest is the input of WatchRequests.
+ *
+ * @generated from message adplane.v1.WatchRequestsRequest
+ */
+export type WatchRequestsRequest = Message<"adplane.v1.WatchRequestsRequest"> & {
+  /**
+   * Only this type.
+   *
+   * @generated from field: adplane.v1.RequestType type = 1;
+   */
+  type: RequestType;
+
+  /**
+   * Only this status: the snapshot holds requests in it, and a change is sent when the request
+   * was in it before or is in it after the change (so a request leaving the queue is seen).
+   *
+   * @generated from field: adplane.v1.RequestStatus status = 2;
+   */
+  status: RequestStatus;
+
+  /**
+   * Only requests of this workspace (a UUID).
+   *
+   * @generated from field: string workspace_id = 3;
+   */
+  workspaceId: string;
+
+  /**
+   * The `resume_token` of the last message received: continue after it, without a snapshot.
+   *
+   * @generated from field: string resume_token = 4;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message adplane.v1.WatchRequestsRequest.
+ * Use `create(WatchRequestsRequestSchema)` to create a new message.
+ */
+export const WatchRequestsRequestSchema: GenMessage<WatchRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 15);
+
+/**
+ * WatchRequestsResponse is one message of WatchRequests.
+ *
+ * @generated from message adplane.v1.WatchRequestsResponse
+ */
+export type WatchRequestsResponse = Message<"adplane.v1.WatchRequestsResponse"> & {
+  /**
+   * What the message is.
+   *
+   * @generated from oneof adplane.v1.WatchRequestsResponse.event
+   */
+  event: {
+    /**
+     * A part of the initial snapshot.
+     *
+     * @generated from field: adplane.v1.RequestSnapshot snapshot = 1;
+     */
+    value: RequestSnapshot;
+    case: "snapshot";
+  } | {
+    /**
+     * A request changed.
+     *
+     * @generated from field: adplane.v1.RequestChange change = 2;
+     */
+    value: RequestChange;
+    case: "change";
+  } | {
+    /**
+     * Nothing matching happened for a while; the stream is alive.
+     *
+     * @generated from field: adplane.v1.WatchHeartbeat heartbeat = 3;
+     */
+    value: WatchHeartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Where the stream is: pass it back as `resume_token` to continue after this message. Empty on
+   * snapshot parts except the last one.
+   *
+   * @generated from field: string resume_token = 4;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message adplane.v1.WatchRequestsResponse.
+ * Use `create(WatchRequestsResponseSchema)` to create a new message.
+ */
+export const WatchRequestsResponseSchema: GenMessage<WatchRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 16);
+
+/**
+ * WatchWorkspaceRequestsRequest is the input of WatchWorkspaceRequests.
+ *
+ * @generated from message adplane.v1.WatchWorkspaceRequestsRequest
+ */
+export type WatchWorkspaceRequestsRequest = Message<"adplane.v1.WatchWorkspaceRequestsRequest"> & {
+  /**
+   * The workspace (a UUID).
+   *
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+
+  /**
+   * Only this type.
+   *
+   * @generated from field: adplane.v1.RequestType type = 2;
+   */
+  type: RequestType;
+
+  /**
+   * Only this status (see WatchRequestsRequest.status).
+   *
+   * @generated from field: adplane.v1.RequestStatus status = 3;
+   */
+  status: RequestStatus;
+
+  /**
+   * The `resume_token` of the last message received: continue after it, without a snapshot.
+   *
+   * @generated from field: string resume_token = 4;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message adplane.v1.WatchWorkspaceRequestsRequest.
+ * Use `create(WatchWorkspaceRequestsRequestSchema)` to create a new message.
+ */
+export const WatchWorkspaceRequestsRequestSchema: GenMessage<WatchWorkspaceRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 17);
+
+/**
+ * WatchWorkspaceRequestsResponse is one message of WatchWorkspaceRequests.
+ *
+ * @generated from message adplane.v1.WatchWorkspaceRequestsResponse
+ */
+export type WatchWorkspaceRequestsResponse = Message<"adplane.v1.WatchWorkspaceRequestsResponse"> & {
+  /**
+   * What the message is.
+   *
+   * @generated from oneof adplane.v1.WatchWorkspaceRequestsResponse.event
+   */
+  event: {
+    /**
+     * A part of the initial snapshot.
+     *
+     * @generated from field: adplane.v1.RequestSnapshot snapshot = 1;
+     */
+    value: RequestSnapshot;
+    case: "snapshot";
+  } | {
+    /**
+     * A request of the workspace changed.
+     *
+     * @generated from field: adplane.v1.RequestChange change = 2;
+     */
+    value: RequestChange;
+    case: "change";
+  } | {
+    /**
+     * Nothing matching happened for a while; the stream is alive.
+     *
+     * @generated from field: adplane.v1.WatchHeartbeat heartbeat = 3;
+     */
+    value: WatchHeartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Where the stream is (see WatchRequestsResponse.resume_token).
+   *
+   * @generated from field: string resume_token = 4;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message adplane.v1.WatchWorkspaceRequestsResponse.
+ * Use `create(WatchWorkspaceRequestsResponseSchema)` to create a new message.
+ */
+export const WatchWorkspaceRequestsResponseSchema: GenMessage<WatchWorkspaceRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 18);
+
+/**
+ * RequestSnapshot is a part of a watch's initial snapshot.
+ *
+ * @generated from message adplane.v1.RequestSnapshot
+ */
+export type RequestSnapshot = Message<"adplane.v1.RequestSnapshot"> & {
+  /**
+   * Up to 100 matching requests, newest first across the parts.
+   *
+   * @generated from field: repeated adplane.v1.Request requests = 1;
+   */
+  requests: Request[];
+
+  /**
+   * True on the last part; changes follow it.
+   *
+   * @generated from field: bool complete = 2;
+   */
+  complete: boolean;
+
+  /**
+   * True when more requests matched than the snapshot holds (1000); page the List method for
+   * the older ones.
+   *
+   * @generated from field: bool truncated = 3;
+   */
+  truncated: boolean;
+};
+
+/**
+ * Describes the message adplane.v1.RequestSnapshot.
+ * Use `create(RequestSnapshotSchema)` to create a new message.
+ */
+export const RequestSnapshotSchema: GenMessage<RequestSnapshot> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 19);
+
+/**
+ * RequestChange is one change of a request.
+ *
+ * @generated from message adplane.v1.RequestChange
+ */
+export type RequestChange = Message<"adplane.v1.RequestChange"> & {
+  /**
+   * What happened.
+   *
+   * @generated from field: adplane.v1.RequestChangeKind kind = 1;
+   */
+  kind: RequestChangeKind;
+
+  /**
+   * The request after the change.
+   *
+   * @generated from field: adplane.v1.Request request = 2;
+   */
+  request?: Request | undefined;
+
+  /**
+   * The status before the change (unspecified for CREATED).
+   *
+   * @generated from field: adplane.v1.RequestStatus previous_status = 3;
+   */
+  previousStatus: RequestStatus;
+};
+
+/**
+ * Describes the message adplane.v1.RequestChange.
+ * Use `create(RequestChangeSchema)` to create a new message.
+ */
+export const RequestChangeSchema: GenMessage<RequestChange> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 20);
+
+/**
+ * WatchHeartbeat says the stream is alive when nothing matching happened for a while.
+ *
+ * @generated from message adplane.v1.WatchHeartbeat
+ */
+export type WatchHeartbeat = Message<"adplane.v1.WatchHeartbeat"> & {
+  /**
+   * When the server sent it.
+   *
+   * @generated from field: google.protobuf.Timestamp send_time = 1;
+   */
+  sendTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message adplane.v1.WatchHeartbeat.
+ * Use `create(WatchHeartbeatSchema)` to create a new message.
+ */
+export const WatchHeartbeatSchema: GenMessage<WatchHeartbeat> = /*@__PURE__*/
+  messageDesc(file_adplane_v1_request_service, 21);
+
+/**
+ * RequestChangeKind is what happened to a request.
+ *
+ * @generated from enum adplane.v1.RequestChangeKind
+ */
+export enum RequestChangeKind {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The request was made; it waits for approval.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * Staff approved it; the work is queued.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * Staff rejected it.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_REJECTED = 3;
+   */
+  REJECTED = 3,
+
+  /**
+   * The workspace withdrew it.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+
+  /**
+   * Nobody reviewed it in time.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_EXPIRED = 5;
+   */
+  EXPIRED = 5,
+
+  /**
+   * The work is done.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_COMPLETED = 6;
+   */
+  COMPLETED = 6,
+
+  /**
+   * The work failed for good.
+   *
+   * @generated from enum value: REQUEST_CHANGE_KIND_FAILED = 7;
+   */
+  FAILED = 7,
+}
+
+/**
+ * Describes the enum adplane.v1.RequestChangeKind.
+ */
+export const RequestChangeKindSchema: GenEnum<RequestChangeKind> = /*@__PURE__*/
+  enumDesc(file_adplane_v1_request_service, 0);
+
+/**
  * RequestService is the approval queue: workspaces follow their requests, staff review them.
  *
  * @generated from service adplane.v1.RequestService
@@ -540,6 +891,37 @@ export const RequestService: GenService<{
     methodKind: "unary";
     input: typeof RetryRequestRequestSchema;
     output: typeof RetryRequestResponseSchema;
+  },
+  /**
+   * Streams the approval queue of every workspace: first a snapshot of the matching requests
+   * (filters as in ListRequests, newest first, at most 1000), then one message per change of a
+   * matching request, with the request after the change, and a heartbeat when nothing happened
+   * for a while. Every message after the snapshot carries a `resume_token`: reconnect with the
+   * last one to continue without missing or repeating a change, within the retention window
+   * (WATCH_RETENTION_SECONDS); an older token is FAILED_PRECONDITION (reason
+   * RESUME_TOKEN_EXPIRED) and the client watches again without it, from a new snapshot.
+   * A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
+   * and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
+   * permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
+   * Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+   *
+   * @generated from rpc adplane.v1.RequestService.WatchRequests
+   */
+  watchRequests: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestsRequestSchema;
+    output: typeof WatchRequestsResponseSchema;
+  },
+  /**
+   * Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
+   * ListWorkspaceRequests). Changes of other workspaces never reach the stream.
+   *
+   * @generated from rpc adplane.v1.RequestService.WatchWorkspaceRequests
+   */
+  watchWorkspaceRequests: {
+    methodKind: "server_streaming";
+    input: typeof WatchWorkspaceRequestsRequestSchema;
+    output: typeof WatchWorkspaceRequestsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_adplane_v1_request_service, 0);
