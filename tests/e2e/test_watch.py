@@ -80,7 +80,7 @@ async def submit(infrastructure: Infrastructure, workspace_id: uuid.UUID, name: 
     try:
         async with infrastructure.unit_of_work() as uow:
             payload = PixelCreationPayload(name=name, business_manager_id=uuid.uuid4())
-            return await uow.requests.submit(workspace_id, payload, actor=actor, request_id=None)
+            return await uow.requests.submit(workspace_id, payload, actor=actor, idempotency_key=None)
     finally:
         set_current_principal(None)
 
