@@ -181,6 +181,7 @@ class UnitOfWork:
         self._session = session
         # Set for read-only units: Core reads run on it without an ORM session.
         self._connection = connection
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -192,7 +193,6 @@ class UnitOfWork:
     async def close(self) -> None:
         if self._session is not None and self._connection is not None:
             await self._session.close()
-        self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run `action` once the transaction has committed (never if it rolls back)."""
