@@ -50,7 +50,9 @@ class AccountMetaState:
 _accounts = Account.__table__
 # What the Get and List RPCs return, read with Core: rows straight from the driver, no ORM
 # identity map or instance state; SQLAlchemy caches the compiled statements.
-_READ_COLUMNS = [_accounts.c[name] for name in AccountResponseSchema.model_fields]
+# The fields of an AccountRow, in order.
+ACCOUNT_ROW_FIELDS = tuple(AccountResponseSchema.model_fields)
+_READ_COLUMNS = [_accounts.c[name] for name in ACCOUNT_ROW_FIELDS]
 type AccountRow = Row[Any]
 
 

@@ -15,7 +15,7 @@ from server.accounts.exceptions import (
     WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUser, AccountUserTask
-from server.accounts.repository import AccountRow, IAccountRepository
+from server.accounts.repository import ACCOUNT_ROW_FIELDS, AccountRow, IAccountRepository
 from server.accounts.schemas import (
     AccountListRequestSchema,
     AccountMoveRequestSchema,
@@ -343,9 +343,9 @@ def _to_schema(account: Account) -> AccountResponseSchema:
 
 
 def _row_schema(row: AccountRow) -> AccountResponseSchema:
-    """A row of the Core reads as the response schema. The row holds exactly the schema's fields,
-    typed by the table's columns (enums, UUIDs, aware datetimes), so it is not validated again."""
-    return AccountResponseSchema.model_construct(**row._mapping)
+    """A row of the Core reads as the response schema (validating a plain dict in pydantic-core is
+    cheaper than `model_construct`, and cheaper than going through the row's mapping view)."""
+    return AccountResponseSchema.model_validate(dict(zip(ACCOUNT_ROW_FIELDS, row, strict=True)))
 
 
 def _user_schema(account_user: AccountUser, email: str) -> AccountUserResponseSchema:

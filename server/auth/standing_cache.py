@@ -10,9 +10,10 @@ How "at once" holds:
   delivers a session's own notification before the COMMIT returns; the cache is empty before the
   RPC that made the change answers;
 - in other processes, idle pooled connections get the notification within milliseconds;
-- the cache answers only while at least one connection listens; a connection that closes (a
-  restart, a network failure: notifications may be missed) empties it, and so does a new one
-  before it is used; entries also live at most `max_age` seconds;
+- the cache answers only while at least one connection listens; when the last one closes (a
+  restart, a network failure: notifications may be missed) it is emptied, and so it is when a
+  connection starts listening after a time without any; entries also live at most `max_age`
+  seconds;
 - a standing read while a change commits is not kept: reads remember the cache's generation and
   only store their result if no notification came in between.
 """
@@ -50,17 +51,22 @@ class StandingCache:
         event.listen(engine.sync_engine, "connect", self._on_connect)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        self.clear()
         dbapi_connection.run_async(self._listen)
 
     async def _listen(self, connection: Any) -> None:
         await connection.add_listener(CHANNEL, self._on_notification)
         connection.add_termination_listener(self._on_termination)
+        if self._listening <= 0:
+            # Nobody listened until now: whatever was kept may have missed a notification.
+            self.clear()
         self._listening += 1
 
     def _on_termination(self, _connection: Any) -> None:
+        # While another connection listens, nothing was missed (each one gets every notification);
+        # pools open and close connections as load comes and goes, which must not empty the cache.
         self._listening -= 1
-        self.clear()
+        if self._listening <= 0:
+            self.clear()
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
         self.notifications += 1
