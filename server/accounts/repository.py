@@ -54,6 +54,11 @@ _accounts = Account.__table__
 ACCOUNT_ROW_FIELDS = tuple(AccountResponseSchema.model_fields)
 _READ_COLUMNS = [_accounts.c[name] for name in ACCOUNT_ROW_FIELDS]
 type AccountRow = Row[Any]
+# Built once: SQLAlchemy memoizes a statement object's cache key, so a Get spends nothing on
+# building or keying its statement. Narrowed to the workspace like every read.
+_READ_ONE = select(*_READ_COLUMNS).where(
+    _accounts.c.workspace_id == bindparam("workspace_id"), _accounts.c.id == bindparam("account_id")
+)
 
 
 class IAccountRepository(Protocol):
@@ -96,8 +101,8 @@ class AccountRepository:
 
     async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None:
         """The account as a row, or None when it does not exist or belongs to another workspace."""
-        statement = self._readable_rows(workspace_id).where(_accounts.c.id == account_id)
-        row: AccountRow | None = (await (await self._connection()).execute(statement)).first()
+        parameters = {"workspace_id": workspace_id, "account_id": account_id}
+        row: AccountRow | None = (await (await self._connection()).execute(_READ_ONE, parameters)).first()
         return row
 
     async def list_accounts(
