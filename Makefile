@@ -46,3 +46,4 @@ fuzz: bootstrap  ## schemathesis against a test stack, 200 examples per operatio
 bench: bootstrap  ## performance figures (not part of make test)
 	$(VENV)/python -m bench.sync_accounts
 	$(VENV)/python -m bench.read_rpc
+	$(VENV)/python -m bench.read_rpc --keyset

@@ -53,7 +53,9 @@ async def _page(infrastructure: Infrastructure, workspace_id: uuid.UUID, token: 
     return page.next_page_token
 
 
-async def _costs(infrastructure: Infrastructure, workspace_id: uuid.UUID, rows: int) -> list[PageCost]:
+async def _costs(
+    infrastructure: Infrastructure, workspace_id: uuid.UUID, rows: int, *, repeats: int = REPEATS
+) -> list[PageCost]:
     """Page 1 and page DEEP_PAGE (or the last page, if the workspace has fewer)."""
     tokens = {1: ""}
     token = ""
@@ -68,12 +70,12 @@ async def _costs(infrastructure: Infrastructure, workspace_id: uuid.UUID, rows: 
         await _page(infrastructure, workspace_id, tokens[number])  # warm
         durations = []
         with _statements(infrastructure) as seen:
-            for _ in range(REPEATS):
+            for _ in range(repeats):
                 started = time.perf_counter()
                 await _page(infrastructure, workspace_id, tokens[number])
                 durations.append((time.perf_counter() - started) * 1000)
         costs.append(
-            PageCost(rows=rows, page=number, statements=len(seen) // REPEATS, median_ms=statistics.median(durations))
+            PageCost(rows=rows, page=number, statements=len(seen) // repeats, median_ms=statistics.median(durations))
         )
     return costs
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -85,7 +87,7 @@ HEADER = [
     "server CPU ms/req",
     "Envoy CPU ms/req",
     "min/max process CPU",
-    "errors",
+    "errors (client + server log)",
 ]
 
 
@@ -171,7 +173,11 @@ async def _check(grpc_port: int, http_port: int, picked: Sequence[Triple]) -> No
 class Stack:
     """`adplane serve --workers N` and Envoy, on free ports, for the length of a `with` block."""
 
-    def __init__(self, env: dict[str, str], *, workers: int) -> None:
+    def __init__(self, env: dict[str, str], *, workers: int, log_dir: Path) -> None:
+        # The server's warnings and errors: h2load cannot see a gRPC error (HTTP 200, status in a
+        # trailer), so the bench counts what the server logged during each run instead.
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.server_log = log_dir / "server.log"
         # The shared port and each process's own (the next `workers` ports) must be free.
         self.grpc_port, self.http_port, self.admin_port = free_port_block(workers), free_port(), free_port()
         self.env = {
@@ -186,7 +192,9 @@ class Stack:
 
     @contextmanager
     def running(self) -> Iterator[Stack]:
-        server = subprocess.Popen([ADPLANE, "serve"], env=self.env)
+        server = subprocess.Popen(
+            [ADPLANE, "serve"], env=self.env, stdout=self.server_log.open("wb"), stderr=subprocess.STDOUT
+        )
         envoy = subprocess.Popen([ADPLANE, "envoy"], env=self.env)
         self.server_pid, self.envoy_pid = server.pid, envoy.pid
         try:
@@ -199,6 +207,12 @@ class Stack:
                 process.terminate()
                 process.wait(timeout=60)
 
+    def logged_problems(self) -> int:
+        """Warning and error lines the server has logged so far."""
+        if not self.server_log.exists():
+            return 0
+        return len(_PROBLEM.findall(self.server_log.read_text(errors="replace")))
+
     def server_processes(self) -> dict[int, float]:
         found = loadgen.process_cpu(self.server_pid)
         if len(found) > 1:
@@ -207,10 +221,18 @@ class Stack:
         return found
 
 
+_PROBLEM = re.compile(r"\[(warning|error|critical) *\]|\"level\": *\"(warning|error|critical)\"")
+
+
 def _measure(stack: Stack, label: str, run: Callable[[], loadgen.LoadResult]) -> Row:
+    problems = stack.logged_problems()
     before_server, before_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
     result = run()
     after_server, after_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
+    time.sleep(0.2)  # the server's log writer thread catches up
+    logged = stack.logged_problems() - problems
+    if logged:
+        result = dataclasses.replace(result, errors=result.errors + logged)
     per_process = sorted((after_server[pid] - before_server.get(pid, 0.0) for pid in after_server), reverse=True)
     return Row(
         label=label,
@@ -370,8 +392,15 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.monotonic() - started:.1f} s",
             flush=True,
         )
-        with Stack(env, workers=args.workers).running() as stack:
+        with Stack(env, workers=args.workers, log_dir=settings.data_dir).running() as stack:
             rows = run_reads(stack, dataset, args)
+            problems = [
+                line for line in stack.server_log.read_text(errors="replace").splitlines() if _PROBLEM.search(line)
+            ]
+            if problems:
+                print(
+                    f"the server logged {len(problems)} warning/error lines; the first ones:", *problems[:5], sep="\n"
+                )
         generators = "h2load + wrk" if loadgen.have_c_generators() and not args.python_client else "Python client"
         title = (
             f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} server process(es), "

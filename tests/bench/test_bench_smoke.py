@@ -1,0 +1,51 @@
+"""A quick smoke of `make bench`'s pieces (the benchmark itself is not a test): the COPY seed, the
+keyset measurement, the gRPC framing h2load is fed, the parsing of h2load's and wrk's output, the
+table."""
+
+import struct
+
+from sqlalchemy import func, select
+
+from bench import keyset, loadgen, read_rpc
+from bench.dataset import seed
+from server.accounts.models import Account
+from server.composition import Infrastructure
+
+
+def test_grpc_frame_is_length_prefixed() -> None:
+    frame = loadgen.grpc_frame(b"abc")
+    assert frame[0] == 0
+    assert struct.unpack(">I", frame[1:5]) == (3,)
+    assert frame[5:] == b"abc"
+
+
+def test_h2load_log_lines_become_latencies_and_errors() -> None:
+    durations, errors = loadgen.parse_h2load_log("1700000000000000\t200\t1500\n1700000000000001\t503\t250000\nnoise\n")
+    assert durations == [1.5, 250.0]
+    assert errors == 1
+
+
+def test_percentiles_and_the_table() -> None:
+    ordered = [float(n) for n in range(1, 101)]
+    assert loadgen.percentile(ordered, 0.5) == 51.0
+    assert loadgen.percentile(ordered, 0.99) == 100.0
+    result = loadgen.LoadResult(requests=1000, errors=0, seconds=10, p50=2.0, p99=9.0)
+    row = read_rpc.Row(label="GetAccount, gRPC", result=result, server_cpu=1.0, envoy_cpu=0.5, per_process=[0.4, 0.5])
+    table = read_rpc.markdown([row], title="today")
+    assert "| GetAccount, gRPC | 100 | 2.0 | 9.0 | 1.00 | 0.50 | 0.80 | 0 |" in table.splitlines()
+
+
+async def test_seed_and_keyset_measurement(infrastructure: Infrastructure) -> None:
+    dataset = await seed(
+        infrastructure.settings.database_url, infrastructure.tokens, workspaces=3, accounts_per_workspace=7
+    )
+    assert dataset.account_count == 21
+    assert {len(ids) for ids in dataset.accounts.values()} == {7}
+    async with infrastructure.unit_of_work() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Account)) == 21
+    member = dataset.members[0]
+    assert infrastructure.tokens.decode_access(member.access_token).user_id == member.user_id
+
+    costs = await keyset._costs(infrastructure, member.workspace_id, rows=7, repeats=2)
+    assert [cost.page for cost in costs] == [1, 1]  # 7 accounts: one page
+    assert {cost.statements for cost in costs} == {1}
