@@ -14,6 +14,7 @@ import {
 } from "../src/index.js";
 import * as node from "../src/node.js";
 import * as web from "../src/web.js";
+import { RequestChangeKind } from "../src/gen/adplane/v1/request_service_pb.js";
 
 function env(name: string): string {
   const value = process.env[name];
@@ -119,6 +120,41 @@ for (const [name, flavour] of Object.entries(flavours)) {
       assert.equal(replay.reason, "REFRESH_TOKEN_REUSED");
       const ended = await failure(api.auth.getCurrentUser({}));
       assert.equal(ended.code, Code.Unauthenticated);
+    });
+
+    test("watches the workspace's requests: the snapshot, then a new request as it is made", async () => {
+      const api = flavour.client(await flavour.signIn(admin));
+      const suffix = `${name.slice(0, 4)}-${Date.now()}`;
+      const workspace = (await api.workspaces.createWorkspace({ workspace: { name: `ts-watch-${suffix}` } })).workspace;
+      assert.ok(workspace);
+      const businessManager = (
+        await api.businessManagers.createBusinessManager({
+          businessManager: { metaBusinessId: String(Date.now()), name: `ts-bm-${suffix}`, systemUserToken: "t".repeat(40) },
+        })
+      ).businessManager;
+      assert.ok(businessManager);
+      const stop = new AbortController();
+      const stream = api.requests
+        .watchWorkspaceRequests({ workspaceId: workspace.id }, { signal: stop.signal })
+        [Symbol.asyncIterator]();
+      try {
+        const first = await stream.next();
+        assert.equal(first.value?.event.case, "snapshot");
+        assert.equal(first.value?.event.value.complete, true);
+        assert.deepEqual(first.value?.event.value.requests, []);
+        const asked = await api.pixels.requestPixel({
+          workspaceId: workspace.id,
+          pixel: { name: "watched", businessManagerId: businessManager.id },
+        });
+        let next = await stream.next();
+        while (next.value?.event.case === "heartbeat") next = await stream.next();
+        assert.equal(next.value?.event.case, "change");
+        assert.equal(next.value?.event.value.request?.id, asked.request?.id);
+        assert.equal(next.value?.event.value.kind, RequestChangeKind.CREATED);
+        assert.ok(next.value?.resumeToken);
+      } finally {
+        stop.abort();
+      }
     });
 
     test("an API key caller", async () => {

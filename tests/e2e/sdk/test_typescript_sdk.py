@@ -54,5 +54,5 @@ async def test_sdk_against_the_stack(
         check=False,
     )
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-4000:]
-    assert "# pass 10" in result.stdout, result.stdout[-3000:]
+    assert "# pass 12" in result.stdout, result.stdout[-3000:]
     assert "# fail 0" in result.stdout
