@@ -95,6 +95,10 @@ async def publish(
     await task.kiq(payload)
 
 
+# Outbox topics that are events for watchers (appended to their Redis stream), not work for a task.
+EVENT_TOPICS = frozenset({REQUEST_CHANGED_TOPIC})
+
+
 def event_streams(infrastructure: Infrastructure) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
     """Outbox topics that are events for watchers, each with what appends it to its stream."""
     publisher = infrastructure.request_event_publisher
