@@ -13,6 +13,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 
 
+# What Envoy adds to a request's headers (x-forwarded-*, x-request-id, x-envoy-*) plus gRPC's 32-byte
+# overhead per entry for Envoy's at most 100 headers.
+EDGE_HEADER_ALLOWANCE_BYTES = 8192
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -54,7 +59,13 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=1, ge=0)
     # Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before they are cancelled.
     grpc_shutdown_grace: float = Field(default=15.0, ge=0)
+    # The largest request body (a gRPC message, a REST JSON body) and response message. Envoy answers a
+    # larger REST body with 413 and a larger gRPC message with RESOURCE_EXHAUSTED, as the server does.
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # The largest request header block, in KiB: Envoy answers 431 above it; the server accepts this
+    # much plus room for what Envoy adds (EDGE_HEADER_ALLOWANCE_BYTES), so through Envoy the limit is
+    # always Envoy's, and a direct gRPC caller meets about the same one.
+    max_request_headers_kb: int = Field(default=16, ge=1, le=8192)
     grpc_keepalive_time_ms: int = Field(default=60_000, ge=1000)
     grpc_keepalive_timeout_ms: int = Field(default=20_000, ge=1000)
     # Smallest interval between client pings the server tolerates.
@@ -178,6 +189,11 @@ class Settings(BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return LogFormat.JSON if self.environment is Environment.PRODUCTION else LogFormat.CONSOLE
+
+    @property
+    def server_max_metadata_bytes(self) -> int:
+        """The gRPC server's metadata limit (soft and hard alike, so nothing is refused by chance)."""
+        return self.max_request_headers_kb * 1024 + EDGE_HEADER_ALLOWANCE_BYTES
 
     @property
     def upstream_port(self) -> int:

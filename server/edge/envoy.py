@@ -15,6 +15,7 @@ from typing import NoReturn
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from server.config import PROJECT_ROOT, Settings
+from server.edge.local_replies import local_reply_config
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
@@ -52,8 +53,10 @@ def render_envoy_config(
         DESCRIPTOR_PATH=json.dumps(str(descriptor_path.resolve())),
         SERVICES=json.dumps(services),
         MAX_BODY_BYTES=settings.grpc_max_message_bytes,
+        MAX_HEADERS_KB=settings.max_request_headers_kb,
         OPENAPI_PATH=json.dumps(str(OPENAPI_PATH.resolve())),
         API_REFERENCE_PATH=json.dumps(str(API_REFERENCE_PATH.resolve())),
+        LOCAL_REPLY_CONFIG=json.dumps(local_reply_config()),
     )
 
 

@@ -9,6 +9,7 @@ and the outcome line is only built when INFO is enabled for `adplane.rpc`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -26,9 +27,14 @@ _stdlib_logger = logging.getLogger(LOGGER_NAME)
 REQUEST_ID_KEY = "x-request-id"
 
 
+# A caller's id is used (logged, returned) only in this conservative form; any other value is
+# replaced by a fresh id, so a hostile header can neither break the reply nor flood the log.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def _request_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+        if key == REQUEST_ID_KEY and isinstance(value, str) and REQUEST_ID_PATTERN.fullmatch(value):
             return value
     return uuid.uuid4().hex
 

@@ -25,6 +25,7 @@ from adplane.v1 import workspace_service_pb2 as pb
 from devstack.embedded import free_port
 from server.config import Settings
 from server.edge.envoy import adplane_services, envoy_binary, envoy_command, render_envoy_config, write_envoy_config
+from server.interceptors.request_logging import REQUEST_ID_PATTERN
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -53,6 +54,7 @@ def test_rendered_config_carries_the_settings() -> None:
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     assert [f["name"].rsplit(".", 1)[-1] for f in filters] == [
         "lua",
+        "buffer",
         "grpc_web",
         "cors",
         "grpc_json_transcoder",
@@ -258,3 +260,109 @@ def test_several_server_processes_are_one_endpoint_each() -> None:
     assert _endpoints(_settings(grpc_port=50055, grpc_workers=3, grpc_upstream_port=6000)) == [
         {"address": "127.0.0.1", "port_value": 6000}
     ]
+
+
+def _is_edge_status(response: httpx.Response, code: int, reason: str) -> str:
+    """Asserts a google.rpc.Status JSON reply with an adplane ErrorInfo; returns its message."""
+    assert response.headers["content-type"] == "application/json", response.text
+    body = response.json()
+    assert body["code"] == code, body
+    assert body["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "adplane", "metadata": {}}
+    ]
+    return str(body["message"])
+
+
+@pytest.mark.asyncio
+async def test_envoys_own_replies_are_status_json(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        unknown_route = await client.get("/api/nothing-here")
+        unknown_method = await client.put("/api/workspaces")
+        malformed = await client.post("/api/workspaces", content=b'{"name": ')
+        unknown_parameter = await client.get("/api/workspaces", params={"colour": "red"})
+        unknown_enum = await client.get("/api/workspaces", params={"status": "NOPE"})
+        underscore = await client.get("/api/workspaces", headers={"x_forwarded": "1"})
+        nul_in_path = await client.get("/api/workspaces/a%00b")
+        big_headers = await client.get("/api/workspaces", headers={"x-big": "a" * 20 * 1024})
+        big_body = await client.post("/api/workspaces", content=b'{"name": "' + b"a" * (5 * 1024 * 1024) + b'"}')
+
+    assert unknown_route.status_code == 404
+    assert "/api/nothing-here" in _is_edge_status(unknown_route, code_pb2.NOT_FOUND, "ROUTE_NOT_FOUND")
+    assert unknown_method.status_code == 404
+    _is_edge_status(unknown_method, code_pb2.NOT_FOUND, "ROUTE_NOT_FOUND")
+    for response in (malformed, unknown_parameter, unknown_enum, underscore, nul_in_path):
+        assert response.status_code == 400, response.text
+        _is_edge_status(response, code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"), response.request
+    assert "colour" in unknown_parameter.json()["message"]
+    assert big_headers.status_code == 431
+    # Fixed messages: nothing of Envoy's header names or sizes.
+    assert _is_edge_status(big_headers, code_pb2.INVALID_ARGUMENT, "REQUEST_HEADERS_TOO_LARGE") == (
+        "the request headers are larger than the limit"
+    )
+    assert big_body.status_code == 413
+    _is_edge_status(big_body, code_pb2.INVALID_ARGUMENT, "REQUEST_BODY_TOO_LARGE")
+
+
+@pytest.mark.asyncio
+async def test_a_grpc_message_over_the_limit_is_resource_exhausted_at_the_edge(edge: Edge) -> None:
+    async with grpc.aio.insecure_channel(edge.url.removeprefix("http://")) as channel:
+        stub = workspace_service_pb2_grpc.WorkspaceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id="a" * (5 * 1024 * 1024)))
+
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+ODD_REQUEST_IDS = [
+    "a\tb",
+    "",
+    " ",
+    "a b",
+    "x" * 129,
+    "x" * 10_000,
+    "caf\u00e9",
+    "\u65e5\u672c",
+    "a;b",
+    "a,b",
+    "<script>",
+    "../../etc/passwd",
+    "%00",
+    "id\x7f",
+    *(f"a{chr(c)}b" for c in range(0x20, 0x7F) if not (chr(c).isalnum() or chr(c) in "._:-")),
+    *(f"a{chr(c)}b" for c in range(0x80, 0x100)),
+]
+
+
+async def _raw_get(url: str, path: str, header: bytes) -> tuple[int, dict[str, str]]:
+    """One HTTP/1.1 GET with a header line exactly as given (httpx refuses most odd values)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: edge\r\n" + header + b"\r\nconnection: close\r\n\r\n")
+    await writer.drain()
+    head = (await reader.read(-1)).split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    writer.close()
+    headers = dict(line.split(": ", 1) for line in head[1:])
+    return int(head[0].split(" ")[1]), {k.lower(): v for k, v in headers.items()}
+
+
+@pytest.mark.asyncio
+async def test_odd_request_ids_are_replaced_never_echoed(edge: Edge) -> None:
+    seen: set[str] = set()
+    for value in ODD_REQUEST_IDS:
+        status, headers = await _raw_get(edge.url, "/api/workspaces/abc", b"x-request-id: " + value.encode())
+        assert status < 500, (value, status)
+        if status == 200:
+            returned = headers["x-request-id"]
+            assert returned != value
+            assert REQUEST_ID_PATTERN.fullmatch(returned), returned
+            assert edge.stub.request_id == returned
+            seen.add(returned)
+        else:  # refused by Envoy's HTTP parser: a Status JSON 400
+            assert status == 400, value
+            assert headers["content-type"] == "application/json"
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        kept = await client.get("/api/workspaces/abc", headers={"x-request-id": "job-42:retry.1"})
+
+    # About half reach the server (Envoy's parser refuses the rest), each with a fresh id.
+    assert len(seen) > len(ODD_REQUEST_IDS) // 3
+    assert kept.headers["x-request-id"] == "job-42:retry.1"
