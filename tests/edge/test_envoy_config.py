@@ -282,6 +282,7 @@ async def test_envoys_own_replies_are_status_json(edge: Edge) -> None:
         unknown_parameter = await client.get("/api/workspaces", params={"colour": "red"})
         unknown_enum = await client.get("/api/workspaces", params={"status": "NOPE"})
         underscore = await client.get("/api/workspaces", headers={"x_forwarded": "1"})
+        not_metadata = await client.get("/api/workspaces", headers={"i~": "x", "x-request-id": "a b"})
         nul_in_path = await client.get("/api/workspaces/a%00b")
         big_headers = await client.get("/api/workspaces", headers={"x-big": "a" * 20 * 1024})
         big_body = await client.post("/api/workspaces", content=b'{"name": "' + b"a" * (5 * 1024 * 1024) + b'"}')
@@ -294,6 +295,8 @@ async def test_envoys_own_replies_are_status_json(edge: Edge) -> None:
         assert response.status_code == 400, response.text
         _is_edge_status(response, code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"), response.request
     assert "colour" in unknown_parameter.json()["message"]
+    assert not_metadata.status_code == 400
+    _is_edge_status(not_metadata, code_pb2.INVALID_ARGUMENT, "INVALID_HEADER_NAME")
     assert big_headers.status_code == 431
     # Fixed messages: nothing of Envoy's header names or sizes.
     assert _is_edge_status(big_headers, code_pb2.INVALID_ARGUMENT, "REQUEST_HEADERS_TOO_LARGE") == (
