@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 from pydantic import BaseModel, ValidationError
 
 from server.exceptions import FieldViolation, InvalidRequestException
+from server.schema_types import CANONICAL_UUID
 
 
 def validated[S: BaseModel](schema: type[S], data: Mapping[str, Any], *, fields: Mapping[str, str] | None = None) -> S:
@@ -79,12 +80,11 @@ def enum_from_proto(number: int, *, names: Mapping[int, str], prefix: str) -> st
 
 def parse_id(value: str, *, field: str) -> uuid.UUID:
     """A resource id from a request; malformed ids are INVALID_ARGUMENT, not NOT_FOUND."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
+    if not CANONICAL_UUID.fullmatch(value):
         raise InvalidRequestException(
-            [FieldViolation(field=field, description="must be a UUID", reason="INVALID_ID")]
-        ) from None
+            [FieldViolation(field=field, description="must be a UUID (lowercase, hyphenated)", reason="INVALID_ID")]
+        )
+    return uuid.UUID(value)
 
 
 MAX_REQUEST_ID_LENGTH = 128

@@ -1,8 +1,10 @@
 """Field types shared by the service schemas: names, currencies, time zones, Meta ids."""
 
+import re
+import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 from server.clients.meta.timezones import is_supported_timezone
 
@@ -12,6 +14,21 @@ def _printable(value: str) -> str:
         raise ValueError("must not contain control characters")
     return value
 
+
+# Ids are accepted in one spelling only: lowercase, hyphenated (as the server writes them). pydantic's
+# UUID would also take upper case, braces, `urn:uuid:` and no hyphens, so one resource would have
+# many URLs (and many cache keys, log spellings, rate-limit keys).
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _canonical_uuid(value: object) -> object:
+    if isinstance(value, str) and not CANONICAL_UUID.fullmatch(value):
+        raise ValueError("must be a UUID in canonical form (lowercase, hyphenated)")
+    return value
+
+
+# An id given by a caller (UUID instances pass as they are).
+Id = Annotated[uuid.UUID, BeforeValidator(_canonical_uuid)]
 
 Name100 = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from server.accounts.models import AccountStatus, AccountUserTask, MetaAccountStatus
 from server.etags import etag_of
 from server.pagination import PageRequestSchema
-from server.schema_types import Name100
+from server.schema_types import Id, Name100
 
 MAX_TASKS = len(AccountUserTask)
 
@@ -15,8 +15,8 @@ MAX_TASKS = len(AccountUserTask)
 class AccountListRequestSchema(PageRequestSchema):
     """Filters of both account lists; the workspace list sets `workspace_id` from the path."""
 
-    workspace_id: uuid.UUID | None = None
-    business_manager_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
+    business_manager_id: Id | None = None
     status: AccountStatus | None = None
     meta_status: MetaAccountStatus | None = None
 
@@ -41,7 +41,7 @@ class AccountUpdateRequestSchema(BaseModel):
 
 
 class AccountMoveRequestSchema(BaseModel):
-    target_workspace_id: uuid.UUID
+    target_workspace_id: Id
     etag: str = ""
 
 

@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from server.pagination import PageRequestSchema
+from server.schema_types import Id
 
 
 class AuditLogResponseSchema(BaseModel):
@@ -24,10 +25,10 @@ class AuditLogResponseSchema(BaseModel):
 
 
 class AuditLogListRequestSchema(PageRequestSchema):
-    workspace_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
     entity_type: str | None = Field(default=None, max_length=50)
-    entity_id: uuid.UUID | None = None
-    actor_id: uuid.UUID | None = None
+    entity_id: Id | None = None
+    actor_id: Id | None = None
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
 

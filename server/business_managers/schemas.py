@@ -11,7 +11,7 @@ from server.business_managers.models import (
 )
 from server.etags import etag_of
 from server.pagination import PageRequestSchema
-from server.schema_types import MetaBusinessId, Name200
+from server.schema_types import Id, MetaBusinessId, Name200
 
 MIN_TOKEN_LENGTH = 20
 MAX_TOKEN_LENGTH = 1000
@@ -72,7 +72,7 @@ class BusinessManagerUpdateRequestSchema(BaseModel):
 class BusinessManagerListRequestSchema(PageRequestSchema):
     ownership: BusinessManagerOwnership | None = None
     status: BusinessManagerStatus | None = None
-    workspace_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
 
     def filters(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"page_size", "page_token"})

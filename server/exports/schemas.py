@@ -5,12 +5,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from server.pagination import PageRequestSchema
+from server.schema_types import Id
 
 
 class ExportListRequestSchema(PageRequestSchema):
     """Filters of both export lists; the workspace list sets `workspace_id` from the path."""
 
-    workspace_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
 
     def filters(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"page_size", "page_token"})

@@ -26,6 +26,7 @@ from server.auth.resolver import PrincipalResolver
 from server.exceptions import FieldViolation, InvalidRequestException
 from server.interceptors.authentication import current_credentials
 from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
+from server.schema_types import CANONICAL_UUID
 
 
 class Authorization(Step):
@@ -98,10 +99,10 @@ class Authorization(Step):
 
 def _workspace_id(request: Any) -> uuid.UUID | None:
     """The workspace the request names; None when it is not a UUID."""
-    try:
-        return uuid.UUID(request.workspace_id)
-    except (AttributeError, ValueError):
+    value = getattr(request, "workspace_id", None)
+    if not isinstance(value, str) or not CANONICAL_UUID.fullmatch(value):
         return None
+    return uuid.UUID(value)
 
 
 async def _checked_while_streaming(

@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from server.pagination import PageRequestSchema
+from server.schema_types import Id
 
 
 class PixelResponseSchema(BaseModel):
@@ -25,8 +26,8 @@ class PixelResponseSchema(BaseModel):
 class PixelListRequestSchema(PageRequestSchema):
     """Filters of both pixel lists; the workspace list sets `workspace_id` from the path."""
 
-    workspace_id: uuid.UUID | None = None
-    business_manager_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
+    business_manager_id: Id | None = None
 
     def filters(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"page_size", "page_token"})

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.requests.models import RequestStatus, RequestType
-from server.schema_types import MAX_MINOR_AMOUNT, Currency, MetaBusinessId, Name100, Name200, TimeZone
+from server.schema_types import MAX_MINOR_AMOUNT, Currency, Id, MetaBusinessId, Name100, Name200, TimeZone
 
 MAX_ACCOUNTS_PER_SHARE = 50
 
@@ -25,7 +25,7 @@ class AccountCreationPayload(BaseModel):
     name: Name100
     currency: Currency
     timezone: TimeZone
-    business_manager_id: uuid.UUID
+    business_manager_id: Id
 
 
 class PixelCreationPayload(BaseModel):
@@ -33,14 +33,14 @@ class PixelCreationPayload(BaseModel):
 
     type: Literal[RequestType.PIXEL_CREATION] = RequestType.PIXEL_CREATION
     name: Name100
-    business_manager_id: uuid.UUID
+    business_manager_id: Id
 
 
 class SpendCapChangePayload(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type: Literal[RequestType.SPEND_CAP_CHANGE] = RequestType.SPEND_CAP_CHANGE
-    account_id: uuid.UUID
+    account_id: Id
     currency: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z]{3}$")]
     # 0 removes the cap.
     amount_minor: Annotated[int, Field(ge=0, le=MAX_MINOR_AMOUNT)]
@@ -50,10 +50,8 @@ class PixelSharePayload(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type: Literal[RequestType.PIXEL_SHARE] = RequestType.PIXEL_SHARE
-    pixel_id: uuid.UUID
-    account_ids: Annotated[
-        list[uuid.UUID], Field(min_length=1, max_length=MAX_ACCOUNTS_PER_SHARE), AfterValidator(_distinct)
-    ]
+    pixel_id: Id
+    account_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_ACCOUNTS_PER_SHARE), AfterValidator(_distinct)]
 
 
 class BusinessManagerConnectionPayload(BaseModel):
@@ -77,9 +75,9 @@ RequestPayload = Annotated[
 class RequestResultSchema(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    account_id: uuid.UUID | None = None
-    pixel_id: uuid.UUID | None = None
-    business_manager_id: uuid.UUID | None = None
+    account_id: Id | None = None
+    pixel_id: Id | None = None
+    business_manager_id: Id | None = None
     meta_id: str | None = None
     failure_reason: str | None = None
     # FAILED only for transient reasons (the retry deadline passed): staff may retry it.
@@ -118,7 +116,7 @@ class RequestListRequestSchema(PageRequestSchema):
 
     type: RequestType | None = None
     status: RequestStatus | None = None
-    workspace_id: uuid.UUID | None = None
+    workspace_id: Id | None = None
     created_before: dt.datetime | None = None
     created_after: dt.datetime | None = None
 

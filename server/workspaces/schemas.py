@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.etags import etag_of
 from server.pagination import PageRequestSchema
-from server.schema_types import Name100
+from server.schema_types import Id, Name100
 from server.workspaces.models import WorkspaceRole, WorkspaceStatus
 
 WorkspaceName = Name100
@@ -48,7 +48,7 @@ class WorkspaceResponseSchema(BaseModel):
 
 
 class MemberAddRequestSchema(BaseModel):
-    user_id: uuid.UUID
+    user_id: Id
     role: WorkspaceRole
 
 
