@@ -18,6 +18,13 @@ DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 EDGE_HEADER_ALLOWANCE_BYTES = 8192
 
 
+# The Graph API version adplane calls (META_GRAPH_API_VERSION), in one place. Meta retires a Marketing
+# API version about 90 days after the next one ships, so this follows the `facebook-business` SDK's
+# current release (26.0.3 targets v26.0, facebook_business/apiconfig.py). The dev stack's Graph API
+# simulator serves devstack/meta_simulator/graph_api.py:SERVED_VERSIONS; a test keeps them in step.
+GRAPH_API_VERSION = "v26.0"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -93,7 +100,7 @@ class Settings(BaseSettings):
 
     # Meta Graph API. `make run` points META_GRAPH_URL at the local Graph API simulator.
     meta_graph_url: str = "https://graph.facebook.com"
-    meta_graph_api_version: str = "v21.0"
+    meta_graph_api_version: str = GRAPH_API_VERSION
     # Development only: the control API of the Graph API simulator (`make run` sets it), so
     # `adplane seed-demo` can create the demo businesses and accounts on the Meta side too.
     meta_simulator_url: str = ""

@@ -29,7 +29,7 @@ class FaultKind(StrEnum):
 class Fault:
     kind: FaultKind
     remaining: int
-    # Matches calls whose path (e.g. "/v21.0/act_123") starts with it; None matches every call.
+    # Matches calls whose path (e.g. "/v26.0/act_123") starts with it; None matches every call.
     path_prefix: str | None = None
     status: int | None = None
     code: int | None = None

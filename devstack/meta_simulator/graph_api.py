@@ -1,6 +1,6 @@
 """The Graph API endpoints the client uses, answered from `SimulatorState`.
 
-Requests and answers follow Graph: a version prefix (`/v21.0/...`), the token in the Authorization
+Requests and answers follow Graph: a version prefix (`/v26.0/...`), the token in the Authorization
 header (`Bearer` or `OAuth`) or an `access_token` parameter, `fields` choosing what a read returns,
 money as numeric strings, cursor paging (`paging.cursors.after`, and `paging.next` on every page but
 the last), `{"success": true}` for edge writes, Graph's error envelope, and usage headers on every answer.
@@ -78,7 +78,7 @@ ASSIGNED_USER_FIELDS = frozenset({"id", "tasks"})
 @dataclass(frozen=True)
 class GraphRequest:
     method: str
-    path: str  # "/v21.0/act_1/assigned_users"
+    path: str  # "/v26.0/act_1/assigned_users"
     params: dict[str, str]  # query string and form body together, as Graph reads them
     token: str | None
     host: str  # for the absolute `paging.next` links
@@ -93,10 +93,17 @@ class GraphReply:
     disconnect: bool = False
 
 
+# The Graph API versions Meta serves as this simulator was last brought up to date; calls to any other
+# fail as Meta fails calls to a retired version.
+SERVED_VERSIONS = frozenset({"v25.0", "v26.0"})
+
+
 def _split_path(path: str) -> tuple[str, list[str]]:
     segments = [segment for segment in path.split("/") if segment]
     if not segments or not _VERSION.fullmatch(segments[0]):
-        raise GraphError(400, 2500, f"Unknown path components: {path} (a version such as /v21.0 is required)")
+        raise GraphError(400, 2500, f"Unknown path components: {path} (a version such as /v26.0 is required)")
+    if segments[0] not in SERVED_VERSIONS:
+        raise GraphError(400, 2635, f"(#2635) You are calling a deprecated version of the Graph API: {segments[0]}")
     return segments[0], segments[1:]
 
 

@@ -385,11 +385,11 @@ async def test_calls_go_to_the_pinned_version(
     http: httpx.AsyncClient, control: SimulatorControl, simulator: SimulatorServer, business: SeededBusiness
 ) -> None:
     await MetaGraphClient(http, base_url=simulator.base_url).get_business(business.id, token=business.token)
-    pinned = MetaGraphClient(http, base_url=simulator.base_url, api_version="v22.0")
+    pinned = MetaGraphClient(http, base_url=simulator.base_url, api_version="v25.0")
     await pinned.get_business(business.id, token=business.token)
 
-    assert control.counters().calls.by_version == {GRAPH_API_VERSION: 1, "v22.0": 1}
-    with pytest.raises(ValueError, match=r"v21\.0"):
+    assert control.counters().calls.by_version == {GRAPH_API_VERSION: 1, "v25.0": 1}
+    with pytest.raises(ValueError, match=r"v26\.0"):
         MetaGraphClient(http, api_version="21")
 
 

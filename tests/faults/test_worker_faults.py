@@ -175,7 +175,7 @@ async def test_a_worker_killed_mid_task_is_replaced_and_the_account_exists_once(
     workspace_id, manager_id = await _workspace_and_manager(infrastructure)
     request_id = await _ask(infrastructure, workspace_id, manager_id, "Killed Mid Task")
     # Reading the new account back is slow: the worker dies after Meta created it, before we commit.
-    control.set_latency(4000, path_prefix="/v21.0/act_")
+    control.set_latency(4000, path_prefix="/v26.0/act_")
     doomed = workers.start()
     await _approve(infrastructure, request_id)
 
@@ -186,7 +186,7 @@ async def test_a_worker_killed_mid_task_is_replaced_and_the_account_exists_once(
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
     assert (await _status(infrastructure, request_id))[0] is RequestStatus.APPROVED
-    control.set_latency(0, path_prefix="/v21.0/act_")
+    control.set_latency(0, path_prefix="/v26.0/act_")
     workers.start()
     await _wait_for(_finished(infrastructure, request_id), within=60, what="the redelivered task", workers=workers)
     assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
@@ -233,7 +233,7 @@ async def test_rate_limited_calls_back_off_and_finish(
     _, control = simulator
     workspace_id, manager_id = await _workspace_and_manager(infrastructure)
     request_id = await _ask(infrastructure, workspace_id, manager_id, "Rate Limited")
-    control.add_fault(FaultKind.RATE_LIMIT, count=3, path_prefix=f"/v21.0/{META_BUSINESS_ID}", regain_minutes=0.01)
+    control.add_fault(FaultKind.RATE_LIMIT, count=3, path_prefix=f"/v26.0/{META_BUSINESS_ID}", regain_minutes=0.01)
     workers.start()
     await _approve(infrastructure, request_id)
     await _wait_for(_finished(infrastructure, request_id), within=60, what="the rate-limited task", workers=workers)
@@ -323,7 +323,7 @@ async def test_a_long_throttle_holds_the_request_past_its_runs_then_fails_retrya
     workspace_id, manager_id = await _workspace_and_manager(infrastructure)
     request_id = await _ask(infrastructure, workspace_id, manager_id, "Long Throttle")
     # Meta asks for 1.2 s each time: more than a run sleeps (TASK_MAX_BACKOFF_SECONDS=1).
-    control.add_fault(FaultKind.RATE_LIMIT, count=1000, path_prefix=f"/v21.0/{META_BUSINESS_ID}", regain_minutes=0.02)
+    control.add_fault(FaultKind.RATE_LIMIT, count=1000, path_prefix=f"/v26.0/{META_BUSINESS_ID}", regain_minutes=0.02)
     workers.start(TASK_RETRY_DEADLINE_SECONDS="3")
     await _approve(infrastructure, request_id)
 

@@ -30,6 +30,6 @@ def business(control: SimulatorControl) -> SeededBusiness:
 def graph(simulator: SimulatorServer, business: SeededBusiness) -> Iterator[httpx.Client]:
     """Plain HTTP to the Graph API as the agency business, so the simulator is checked without the client."""
     with httpx.Client(
-        base_url=f"{simulator.base_url}/v21.0", headers={"Authorization": f"Bearer {business.token}"}, timeout=10
+        base_url=f"{simulator.base_url}/v26.0", headers={"Authorization": f"Bearer {business.token}"}, timeout=10
     ) as client:
         yield client

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from devstack.meta_simulator import FaultKind, SimulatorControl, SimulatorServer
+from devstack.meta_simulator.graph_api import SERVED_VERSIONS
 from devstack.meta_simulator.schemas import SeededBusiness
+from server.config import GRAPH_API_VERSION, Settings
 
 ACCOUNT_FIELDS = "id,name,currency,timezone_name,account_status,disable_reason,spend_cap,amount_spent"
 
@@ -142,7 +144,7 @@ def test_batch_answers_each_request_with_code_headers_and_body(
     account_id = control.add_ad_account(business.id, "Shop")
     batch = [
         {"method": "GET", "relative_url": f"{account_id}?fields=name"},
-        {"method": "GET", "relative_url": f"/v21.0/{business.id}?fields=name"},
+        {"method": "GET", "relative_url": f"/v26.0/{business.id}?fields=name"},
         {"method": "GET", "relative_url": "act_1"},
         {"method": "POST", "relative_url": account_id, "body": "spend_cap=12.50"},
     ]
@@ -202,7 +204,7 @@ def test_unversioned_paths_are_refused(simulator: SimulatorServer, business: See
 def test_token_is_taken_from_the_header_or_the_access_token_parameter(
     simulator: SimulatorServer, business: SeededBusiness
 ) -> None:
-    url = f"{simulator.base_url}/v21.0/{business.id}"
+    url = f"{simulator.base_url}/v26.0/{business.id}"
 
     assert httpx.get(url, params={"access_token": business.token}).status_code == 200
     assert httpx.get(url, headers={"Authorization": f"OAuth {business.token}"}).status_code == 200
@@ -252,7 +254,7 @@ def test_bulk_seed_spreads_10000_accounts_over_20_businesses(
     assert len({business.token for business in seeded.businesses}) == 20
     first = seeded.businesses[0]
     page = httpx.get(
-        f"{simulator.base_url}/v21.0/{first.id}/owned_ad_accounts",
+        f"{simulator.base_url}/v26.0/{first.id}/owned_ad_accounts",
         params={"limit": 500, "fields": "id"},
         headers={"Authorization": f"Bearer {first.token}"},
     ).json()
@@ -306,7 +308,7 @@ def test_faults_hit_the_next_matching_calls_only(
     graph: httpx.Client, control: SimulatorControl, business: SeededBusiness
 ) -> None:
     account_id = control.add_ad_account(business.id, "Shop")
-    control.add_fault(FaultKind.SERVER_ERROR, count=2, path_prefix=f"/v21.0/{account_id}")
+    control.add_fault(FaultKind.SERVER_ERROR, count=2, path_prefix=f"/v26.0/{account_id}")
 
     unaffected = graph.get(f"/{business.id}")
     statuses = [graph.get(f"/{account_id}").status_code for _ in range(3)]
@@ -342,7 +344,7 @@ def test_disconnect_fault_closes_the_connection_unanswered(
 def test_latency_applies_to_matching_calls(
     graph: httpx.Client, control: SimulatorControl, business: SeededBusiness
 ) -> None:
-    control.set_latency(250, path_prefix=f"/v21.0/{business.id}")
+    control.set_latency(250, path_prefix=f"/v26.0/{business.id}")
 
     started = time.monotonic()
     graph.get(f"/{business.id}")
@@ -359,7 +361,7 @@ def test_concurrent_writes_keep_every_object(
     def create_many() -> None:
         try:
             with httpx.Client(
-                base_url=f"{simulator.base_url}/v21.0", headers={"Authorization": f"Bearer {business.token}"}
+                base_url=f"{simulator.base_url}/v26.0", headers={"Authorization": f"Bearer {business.token}"}
             ) as client:
                 for n in range(20):
                     created.append(str(_create_account(client, business, f"Parallel {n}")["id"]))
@@ -392,9 +394,17 @@ def test_command_line_serves_until_terminated() -> None:
         listening_line = process.stdout.readline()
         base_url = listening_line.rsplit(" ", 1)[-1].strip()
         token = business_line[-1]
-        response = httpx.get(f"{base_url}/v21.0/{business_line[1]}", headers={"Authorization": f"Bearer {token}"})
+        response = httpx.get(f"{base_url}/v26.0/{business_line[1]}", headers={"Authorization": f"Bearer {token}"})
         assert response.json()["name"] == "Business 1"
     finally:
         process.terminate()
         returncode = process.wait(timeout=10)
     assert returncode == 0
+
+
+def test_client_and_simulator_agree_on_the_graph_api_version(simulator: SimulatorServer) -> None:
+    assert GRAPH_API_VERSION in SERVED_VERSIONS
+    assert Settings(_env_file=None).meta_graph_api_version == GRAPH_API_VERSION
+    retired = httpx.get(f"{simulator.base_url}/v21.0/me")
+    assert retired.status_code == 400
+    assert retired.json()["error"]["code"] == 2635

@@ -210,7 +210,7 @@ async def test_a_rate_limit_is_waited_out(
     control.add_fault(
         FaultKind.RATE_LIMIT,
         count=2,
-        path_prefix=f"/v21.0/{business.meta.id}/owned_ad_accounts",
+        path_prefix=f"/v26.0/{business.meta.id}/owned_ad_accounts",
         regain_minutes=0.0001,
     )
 
@@ -235,7 +235,7 @@ async def test_a_business_manager_meta_keeps_failing_for_is_left_for_the_next_ru
     control.change_ad_account(failing_act, amount_spent=1)
     control.change_ad_account(healthy_act, amount_spent=2)
     # More than task_max_attempts (3).
-    control.add_fault(FaultKind.SERVER_ERROR, count=10, path_prefix=f"/v21.0/{failing.meta.id}/")
+    control.add_fault(FaultKind.SERVER_ERROR, count=10, path_prefix=f"/v26.0/{failing.meta.id}/")
 
     summary = await sync_accounts(infrastructure, meta, sync_settings)
 

@@ -22,8 +22,8 @@ from server.clients.meta.models import (
 from server.clients.meta.timezones import meta_timezone_id
 from server.clients.meta.usage import UsageThrottle, ad_account_key, business_key
 from server.clients.meta.wire import BatchItemResponse, CreatedObject, Page, SuccessResponse
+from server.config import GRAPH_API_VERSION
 
-GRAPH_API_VERSION = "v21.0"
 GRAPH_BASE_URL = "https://graph.facebook.com"
 # Objects per page of an edge (Graph's default is 25).
 PAGE_SIZE = 100
@@ -81,7 +81,7 @@ class MetaGraphClient:
         throttle: UsageThrottle | None = None,
     ) -> None:
         if not _API_VERSION.fullmatch(api_version):
-            raise ValueError(f"Graph API versions look like 'v21.0', got {api_version!r}")
+            raise ValueError(f"Graph API versions look like 'v26.0', got {api_version!r}")
         self._http = http
         self._root = f"{base_url.rstrip('/')}/{api_version}"
         self._page_size = page_size
