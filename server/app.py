@@ -51,6 +51,7 @@ from server.exports.api import ExportServicer
 from server.interceptors.authentication import Authentication
 from server.interceptors.authorization import Authorization
 from server.interceptors.errors import ErrorMapping
+from server.interceptors.path_bindings import PathBindings
 from server.interceptors.pipeline import PipelineServer, Step
 from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
@@ -154,6 +155,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
     return [
         RequestLogging(),
         ErrorMapping(),
+        PathBindings(),
         Authentication(infrastructure.tokens),
         Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),

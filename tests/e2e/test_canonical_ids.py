@@ -50,3 +50,16 @@ async def test_other_spellings_are_invalid_argument_over_grpc(
             await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=spelling))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, spelling
         assert error_details(error.value)[1] == ["workspace_id"]
+
+
+async def test_a_path_bound_field_set_again_in_the_query_is_400(http: httpx.AsyncClient) -> None:
+    first = await create(http, "Bound A")
+    second = await create(http, "Bound B")
+
+    for name in ("workspace_id", "workspaceId"):
+        response = await http.get(f"/api/workspaces/{first['id']}", params={name: second["id"]})
+        assert response.status_code == 400, response.text
+        assert field_violations(response) == ["workspace_id"]
+    # Other query parameters still work on routes with path variables.
+    listed = await http.get(f"/api/workspaces/{first['id']}/members", params={"page_size": 5})
+    assert listed.status_code == 200, listed.text
