@@ -56,6 +56,7 @@ from server.interceptors.pipeline import PipelineServer, Step
 from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
 from server.pixels.api import PixelServicer
+from server.readiness import keep_health_true
 from server.reflection import add_reflection
 from server.requests.api import RequestServicer
 from server.users.api import UserServicer
@@ -197,9 +198,16 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     if own_port is not None:
         server.add_insecure_port(f"{settings.grpc_host}:{own_port}")
     await server.start()
-    for registration in REGISTRATIONS:
-        await health.set(registration.name, health_pb2.HealthCheckResponse.SERVING)
-    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
+    readiness = asyncio.create_task(
+        keep_health_true(
+            health,
+            [registration.name for registration in REGISTRATIONS],
+            infrastructure,
+            interval=settings.health_check_interval_seconds,
+            probe_seconds=settings.health_check_timeout_seconds,
+        )
+    )
     logger.info("serving", address=address, own_port=own_port, pid=os.getpid())
 
     stopping = asyncio.Event()
@@ -208,8 +216,11 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
 
-    logger.info("shutting down", grace_seconds=settings.grpc_shutdown_grace)
+    logger.info("shutting down", drain_seconds=settings.grpc_drain_seconds, grace_seconds=settings.grpc_shutdown_grace)
+    readiness.cancel()
     await health.enter_graceful_shutdown()
+    # Still taking calls while Envoy's health checks notice NOT_SERVING and send new ones elsewhere.
+    await asyncio.sleep(settings.grpc_drain_seconds)
     # Watch streams never finish by themselves: they end now with UNAVAILABLE, and their clients
     # reconnect to another server, instead of holding the drain for the whole grace period.
     await infrastructure.request_events.close()

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=1, ge=0)
     # Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before they are cancelled.
     grpc_shutdown_grace: float = Field(default=15.0, ge=0)
+    # After SIGTERM the server answers NOT_SERVING but keeps serving this long, so Envoy's health
+    # checks (every 2 s) see it and send new calls elsewhere before the server stops taking them.
+    grpc_drain_seconds: float = Field(default=3.0, ge=0)
+    # Readiness: how often PostgreSQL (and Redis) are probed, and how long a probe may take.
+    health_check_interval_seconds: float = Field(default=2.0, gt=0)
+    health_check_timeout_seconds: float = Field(default=1.0, gt=0)
     # The largest request body (a gRPC message, a REST JSON body) and response message. Envoy answers a
     # larger REST body with 413 and a larger gRPC message with RESOURCE_EXHAUSTED, as the server does.
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

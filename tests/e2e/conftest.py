@@ -53,6 +53,8 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "SECRET_KEY": settings.secret_key.get_secret_value(),
         "DATA_DIR": str(settings.data_dir),
         "LOG_FORMAT": "json",
+        # No drain pause: tests stop servers often (test_readiness checks the pause).
+        "GRPC_DRAIN_SECONDS": "0",
     }
     env.update(overrides)
     return env

@@ -1,0 +1,64 @@
+"""Health tells the truth: NOT_SERVING while PostgreSQL is unreachable; SIGTERM turns it
+NOT_SERVING while the server still answers for GRPC_DRAIN_SECONDS."""
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack.embedded import free_port
+from server.config import Settings
+from tests.e2e.conftest import ADPLANE, stack_env, start_server
+
+pytestmark = pytest.mark.usefixtures("infrastructure")
+
+
+async def _status(target: str) -> int | None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError:
+            return None
+    return int(reply.status)
+
+
+def _spawn(settings: Settings, port: int, database_url: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [ADPLANE, "serve"],
+        env=stack_env(settings, GRPC_PORT=str(port), GRPC_HOST="127.0.0.1", DATABASE_URL=database_url),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def test_not_serving_while_postgres_is_unreachable(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    log = tmp_path / "server.log"
+    process = _spawn(settings, port, unreachable, log)
+    try:
+        statuses: list[int | None] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and health_pb2.HealthCheckResponse.NOT_SERVING not in statuses:
+            statuses.append(await _status(f"127.0.0.1:{port}"))
+            await asyncio.sleep(0.2)
+        assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses, log.read_text()[-2000:]
+        assert health_pb2.HealthCheckResponse.SERVING not in statuses
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def test_sigterm_drains_not_serving_before_stopping(settings: Settings, tmp_path: Path) -> None:
+    server = start_server(settings, tmp_path, GRPC_DRAIN_SECONDS="2")
+    assert await _status(server.target) == health_pb2.HealthCheckResponse.SERVING
+
+    server.process.terminate()
+    await asyncio.sleep(0.5)
+    assert await _status(server.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert server.process.poll() is None  # still draining
+    assert server.stop() == 0
