@@ -7,6 +7,7 @@ every call fails with a logged UNAVAILABLE while health checks keep being asked 
 import asyncio
 import datetime as dt
 import re
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -17,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adplane.v1 import workspace_service_pb2 as pb
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
+from devstack.embedded import free_port
 from server.auth.tokens import TokenIssuer
 from server.config import Settings
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import ADPLANE, ServerProcess, stack_env, wait_until
 
 if TYPE_CHECKING:  # the async stub types exist only in the .pyi
     from grpc_health.v1.health_pb2_grpc import HealthAsyncStub
@@ -33,18 +35,43 @@ REPEAT_SECONDS = 1.0
 HEALTH_WITHIN = 2.0
 
 
+def _start_server_without_database(settings: Settings, tmp_path: Path, nowhere: Path) -> ServerProcess:
+    # Health is NOT_SERVING without PostgreSQL; the server is up once health answers at all.
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    process = subprocess.Popen(
+        [ADPLANE, "serve"],
+        env=stack_env(
+            settings,
+            GRPC_PORT=str(port),
+            GRPC_HOST="127.0.0.1",
+            DATABASE_URL=f"postgresql+asyncpg://postgres@/adplane?host={nowhere}",
+            LOG_FORMAT="console",
+            LOG_REPEAT_SECONDS=str(REPEAT_SECONDS),
+        ),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(process=process, port=port, log=log_path)
+    wait_until(lambda: _health_answers(server.target), what="adplane serve", process=process, log=log_path)
+    return server
+
+
+def _health_answers(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return True
+
+
 async def test_a_burst_of_errors_leaves_health_checks_answering_and_collapses_repeats(
     settings: Settings, tmp_path: Path
 ) -> None:
     nowhere = tmp_path / "no-postgres-here"
     nowhere.mkdir()
-    server = start_server(
-        settings,
-        tmp_path,
-        DATABASE_URL=f"postgresql+asyncpg://postgres@/adplane?host={nowhere}",
-        LOG_FORMAT="console",
-        LOG_REPEAT_SECONDS=str(REPEAT_SECONDS),
-    )
+    server = _start_server_without_database(settings, tmp_path, nowhere)
     token = (
         TokenIssuer(
             secret_key=settings.secret_key.get_secret_value(),
