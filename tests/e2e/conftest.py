@@ -71,16 +71,25 @@ def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Pope
     raise TimeoutError(f"{what} did not become ready:\n{log.read_text()[-4000:]}")
 
 
-def _serving(target: str) -> bool:
+def _serving(target: str, *, any_status: bool = False) -> bool:
     with grpc.insecure_channel(target) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
             return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    return any_status or bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
+    return _start_server(settings, tmp, env, serving=True)
+
+
+def start_answering_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
+    """Waits only until health answers: a server without its database answers NOT_SERVING."""
+    return _start_server(settings, tmp, env, serving=False)
+
+
+def _start_server(settings: Settings, tmp: Path, env: dict[str, str], *, serving: bool) -> ServerProcess:
     port = free_port()
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
@@ -90,7 +99,7 @@ def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(process=process, port=port, log=log)
-    wait_until(lambda: _serving(server.target), what="adplane serve", process=process, log=log)
+    wait_until(lambda: _serving(server.target, any_status=not serving), what="adplane serve", process=process, log=log)
     return server
 
 
