@@ -327,11 +327,23 @@ def _ensure_system_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
+        # root's PATH does not always hold the sbin directories (e.g. a CI runner's reduced PATH).
+        search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+        useradd = shutil.which("useradd", path=search)
+        if useradd is None:
+            raise RuntimeError(
+                f"PostgreSQL refuses to run as root and there is no user {name!r} to run it as; "
+                "useradd was not found: create that user, or run as an unprivileged user"
+            ) from None
+        created = subprocess.run(
+            [useradd, "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=False,
             capture_output=True,
+            text=True,
         )
+        # Exit 9: another process (a parallel test run) created it first.
+        if created.returncode not in (0, 9):
+            raise RuntimeError(f"useradd {name} failed: {created.stderr.strip()}") from None
 
 
 class EmbeddedRedis:
