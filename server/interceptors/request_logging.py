@@ -40,10 +40,12 @@ def _request_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
 
 
 def _code_name(context: Context) -> str:
-    code = context.code() or grpc.StatusCode.OK
-    if not isinstance(code, grpc.StatusCode):
-        code = grpc.StatusCode(code) if code in grpc.StatusCode else code
-    return getattr(code, "name", str(code))
+    # grpc.aio reports the code a handler set or aborted with (a grpc.StatusCode), and before
+    # that its own "ok" (the integer 0); anything else is logged as it is rather than guessed at.
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return grpc.StatusCode.OK.name if not code else str(code)
 
 
 def _begin(method: Method, context: Context) -> float:
