@@ -89,8 +89,9 @@ ERROR_STATUSES = {
     "403": "PERMISSION_DENIED: the caller lacks the permission the operation requires.",
     "404": "NOT_FOUND: no such resource, or one the caller may not see.",
     "409": "ALREADY_EXISTS, or ABORTED (a stale etag, a concurrent change).",
-    "413": "The request body is larger than the configured limit.",
+    "413": "The request body is larger than the configured limit (GRPC_MAX_MESSAGE_BYTES).",
     "429": "RESOURCE_EXHAUSTED: too many attempts (sign-in throttling).",
+    "431": "The request's header block is larger than the configured limit (MAX_REQUEST_HEADERS_KB).",
     "503": "UNAVAILABLE: the service or one of its dependencies is down; retry with backoff.",
     "504": "DEADLINE_EXCEEDED.",
 }

@@ -112,6 +112,11 @@ def test_schemas_are_the_proto3_json_forms(document: dict[str, Any]) -> None:
     assert document["components"]["responses"]["Error404"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/google.rpc.Status"
     }
+    # Envoy's own refusals are documented on every operation too: an oversize body (413) and an
+    # oversize header block (431) are answered before any route is chosen.
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert {"413", "431"} <= set(operation["responses"]), operation["operationId"]
 
 
 def test_every_required_field_of_a_request_is_required_somewhere(document: dict[str, Any]) -> None:
