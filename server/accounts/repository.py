@@ -31,6 +31,7 @@ from server.accounts.schemas import AccountListRequestSchema, AccountResponseSch
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
+from server.tenancy import TenantScope, conflicts, narrowed, scope_filter
 from server.users.models import User
 
 
@@ -79,17 +80,17 @@ def _page_statement(filters: frozenset[str]) -> Select[Any]:
 class IAccountRepository(Protocol):
     async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None: ...
     async def list_accounts(
-        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
+        self, query: AccountListRequestSchema, *, scope: TenantScope, after: uuid.UUID | None, limit: int
     ) -> Sequence[AccountRow]: ...
-    async def get(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None: ...
-    async def get_many(self, account_ids: Collection[uuid.UUID], *, workspace_id: uuid.UUID) -> list[Account]: ...
-    async def lock(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None: ...
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None: ...
+    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> list[Account]: ...
+    async def lock(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None: ...
     async def lock_with_business_manager(self, account_id: uuid.UUID) -> tuple[Account, BusinessManager] | None: ...
     async def update(
         self, account_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]
     ) -> Account | None: ...
     async def list_users(
-        self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
+        self, account_id: uuid.UUID, *, scope: TenantScope
     ) -> list[tuple[AccountUser, str]] | None: ...
     async def get_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> tuple[AccountUser, str] | None: ...
     async def count_users(self, account_id: uuid.UUID) -> int: ...
@@ -116,11 +117,13 @@ class AccountRepository:
         return row
 
     async def list_accounts(
-        self, query: AccountListRequestSchema, *, after: uuid.UUID | None, limit: int
+        self, query: AccountListRequestSchema, *, scope: TenantScope, after: uuid.UUID | None, limit: int
     ) -> Sequence[AccountRow]:
-        """`limit` accounts after `after` in id (= creation) order, as rows; one statement."""
+        """`limit` accounts of `scope` after `after` in id (= creation) order, as rows; one statement."""
+        if conflicts(scope, query.workspace_id):
+            return []
         filters: dict[str, object] = {
-            "workspace_id": query.workspace_id,
+            "workspace_id": scope_filter(scope, query.workspace_id),
             "business_manager_id": query.business_manager_id,
             "status": query.status,
             "meta_status": query.meta_status,
@@ -132,27 +135,26 @@ class AccountRepository:
         rows: Sequence[AccountRow] = (await (await self._connection()).execute(statement, parameters)).all()
         return rows
 
-    def _readable(self, workspace_id: uuid.UUID | None) -> Select[Account]:
-        """Every query starts here: narrowed to one workspace when the caller is scoped to one."""
-        statement = select(Account)
-        return statement if workspace_id is None else statement.where(Account.workspace_id == workspace_id)
+    def _readable(self, scope: TenantScope) -> Select[Account]:
+        """Every query starts here: narrowed to what `scope` may see."""
+        return narrowed(select(Account), Account.workspace_id, scope)
 
-    async def get(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None:
-        """The account, or None when it does not exist or belongs to another workspace than `workspace_id`."""
-        return await self._session.scalar(self._readable(workspace_id).where(Account.id == account_id))
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None:
+        """The account, or None when it does not exist or is outside `scope`."""
+        return await self._session.scalar(self._readable(scope).where(Account.id == account_id))
 
-    async def get_many(self, account_ids: Collection[uuid.UUID], *, workspace_id: uuid.UUID) -> list[Account]:
-        """Those of `account_ids` that belong to `workspace_id` (the others are left out), in id order."""
+    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> list[Account]:
+        """Those of `account_ids` inside `scope` (the others are left out), in id order."""
         if not account_ids:
             return []
-        statement = self._readable(workspace_id).where(Account.id.in_(set(account_ids))).order_by(Account.id)
+        statement = self._readable(scope).where(Account.id.in_(set(account_ids))).order_by(Account.id)
         return list(await self._session.scalars(statement))
 
-    async def lock(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account | None:
+    async def lock(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None:
         """The account, its row locked until the transaction ends (`SELECT ... FOR UPDATE`): changes
         to its users run one at a time, so a count taken under the lock stays true until commit."""
         statement = (
-            self._readable(workspace_id)
+            self._readable(scope)
             .where(Account.id == account_id)
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -190,13 +192,11 @@ class AccountRepository:
     def _users(self) -> Select[AccountUser, str]:
         return select(AccountUser, User.email).join(User, User.id == AccountUser.user_id)
 
-    async def list_users(
-        self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
-    ) -> list[tuple[AccountUser, str]] | None:
+    async def list_users(self, account_id: uuid.UUID, *, scope: TenantScope) -> list[tuple[AccountUser, str]] | None:
         """Every user with access and their email, in the order they were given it; None when the
         account is not one of the workspace's. One statement: the account outer-joined to its users."""
         statement = (
-            self._readable(workspace_id)
+            self._readable(scope)
             .with_only_columns(Account.id, AccountUser, User.email)
             .select_from(Account)
             .outerjoin(AccountUser, AccountUser.account_id == Account.id)

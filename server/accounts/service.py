@@ -32,6 +32,7 @@ from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec, keyset_page
 from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
 from server.requests.service import IRequestService
+from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 from server.workspaces.exceptions import WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus
 from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
@@ -127,8 +128,11 @@ class AccountService:
     async def list_workspace_accounts(
         self, workspace_id: uuid.UUID, query: AccountListRequestSchema
     ) -> Page[AccountResponseSchema]:
+        # The workspace is in the query too: page tokens are bound to it.
         return await self._list(
-            query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_accounts"
+            query.model_copy(update={"workspace_id": workspace_id}),
+            scope=WorkspaceScope(workspace_id),
+            collection="workspace_accounts",
         )
 
     async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema:
@@ -141,7 +145,7 @@ class AccountService:
         self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue a spend-cap change of an active account of the workspace, in the account's currency."""
-        account = await self._get(payload.account_id, workspace_id=workspace_id)
+        account = await self._get(payload.account_id, scope=WorkspaceScope(workspace_id))
         if account.status is AccountStatus.ARCHIVED:
             raise AccountArchivedException(account.id)
         if payload.currency != account.currency:
@@ -151,7 +155,7 @@ class AccountService:
     async def list_account_users(
         self, account_id: uuid.UUID, *, workspace_id: uuid.UUID
     ) -> list[AccountUserResponseSchema]:
-        rows = await self._repository.list_users(account_id, workspace_id=workspace_id)
+        rows = await self._repository.list_users(account_id, scope=WorkspaceScope(workspace_id))
         if rows is None:
             raise AccountNotFoundException(account_id)
         return [_user_schema(row, email) for row, email in rows]
@@ -169,7 +173,7 @@ class AccountService:
         Runs under the account's row lock, so of concurrent assignments only as many new users
         as the limit allows get in. Assigning the tasks a user already has changes nothing.
         """
-        account = await self._locked(account_id, workspace_id=workspace_id)
+        account = await self._locked(account_id, scope=WorkspaceScope(workspace_id))
         if account.status is AccountStatus.ARCHIVED:
             raise AccountArchivedException(account_id)
         member = await self._members.get(workspace_id, user_id)
@@ -208,7 +212,7 @@ class AccountService:
         A user who still has access loses it even if they have left the workspace meanwhile;
         without access, a non-member is NOT_A_MEMBER and a member ACCOUNT_USER_NOT_FOUND.
         """
-        await self._locked(account_id, workspace_id=workspace_id)
+        await self._locked(account_id, scope=WorkspaceScope(workspace_id))
         existing = await self._repository.get_user(account_id, user_id)
         if existing is None:
             if await self._members.get(workspace_id, user_id) is None:
@@ -229,13 +233,13 @@ class AccountService:
     # -- system RPCs ---------------------------------------------------------------------------
 
     async def list_accounts(self, query: AccountListRequestSchema) -> Page[AccountResponseSchema]:
-        return await self._list(query, collection="accounts")
+        return await self._list(query, scope=SYSTEM, collection="accounts")
 
     async def update_account(self, account_id: uuid.UUID, data: AccountUpdateRequestSchema) -> AccountResponseSchema:
         """Rename and/or change the status. The `before` snapshot is read under the row lock, so it is
         exactly the version the update replaces (a concurrent change waits, or is waited for)."""
         expected = _version_of(data.etag, account_id)
-        current = await self._repository.lock(account_id)
+        current = await self._repository.lock(account_id, scope=SYSTEM)
         if current is None:
             raise AccountNotFoundException(account_id)
         if expected is not None and expected != current.version:
@@ -313,26 +317,28 @@ class AccountService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _get(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Account:
-        account = await self._repository.get(account_id, workspace_id=workspace_id)
+    async def _get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account:
+        account = await self._repository.get(account_id, scope=scope)
         if account is None:
             raise AccountNotFoundException(account_id)
         return account
 
-    async def _locked(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> Account:
-        account = await self._repository.lock(account_id, workspace_id=workspace_id)
+    async def _locked(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account:
+        account = await self._repository.lock(account_id, scope=scope)
         if account is None:
             raise AccountNotFoundException(account_id)
         return account
 
-    async def _list(self, query: AccountListRequestSchema, *, collection: str) -> Page[AccountResponseSchema]:
+    async def _list(
+        self, query: AccountListRequestSchema, *, scope: TenantScope, collection: str
+    ) -> Page[AccountResponseSchema]:
         filters = query.filters()
         return await keyset_page(
             query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            fetch=lambda after, limit: self._repository.list_accounts(query, after=after, limit=limit),
+            fetch=lambda after, limit: self._repository.list_accounts(query, scope=scope, after=after, limit=limit),
             convert=_row_schema,
             key=lambda account: account.id,
         )

@@ -34,6 +34,7 @@ from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
 from server.requests.repository import RequestWorkRepository
 from server.tasks.resources import worker_resources
 from server.tasks.retry import Sleep
+from server.tenancy import SYSTEM
 
 logger = structlog.get_logger("adplane.accounts.tasks")
 
@@ -130,7 +131,7 @@ async def apply_account_user(
             # another access task of the same account waits, for at most one Meta call.
             await RequestWorkRepository(uow.session).lock_for_meta(account_lock_key(account_id))
             accounts = AccountRepository(uow.session)
-            account = await accounts.get(account_id)
+            account = await accounts.get(account_id, scope=SYSTEM)
             if account is None or account.meta_account_id is None:
                 log.info("account not on Meta (yet); nothing to do")
                 return AccountUserOutcome.SKIPPED

@@ -9,6 +9,7 @@ from adplane.v1 import export_service_pb2_grpc
 from server.api_helpers import parse_id
 from server.composition import Infrastructure
 from server.exports import converters
+from server.tenancy import SYSTEM, WorkspaceScope
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -32,7 +33,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         export_id = parse_id(request.export_id, field="export_id")
         async with self._infrastructure.unit_of_work(read_only=True) as uow:
-            link = await uow.exports.get_download_url(export_id, workspace_id=workspace_id)
+            link = await uow.exports.get_download_url(export_id, scope=WorkspaceScope(workspace_id))
         return converters.download_url_to_proto(link)
 
     async def ListAllExports(self, request: pb.ListAllExportsRequest, context: Context) -> pb.ListAllExportsResponse:
@@ -48,5 +49,5 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     ) -> pb.GetAnyExportDownloadUrlResponse:
         export_id = parse_id(request.export_id, field="export_id")
         async with self._infrastructure.unit_of_work(read_only=True) as uow:
-            link = await uow.exports.get_download_url(export_id, workspace_id=None)
+            link = await uow.exports.get_download_url(export_id, scope=SYSTEM)
         return converters.any_download_url_to_proto(link)

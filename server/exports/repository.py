@@ -10,12 +10,13 @@ from server.accounts.models import Account
 from server.db import new_id, utcnow
 from server.exports.models import Export
 from server.exports.schemas import ExportListRequestSchema
+from server.tenancy import TenantScope, WorkspaceScope, conflicts, narrowed
 
 
 class IExportRepository(Protocol):
-    async def get(self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Export | None: ...
+    async def get(self, export_id: uuid.UUID, *, scope: TenantScope) -> Export | None: ...
     async def list_exports(
-        self, query: ExportListRequestSchema, *, before: uuid.UUID | None, limit: int
+        self, query: ExportListRequestSchema, *, scope: TenantScope, before: uuid.UUID | None, limit: int
     ) -> list[Export]: ...
     async def lock_workspace_day(self, workspace_id: uuid.UUID, day: dt.date) -> None: ...
     async def get_for_day(self, workspace_id: uuid.UUID, day: dt.date) -> Export | None: ...
@@ -30,20 +31,25 @@ class ExportRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def _readable(self, workspace_id: uuid.UUID | None) -> Select[Export]:
-        """Every query of exports starts here: narrowed to one workspace when the caller is scoped to one."""
-        statement = select(Export)
-        return statement if workspace_id is None else statement.where(Export.workspace_id == workspace_id)
+    def _readable(self, scope: TenantScope) -> Select[Export]:
+        """Every query of exports starts here: narrowed to what `scope` may see."""
+        return narrowed(select(Export), Export.workspace_id, scope)
 
-    async def get(self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Export | None:
-        """The export, or None when it does not exist or belongs to another workspace than `workspace_id`."""
-        return await self._session.scalar(self._readable(workspace_id).where(Export.id == export_id))
+    async def get(self, export_id: uuid.UUID, *, scope: TenantScope) -> Export | None:
+        """The export, or None when it does not exist or is outside `scope`."""
+        return await self._session.scalar(self._readable(scope).where(Export.id == export_id))
 
     async def list_exports(
-        self, query: ExportListRequestSchema, *, before: uuid.UUID | None, limit: int
+        self, query: ExportListRequestSchema, *, scope: TenantScope, before: uuid.UUID | None, limit: int
     ) -> list[Export]:
-        """`limit` exports before `before`, newest first (ids are UUIDv7: id order is creation order)."""
-        statement = self._readable(query.workspace_id).order_by(Export.id.desc()).limit(limit)
+        """`limit` exports of `scope` before `before`, newest first (ids are UUIDv7: id order is
+        creation order); `query.workspace_id` narrows further (a staff filter)."""
+        if conflicts(scope, query.workspace_id):
+            return []
+        statement = self._readable(scope)
+        if query.workspace_id is not None:
+            statement = statement.where(Export.workspace_id == query.workspace_id)
+        statement = statement.order_by(Export.id.desc()).limit(limit)
         if before is not None:
             statement = statement.where(Export.id < before)
         return list(await self._session.scalars(statement))
@@ -57,7 +63,7 @@ class ExportRepository:
         await self._session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
     async def get_for_day(self, workspace_id: uuid.UUID, day: dt.date) -> Export | None:
-        statement = self._readable(workspace_id).where(Export.export_date == day)
+        statement = self._readable(WorkspaceScope(workspace_id)).where(Export.export_date == day)
         return await self._session.scalar(statement)
 
     async def upsert(

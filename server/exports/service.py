@@ -12,6 +12,7 @@ from server.exports.repository import IExportRepository
 from server.exports.schemas import ExportDownloadUrlSchema, ExportListRequestSchema, ExportResponseSchema
 from server.exports.storage import IExportStorage
 from server.pagination import Page, PageTokenCodec, keyset_page
+from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 
 EXPORT_ENTITY = "export"
 SPEND_CSV_HEADER = (
@@ -42,9 +43,7 @@ class IExportService(Protocol):
         self, workspace_id: uuid.UUID, query: ExportListRequestSchema
     ) -> Page[ExportResponseSchema]: ...
     async def list_exports(self, query: ExportListRequestSchema) -> Page[ExportResponseSchema]: ...
-    async def get_download_url(
-        self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None
-    ) -> ExportDownloadUrlSchema: ...
+    async def get_download_url(self, export_id: uuid.UUID, *, scope: TenantScope) -> ExportDownloadUrlSchema: ...
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None: ...
 
@@ -72,20 +71,22 @@ class ExportService:
     async def list_workspace_exports(
         self, workspace_id: uuid.UUID, query: ExportListRequestSchema
     ) -> Page[ExportResponseSchema]:
-        return await self._list(query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_exports")
+        return await self._list(
+            query.model_copy(update={"workspace_id": workspace_id}),
+            scope=WorkspaceScope(workspace_id),
+            collection="workspace_exports",
+        )
 
     async def list_exports(self, query: ExportListRequestSchema) -> Page[ExportResponseSchema]:
-        return await self._list(query, collection="exports")
+        return await self._list(query, scope=SYSTEM, collection="exports")
 
-    async def get_download_url(
-        self, export_id: uuid.UUID, *, workspace_id: uuid.UUID | None
-    ) -> ExportDownloadUrlSchema:
+    async def get_download_url(self, export_id: uuid.UUID, *, scope: TenantScope) -> ExportDownloadUrlSchema:
         """A presigned GET URL of the export's file, valid for the configured lifetime.
 
-        `workspace_id` scopes the lookup (None only for staff): an export of another workspace is
-        NOT_FOUND exactly like a missing one.
+        An export outside `scope` (another workspace's, for a workspace caller) is NOT_FOUND exactly
+        like a missing one.
         """
-        export = await self._repository.get(export_id, workspace_id=workspace_id)
+        export = await self._repository.get(export_id, scope=scope)
         if export is None:
             raise ExportNotFoundException(export_id)
         # Taken before signing, so the URL lasts at least until the time we report.
@@ -147,14 +148,16 @@ class ExportService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _list(self, query: ExportListRequestSchema, *, collection: str) -> Page[ExportResponseSchema]:
+    async def _list(
+        self, query: ExportListRequestSchema, *, scope: TenantScope, collection: str
+    ) -> Page[ExportResponseSchema]:
         filters = query.filters()
         return await keyset_page(
             query,
             codec=self._page_tokens,
             collection=collection,
             filters=filters,
-            fetch=lambda after, limit: self._repository.list_exports(query, before=after, limit=limit),
+            fetch=lambda after, limit: self._repository.list_exports(query, scope=scope, before=after, limit=limit),
             convert=_to_schema,
             key=lambda export: export.id,
         )

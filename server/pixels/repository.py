@@ -10,14 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
+from server.tenancy import TenantScope, narrowed
 
 
 class IPixelRepository(Protocol):
-    async def get(self, pixel_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Pixel | None: ...
+    async def get(self, pixel_id: uuid.UUID, *, scope: TenantScope) -> Pixel | None: ...
     async def list_pixels(
         self,
         *,
-        workspace_id: uuid.UUID | None,
+        scope: TenantScope,
         business_manager_id: uuid.UUID | None,
         after: uuid.UUID | None,
         limit: int,
@@ -29,26 +30,24 @@ class PixelRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def _readable(self, workspace_id: uuid.UUID | None) -> Select[Pixel]:
-        """Every query starts here: narrowed to one workspace when the caller is scoped to one."""
-        statement = select(Pixel)
-        return statement if workspace_id is None else statement.where(Pixel.workspace_id == workspace_id)
+    def _readable(self, scope: TenantScope) -> Select[Pixel]:
+        """Every query starts here: narrowed to what `scope` may see."""
+        return narrowed(select(Pixel), Pixel.workspace_id, scope)
 
-    async def get(self, pixel_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Pixel | None:
-        """The pixel with its shares, or None when it does not exist or belongs to another workspace
-        than `workspace_id` (no workspace: any pixel, for staff and the workers)."""
-        return await self._session.scalar(self._readable(workspace_id).where(Pixel.id == pixel_id))
+    async def get(self, pixel_id: uuid.UUID, *, scope: TenantScope) -> Pixel | None:
+        """The pixel with its shares, or None when it does not exist or is outside `scope`."""
+        return await self._session.scalar(self._readable(scope).where(Pixel.id == pixel_id))
 
     async def list_pixels(
         self,
         *,
-        workspace_id: uuid.UUID | None,
+        scope: TenantScope,
         business_manager_id: uuid.UUID | None,
         after: uuid.UUID | None,
         limit: int,
     ) -> list[Pixel]:
-        """A page in creation (id) order; the shares of the whole page come in one more query."""
-        statement = self._readable(workspace_id).order_by(Pixel.id).limit(limit)
+        """A page of `scope` in creation (id) order; the shares of the whole page come in one more query."""
+        statement = self._readable(scope).order_by(Pixel.id).limit(limit)
         if business_manager_id is not None:
             statement = statement.where(Pixel.business_manager_id == business_manager_id)
         if after is not None:

@@ -21,6 +21,7 @@ from server.pixels.repository import IPixelRepository
 from server.pixels.schemas import PixelListRequestSchema, PixelResponseSchema
 from server.requests.schemas import PixelCreationPayload, PixelSharePayload, RequestResponseSchema
 from server.requests.service import IRequestService
+from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 
 # Published by the outbox relay; a worker removes the share on Meta's side.
 PIXEL_UNSHARED_TOPIC = "pixel.unshared"
@@ -47,9 +48,7 @@ class AccountState(Protocol):
 class IAccountLookup(Protocol):
     """What pixel rules need of ad accounts (implemented by AccountRepository)."""
 
-    async def get_many(
-        self, account_ids: Collection[uuid.UUID], *, workspace_id: uuid.UUID
-    ) -> Sequence[AccountState]: ...
+    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> Sequence[AccountState]: ...
 
 
 class IPixelService(Protocol):
@@ -99,19 +98,23 @@ class PixelService:
         return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 
     async def list_pixels(self, workspace_id: uuid.UUID, query: PixelListRequestSchema) -> Page[PixelResponseSchema]:
-        return await self._list(query.model_copy(update={"workspace_id": workspace_id}), collection="pixels")
+        return await self._list(
+            query.model_copy(update={"workspace_id": workspace_id}),
+            scope=WorkspaceScope(workspace_id),
+            collection="pixels",
+        )
 
     async def get_pixel(self, pixel_id: uuid.UUID, *, workspace_id: uuid.UUID) -> PixelResponseSchema:
-        return _to_schema(await self._get(pixel_id, workspace_id=workspace_id))
+        return _to_schema(await self._get(pixel_id, scope=WorkspaceScope(workspace_id)))
 
     async def request_pixel_share(
         self, workspace_id: uuid.UUID, payload: PixelSharePayload, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         """Queue sharing a pixel with active accounts of its workspace that it is not shared with yet."""
-        pixel = await self._get(payload.pixel_id, workspace_id=workspace_id)
+        pixel = await self._get(payload.pixel_id, scope=WorkspaceScope(workspace_id))
         found = {
             account.id: account
-            for account in await self._accounts.get_many(payload.account_ids, workspace_id=workspace_id)
+            for account in await self._accounts.get_many(payload.account_ids, scope=WorkspaceScope(workspace_id))
         }
         # An account of another workspace is as unknown as one that does not exist.
         for account_id in payload.account_ids:
@@ -130,7 +133,7 @@ class PixelService:
         self, pixel_id: uuid.UUID, account_id: uuid.UUID, *, workspace_id: uuid.UUID
     ) -> PixelResponseSchema:
         """Stop sharing the pixel with the account here, and have a worker do it on Meta's side."""
-        pixel = await self._get(pixel_id, workspace_id=workspace_id)
+        pixel = await self._get(pixel_id, scope=WorkspaceScope(workspace_id))
         before = _to_schema(pixel)
         if not await self._repository.remove_share(pixel, account_id):
             raise PixelShareNotFoundException(pixel_id, account_id)
@@ -147,15 +150,19 @@ class PixelService:
         return after
 
     async def list_all_pixels(self, query: PixelListRequestSchema) -> Page[PixelResponseSchema]:
-        return await self._list(query, collection="all_pixels")
+        # Staff filtering by a workspace read that workspace only.
+        scope = SYSTEM if query.workspace_id is None else WorkspaceScope(query.workspace_id)
+        return await self._list(query, scope=scope, collection="all_pixels")
 
-    async def _get(self, pixel_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Pixel:
-        pixel = await self._repository.get(pixel_id, workspace_id=workspace_id)
+    async def _get(self, pixel_id: uuid.UUID, *, scope: TenantScope) -> Pixel:
+        pixel = await self._repository.get(pixel_id, scope=scope)
         if pixel is None:
             raise PixelNotFoundException(pixel_id)
         return pixel
 
-    async def _list(self, query: PixelListRequestSchema, *, collection: str) -> Page[PixelResponseSchema]:
+    async def _list(
+        self, query: PixelListRequestSchema, *, scope: TenantScope, collection: str
+    ) -> Page[PixelResponseSchema]:
         # The filters (the workspace among them) are bound into the token: a token of one
         # workspace's list cannot page through another's.
         filters = query.filters()
@@ -165,7 +172,7 @@ class PixelService:
             collection=collection,
             filters=filters,
             fetch=lambda after, limit: self._repository.list_pixels(
-                workspace_id=query.workspace_id,
+                scope=scope,
                 business_manager_id=query.business_manager_id,
                 after=after,
                 limit=limit,

@@ -21,6 +21,7 @@ from server.config import Settings
 from server.pixels.repository import PixelRepository
 from server.tasks.resources import worker_resources
 from server.tasks.retry import Sleep
+from server.tenancy import SYSTEM
 
 logger = structlog.get_logger("adplane.pixels.tasks")
 
@@ -90,8 +91,9 @@ async def _unshare_target(
 ) -> tuple[BusinessCredentials, str, str] | None:
     """The credentials and Meta ids to unshare with; None when there is nothing to do."""
     async with infrastructure.unit_of_work() as uow:
-        pixel = await PixelRepository(uow.session).get(pixel_id)
-        account = await AccountRepository(uow.session).get(account_id)
+        # Background work acts for every workspace.
+        pixel = await PixelRepository(uow.session).get(pixel_id, scope=SYSTEM)
+        account = await AccountRepository(uow.session).get(account_id, scope=SYSTEM)
         if pixel is None or account is None or pixel.meta_pixel_id is None or account.meta_account_id is None:
             logger.info("pixel or account not on Meta; nothing to unshare", pixel_id=str(pixel_id))
             return None

@@ -12,13 +12,20 @@ from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import RequestListRequestSchema
+from server.tenancy import TenantScope, conflicts, narrowed
 
 
 class IRequestRepository(Protocol):
     async def add(self, **values: Any) -> Request: ...
-    async def get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request | None: ...
+    async def get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request | None: ...
     async def list_requests(
-        self, query: RequestListRequestSchema, *, after: uuid.UUID | None, limit: int, newest_first: bool
+        self,
+        query: RequestListRequestSchema,
+        *,
+        scope: TenantScope,
+        after: uuid.UUID | None,
+        limit: int,
+        newest_first: bool,
     ) -> list[Request]: ...
     async def transition(
         self, request_id: uuid.UUID, *, from_status: RequestStatus, values: dict[str, Any]
@@ -27,17 +34,16 @@ class IRequestRepository(Protocol):
     async def due_for_requeue(self, *, stalled_before: dt.datetime, now: dt.datetime, limit: int) -> list[Request]: ...
     async def hold(self, request_id: uuid.UUID, *, now: dt.datetime, retry_at: dt.datetime) -> Request | None: ...
     async def clear_retry_at(self, request_ids: list[uuid.UUID]) -> None: ...
-    async def lock(self, request_id: uuid.UUID) -> Request | None: ...
+    async def lock(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request | None: ...
 
 
 class RequestRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def _readable(self, workspace_id: uuid.UUID | None) -> Select[Request]:
-        """Every query starts here: narrowed to one workspace when the caller is scoped to one."""
-        statement = select(Request)
-        return statement if workspace_id is None else statement.where(Request.workspace_id == workspace_id)
+    def _readable(self, scope: TenantScope) -> Select[Request]:
+        """Every query starts here: narrowed to what `scope` may see."""
+        return narrowed(select(Request), Request.workspace_id, scope)
 
     async def add(self, **values: Any) -> Request:
         request = Request(**values)
@@ -45,15 +51,26 @@ class RequestRepository:
         await self._session.flush()
         return request
 
-    async def get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request | None:
+    async def get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request | None:
         # populate_existing: a re-read after a lost race must show the row as it is now.
-        statement = self._readable(workspace_id).where(Request.id == request_id)
+        statement = self._readable(scope).where(Request.id == request_id)
         return await self._session.scalar(statement.execution_options(populate_existing=True))
 
     async def list_requests(
-        self, query: RequestListRequestSchema, *, after: uuid.UUID | None, limit: int, newest_first: bool
+        self,
+        query: RequestListRequestSchema,
+        *,
+        scope: TenantScope,
+        after: uuid.UUID | None,
+        limit: int,
+        newest_first: bool,
     ) -> list[Request]:
-        statement = self._readable(query.workspace_id).limit(limit)
+        """A page of `scope`'s requests; `query.workspace_id` narrows further (a staff filter)."""
+        if conflicts(scope, query.workspace_id):
+            return []
+        statement = self._readable(scope).limit(limit)
+        if query.workspace_id is not None:
+            statement = statement.where(Request.workspace_id == query.workspace_id)
         statement = statement.order_by(Request.id.desc() if newest_first else Request.id)
         if query.type is not None:
             statement = statement.where(Request.type == query.type)
@@ -91,12 +108,12 @@ class RequestRepository:
         )
         return list(await self._session.scalars(statement))
 
-    async def lock(self, request_id: uuid.UUID) -> Request | None:
+    async def lock(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request | None:
         """The request as it is now, its row locked (`SELECT ... FOR UPDATE`) until the transaction
         ends. The workers carry a request out under this lock, so two deliveries of the same
         request run one after the other and the second sees what the first did."""
         statement = (
-            self._readable(None)
+            self._readable(scope)
             .where(Request.id == request_id)
             .with_for_update()
             .execution_options(populate_existing=True)

@@ -27,6 +27,7 @@ from server.requests.schemas import (
     RequestResultSchema,
     SubmissionSchema,
 )
+from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 from server.workspaces.exceptions import WorkspaceNotFoundException
 from server.workspaces.models import Workspace, WorkspaceStatus
 
@@ -137,21 +138,24 @@ class RequestService:
         )
 
     async def get_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema:
-        return _to_schema(await self._get(request_id, workspace_id=workspace_id))
+        return _to_schema(await self._get(request_id, scope=WorkspaceScope(workspace_id)))
 
     async def list_workspace_requests(
         self, workspace_id: uuid.UUID, query: RequestListRequestSchema
     ) -> Page[RequestResponseSchema]:
         return await self._list(
-            query.model_copy(update={"workspace_id": workspace_id}), collection="workspace_requests", newest_first=True
+            query.model_copy(update={"workspace_id": workspace_id}),
+            scope=WorkspaceScope(workspace_id),
+            collection="workspace_requests",
+            newest_first=True,
         )
 
     async def list_requests(self, query: RequestListRequestSchema) -> Page[RequestResponseSchema]:
-        return await self._list(query, collection="requests", newest_first=False)
+        return await self._list(query, scope=SYSTEM, collection="requests", newest_first=False)
 
     async def cancel_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema:
         """Withdraw a waiting request; a cancelled one is returned as it is."""
-        before = await self._get(request_id, workspace_id=workspace_id)
+        before = await self._get(request_id, scope=WorkspaceScope(workspace_id))
         if before.status is RequestStatus.CANCELLED:
             return _to_schema(before)
         return await self._move(before, to=RequestStatus.CANCELLED, action="cancel", values={"finished_at": utcnow()})
@@ -160,7 +164,7 @@ class RequestService:
         self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
     ) -> RequestResponseSchema:
         async def approve() -> tuple[uuid.UUID, RequestResponseSchema]:
-            before = await self._get(request_id)
+            before = await self._get(request_id, scope=SYSTEM)
             if before.status is RequestStatus.WAITING_FOR_APPROVAL and before.expires_at <= utcnow():
                 raise RequestExpiredException(request_id)
             await self._require_active_workspace(before.workspace_id)
@@ -175,7 +179,7 @@ class RequestService:
             return request_id, approved
 
         async def replay(existing: uuid.UUID) -> RequestResponseSchema:
-            return _to_schema(await self._get(existing))
+            return _to_schema(await self._get(existing, scope=SYSTEM))
 
         return await self._idempotency.run_once(
             scope="requests.approve",
@@ -191,7 +195,7 @@ class RequestService:
     ) -> RequestResponseSchema:
         now = utcnow()
         return await self._move(
-            await self._get(request_id),
+            await self._get(request_id, scope=SYSTEM),
             to=RequestStatus.REJECTED,
             action="reject",
             values={
@@ -206,7 +210,7 @@ class RequestService:
     async def complete_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema:
         """The work of an approved request is done (called by the workers)."""
         return await self._move(
-            await self._get(request_id),
+            await self._get(request_id, scope=SYSTEM),
             to=RequestStatus.COMPLETED,
             action="complete",
             values={"result": result.model_dump(mode="json"), "finished_at": utcnow()},
@@ -215,7 +219,7 @@ class RequestService:
     async def fail_request(self, request_id: uuid.UUID, result: RequestResultSchema) -> RequestResponseSchema:
         """The work of an approved request failed for good (called by the workers)."""
         return await self._move(
-            await self._get(request_id),
+            await self._get(request_id, scope=SYSTEM),
             to=RequestStatus.FAILED,
             action="fail",
             values={"result": result.model_dump(mode="json"), "finished_at": utcnow()},
@@ -225,7 +229,7 @@ class RequestService:
         """Expire waiting requests past their deadline; returns how many (scheduled job)."""
         expired = 0
         for request_id in await self._repository.waiting_expired_ids(now=now, limit=limit):
-            request = await self._repository.get(request_id)
+            request = await self._repository.get(request_id, scope=SYSTEM)
             if request is None:
                 continue
             before = _to_schema(request)
@@ -268,7 +272,7 @@ class RequestService:
         request has been waiting already (doubling), between MIN_RETRY_WAIT and MAX_RETRY_WAIT.
         Past the deadline it FAILS, retryable: staff may retry it (RetryRequest).
         """
-        request = await self._get(request_id)
+        request = await self._get(request_id, scope=SYSTEM)
         if request.status is not RequestStatus.APPROVED:
             return _to_schema(request)
         now = utcnow()
@@ -288,7 +292,7 @@ class RequestService:
         if retry_after is not None:
             wait = max(wait, retry_after)
         held = await self._repository.hold(request_id, now=now, retry_at=now + min(wait, deadline))
-        return _to_schema(held or await self._get(request_id))
+        return _to_schema(held or await self._get(request_id, scope=SYSTEM))
 
     async def retry_request(
         self, request_id: uuid.UUID, *, actor: Principal, idempotency_key: str | None
@@ -297,7 +301,7 @@ class RequestService:
         in the same transaction, its waiting clock started over."""
 
         async def retry() -> tuple[uuid.UUID, RequestResponseSchema]:
-            before = await self._get(request_id)
+            before = await self._get(request_id, scope=SYSTEM)
             retryable = before.status is RequestStatus.FAILED and bool((before.result or {}).get("retryable"))
             if not retryable:
                 raise RequestNotRetryableException(request_id, before.status)
@@ -316,7 +320,7 @@ class RequestService:
                 },
             )
             if moved is None:  # retried concurrently
-                raise RequestNotRetryableException(request_id, (await self._get(request_id)).status)
+                raise RequestNotRetryableException(request_id, (await self._get(request_id, scope=SYSTEM)).status)
             after = _to_schema(moved)
             await self._events.record(after, previous_status=RequestStatus.FAILED)
             await self._audit.record(
@@ -331,7 +335,7 @@ class RequestService:
             return request_id, after
 
         async def replay(existing: uuid.UUID) -> RequestResponseSchema:
-            return _to_schema(await self._get(existing))
+            return _to_schema(await self._get(existing, scope=SYSTEM))
 
         return await self._idempotency.run_once(
             scope="requests.retry",
@@ -350,8 +354,8 @@ class RequestService:
         if workspace.status is not WorkspaceStatus.ACTIVE:
             raise WorkspaceNotActiveException(workspace_id)
 
-    async def _get(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None) -> Request:
-        request = await self._repository.get(request_id, workspace_id=workspace_id)
+    async def _get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request:
+        request = await self._repository.get(request_id, scope=scope)
         if request is None:
             raise RequestNotFoundException(request_id)
         return request
@@ -366,7 +370,7 @@ class RequestService:
         moved = await self._repository.transition(request.id, from_status=start, values={"status": to, **values})
         if moved is None:
             # Someone moved it between our read and the update: report what it is now.
-            current = await self._get(request.id)
+            current = await self._get(request.id, scope=SYSTEM)
             raise IllegalTransitionException(request.id, current.status, to=to)
         after = _to_schema(moved)
         await self._events.record(after, previous_status=start)
@@ -381,7 +385,7 @@ class RequestService:
         return after
 
     async def _list(
-        self, query: RequestListRequestSchema, *, collection: str, newest_first: bool
+        self, query: RequestListRequestSchema, *, scope: TenantScope, collection: str, newest_first: bool
     ) -> Page[RequestResponseSchema]:
         filters = query.filters()
         return await keyset_page(
@@ -390,7 +394,7 @@ class RequestService:
             collection=collection,
             filters=filters,
             fetch=lambda after, limit: self._repository.list_requests(
-                query, after=after, limit=limit, newest_first=newest_first
+                query, scope=scope, after=after, limit=limit, newest_first=newest_first
             ),
             convert=_to_schema,
             key=lambda request: request.id,

@@ -68,6 +68,7 @@ from server.requests.schemas import (
     SpendCapChangePayload,
 )
 from server.tasks.retry import Sleep
+from server.tenancy import SYSTEM, WorkspaceScope
 
 logger = structlog.get_logger("adplane.requests.work")
 
@@ -174,7 +175,7 @@ class RequestWork:
         job (until Meta's regain time), or fails, retryable, past TASK_RETRY_DEADLINE_SECONDS."""
         retry_after = dt.timedelta(seconds=failure.retry_after) if failure.retry_after else None
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id)
+            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
             if request is None:
                 return None
             held = await uow.requests.hold_for_retry(
@@ -208,7 +209,7 @@ class RequestWork:
         """
         first_creation = await self._mark_creation(request_id)
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id)
+            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
             if request is None:
                 logger.warning("approved request not found; nothing to do", request_id=str(request_id))
                 return None
@@ -250,7 +251,7 @@ class RequestWork:
         the same-name objects outside any, and the conditional update lets one delivery win.
         """
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).get(request_id)
+            request = await RequestRepository(uow.session).get(request_id, scope=SYSTEM)
             if request is None or request.status is not RequestStatus.APPROVED:
                 return False
             payload = _PAYLOAD.validate_python(request.payload)
@@ -276,7 +277,7 @@ class RequestWork:
     async def _fail(self, request_id: uuid.UUID, reason: str) -> RequestStatus | None:
         """Fail the request for good (in a transaction of its own: the attempt's was rolled back)."""
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id)
+            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
             if request is None:
                 return None
             if request.status is not RequestStatus.APPROVED:
@@ -464,7 +465,7 @@ class RequestWork:
         self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: SpendCapChangePayload
     ) -> RequestResultSchema:
         accounts = AccountRepository(uow.session)
-        account = await accounts.get(payload.account_id, workspace_id=workspace_id)
+        account = await accounts.get(payload.account_id, scope=WorkspaceScope(workspace_id))
         if account is None:
             raise WorkRefused(f"ad account {payload.account_id} is no longer in the workspace")
         if account.status is AccountStatus.ARCHIVED:
@@ -503,7 +504,7 @@ class RequestWork:
     async def _share_pixel(
         self, uow: UnitOfWork, workspace_id: uuid.UUID, payload: PixelSharePayload
     ) -> RequestResultSchema:
-        pixel = await PixelRepository(uow.session).get(payload.pixel_id, workspace_id=workspace_id)
+        pixel = await PixelRepository(uow.session).get(payload.pixel_id, scope=WorkspaceScope(workspace_id))
         if pixel is None:
             raise WorkRefused(f"pixel {payload.pixel_id} is no longer in the workspace")
         meta_pixel_id = pixel.meta_pixel_id
@@ -511,7 +512,9 @@ class RequestWork:
             raise WorkRefused(f"pixel {pixel.id} has no Meta pixel yet")
         found = {
             account.id: account
-            for account in await AccountRepository(uow.session).get_many(payload.account_ids, workspace_id=workspace_id)
+            for account in await AccountRepository(uow.session).get_many(
+                payload.account_ids, scope=WorkspaceScope(workspace_id)
+            )
         }
         # Checked before any Meta call, so a request that cannot be done in full changes nothing.
         missing = [account_id for account_id in payload.account_ids if account_id not in found]

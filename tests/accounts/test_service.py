@@ -39,6 +39,7 @@ from server.exceptions import InvalidRequestException
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import AccountCreationPayload, SpendCapChangePayload
+from server.tenancy import SYSTEM, WorkspaceScope
 from server.workspaces.exceptions import WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus, WorkspaceUser
 from tests.accounts.conftest import (
@@ -308,11 +309,11 @@ async def test_get_many_returns_only_accounts_of_the_workspace(infrastructure: I
     async with infrastructure.unit_of_work() as uow:
         repository = AccountRepository(uow.session)
         found = await repository.get_many(
-            [second, world.other_account_id, world.account_id, uuid.uuid4()], workspace_id=world.workspace_id
+            [second, world.other_account_id, world.account_id, uuid.uuid4()], scope=WorkspaceScope(world.workspace_id)
         )
-        assert await repository.get_many([], workspace_id=world.workspace_id) == []
-        assert await repository.get(world.other_account_id, workspace_id=world.workspace_id) is None
-        assert await repository.get(world.other_account_id) is not None
+        assert await repository.get_many([], scope=WorkspaceScope(world.workspace_id)) == []
+        assert await repository.get(world.other_account_id, scope=WorkspaceScope(world.workspace_id)) is None
+        assert await repository.get(world.other_account_id, scope=SYSTEM) is not None
     assert [a.id for a in found] == [world.account_id, second]
 
 

@@ -20,6 +20,7 @@ from server.exports.models import Export
 from server.exports.schemas import ExportListRequestSchema
 from server.exports.service import SPEND_CSV_HEADER
 from server.exports.storage import IExportStorage, S3ExportStorage
+from server.tenancy import SYSTEM, WorkspaceScope
 from tests.exports.conftest import (
     Bucket,
     audit_entries,
@@ -242,7 +243,7 @@ async def test_the_download_url_serves_the_file_for_the_configured_lifetime(
     )
     before = dt.datetime.now(dt.UTC)
     async with infrastructure.unit_of_work() as uow:
-        link = await uow.exports.get_download_url(exported.id, workspace_id=exported.workspace_id)
+        link = await uow.exports.get_download_url(exported.id, scope=WorkspaceScope(exported.workspace_id))
     after = dt.datetime.now(dt.UTC)
 
     assert before + dt.timedelta(seconds=123) <= link.expires_at <= after + dt.timedelta(seconds=123)
@@ -264,12 +265,12 @@ async def test_an_export_of_another_workspace_is_not_found(
     other_workspace_id = await new_workspace(exports_infrastructure)
     async with exports_infrastructure.unit_of_work() as uow:
         with pytest.raises(ExportNotFoundException) as raised:
-            await uow.exports.get_download_url(exported.id, workspace_id=other_workspace_id)
+            await uow.exports.get_download_url(exported.id, scope=WorkspaceScope(other_workspace_id))
         missing = uuid.uuid4()
         with pytest.raises(ExportNotFoundException) as raised_missing:
-            await uow.exports.get_download_url(missing, workspace_id=exported.workspace_id)
+            await uow.exports.get_download_url(missing, scope=WorkspaceScope(exported.workspace_id))
         # Staff reach every workspace's export.
-        link = await uow.exports.get_download_url(exported.id, workspace_id=None)
+        link = await uow.exports.get_download_url(exported.id, scope=SYSTEM)
 
     assert raised.value.reason == "EXPORT_NOT_FOUND"
     assert raised.value.metadata == {"export_id": str(exported.id)}
