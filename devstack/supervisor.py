@@ -22,7 +22,7 @@ from types import FrameType
 from devstack.children import Child, ChildState
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
-from server.config import Settings
+from server.config import DEV_ENV_FILE, Settings, write_dev_env
 
 # The long-running processes of the stack, as `adplane` subcommands. Exactly one scheduler.
 CHILDREN: dict[str, list[str]] = {
@@ -92,6 +92,10 @@ def run_dev_stack(settings: Settings) -> int:
             for url in (env.get("META_SIMULATOR_URL"), env.get("S3_ENDPOINT_URL")):
                 if url:
                     _wait_for_http(url)
+            # Other `adplane` commands (seed-demo, createsuperuser, ...) find this stack through it.
+            dev_env = settings.data_dir / DEV_ENV_FILE
+            write_dev_env(dev_env, env)
+            backing_services.callback(dev_env.unlink, missing_ok=True)
             for name, arguments in CHILDREN.items():
                 children.append(Child(name, partial(_spawn, arguments, env)))
                 children[-1].launch(time.monotonic())
@@ -258,8 +262,8 @@ adplane dev stack (Ctrl-C stops everything)
   S3           {env.get("S3_ENDPOINT_URL") or "AWS"}
 {_login_help(settings, rest)}
 load demo data (workspaces, members of every role, accounts, pixels, requests waiting), and
-run the daily spend export now (any `adplane` command takes the same variables):
-  export DATABASE_URL='{env["DATABASE_URL"]}' REDIS_URL='{env["REDIS_URL"]}'{_fake_urls(env)}
+run the daily spend export now (every `adplane` command finds this stack through
+{settings.data_dir / DEV_ENV_FILE} while it runs; variables you export win):
   .venv/bin/adplane seed-demo
   .venv/bin/adplane export-spend""",
         flush=True,
@@ -282,8 +286,3 @@ def _login_help(settings: Settings, rest: str) -> str:
   curl -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
   curl -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
 """
-
-
-def _fake_urls(env: dict[str, str]) -> str:
-    names = ("META_GRAPH_URL", "META_SIMULATOR_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    return "".join(f" \\\n    {name}='{env[name]}'" for name in names if name in env)

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from server.config import Settings
+from server.config import Settings, load_settings
 
 app = typer.Typer(
     help="adplane: the control plane for Meta ad assets (gRPC + REST through Envoy).",
@@ -15,7 +15,7 @@ app = typer.Typer(
 
 def _settings(**overrides: Any) -> Settings:
     """Settings for a command that uses the database or the secrets: production refuses dev defaults."""
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     try:
         settings.check_production_ready()
     except ValueError as error:
@@ -62,7 +62,7 @@ def makemigrations(
     """Write a new migration from the difference between the models and the database."""
     from server import migrations
 
-    migrations.make_migration(Settings(), message, empty=empty)
+    migrations.make_migration(load_settings(), message, empty=empty)
 
 
 @app.command()
@@ -144,7 +144,7 @@ def envoy() -> None:
     """Render envoy/envoy.yaml from settings and run Envoy (REST/JSON and gRPC-Web on HTTP_PORT)."""
     from server.edge.envoy import exec_envoy
 
-    settings = Settings()
+    settings = load_settings()
     exec_envoy(settings, config_dir=settings.data_dir / "envoy")
 
 

@@ -230,3 +230,37 @@ class Settings(BaseSettings):
         if self.grpc_upstream_port is None and workers > 1:
             return [self.worker_port(index) for index in range(workers)]
         return [self.upstream_port]
+
+
+# What a running `make run` stack writes into DATA_DIR (its database, Redis and fakes), so that
+# `adplane seed-demo` and every other command find it without exported variables.
+DEV_ENV_FILE = "dev.env"
+DEV_ENV_NAMES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "META_GRAPH_URL",
+    "META_SIMULATOR_URL",
+    "S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings of an `adplane` command: the environment first, then `.env`, then, in development
+    only, the running dev stack's `DATA_DIR/dev.env`. Production never reads that file."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    dev_env = settings.data_dir / DEV_ENV_FILE
+    if settings.environment is not Environment.DEVELOPMENT or not dev_env.is_file():
+        return settings
+    # Later files win: .env (the developer's own choices) over what the dev stack wrote.
+    return Settings(_env_file=(dev_env, ".env"), **overrides)  # type: ignore[arg-type]
+
+
+def write_dev_env(path: Path, env: dict[str, str]) -> None:
+    """Write the dev stack's connection settings (those of DEV_ENV_NAMES that `env` has), owner-only."""
+    lines = [f"{name}={env[name]}\n" for name in DEV_ENV_NAMES if env.get(name)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("# Written by `adplane dev` while it runs; removed when it stops.\n" + "".join(lines))

@@ -11,7 +11,7 @@ from server.auth.credentials import UserCredentials
 from server.auth.resolver import PrincipalResolver
 from server.auth.schemas import LoginRequestSchema
 from server.composition import Infrastructure
-from server.config import Settings
+from server.config import DEV_ENV_FILE, Settings, write_dev_env
 from server.requests.models import RequestStatus
 from server.requests.schemas import RequestListRequestSchema
 
@@ -150,3 +150,43 @@ def test_dev_commands_say_the_devstack_is_missing_from_a_production_install(tmp_
         )
         assert result.returncode == 2, result.stderr
         assert f"`adplane {command}` needs the development stack" in result.stderr
+
+
+def _signs_in(settings: Settings, email: str, password: str) -> bool:
+    async def check() -> bool:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            async with infrastructure.unit_of_work() as uow:
+                tokens = await uow.auth.login(LoginRequestSchema(email=email, password=password), address="cli")
+            return bool(tokens.access_token)
+        finally:
+            await infrastructure.close()
+
+    return asyncio.run(check())
+
+
+def test_commands_find_the_dev_stack_through_its_dev_env(settings: Settings, tmp_path: Path) -> None:
+    """What `make run` writes to DATA_DIR/dev.env is enough: nothing exported."""
+    write_dev_env(tmp_path / DEV_ENV_FILE, {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url})
+    assert (tmp_path / DEV_ENV_FILE).stat().st_mode & 0o777 == 0o600
+    unset = {"DATABASE_URL": "", "REDIS_URL": "", "DATA_DIR": str(tmp_path)}  # empty counts as unset
+    created = run("createsuperuser", "--email", "devenv@example.com", "--password", "a long enough password", **unset)
+    assert created.returncode == 0, created.stderr
+    assert _signs_in(settings, "devenv@example.com", "a long enough password")
+
+
+def test_exported_variables_win_over_the_dev_env(settings: Settings, tmp_path: Path) -> None:
+    write_dev_env(tmp_path / DEV_ENV_FILE, {"DATABASE_URL": settings.database_url})
+    elsewhere = "postgresql://adplane@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    result = run(
+        "createsuperuser", "--email", "x@example.com", "--password", "a long enough password",
+        DATABASE_URL=elsewhere, DATA_DIR=str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode != 0
+
+
+def test_production_never_reads_the_dev_env(settings: Settings, tmp_path: Path) -> None:
+    write_dev_env(tmp_path / DEV_ENV_FILE, {"DATABASE_URL": settings.database_url})
+    result = run("migrate", ENVIRONMENT="production", SECRET_KEY="x" * 40, DATABASE_URL="", DATA_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
