@@ -83,6 +83,22 @@ def scheduler() -> None:
     raise typer.Exit(task_scheduler.run(_settings()))
 
 
+@app.command()
+def liveness(kind: Annotated[str, typer.Argument(help="worker or scheduler")]) -> None:
+    """Exit 0 while the worker or scheduler on this host is alive (its event loop touched its heartbeat
+    file within the last 30 s), 1 otherwise: the health check of their containers."""
+    from server.tasks.heartbeat import STALE_AFTER_SECONDS, staleness
+
+    if kind not in ("worker", "scheduler"):
+        typer.echo(f"adplane: liveness of {kind!r}: expected worker or scheduler", err=True)
+        raise typer.Exit(2)
+    age = staleness("worker" if kind == "worker" else "scheduler")
+    if age is None or age > STALE_AFTER_SECONDS:
+        typer.echo(f"{kind}: not alive (" + ("no heartbeat" if age is None else f"last heartbeat {age:.0f}s ago") + ")")
+        raise typer.Exit(1)
+    typer.echo(f"{kind}: alive (last heartbeat {age:.0f}s ago)")
+
+
 sync_app = typer.Typer(help="Run a periodic sync now, by hand.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 

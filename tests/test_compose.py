@@ -558,3 +558,13 @@ def test_the_readme_production_commands_run_existing_cli_commands() -> None:
             command.make_context(words[5], words[6:], resilient_parsing=True)
             options = {option for param in command.params for option in param.opts}
             assert {word for word in words[6:] if word.startswith("--")} <= options, line
+
+
+def test_worker_and_scheduler_have_a_liveness_check() -> None:
+    for name in ("worker", "scheduler"):
+        service = services()[name]
+        command = parse_cli(command_of(service)).subcommand
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        check = parse_cli(test[1:])
+        assert (check.subcommand, check.params["kind"]) == ("liveness", command)

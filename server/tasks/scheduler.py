@@ -16,6 +16,7 @@ from server.config import Settings
 from server.log import configure_logging
 from server.outages import is_outage
 from server.tasks.broker import create_broker, start_broker
+from server.tasks.heartbeat import beat
 from server.tasks.registry import register_tasks
 
 logger = structlog.get_logger("adplane.scheduler")
@@ -59,10 +60,11 @@ async def schedule(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = asyncio.create_task(run_scheduler_task(scheduler))
+    beating = asyncio.create_task(beat("scheduler", stop))
     logger.info("scheduler started")
     await stop.wait()
     running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    await asyncio.gather(running, beating, return_exceptions=True)
     await broker.shutdown()
     logger.info("scheduler stopped")
 

@@ -12,6 +12,7 @@ from server.config import Settings
 from server.log import configure_logging
 from server.outbox.relay import OutboxRelay
 from server.tasks.broker import create_broker, start_broker
+from server.tasks.heartbeat import beat
 from server.tasks.registry import event_streams, publish, register_tasks
 from server.tasks.resources import WorkerResources
 
@@ -41,11 +42,12 @@ async def work(settings: Settings) -> None:
         run_receiver_task(broker, max_async_tasks=settings.worker_concurrency, ack_time=AcknowledgeType.WHEN_SAVED)
     )
     relaying = asyncio.create_task(relay.run(stop))
+    beating = asyncio.create_task(beat("worker", stop))
     logger.info("worker started", concurrency=settings.worker_concurrency)
     await stop.wait()
     logger.info("worker stopping")
     receiver.cancel()
-    await asyncio.gather(receiver, relaying, return_exceptions=True)
+    await asyncio.gather(receiver, relaying, beating, return_exceptions=True)
     await broker.shutdown()
     await resources.close()
     logger.info("worker stopped")

@@ -34,10 +34,12 @@ from server.outbox.models import OutboxMessage
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
 from server.tasks.broker import create_broker
+from server.tasks.heartbeat import HEARTBEAT_SECONDS
 from server.tasks.registry import register_tasks
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server
+from tests.tasks.test_heartbeat import liveness
 
 META_BUSINESS_ID = "900000000000001"
 TOKEN = "fault-test-system-user-token-0001"
@@ -379,3 +381,29 @@ async def test_a_long_throttle_holds_the_request_past_its_runs_then_fails_retrya
         )
     assert actions == ["request", "approve", "fail", "retry", "complete"]
     print(f"\nthrottled calls: {throttled_calls}; audit: {actions}; accounts on Meta: 1")
+
+
+async def test_a_running_worker_beats_and_a_frozen_or_stopped_one_does_not(workers: Workers, tmp_path: Path) -> None:
+    """The worker's event loop touches its heartbeat file; frozen (SIGSTOP) it does not, and a stopped
+    worker leaves none: what `adplane liveness worker`, compose's health check, reads."""
+    heartbeats = tmp_path / "heartbeats"
+    heartbeats.mkdir()
+    worker = workers.start(ADPLANE_HEARTBEAT_DIR=str(heartbeats))
+    await workers.wait_until_listening()
+    path = heartbeats / "adplane-worker.heartbeat"
+    alive = await asyncio.to_thread(liveness, "worker", heartbeats)
+    assert alive.returncode == 0, alive.stdout + alive.stderr
+    first = path.stat().st_mtime_ns
+    await asyncio.sleep(HEARTBEAT_SECONDS + 1)
+    assert path.stat().st_mtime_ns > first, "a running worker touches its heartbeat"
+
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        frozen = path.stat().st_mtime_ns
+        await asyncio.sleep(HEARTBEAT_SECONDS + 1)
+        assert path.stat().st_mtime_ns == frozen, "a frozen event loop must not look alive"
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    worker.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(worker.wait, 20) == 0
+    assert not path.exists()
