@@ -186,6 +186,7 @@ class Stack:
             "GRPC_WORKERS": str(workers),
             "HTTP_PORT": str(self.http_port),
             "ENVOY_ADMIN_PORT": str(self.admin_port),
+            "ENVOY_METRICS_PORT": str(free_port()),
             "LOG_LEVEL": "WARNING",
         }
         self.workers = workers

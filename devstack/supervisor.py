@@ -41,6 +41,8 @@ DEV_ADMIN_EMAIL = "admin@example.com"
 DEV_ADMIN_PASSWORD = "adplane-dev-admin"  # noqa: S105 - a development login, printed in the banner
 # Not 6379, so a Redis installed on the machine keeps its port.
 DEV_REDIS_PORT = 6380
+# /metrics of the server, the worker and the scheduler.
+DEV_METRICS_PORTS = (9464, 9465, 9466)
 # How long children get after the grace period of the gRPC server before they are killed.
 EXTRA_STOP_SECONDS = 5.0
 POLL_SECONDS = 0.2
@@ -96,6 +98,7 @@ def run_dev_stack(settings: Settings) -> int:
             dev_env = settings.data_dir / DEV_ENV_FILE
             write_dev_env(dev_env, env)
             backing_services.callback(dev_env.unlink, missing_ok=True)
+            _metrics_ports(settings, env)
             for name, arguments in CHILDREN.items():
                 children.append(Child(name, partial(_spawn, arguments, env)))
                 children[-1].launch(time.monotonic())
@@ -142,6 +145,18 @@ def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Cal
         env.setdefault("AWS_ACCESS_KEY_ID", "dev")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "dev")
     return fakes
+
+
+def _metrics_ports(settings: Settings, env: dict[str, str]) -> None:
+    """Metrics endpoints for every process kind, on fixed ports where free (set ones are kept)."""
+    configured = {
+        "SERVER_METRICS_PORT": settings.server_metrics_port,
+        "WORKER_METRICS_PORT": settings.worker_metrics_port,
+        "SCHEDULER_METRICS_PORT": settings.scheduler_metrics_port,
+    }
+    for (variable, port), default in zip(configured.items(), DEV_METRICS_PORTS, strict=True):
+        if port is None:
+            env[variable] = str(default if is_port_free(default) else free_port())
 
 
 def _spawn_quiet(command: list[str], env: dict[str, str], *, stderr: int | None) -> subprocess.Popen[bytes]:
@@ -256,6 +271,7 @@ adplane dev stack (Ctrl-C stops everything)
   gRPC         {grpc_host}:{settings.grpc_port}
   REST         {rest}  (gRPC-Web on the same port)
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
+  Metrics      {_metrics_urls(settings, env)}
   PostgreSQL   {env["DATABASE_URL"]}
   Redis        {env["REDIS_URL"]}
   Meta Graph   {env.get("META_GRAPH_URL", settings.meta_graph_url)}
@@ -267,6 +283,16 @@ run the daily spend export now (every `adplane` command finds this stack through
   .venv/bin/adplane seed-demo
   .venv/bin/adplane export-spend""",
         flush=True,
+    )
+
+
+def _metrics_urls(settings: Settings, env: dict[str, str]) -> str:
+    ports = {kind: env.get(f"{kind.upper()}_METRICS_PORT") for kind in ("server", "worker", "scheduler")} | {
+        "envoy": str(settings.envoy_metrics_port)
+    }
+    paths = {"envoy": "/stats/prometheus"}
+    return "\n               ".join(
+        f"{kind:<9} http://127.0.0.1:{port}{paths.get(kind, '/metrics')}" for kind, port in ports.items() if port
     )
 
 

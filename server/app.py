@@ -5,6 +5,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -51,10 +52,12 @@ from server.exports.api import ExportServicer
 from server.interceptors.authentication import Authentication
 from server.interceptors.authorization import Authorization
 from server.interceptors.errors import ErrorMapping
+from server.interceptors.metrics import RpcMetrics
 from server.interceptors.path_bindings import PathBindings
 from server.interceptors.pipeline import PipelineServer, Step
 from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
+from server.metrics import process_ended, serve_metrics, shared_across_processes
 from server.pixels.api import PixelServicer
 from server.readiness import keep_health_true
 from server.reflection import add_reflection
@@ -155,6 +158,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
     """
     return [
         RequestLogging(),
+        RpcMetrics(),
         ErrorMapping(),
         PathBindings(),
         Authentication(infrastructure.tokens),
@@ -231,6 +235,8 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
 
 def run_process(settings: Settings, own_port: int | None = None) -> None:
     configure_logging(settings)
+    if own_port is None:  # the only server process serves its own metrics; see `run` for several
+        serve_metrics(settings.server_metrics_port, host=settings.metrics_host)
     asyncio.run(serve(settings, own_port=own_port))
 
 
@@ -247,6 +253,17 @@ def run(settings: Settings) -> int:
     if settings.grpc_port == 0:
         raise SystemExit("GRPC_WORKERS > 1 needs a fixed GRPC_PORT to share")
 
+    # The processes record their metrics into files here; this process serves the sums.
+    with (
+        tempfile.TemporaryDirectory(prefix="adplane-metrics-") as directory,
+        shared_across_processes(directory) as registry,
+    ):
+        configure_logging(settings)
+        serve_metrics(settings.server_metrics_port, host=settings.metrics_host, registry=registry)
+        return _run_processes(settings, workers, metrics_directory=directory)
+
+
+def _run_processes(settings: Settings, workers: int, *, metrics_directory: str) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=run_process, args=(settings, settings.worker_port(i)), name=f"adplane-serve-{i}")
@@ -268,4 +285,6 @@ def run(settings: Settings) -> int:
     forward(signal.SIGTERM, None)
     for process in processes:
         process.join()
+        if process.pid is not None:
+            process_ended(process.pid, metrics_directory)
     return max((p.exitcode or 0 for p in processes), default=0)

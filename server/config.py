@@ -102,7 +102,17 @@ class Settings(BaseSettings):
     # Host and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT.
     grpc_upstream_host: str = "127.0.0.1"
     grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
-    envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
+    # Envoy's admin interface listens on 127.0.0.1 only; its Prometheus stats are also served,
+    # alone, on ENVOY_METRICS_PORT (all interfaces) at /stats/prometheus.
+    envoy_admin_port: int = Field(default=9901, ge=1, le=65535)
+    envoy_metrics_port: int = Field(default=9902, ge=1, le=65535)
+
+    # Prometheus `/metrics` of each process kind, on a port of its own; unset: not served.
+    # With GRPC_WORKERS > 1 the server's parent process serves the sum over its processes.
+    server_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"
 
     # Meta Graph API. `make run` points META_GRAPH_URL at the local Graph API simulator.
     meta_graph_url: str = "https://graph.facebook.com"
@@ -142,6 +152,10 @@ class Settings(BaseSettings):
 
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
+    # Where download links point, when clients reach the store at another address than the
+    # platform does (compose: the platform at http://minio:9000, browsers at localhost:9000).
+    # Empty: S3_ENDPOINT_URL.
+    s3_public_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_bucket: str = "adplane-exports"
     aws_access_key_id: str = ""

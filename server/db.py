@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
 from server.config import Settings
+from server.metrics import instrument_pool
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -64,6 +65,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         hide_parameters=True,
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
+    instrument_pool(engine, limit=settings.database_pool_size + settings.database_max_overflow)
     return engine
 
 

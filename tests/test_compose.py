@@ -568,3 +568,35 @@ def test_worker_and_scheduler_have_a_liveness_check() -> None:
         assert test[0] == "CMD"
         check = parse_cli(test[1:])
         assert (check.subcommand, check.params["kind"]) == ("liveness", command)
+
+
+def test_every_process_kind_serves_metrics_on_the_compose_network() -> None:
+    for name, field in (
+        ("server", "server_metrics_port"),
+        ("worker", "worker_metrics_port"),
+        ("scheduler", "scheduler_metrics_port"),
+        ("envoy", "envoy_metrics_port"),
+    ):
+        service = services()[name]
+        port = effective_setting(service, field)
+        assert port is not None, f"{name} serves no metrics ({field.upper()} unset)"
+        exposed = {int(str(entry).split("/")[0]) for entry in service.get("expose") or []}
+        assert port in exposed, f"{name} serves metrics on {port} but exposes {exposed}"
+
+
+def test_exports_go_to_the_compose_object_store() -> None:
+    environment = environment_of(services()["worker"])
+    endpoint = urlsplit(str(interpolate_defaults(environment["S3_ENDPOINT_URL"])))
+    store = services().get(endpoint.hostname or "")
+    assert store is not None, f"S3_ENDPOINT_URL host {endpoint.hostname!r} is not a compose service"
+    assert str(store["image"]).startswith("minio/minio")
+    store_env = environment_of(store)
+    assert environment["AWS_ACCESS_KEY_ID"] == store_env["MINIO_ROOT_USER"]
+    secret = re.compile(r"\$\{MINIO_ROOT_PASSWORD:\?[^}]+\}")
+    assert secret.fullmatch(environment["AWS_SECRET_ACCESS_KEY"])
+    assert secret.fullmatch(store_env["MINIO_ROOT_PASSWORD"])
+    # Download links point at the port the store publishes on the host.
+    public = urlsplit(str(interpolate_defaults(environment["S3_PUBLIC_ENDPOINT_URL"])))
+    assert public.port in {container_port(entry) for entry in store.get("ports") or []}
+    assert public.port == endpoint.port
+    assert services()["worker"]["depends_on"][endpoint.hostname]["condition"] == "service_healthy"

@@ -49,6 +49,7 @@ def render_envoy_config(
     return Template(template_path.read_text()).substitute(
         HTTP_PORT=settings.http_port,
         ADMIN_PORT=settings.envoy_admin_port,
+        METRICS_PORT=settings.envoy_metrics_port,
         UPSTREAM_ENDPOINTS=json.dumps(upstream_endpoints(settings)),
         DESCRIPTOR_PATH=json.dumps(str(descriptor_path.resolve())),
         SERVICES=json.dumps(services),

@@ -50,6 +50,7 @@ class S3ExportStorage:
         bucket: str,
         region: str,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
     ) -> None:
@@ -74,9 +75,14 @@ class S3ExportStorage:
         if access_key_id and secret_access_key:
             self._client_options["aws_access_key_id"] = access_key_id
             self._client_options["aws_secret_access_key"] = secret_access_key
+        # Links are signed for the address clients use (the signature covers the host); signing
+        # makes no request, so that address need not be reachable from here.
+        self._public_client_options: dict[str, Any] | None = None
+        if public_endpoint_url and public_endpoint_url != endpoint_url:
+            self._public_client_options = {**self._client_options, "endpoint_url": public_endpoint_url}
         self._session = aioboto3.Session()
         self._stack = AsyncExitStack()
-        self._client: S3Client | None = None
+        self._clients: dict[bool, S3Client] = {}
         self._opening = asyncio.Lock()
 
     @classmethod
@@ -85,6 +91,7 @@ class S3ExportStorage:
             bucket=settings.s3_bucket,
             region=settings.s3_region,
             endpoint_url=settings.s3_endpoint_url or None,
+            public_endpoint_url=settings.s3_public_endpoint_url or None,
             access_key_id=settings.aws_access_key_id or None,
             secret_access_key=settings.aws_secret_access_key.get_secret_value() or None,
         )
@@ -93,14 +100,18 @@ class S3ExportStorage:
     def bucket(self) -> str:
         return self._bucket
 
-    async def _s3(self) -> "S3Client":
-        if self._client is None:
+    async def _s3(self, *, public: bool = False) -> "S3Client":
+        public = public and self._public_client_options is not None
+        client = self._clients.get(public)
+        if client is None:
             async with self._opening:
-                if self._client is None:
-                    self._client = await self._stack.enter_async_context(
-                        self._session.client("s3", **self._client_options)
+                client = self._clients.get(public)
+                if client is None:
+                    options = self._public_client_options if public else self._client_options
+                    client = self._clients[public] = await self._stack.enter_async_context(
+                        self._session.client("s3", **(options or {}))
                     )
-        return self._client
+        return client
 
     async def put(self, key: str, body: bytes, *, content_type: str) -> None:
         s3 = await self._s3()
@@ -110,7 +121,7 @@ class S3ExportStorage:
         params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
         if download_name is not None:
             params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
-        s3 = await self._s3()
+        s3 = await self._s3(public=True)
         return await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     async def ensure_bucket(self) -> None:
@@ -140,5 +151,5 @@ class S3ExportStorage:
                 raise
 
     async def close(self) -> None:
-        self._client = None
+        self._clients.clear()
         await self._stack.aclose()

@@ -43,6 +43,11 @@ class Method:
     def service(self) -> str:
         return self.name.lstrip("/").split("/", 1)[0]
 
+    @property
+    def short_name(self) -> str:
+        """The method's own name, `GetAccount`."""
+        return self.name.rsplit("/", 1)[-1]
+
 
 class Step(ABC):
     """One concern applied around every method's behaviour."""

@@ -39,7 +39,7 @@ def _request_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     return uuid.uuid4().hex
 
 
-def _code_name(context: Context) -> str:
+def code_name(context: Context) -> str:
     # grpc.aio reports the code a handler set or aborted with (a grpc.StatusCode), and before
     # that its own "ok" (the integer 0); anything else is logged as it is rather than guessed at.
     code = context.code()
@@ -58,7 +58,7 @@ def _begin(method: Method, context: Context) -> float:
 
 def _end(context: Context, started: float) -> None:
     if _stdlib_logger.isEnabledFor(logging.INFO):
-        logger.info("rpc", code=_code_name(context), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        logger.info("rpc", code=code_name(context), duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 class RequestLogging(Step):

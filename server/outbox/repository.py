@@ -1,7 +1,7 @@
 import uuid
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow
@@ -44,3 +44,7 @@ class OutboxRepository:
         await self._session.execute(
             update(OutboxMessage).where(OutboxMessage.id == message_id).values(last_error=error[:1000])
         )
+
+    async def count_pending(self) -> int:
+        statement = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+        return int(await self._session.scalar(statement) or 0)

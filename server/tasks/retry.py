@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import structlog
 
 from server.config import Settings
+from server.metrics import META_THROTTLED_SECONDS, STEP_RETRIES
 
 logger = structlog.get_logger("adplane.tasks.retry")
 
@@ -102,6 +103,9 @@ async def retrying[T](
                 logger.warning("giving up for this run", step=what, attempts=attempt, error=str(error))
                 raise RetriesExhausted(attempt, error) from error
             delay = policy.backoff(attempt, error)
+            STEP_RETRIES.labels("transient" if asked is None else "rate_limited").inc()
+            if asked is not None:
+                META_THROTTLED_SECONDS.labels("meta").inc(delay)
             logger.info("retrying", step=what, attempt=attempt, retry_in=round(delay, 3), error=str(error))
             await sleep(delay)
             attempt += 1

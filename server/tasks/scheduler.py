@@ -14,6 +14,7 @@ from taskiq.schedule_sources import LabelScheduleSource
 
 from server.config import Settings
 from server.log import configure_logging
+from server.metrics import SCHEDULED_RUNS, serve_metrics
 from server.outages import is_outage
 from server.tasks.broker import create_broker, start_broker
 from server.tasks.heartbeat import beat
@@ -41,6 +42,7 @@ class PersistentScheduler(TaskiqScheduler):
         while True:
             try:
                 await super().on_ready(source, task)
+                SCHEDULED_RUNS.labels(task.task_name).inc()
                 return
             except Exception as error:
                 if not is_outage(error):
@@ -54,6 +56,7 @@ async def schedule(settings: Settings) -> None:
     broker = create_broker(settings)
     register_tasks(broker, settings)
     scheduler = PersistentScheduler(broker=broker, sources=[LabelScheduleSource(broker)])
+    serve_metrics(settings.scheduler_metrics_port, host=settings.metrics_host)
     await start_broker(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

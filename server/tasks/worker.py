@@ -10,9 +10,11 @@ from taskiq.api import run_receiver_task
 
 from server.config import Settings
 from server.log import configure_logging
+from server.metrics import serve_metrics
 from server.outbox.relay import OutboxRelay
 from server.tasks.broker import create_broker, start_broker
 from server.tasks.heartbeat import beat
+from server.tasks.metrics import TaskMetrics
 from server.tasks.registry import event_streams, publish, register_tasks
 from server.tasks.resources import WorkerResources
 
@@ -21,7 +23,9 @@ logger = structlog.get_logger("adplane.worker")
 
 async def work(settings: Settings) -> None:
     broker = create_broker(settings)
+    broker.add_middlewares(TaskMetrics())
     register_tasks(broker, settings)
+    serve_metrics(settings.worker_metrics_port, host=settings.metrics_host)
     resources = WorkerResources.open(settings)
     await start_broker(broker)
     broker.state.resources = resources  # read by tasks through worker_resources()

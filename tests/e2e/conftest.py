@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.embedded import free_port
+from devstack.embedded import free_port, free_port_block
 from server.composition import Infrastructure
 from server.config import Settings
 from tests.callers import Caller, make_caller
@@ -103,6 +104,21 @@ def _start_server(settings: Settings, tmp: Path, env: dict[str, str], *, serving
     return server
 
 
+def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: str) -> ServerProcess:
+    """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i)."""
+    port = free_port_block(workers)
+    log = tmp / f"server-{port}.log"
+    process = subprocess.Popen(
+        [ADPLANE, "serve", "--workers", str(workers)],
+        env=stack_env(settings, GRPC_PORT=str(port), GRPC_HOST="127.0.0.1", **env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    for own in range(port + 1, port + 1 + workers):
+        wait_until(partial(_serving, f"127.0.0.1:{own}"), what=f"server process on {own}", process=process, log=log)
+    return ServerProcess(process=process, port=port, log=log)
+
+
 def start_envoy(settings: Settings, tmp: Path, *, upstream_port: int | None, **env: str) -> ServerProcess:
     """Envoy in front of `upstream_port`; None: the ports the settings in `env` give (GRPC_WORKERS)."""
     port, admin = free_port(), int(env.pop("ENVOY_ADMIN_PORT", 0)) or free_port()
@@ -110,7 +126,14 @@ def start_envoy(settings: Settings, tmp: Path, *, upstream_port: int | None, **e
     log = tmp / f"envoy-{port}.log"
     process = subprocess.Popen(
         [ADPLANE, "envoy"],
-        env=stack_env(settings, HTTP_PORT=str(port), ENVOY_ADMIN_PORT=str(admin), **upstream, **env),
+        env=stack_env(
+            settings,
+            HTTP_PORT=str(port),
+            ENVOY_ADMIN_PORT=str(admin),
+            ENVOY_METRICS_PORT=env.pop("ENVOY_METRICS_PORT", "") or str(free_port()),
+            **upstream,
+            **env,
+        ),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -2,17 +2,15 @@
 process a port of its own, and Envoy's cluster has one endpoint per process."""
 
 import asyncio
-import subprocess
-from functools import partial
 from pathlib import Path
 
 import httpx
 
-from devstack.embedded import free_port, free_port_block
+from devstack.embedded import free_port
 from server.composition import Infrastructure
 from server.config import Settings
 from tests.callers import make_caller
-from tests.e2e.conftest import ADPLANE, ServerProcess, _serving, stack_env, start_envoy, wait_until
+from tests.e2e.conftest import ServerProcess, start_envoy, start_server_processes, wait_until
 
 WORKERS = 2
 CALLS = 200
@@ -35,26 +33,10 @@ def _healthy_endpoints(admin_port: int) -> int:
     )
 
 
-def _start_workers(settings: Settings, tmp: Path) -> ServerProcess:
-    """`adplane serve --workers 2`, once every process answers on its own port."""
-    port = free_port_block(WORKERS)
-    log = tmp / "server.log"
-    process = subprocess.Popen(
-        [ADPLANE, "serve", "--workers", str(WORKERS)],
-        env=stack_env(settings, GRPC_PORT=str(port), GRPC_HOST="127.0.0.1"),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    for own in range(port + 1, port + 1 + WORKERS):
-        target = f"127.0.0.1:{own}"
-        wait_until(partial(_serving, target), what=f"worker on {own}", process=process, log=log)
-    return ServerProcess(process=process, port=port, log=log)
-
-
 async def test_rest_load_reaches_every_server_process(
     settings: Settings, infrastructure: Infrastructure, tmp_path: Path
 ) -> None:
-    server = _start_workers(settings, tmp_path)
+    server = start_server_processes(settings, tmp_path, WORKERS)
     port = server.port
     envoy: ServerProcess | None = None
     try:

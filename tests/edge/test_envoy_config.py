@@ -42,15 +42,27 @@ def test_services_are_those_of_the_api_package() -> None:
 
 
 def test_rendered_config_carries_the_settings() -> None:
-    settings = _settings(http_port=18080, envoy_admin_port=19901, grpc_upstream_host="server", grpc_port=50055)
+    settings = _settings(
+        http_port=18080,
+        envoy_admin_port=19901,
+        envoy_metrics_port=19902,
+        grpc_upstream_host="server",
+        grpc_port=50055,
+    )
 
     config = yaml.safe_load(render_envoy_config(settings))
 
-    listener = config["static_resources"]["listeners"][0]
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+    clusters = {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+    listener = listeners["edge"]
     assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 18080}
     assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
-    endpoint = config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    endpoint = clusters["grpc_server"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "server", "port_value": 50055}
+    # The stats listener forwards to the admin interface, which itself stays on loopback.
+    assert listeners["metrics"]["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 19902}
+    admin = clusters["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert admin["endpoint"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     assert [f["name"].rsplit(".", 1)[-1] for f in filters] == [
         "lua",
@@ -66,7 +78,10 @@ def test_rendered_config_carries_the_settings() -> None:
 
 
 def test_envoy_accepts_the_rendered_config(tmp_path: Path) -> None:
-    config = write_envoy_config(_settings(http_port=free_port(), envoy_admin_port=free_port()), tmp_path / "e.yaml")
+    config = write_envoy_config(
+        _settings(http_port=free_port(), envoy_admin_port=free_port(), envoy_metrics_port=free_port()),
+        tmp_path / "e.yaml",
+    )
 
     result = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "--config-path", str(config), "--disable-hot-restart"],
@@ -121,7 +136,9 @@ async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server(cast(Any, stub), server)
     upstream_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    settings = _settings(http_port=free_port(), envoy_admin_port=free_port(), grpc_port=upstream_port)
+    settings = _settings(
+        http_port=free_port(), envoy_admin_port=free_port(), envoy_metrics_port=free_port(), grpc_port=upstream_port
+    )
     config = write_envoy_config(settings, tmp_path_factory.mktemp("envoy") / "envoy.yaml")
     envoy = await asyncio.create_subprocess_exec(*envoy_command(config))
     try:
@@ -246,7 +263,7 @@ async def test_grpc_web_is_translated_and_cors_allows_browsers(edge: Edge) -> No
 
 def _endpoints(settings: Settings) -> list[dict[str, int | str]]:
     config = yaml.safe_load(render_envoy_config(settings))
-    cluster = config["static_resources"]["clusters"][0]
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "grpc_server")
     return [
         e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     ]

@@ -41,11 +41,14 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-def make_storage(endpoint: str, *, bucket: str | None = None, region: str = REGION) -> S3ExportStorage:
+def make_storage(
+    endpoint: str, *, bucket: str | None = None, region: str = REGION, public_endpoint_url: str | None = None
+) -> S3ExportStorage:
     return S3ExportStorage(
         bucket=bucket or f"exports-{uuid.uuid4().hex[:16]}",
         region=region,
         endpoint_url=endpoint,
+        public_endpoint_url=public_endpoint_url,
         access_key_id=FAKE_KEY_ID,
         secret_access_key=FAKE_SECRET,
     )

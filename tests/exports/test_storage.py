@@ -64,12 +64,29 @@ async def test_ensure_bucket_creates_a_missing_bucket_once(s3_endpoint: str) -> 
 
 async def test_the_client_is_opened_once_and_reopened_after_close(storage: S3ExportStorage) -> None:
     await storage.put("a.csv", b"a", content_type="text/csv")
-    first = storage._client
+    first = storage._clients[False]
     await storage.put("b.csv", b"b", content_type="text/csv")
-    assert storage._client is first is not None
+    assert storage._clients[False] is first
 
     await storage.close()
-    assert storage._client is None
+    assert not storage._clients
     await storage.put("c.csv", b"c", content_type="text/csv")
-    assert storage._client is not None
-    assert storage._client is not first
+    assert storage._clients[False] is not first
+
+
+async def test_links_point_at_the_public_endpoint_when_clients_reach_the_store_elsewhere(
+    s3_endpoint: str,
+) -> None:
+    """Compose: the platform writes to http://minio:9000, browsers download from localhost:9000."""
+    port = urlsplit(s3_endpoint).port
+    storage = make_storage(s3_endpoint, public_endpoint_url=f"http://localhost:{port}")
+    try:
+        await storage.ensure_bucket()
+        await storage.put("k.csv", b"spend", content_type="text/csv")
+        url = await storage.presigned_get("k.csv", expires_in=60)
+
+        assert urlsplit(url).netloc == f"localhost:{port}"
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(url)).content == b"spend"
+    finally:
+        await storage.close()

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from adplane.v1 import request_pb2
 from adplane.v1 import request_service_pb2 as pb
 from adplane.v1.request_service_pb2_grpc import RequestServiceStub
-from devstack.embedded import EmbeddedRedis, start_redis
+from devstack.embedded import EmbeddedRedis, free_port, start_redis
 from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
 from devstack.meta_simulator.faults import FaultKind
@@ -31,6 +32,7 @@ from server.business_managers.models import (
 from server.composition import Infrastructure
 from server.config import Settings
 from server.outbox.models import OutboxMessage
+from server.outbox.relay import BACKLOG_COUNT_SECONDS
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
 from server.tasks.broker import create_broker
@@ -38,7 +40,8 @@ from server.tasks.heartbeat import HEARTBEAT_SECONDS
 from server.tasks.registry import register_tasks
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
-from tests.e2e.conftest import ADPLANE, stack_env, start_server
+from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until
+from tests.scrape import label_values, scrape, total
 from tests.tasks.test_heartbeat import liveness
 
 META_BUSINESS_ID = "900000000000001"
@@ -407,3 +410,62 @@ async def test_a_running_worker_beats_and_a_frozen_or_stopped_one_does_not(worke
     worker.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(worker.wait, 20) == 0
     assert not path.exists()
+
+
+async def test_worker_metrics_count_tasks_retries_graph_calls_and_the_outbox(
+    infrastructure: Infrastructure, workers: Workers, simulator: tuple[str, SimulatorControl]
+) -> None:
+    """One approval that Meta throttles twice, seen on the worker's /metrics."""
+    _, control = simulator
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_id = await _ask(infrastructure, workspace_id, manager_id, "Measured")
+    control.add_fault(FaultKind.RATE_LIMIT, count=2, path_prefix=f"/v26.0/{META_BUSINESS_ID}", regain_minutes=0.01)
+    # No redelivery within the test (the fixture's 2 s would run the throttled task a second time).
+    workers.start(WORKER_METRICS_PORT=str(port), METRICS_HOST="127.0.0.1", TASK_REDELIVERY_SECONDS="120")
+    await workers.wait_until_listening()
+    await _approve(infrastructure, request_id)
+    await _wait_for(_finished(infrastructure, request_id), within=60, what="the throttled task", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
+
+    async def counted() -> bool:  # the task's own metrics are recorded just after it committed
+        return total(await asyncio.to_thread(scrape, metrics), "adplane_tasks_total", task="requests.carry_out") > 0
+
+    await _wait_for(counted, within=10, what="the task's metrics", workers=workers)
+    samples = await asyncio.to_thread(scrape, metrics)
+    assert total(samples, "adplane_tasks_total", task="requests.carry_out", outcome="success") == 1
+    assert total(samples, "adplane_task_duration_seconds_count", task="requests.carry_out") == 1
+    assert total(samples, "adplane_tasks_in_progress") == 0
+    # Meta refused twice with code 17 and said when to come back: two retries, waited as asked.
+    assert total(samples, "adplane_task_step_retries_total", reason="rate_limited") == 2
+    assert total(samples, "adplane_meta_throttled_seconds_total", by="meta") >= 2 * 0.6
+    assert total(samples, "adplane_meta_requests_total", outcome="17") == 2
+    assert total(samples, "adplane_meta_requests_total", operation="POST /{id}/adaccount", outcome="ok") == 1
+    assert total(samples, "adplane_meta_request_duration_seconds_count") == total(
+        samples, "adplane_meta_requests_total"
+    )
+    assert label_values(samples, "adplane_meta_usage_percent", "quota") >= {"business"}
+    assert total(samples, "adplane_outbox_published_total", topic="request.approved") == 1
+    assert total(samples, "adplane_outbox_lag_seconds_count") >= 1
+    assert total(samples, "adplane_db_pool_checkouts_total") > 0
+
+    async def backlog_counted_empty() -> bool:  # counted every BACKLOG_COUNT_SECONDS
+        return total(await asyncio.to_thread(scrape, metrics), "adplane_outbox_backlog") == 0
+
+    await _wait_for(backlog_counted_empty, within=BACKLOG_COUNT_SECONDS + 5, what="an empty backlog", workers=workers)
+
+
+def test_the_scheduler_serves_its_metrics(settings: Settings, redis: EmbeddedRedis, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "scheduler.log"
+    env = stack_env(settings, REDIS_URL=redis.url, SCHEDULER_METRICS_PORT=str(port), METRICS_HOST="127.0.0.1")
+    scheduler = subprocess.Popen([ADPLANE, "scheduler"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "scheduler started" in log.read_text(), what="scheduler", process=scheduler, log=log)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert "# TYPE adplane_scheduled_runs_total counter" in text
+        assert "process_cpu_seconds_total" in text
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        assert scheduler.wait(timeout=20) == 0, log.read_text()[-3000:]

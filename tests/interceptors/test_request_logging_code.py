@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from server.interceptors.pipeline import Context
-from server.interceptors.request_logging import _code_name
+from server.interceptors.request_logging import code_name
 
 
 class _Reported:
@@ -30,5 +30,5 @@ class _Reported:
         (13, "13"),  # an unexpected raw value is logged as it is, not guessed at
     ],
 )
-def test_code_name(reported: Any, logged: str) -> None:
-    assert _code_name(cast(Context, _Reported(reported))) == logged
+def testcode_name(reported: Any, logged: str) -> None:
+    assert code_name(cast(Context, _Reported(reported))) == logged

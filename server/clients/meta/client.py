@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 import httpx
@@ -23,6 +24,7 @@ from server.clients.meta.timezones import meta_timezone_id
 from server.clients.meta.usage import UsageThrottle, ad_account_key, business_key
 from server.clients.meta.wire import BatchItemResponse, CreatedObject, Page, SuccessResponse
 from server.config import GRAPH_API_VERSION
+from server.metrics import META_DURATION, META_REQUESTS
 
 GRAPH_BASE_URL = "https://graph.facebook.com"
 # Objects per page of an edge (Graph's default is 25).
@@ -396,11 +398,22 @@ class MetaGraphClient:
             data=form,
             headers={"Authorization": f"Bearer {token}"},
         )
-        response = await self._send(request, idempotent=idempotent)
+        operation = operation_name(method, path)
+        started = time.perf_counter()
+        try:
+            response = await self._send(request, idempotent=idempotent)
+        except MetaTransientError:
+            META_REQUESTS.labels(operation, "unreachable").inc()
+            raise
+        finally:
+            META_DURATION.labels(operation).observe(time.perf_counter() - started)
         self._throttle.after_call(token=token, keys=keys, headers=response.headers)
         if response.is_success:
+            META_REQUESTS.labels(operation, "ok").inc()
             return response.text
-        raise error_from_response(response.status_code, response.text, response.headers)
+        error = error_from_response(response.status_code, response.text, response.headers)
+        META_REQUESTS.labels(operation, str(error.code) if error.code else f"http_{response.status_code}").inc()
+        raise error
 
     async def _send(self, request: httpx.Request, *, idempotent: bool) -> httpx.Response:
         try:
@@ -418,6 +431,15 @@ class MetaGraphClient:
             return await self._http.send(request)
         except httpx.TransportError as error:
             raise _unreachable(error) from error
+
+
+_GRAPH_ID = re.compile(r"(act_)?\d+")
+
+
+def operation_name(method: str, path: str) -> str:
+    """A Graph call's kind with its ids left out, a metric label: `POST /{id}/adaccount`."""
+    template = "/".join("{id}" if _GRAPH_ID.fullmatch(part) else part for part in path.split("/"))
+    return f"{method} /{template}"
 
 
 def _unreachable(error: httpx.TransportError) -> MetaTransientError:

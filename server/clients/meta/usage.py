@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from server.metrics import META_THROTTLED_SECONDS, META_USAGE
+
 BUSINESS_USAGE_HEADER = "X-Business-Use-Case-Usage"
 APP_USAGE_HEADER = "X-App-Usage"
 AD_ACCOUNT_USAGE_HEADER = "X-Ad-Account-Usage"
@@ -113,6 +115,15 @@ def parse_usage(headers: Mapping[str, str]) -> UsageReport:
     )
 
 
+def _record_usage(report: UsageReport) -> None:
+    if report.app_pct is not None:
+        META_USAGE.labels("app").set(report.app_pct)
+    if report.business_pct:
+        META_USAGE.labels("business").set(max(report.business_pct.values()))
+    if report.ad_account_pct is not None:
+        META_USAGE.labels("ad_account").set(report.ad_account_pct)
+
+
 def retry_after_seconds(headers: Mapping[str, str], *, default: float = DEFAULT_RETRY_AFTER_SECONDS) -> float:
     """How long to wait after a rate-limit error: what Meta's headers say, else `default`."""
     regain = parse_usage(headers).regain_access_seconds
@@ -175,10 +186,12 @@ class UsageThrottle:
     async def before_call(self, *, token: str, keys: Iterable[str]) -> None:
         delay = self._reserve(self._keys_for(token, keys))
         if delay > 0:
+            META_THROTTLED_SECONDS.labels("client").inc(delay)
             await self._sleep(delay)
 
     def after_call(self, *, token: str, keys: Iterable[str], headers: Mapping[str, str]) -> None:
         report = parse_usage(headers)
+        _record_usage(report)
         now = self._clock()
         if report.business_pct:
             self._token_businesses[token_key(token)] = frozenset(report.business_pct)
