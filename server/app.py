@@ -62,6 +62,7 @@ from server.pixels.api import PixelServicer
 from server.readiness import keep_health_true
 from server.reflection import add_reflection
 from server.requests.api import RequestServicer
+from server.tracing import configure_tracing, shutdown_tracing
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
 
@@ -237,7 +238,11 @@ def run_process(settings: Settings, own_port: int | None = None) -> None:
     configure_logging(settings)
     if own_port is None:  # the only server process serves its own metrics; see `run` for several
         serve_metrics(settings.server_metrics_port, host=settings.metrics_host)
-    asyncio.run(serve(settings, own_port=own_port))
+    configure_tracing("server")  # before the grpc.aio server exists: the instrumentation wraps it
+    try:
+        asyncio.run(serve(settings, own_port=own_port))
+    finally:
+        shutdown_tracing()
 
 
 def run(settings: Settings) -> int:

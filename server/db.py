@@ -13,6 +13,7 @@ from sqlalchemy.types import DateTime
 
 from server.config import Settings
 from server.metrics import instrument_pool
+from server.tracing import trace_engine
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -66,6 +67,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
     instrument_pool(engine, limit=settings.database_pool_size + settings.database_max_overflow)
+    trace_engine(engine)
     return engine
 
 

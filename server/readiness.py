@@ -15,6 +15,7 @@ from grpc_health.v1._async import HealthServicer
 from sqlalchemy import text
 
 from server.composition import Infrastructure
+from server.tracing import untraced
 
 logger = structlog.get_logger("adplane.health")
 
@@ -46,13 +47,14 @@ async def keep_health_true(
     interval: float,
     probe_seconds: float,
 ) -> None:
-    """Runs until cancelled; the first probe runs at once."""
+    """Runs until cancelled; the first probe runs at once. The probes are not traced."""
     serving: bool | None = None
-    while True:
-        ok = await dependencies_ok(infrastructure, limit_seconds=probe_seconds)
-        if ok is not serving:
-            await set_all(health, services, ok)
-            if serving is not None or not ok:
-                logger.warning("readiness changed", serving=ok)
-            serving = ok
-        await asyncio.sleep(interval)
+    with untraced():
+        while True:
+            ok = await dependencies_ok(infrastructure, limit_seconds=probe_seconds)
+            if ok is not serving:
+                await set_all(health, services, ok)
+                if serving is not None or not ok:
+                    logger.warning("readiness changed", serving=ok)
+                serving = ok
+            await asyncio.sleep(interval)

@@ -18,6 +18,9 @@ class OutboxMessage(IdMixin, Base):
     published_at: Mapped[dt.datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The trace context (W3C traceparent/tracestate) and x-request-id of the call whose transaction
+    # wrote the row: the task it becomes runs in that trace and logs that request id.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         # The relay reads unpublished messages oldest first; published ones are not indexed.

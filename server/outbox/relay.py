@@ -11,16 +11,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from server.composition import Infrastructure
 from server.db import utcnow
 from server.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
 from server.outages import is_outage
+from server.outbox.models import OutboxMessage
 from server.outbox.repository import OutboxRepository
+from server.tracing import REQUEST_ID_KEY, extract, outbox_context, tracer, untraced
 
 logger = structlog.get_logger("adplane.outbox")
 
@@ -28,7 +31,8 @@ OUTAGE_BACKOFF_SECONDS = 1.0
 # How often the unpublished rows are counted for the backlog gauge (a count, not a poll's cost).
 BACKLOG_COUNT_SECONDS = 5.0
 
-type Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+# topic, payload, labels for the task message (trace context, request id)
+type Publish = Callable[[str, dict[str, Any], Mapping[str, str]], Awaitable[None]]
 
 
 class UnroutableMessage(LookupError):
@@ -46,13 +50,18 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; how many rows were published."""
+        # Polling is not traced; each publication is, in the trace of the call that wrote its row.
+        with untraced():
+            return await self._relay_batch()
+
+    async def _relay_batch(self) -> int:
         async with self._infrastructure.unit_of_work() as uow:
             repository = OutboxRepository(uow.session)
             messages = await repository.claim_pending(limit=self._batch_size)
             routed: list[tuple[str, dt.datetime]] = []  # topic, created_at
             for message in messages:
                 try:
-                    await self._publish(message.topic, {**message.payload, "outbox_id": str(message.id)})
+                    await self._publish_traced(message)
                     routed.append((message.topic, message.created_at))
                 except UnroutableMessage as error:
                     # A topic nothing handles (yet): recorded, not retried forever ahead of the others.
@@ -66,9 +75,23 @@ class OutboxRelay:
             OUTBOX_LAG.observe(max(0.0, (now - created_at).total_seconds()))
         return len(messages)
 
+    async def _publish_traced(self, message: OutboxMessage) -> None:
+        stored = message.trace_context or {}
+        with tracer.start_as_current_span(
+            f"outbox publish {message.topic}",
+            context=extract(stored),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.operation.type": "send", "messaging.destination.name": message.topic},
+        ):
+            labels = outbox_context()  # this span's context now; the request id is the writer's
+            if request_id := stored.get(REQUEST_ID_KEY):
+                labels[REQUEST_ID_KEY] = request_id
+            await self._publish(message.topic, {**message.payload, "outbox_id": str(message.id)}, labels)
+
     async def count_backlog(self) -> None:
-        async with self._infrastructure.unit_of_work() as uow:
-            OUTBOX_BACKLOG.set(await OutboxRepository(uow.session).count_pending())
+        with untraced():
+            async with self._infrastructure.unit_of_work() as uow:
+                OUTBOX_BACKLOG.set(await OutboxRepository(uow.session).count_pending())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; back off while the database or the broker is unreachable."""

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow
 from server.outbox.models import OutboxMessage
+from server.tracing import outbox_context
 
 
 class IOutbox(Protocol):
@@ -18,7 +19,7 @@ class OutboxRepository:
 
     async def add(self, topic: str, payload: dict[str, Any]) -> None:
         """Record background work; it is published only if the caller's transaction commits."""
-        self._session.add(OutboxMessage(topic=topic, payload=payload))
+        self._session.add(OutboxMessage(topic=topic, payload=payload, trace_context=outbox_context() or None))
         await self._session.flush()
 
     async def claim_pending(self, *, limit: int) -> list[OutboxMessage]:

@@ -77,11 +77,14 @@ async def publish(
     broker: AsyncBroker,
     topic: str,
     payload: dict[str, Any],
+    labels: Mapping[str, str] | None = None,
     *,
     streams: Mapping[str, Callable[[dict[str, Any]], Awaitable[None]]] | None = None,
 ) -> None:
     """Send an outbox message to the task that handles its topic (used by the outbox relay), or,
-    for the topics in `streams` (events for watchers, not work), to their event stream."""
+    for the topics in `streams` (events for watchers, not work), to their event stream.
+
+    `labels` travel with the task message (the trace context and request id, `server.tasks.tracing`)."""
     stream = (streams or {}).get(topic)
     if stream is not None:
         await stream(payload)
@@ -92,7 +95,7 @@ async def publish(
     task = broker.find_task(task_name)
     if task is None:
         raise UnroutableMessage(f"task {task_name!r} is not registered")
-    await task.kiq(payload)
+    await task.kicker().with_labels(**(labels or {})).kiq(payload)
 
 
 # Outbox topics that are events for watchers (appended to their Redis stream), not work for a task.

@@ -17,13 +17,15 @@ from server.tasks.heartbeat import beat
 from server.tasks.metrics import TaskMetrics
 from server.tasks.registry import event_streams, publish, register_tasks
 from server.tasks.resources import WorkerResources
+from server.tasks.tracing import TaskTracing
+from server.tracing import configure_tracing, shutdown_tracing
 
 logger = structlog.get_logger("adplane.worker")
 
 
 async def work(settings: Settings) -> None:
     broker = create_broker(settings)
-    broker.add_middlewares(TaskMetrics())
+    broker.add_middlewares(TaskTracing(), TaskMetrics())
     register_tasks(broker, settings)
     serve_metrics(settings.worker_metrics_port, host=settings.metrics_host)
     resources = WorkerResources.open(settings)
@@ -59,5 +61,9 @@ async def work(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     configure_logging(settings)
-    asyncio.run(work(settings))
+    configure_tracing("worker")
+    try:
+        asyncio.run(work(settings))
+    finally:
+        shutdown_tracing()
     return 0

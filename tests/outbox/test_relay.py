@@ -1,6 +1,7 @@
 """The outbox relay against the real database, with a recording publisher in place of the broker."""
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ class Recorder:
         self.delay = delay
         self.unroutable = unroutable
 
-    async def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+    async def __call__(self, topic: str, payload: dict[str, Any], labels: Mapping[str, str]) -> None:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise ConnectionError("broker unreachable")
