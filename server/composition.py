@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.accounts.repository import AccountRepository
+from server.accounts.request_work import AccountRequestWork
 from server.accounts.service import AccountService, IAccountService
 from server.api_keys.repository import ApiKeyRepository
 from server.api_keys.service import ApiKeyService, IApiKeyService
@@ -30,6 +31,7 @@ from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
 from server.business_managers.meta_steps import BusinessCredentials, MetaSteps, retry_policy
 from server.business_managers.repository import BusinessManagerRepository
+from server.business_managers.request_work import BusinessManagerRequestWork
 from server.business_managers.service import BusinessManagerService, IBusinessManagerService
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
@@ -43,12 +45,16 @@ from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox, OutboxRepository
 from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
+from server.pixels.request_work import PixelRequestWork
 from server.pixels.service import IPixelService, PixelService
 from server.redis_client import connect_redis
 from server.requests.events import IRequestEvents, RequestEventPublisher, RequestEventRecorder
+from server.requests.handlers import HandlerFactory, RequestHandler
+from server.requests.models import RequestType
 from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
 from server.requests.watch import RequestEventHub
+from server.requests.work import RequestWork
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -157,12 +163,59 @@ class Infrastructure:
             sleep=sleep,
         )
 
+    def request_work(
+        self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> RequestWork:
+        """Carrying out approved requests: the requests module's lifecycle around the work of the
+        module that owns each request type."""
+        steps = self.meta_steps(meta, settings, sleep=sleep)
+        return RequestWork(
+            self,
+            steps,
+            request_handlers(steps),
+            retry_deadline=dt.timedelta(seconds=settings.task_retry_deadline_seconds),
+        )
+
     async def close(self) -> None:
         await self.engine.dispose()
         await self.export_storage.close()
         await self.request_events.close()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def request_handlers(steps: MetaSteps) -> dict[RequestType, HandlerFactory]:
+    """Which module carries out each type of approved request, on the attempt's unit of work."""
+
+    def accounts(uow: "UnitOfWork") -> RequestHandler:
+        return AccountRequestWork(
+            steps,
+            accounts=AccountRepository(uow.session),
+            business_managers=BusinessManagerRepository(uow.session),
+            audit=uow.audit,
+        )
+
+    def pixels(uow: "UnitOfWork") -> RequestHandler:
+        return PixelRequestWork(
+            steps,
+            pixels=PixelRepository(uow.session),
+            accounts=AccountRepository(uow.session),
+            business_managers=BusinessManagerRepository(uow.session),
+            audit=uow.audit,
+        )
+
+    def business_managers(uow: "UnitOfWork") -> RequestHandler:
+        return BusinessManagerRequestWork(
+            steps, business_managers=BusinessManagerRepository(uow.session), audit=uow.audit
+        )
+
+    return {
+        RequestType.ACCOUNT_CREATION: accounts,
+        RequestType.SPEND_CAP_CHANGE: accounts,
+        RequestType.PIXEL_CREATION: pixels,
+        RequestType.PIXEL_SHARE: pixels,
+        RequestType.BUSINESS_MANAGER_CONNECTION: business_managers,
+    }
 
 
 class UnitOfWork:

@@ -20,9 +20,11 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -383,3 +385,37 @@ class AccountRepository:
             .execution_options(populate_existing=True, synchronize_session=False)
         )
         return list(await self._session.scalars(statement))
+
+    async def lock_for_meta(self, key: str) -> None:
+        """Take the transaction-scoped advisory lock named `key` (`account_lock_key`), waiting
+        for whoever holds it; it is released when the transaction ends.
+
+        For Meta-side work on one object that must not interleave (two workers carrying the same
+        object's state over to Meta), without locking any row: RPCs and syncs that write the row
+        are not kept waiting while Meta is called. Keys are hashed to 64 bits.
+        """
+        await self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+    async def known_meta_account_ids(self, meta_account_ids: Collection[str]) -> set[str]:
+        """Those of the Meta ad account ids that an account row already has (in any workspace)."""
+        if not meta_account_ids:
+            return set()
+        statement = select(Account.meta_account_id).where(Account.meta_account_id.in_(set(meta_account_ids)))
+        return {meta_id for meta_id in await self._session.scalars(statement) if meta_id is not None}
+
+    async def add_created(self, **values: Any) -> Account | None:
+        """Insert an account an approved request created on Meta; None when another row took its
+        `meta_account_id` first.
+
+        ON CONFLICT DO NOTHING instead of a failing flush: when a concurrent transaction inserts the
+        same Meta id, this waits for it and then reports the conflict, and the transaction stays
+        usable.
+        """
+        statement = (
+            pg_insert(Account)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Account.meta_account_id])
+            .returning(Account)
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.scalars(statement)).one_or_none()

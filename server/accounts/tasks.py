@@ -31,7 +31,6 @@ from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
-from server.requests.repository import RequestWorkRepository
 from server.tasks.resources import worker_resources
 from server.tasks.retry import Sleep
 from server.tenancy import SYSTEM
@@ -129,8 +128,8 @@ async def apply_account_user(
             # An advisory lock rather than the account's row lock: the RPCs that change access (and
             # the sync, and everything else that writes the account) never wait for Meta. Only
             # another access task of the same account waits, for at most one Meta call.
-            await RequestWorkRepository(uow.session).lock_for_meta(account_lock_key(account_id))
             accounts = AccountRepository(uow.session)
+            await accounts.lock_for_meta(account_lock_key(account_id))
             account = await accounts.get(account_id, scope=SYSTEM)
             if account is None or account.meta_account_id is None:
                 log.info("account not on Meta (yet); nothing to do")

@@ -5,7 +5,9 @@ Every task and sync that calls Meta goes through `MetaSteps`:
 
 - `credentials(business_manager)`: its Meta business and decrypted system-user token, or
   `WorkRefused` saying why it cannot be used (not ACTIVE, no token, a token no configured key
-  decrypts);
+  decrypts); `credentials_of(repository, id)` looks the business manager up first, and
+  `creation_credentials(repository, id, workspace_id=...)` also requires one the workspace may
+  create in, holding it FOR KEY SHARE until the transaction ends;
 - `call(credentials, lambda token: meta.xxx(..., token=token))`: one Graph call; a refused token
   (Meta code 190) becomes `TokenRejected`, which names the business manager and is never retried;
 - `run(step, what=...)`: runs a step (which may make several calls and database reads) under the
@@ -27,6 +29,7 @@ import structlog
 from cryptography.fernet import InvalidToken
 
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
+from server.business_managers.repository import IBusinessManagerRepository
 from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
@@ -93,6 +96,11 @@ class MetaStepFailure:
     # EXHAUSTED: how long Meta asked to wait (its regain time, in seconds), when it said.
     retry_after: float | None = None
 
+    @property
+    def exhausted(self) -> bool:
+        """Rate limits or transient errors outlasted the policy: worth another run later."""
+        return self.kind is FailureKind.EXHAUSTED
+
 
 type FlagTokenRefused = Callable[[BusinessCredentials], Awaitable[bool]]
 
@@ -146,6 +154,36 @@ class MetaSteps:
             encrypted_token=business_manager.encrypted_token,
             token=token,
         )
+
+    async def credentials_of(
+        self, business_managers: IBusinessManagerRepository, business_manager_id: uuid.UUID
+    ) -> BusinessCredentials:
+        """`credentials` of the business manager with this id; WorkRefused when there is none."""
+        business_manager = await business_managers.get(business_manager_id)
+        if business_manager is None:
+            raise WorkRefused(f"business manager {business_manager_id} does not exist")
+        return self.credentials(business_manager)
+
+    async def creation_credentials(
+        self, business_managers: IBusinessManagerRepository, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID
+    ) -> BusinessCredentials:
+        """The credentials of the business manager a creation lands in, which must be ACTIVE and
+        usable by the workspace; WorkRefused (saying why) when it is not.
+
+        Its row stays locked FOR KEY SHARE (`get_usable`) until the transaction ends, so from
+        before the Meta call to the insert: a concurrent DeleteBusinessManager (FOR UPDATE) waits,
+        then sees the new row and refuses, and cannot archive it between Meta's creation and ours.
+        The lock does not conflict with plain UPDATEs (the syncs) nor with account inserts; only
+        the FOR UPDATE lockers (delete, an update through the RPC, flagging) wait, for at most the
+        Meta calls of this attempt, each bounded by the HTTP timeout.
+        """
+        business_manager = await business_managers.get_usable(business_manager_id, workspace_id=workspace_id)
+        if business_manager is None:
+            # Says why when it is missing, not ACTIVE or without a token...
+            await self.credentials_of(business_managers, business_manager_id)
+            # ...otherwise it is a client business manager of another workspace.
+            raise WorkRefused(f"business manager {business_manager_id} cannot be used by workspace {workspace_id}")
+        return self.credentials(business_manager)
 
     async def call[T](self, credentials: BusinessCredentials, call: Callable[[str], Awaitable[T]]) -> T:
         """Call Meta with the business manager's token; a refused token becomes TokenRejected."""

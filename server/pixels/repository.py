@@ -1,10 +1,11 @@
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
@@ -126,3 +127,49 @@ class PixelRepository:
             .execution_options(populate_existing=True, synchronize_session=False)
         )
         return list(await self._session.scalars(statement))
+
+    async def known_meta_pixel_ids(self, meta_pixel_ids: Collection[str]) -> set[str]:
+        """Those of the Meta pixel ids that a pixel row already has (in any workspace)."""
+        if not meta_pixel_ids:
+            return set()
+        statement = select(Pixel.meta_pixel_id).where(Pixel.meta_pixel_id.in_(set(meta_pixel_ids)))
+        return {meta_id for meta_id in await self._session.scalars(statement) if meta_id is not None}
+
+    async def add_created(self, **values: Any) -> Pixel | None:
+        """Insert a pixel (with its, empty, shares loaded); None when its `meta_pixel_id` is taken."""
+        statement = (
+            pg_insert(Pixel)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Pixel.meta_pixel_id])
+            .returning(Pixel)
+            .execution_options(populate_existing=True)
+        )
+        pixel = (await self._session.scalars(statement)).one_or_none()
+        if pixel is not None:
+            await self._session.refresh(pixel, attribute_names=["shares"])
+        return pixel
+
+    async def add_shares(self, pixel: Pixel, account_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        """Share `pixel` with the accounts it is not shared with yet; the ids of those newly shared.
+
+        When any share is new, the pixel's version and update time move on (its shares are part of
+        what its etag stands for) and `pixel` is refreshed.
+        """
+        if not account_ids:
+            return []
+        statement = (
+            pg_insert(PixelAccount)
+            .values([{"pixel_id": pixel.id, "account_id": account_id} for account_id in account_ids])
+            .on_conflict_do_nothing()
+            .returning(PixelAccount.account_id)
+        )
+        added = sorted(await self._session.scalars(statement))
+        if added:
+            await self._session.execute(
+                update(Pixel)
+                .where(Pixel.id == pixel.id)
+                .values(version=Pixel.version + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
+        return added

@@ -1,15 +1,11 @@
 import datetime as dt
 import uuid
-from collections.abc import Collection
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.models import Account
 from server.db import utcnow
-from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import RequestListRequestSchema
 from server.tenancy import TenantScope, conflicts, narrowed
@@ -158,29 +154,6 @@ class RequestRepository:
                 .execution_options(synchronize_session=False)
             )
 
-
-class IRequestWorkRepository(Protocol):
-    """What carrying out approved requests writes besides the request (server.requests.work)."""
-
-    async def mark_creation_started(self, request_id: uuid.UUID, marker: dict[str, Any]) -> bool: ...
-    async def lock_for_meta(self, key: str) -> None: ...
-    async def known_meta_account_ids(self, meta_account_ids: Collection[str]) -> set[str]: ...
-    async def add_account(self, **values: Any) -> Account | None: ...
-    async def known_meta_pixel_ids(self, meta_pixel_ids: Collection[str]) -> set[str]: ...
-    async def add_pixel(self, **values: Any) -> Pixel | None: ...
-    async def add_pixel_shares(self, pixel: Pixel, account_ids: Collection[uuid.UUID]) -> list[uuid.UUID]: ...
-
-
-class RequestWorkRepository:
-    """Inserts of the assets an approved request brings about: ad accounts, pixels, pixel shares.
-
-    The asset modules never insert these rows themselves (their services only queue requests), so
-    the statements live with the work that creates them.
-    """
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
     async def mark_creation_started(self, request_id: uuid.UUID, marker: dict[str, Any]) -> bool:
         """Record in the request's `result` that its work is about to create an object on Meta;
         False when the request is no longer APPROVED or carries a marker already (another attempt
@@ -208,82 +181,3 @@ class RequestWorkRepository:
             .execution_options(synchronize_session=False)
         )
         return (await self._session.scalars(statement)).one_or_none() is not None
-
-    async def lock_for_meta(self, key: str) -> None:
-        """Take the transaction-scoped advisory lock named `key` (e.g. "account:<id>"), waiting
-        for whoever holds it; it is released when the transaction ends.
-
-        For Meta-side work on one object that must not interleave (two workers carrying the same
-        object's state over to Meta), without locking any row: RPCs and syncs that write the row
-        are not kept waiting while Meta is called. Keys are hashed to 64 bits.
-        """
-        await self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-
-    async def known_meta_account_ids(self, meta_account_ids: Collection[str]) -> set[str]:
-        """Those of the Meta ad account ids that an account row already has (in any workspace)."""
-        if not meta_account_ids:
-            return set()
-        statement = select(Account.meta_account_id).where(Account.meta_account_id.in_(set(meta_account_ids)))
-        return {meta_id for meta_id in await self._session.scalars(statement) if meta_id is not None}
-
-    async def add_account(self, **values: Any) -> Account | None:
-        """Insert an account; None when another row took its `meta_account_id` first.
-
-        ON CONFLICT DO NOTHING instead of a failing flush: when a concurrent transaction inserts the
-        same Meta id, this waits for it and then reports the conflict, and the transaction stays
-        usable.
-        """
-        statement = (
-            pg_insert(Account)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[Account.meta_account_id])
-            .returning(Account)
-            .execution_options(populate_existing=True)
-        )
-        return (await self._session.scalars(statement)).one_or_none()
-
-    async def known_meta_pixel_ids(self, meta_pixel_ids: Collection[str]) -> set[str]:
-        """Those of the Meta pixel ids that a pixel row already has (in any workspace)."""
-        if not meta_pixel_ids:
-            return set()
-        statement = select(Pixel.meta_pixel_id).where(Pixel.meta_pixel_id.in_(set(meta_pixel_ids)))
-        return {meta_id for meta_id in await self._session.scalars(statement) if meta_id is not None}
-
-    async def add_pixel(self, **values: Any) -> Pixel | None:
-        """Insert a pixel (with its, empty, shares loaded); None when its `meta_pixel_id` is taken."""
-        statement = (
-            pg_insert(Pixel)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[Pixel.meta_pixel_id])
-            .returning(Pixel)
-            .execution_options(populate_existing=True)
-        )
-        pixel = (await self._session.scalars(statement)).one_or_none()
-        if pixel is not None:
-            await self._session.refresh(pixel, attribute_names=["shares"])
-        return pixel
-
-    async def add_pixel_shares(self, pixel: Pixel, account_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
-        """Share `pixel` with the accounts it is not shared with yet; the ids of those newly shared.
-
-        When any share is new, the pixel's version and update time move on (its shares are part of
-        what its etag stands for) and `pixel` is refreshed.
-        """
-        if not account_ids:
-            return []
-        statement = (
-            pg_insert(PixelAccount)
-            .values([{"pixel_id": pixel.id, "account_id": account_id} for account_id in account_ids])
-            .on_conflict_do_nothing()
-            .returning(PixelAccount.account_id)
-        )
-        added = sorted(await self._session.scalars(statement))
-        if added:
-            await self._session.execute(
-                update(Pixel)
-                .where(Pixel.id == pixel.id)
-                .values(version=Pixel.version + 1, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
-        return added

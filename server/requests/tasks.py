@@ -1,6 +1,6 @@
 """Tasks of the request lifecycle: carrying out approved requests, expiring forgotten ones.
 
-The task functions are thin shells over plain functions (server.requests.work, `expire_stale`)
+The task functions are thin shells over plain functions (`Infrastructure.request_work`, `expire_stale`)
 that tests and CLI commands call directly.
 """
 
@@ -13,7 +13,6 @@ from taskiq import Context, TaskiqDepends
 
 from server.composition import Infrastructure
 from server.db import utcnow
-from server.requests.work import RequestWork
 from server.tasks.resources import worker_resources
 
 logger = structlog.get_logger("adplane.requests.tasks")
@@ -30,7 +29,7 @@ async def carry_out_request(payload: dict[str, Any], context: Annotated[Context,
     resources = worker_resources(context)
     request_id = uuid.UUID(payload["request_id"])
     with structlog.contextvars.bound_contextvars(request_id=str(request_id), outbox_id=payload.get("outbox_id")):
-        work = RequestWork(resources.infrastructure, resources.meta, resources.settings)
+        work = resources.infrastructure.request_work(resources.meta, resources.settings)
         status = await work.carry_out(request_id)
     return status.value if status is not None else None
 

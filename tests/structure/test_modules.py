@@ -17,14 +17,11 @@ ROOT_MODULES = {"composition", "app", "cli", "models", "tasks"}
 KNOWN_PAIRS = {
     ("accounts", "business_managers"),
     ("accounts", "pixels"),
-    ("accounts", "requests"),
     ("accounts", "workspaces"),
     ("api_keys", "auth"),
     ("auth", "users"),
     ("auth", "workspaces"),
     ("business_managers", "pixels"),
-    ("business_managers", "requests"),
-    ("pixels", "requests"),
 }
 KNOWN_SESSION_USERS = {
     "server/accounts/sync.py",

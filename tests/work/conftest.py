@@ -64,7 +64,7 @@ def work_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def work(infrastructure: Infrastructure, meta: IMetaClient, work_settings: Settings) -> RequestWork:
-    return RequestWork(infrastructure, meta, work_settings)
+    return infrastructure.request_work(meta, work_settings)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class CrashOnCreate:
 async def crash_on_create(
     infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, request_id: uuid.UUID, *, created: bool
 ) -> None:
-    crashing = RequestWork(infrastructure, cast(IMetaClient, CrashOnCreate(meta, created=created)), settings)
+    crashing = infrastructure.request_work(cast(IMetaClient, CrashOnCreate(meta, created=created)), settings)
     with pytest.raises(SystemExit):
         await crashing.carry_out(request_id)
     assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
@@ -203,7 +203,7 @@ async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_accou
     assert marker["creation_started_at"]
     assert marker["preexisting_meta_ids"] == []
 
-    rerun = RequestWork(infrastructure, meta, work_settings)
+    rerun = infrastructure.request_work(meta, work_settings)
     assert await rerun.carry_out(request_id) is RequestStatus.COMPLETED
 
     assert control.counters().objects.ad_accounts == 1
@@ -230,7 +230,7 @@ async def test_a_rerun_adopts_only_what_appeared_after_the_creation_started(
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert (await creation_marker(infrastructure, request_id))["preexisting_meta_ids"] == [someone_elses]
 
-    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
+    assert await infrastructure.request_work(meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
 
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
@@ -252,7 +252,7 @@ async def test_a_rerun_after_a_crash_before_meta_was_called_creates_the_account(
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
 
-    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
+    assert await infrastructure.request_work(meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
 
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
@@ -295,7 +295,7 @@ async def test_two_concurrent_deliveries_make_one_account(
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
     # Slow Meta down so that both deliveries are surely in flight at once.
     control.set_latency(150)
-    first, second = RequestWork(infrastructure, meta, work_settings), RequestWork(infrastructure, meta, work_settings)
+    first, second = infrastructure.request_work(meta, work_settings), infrastructure.request_work(meta, work_settings)
 
     outcomes = await asyncio.gather(first.carry_out(request_id), second.carry_out(request_id))
 
@@ -447,8 +447,8 @@ async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_dea
     assert held.retry_at is not None
     assert held.retry_at - utcnow() > dt.timedelta(seconds=30)
 
-    past_deadline = RequestWork(
-        infrastructure, meta, work_settings.model_copy(update={"task_retry_deadline_seconds": 0.001})
+    past_deadline = infrastructure.request_work(
+        meta, work_settings.model_copy(update={"task_retry_deadline_seconds": 0.001})
     )
     assert await past_deadline.carry_out(request_id) is RequestStatus.FAILED
 
@@ -572,7 +572,7 @@ async def test_pixel_creation_rerun_adopts_the_pixel_its_first_attempt_created(
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert control.counters().objects.pixels == 4
 
-    assert await RequestWork(infrastructure, meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
+    assert await infrastructure.request_work(meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
 
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
@@ -869,8 +869,8 @@ async def test_two_reruns_racing_for_one_unrecorded_account_end_with_one_each(
     control.set_latency(150)
 
     outcomes = await asyncio.gather(
-        RequestWork(infrastructure, meta, work_settings).carry_out(first),
-        RequestWork(infrastructure, meta, work_settings).carry_out(second),
+        infrastructure.request_work(meta, work_settings).carry_out(first),
+        infrastructure.request_work(meta, work_settings).carry_out(second),
     )
 
     assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
@@ -918,7 +918,7 @@ async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_
     request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
     paused = PausedCreate(meta)
     creation = asyncio.create_task(
-        RequestWork(infrastructure, cast(IMetaClient, paused), work_settings).carry_out(request_id)
+        infrastructure.request_work(cast(IMetaClient, paused), work_settings).carry_out(request_id)
     )
     await asyncio.wait_for(paused.entered.wait(), timeout=5)
     deletion = asyncio.create_task(delete_business_manager(infrastructure, world.business_manager_id))
