@@ -278,6 +278,7 @@ class UnitOfWork:
         return WorkspaceService(
             repository=WorkspaceRepository(self.session),
             members=WorkspaceMemberRepository(self.session),
+            member_access=self.accounts,
             users=UserRepository(self.session),
             audit=self.audit,
             outbox=self.outbox,
@@ -353,6 +354,7 @@ class UnitOfWork:
     def business_managers(self) -> IBusinessManagerService:
         return BusinessManagerService(
             repository=BusinessManagerRepository(self.session),
+            holders=[AccountRepository(self.session), PixelRepository(self.session)],
             requests=self.requests,
             audit=self.audit,
             cipher=self._infrastructure.cipher,
@@ -365,6 +367,7 @@ class UnitOfWork:
         return AccountService(
             repository=AccountRepository(self.session, reader=self._connection),
             business_managers=BusinessManagerRepository(self.session),
+            pixel_shares=self.pixels,
             members=WorkspaceMemberRepository(self.session),
             workspaces=WorkspaceRepository(self.session),
             requests=self.requests,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     cast,
     column,
     delete,
+    exists,
     func,
     select,
     text,
@@ -32,7 +33,6 @@ from server.accounts.models import Account, AccountStatus, AccountUser, MetaAcco
 from server.accounts.schemas import AccountListRequestSchema, AccountResponseSchema
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
-from server.pixels.models import Pixel, PixelAccount
 from server.tenancy import TenantScope, conflicts, narrowed, scope_filter
 from server.users.models import User
 
@@ -100,7 +100,7 @@ class IAccountRepository(Protocol):
     async def set_user_tasks(self, account_user: AccountUser, tasks: list[str]) -> AccountUser: ...
     async def remove_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> bool: ...
     async def remove_all_users(self, account_id: uuid.UUID) -> list[uuid.UUID]: ...
-    async def remove_pixel_shares(self, account_id: uuid.UUID) -> list[uuid.UUID]: ...
+    async def remove_member_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]: ...
 
 
 class AccountRepository:
@@ -251,21 +251,19 @@ class AccountRepository:
         statement = delete(AccountUser).where(AccountUser.account_id == account_id).returning(AccountUser.user_id)
         return sorted(await self._session.scalars(statement))
 
-    async def remove_pixel_shares(self, account_id: uuid.UUID) -> list[uuid.UUID]:
-        """Unshare every pixel shared with the account; the ids of those pixels.
-
-        Their versions are bumped: a pixel's shares are part of what its etag stands for.
-        """
-        statement = delete(PixelAccount).where(PixelAccount.account_id == account_id).returning(PixelAccount.pixel_id)
-        pixel_ids: Sequence[uuid.UUID] = sorted(await self._session.scalars(statement))
-        if pixel_ids:
-            await self._session.execute(
-                update(Pixel)
-                .where(Pixel.id.in_(pixel_ids))
-                .values(version=Pixel.version + 1, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
+    async def remove_member_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]:
+        """Take away the user's access to every ad account of the workspace; the rows removed
+        (account order). Access to accounts of other workspaces stays."""
+        statement = (
+            delete(AccountUser)
+            .where(
+                AccountUser.user_id == user_id,
+                AccountUser.account_id.in_(select(Account.id).where(Account.workspace_id == workspace_id)),
             )
-        return list(pixel_ids)
+            .returning(AccountUser)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(await self._session.scalars(statement), key=lambda access: access.account_id)
 
     # The periodic sync with Meta (server/accounts/sync.py)
 
@@ -419,3 +417,9 @@ class AccountRepository:
             .execution_options(populate_existing=True)
         )
         return (await self._session.scalars(statement)).one_or_none()
+
+    async def holds_objects_in(self, business_manager_id: uuid.UUID) -> bool:
+        """Whether any ad account (whatever its status) lives in the business manager."""
+        return bool(
+            await self._session.scalar(select(exists().where(Account.business_manager_id == business_manager_id)))
+        )

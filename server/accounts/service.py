@@ -53,6 +53,15 @@ class IBusinessManagerLookup(Protocol):
         ...
 
 
+class IAccountPixelShares(Protocol):
+    """The pixels shared with an account (the pixels module owns them, wired in the composition root)."""
+
+    async def unshare_account(self, account_id: uuid.UUID) -> list[uuid.UUID]:
+        """Stop sharing every pixel with the account, here now and on Meta through background work;
+        the ids of those pixels."""
+        ...
+
+
 class IAccountService(Protocol):
     async def request_account(
         self, workspace_id: uuid.UUID, payload: AccountCreationPayload, *, actor: Principal, idempotency_key: str | None
@@ -78,6 +87,7 @@ class IAccountService(Protocol):
     async def unassign_account_user(
         self, account_id: uuid.UUID, user_id: uuid.UUID, *, workspace_id: uuid.UUID
     ) -> None: ...
+    async def revoke_member_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, email: str) -> None: ...
     async def list_accounts(self, query: AccountListRequestSchema) -> Page[AccountResponseSchema]: ...
     async def update_account(
         self, account_id: uuid.UUID, data: AccountUpdateRequestSchema
@@ -97,6 +107,7 @@ class AccountService:
         *,
         repository: IAccountRepository,
         business_managers: IBusinessManagerLookup,
+        pixel_shares: IAccountPixelShares,
         members: IWorkspaceMemberRepository,
         workspaces: IWorkspaceRepository,
         requests: IRequestService,
@@ -106,6 +117,7 @@ class AccountService:
     ) -> None:
         self._repository = repository
         self._business_managers = business_managers
+        self._pixel_shares = pixel_shares
         self._members = members
         self._workspaces = workspaces
         self._requests = requests
@@ -230,6 +242,21 @@ class AccountService:
         )
         await self._outbox.add(ACCOUNT_USER_UNASSIGNED_TOPIC, _user_event(before, workspace_id=workspace_id))
 
+    async def revoke_member_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, email: str) -> None:
+        """A member left the workspace: take away their access to its ad accounts, each removal
+        audited and queued (`account_user.unassigned`) for the workers to take away on Meta, as
+        `unassign_account_user` does. Access to other workspaces' accounts stays."""
+        for access in await self._repository.remove_member_access(workspace_id, user_id):
+            removed = _user_schema(access, email)
+            await self._audit.record(
+                entity_type=ACCOUNT_USER_ENTITY,
+                entity_id=access.account_id,
+                action="unassign",
+                workspace_id=workspace_id,
+                before=removed,
+            )
+            await self._outbox.add(ACCOUNT_USER_UNASSIGNED_TOPIC, _user_event(removed, workspace_id=workspace_id))
+
     # -- system RPCs ---------------------------------------------------------------------------
 
     async def list_accounts(self, query: AccountListRequestSchema) -> Page[AccountResponseSchema]:
@@ -294,7 +321,7 @@ class AccountService:
             raise AccountEtagMismatchException(account_id)
         after = _to_schema(moved)
         unassigned_user_ids = await self._repository.remove_all_users(account_id)
-        unshared_pixel_ids = await self._repository.remove_pixel_shares(account_id)
+        unshared_pixel_ids = await self._pixel_shares.unshare_account(account_id)
         await self._audit.record(
             entity_type=ACCOUNT_ENTITY,
             entity_id=account_id,

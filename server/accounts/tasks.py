@@ -30,7 +30,6 @@ from server.clients.meta.models import MetaAccountTask
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare_now
 from server.tasks.resources import worker_resources
 from server.tasks.retry import Sleep
 from server.tenancy import SYSTEM
@@ -80,7 +79,8 @@ async def apply_account_user_change(payload: dict[str, Any], context: Annotated[
 
 
 async def apply_account_move(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> dict[str, str]:
-    """`account.moved`: take away on Meta the access and pixel shares the move removed here."""
+    """`account.moved`: take away on Meta the access the move removed here. (The pixel shares it
+    removed are taken away by `pixel.unshared` tasks, one per pixel, which the pixels module queued.)"""
     resources = worker_resources(context)
     account_id = uuid.UUID(payload["account_id"])
     outcomes: dict[str, str] = {}
@@ -93,15 +93,6 @@ async def apply_account_move(payload: dict[str, Any], context: Annotated[Context
             user_id=uuid.UUID(user_id),
         )
         outcomes[f"user:{user_id}"] = user_outcome.value
-    for pixel_id in payload.get("unshared_pixel_ids", []):
-        pixel_outcome: PixelUnshareOutcome = await apply_pixel_unshare_now(
-            resources.infrastructure,
-            resources.meta,
-            resources.settings,
-            pixel_id=uuid.UUID(pixel_id),
-            account_id=account_id,
-        )
-        outcomes[f"pixel:{pixel_id}"] = pixel_outcome.value
     return outcomes
 
 

@@ -11,8 +11,8 @@ from server.api_keys.schemas import (
     ApiKeyListRequestSchema,
     ApiKeyResponseSchema,
 )
-from server.api_keys.secrets import new_key
 from server.audit_logs.service import IAuditTrail
+from server.auth.api_key_format import new_key
 from server.auth.principal import Principal
 from server.db import utcnow
 from server.idempotency.service import IdempotencyService

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.api_keys.secrets import split_key
+from server.auth.api_key_format import split_key
 from server.auth.credentials import ApiKeyCredentials, Credentials, InvalidCredentials, UserCredentials
 from server.auth.exceptions import CallerRevokedException
 from server.auth.principal import Principal, PrincipalKind

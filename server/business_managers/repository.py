@@ -8,11 +8,9 @@ from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, exists, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.models import Account
 from server.business_managers.exceptions import BusinessManagerExistsException
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership, BusinessManagerStatus
 from server.db import utcnow, violated_constraint
-from server.pixels.models import Pixel
 from server.workspaces.models import Workspace
 
 _LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
@@ -31,7 +29,6 @@ class IBusinessManagerRepository(Protocol):
     async def add(self, **values: Any) -> BusinessManager: ...
     async def update(self, business_manager_id: uuid.UUID, *, values: dict[str, Any]) -> BusinessManager: ...
     async def live_meta_business_id_exists(self, meta_business_id: str) -> bool: ...
-    async def is_in_use(self, business_manager_id: uuid.UUID) -> bool: ...
     async def list_business_managers(
         self,
         *,
@@ -116,16 +113,6 @@ class BusinessManagerRepository:
             exists().where(
                 BusinessManager.meta_business_id == meta_business_id,
                 BusinessManager.status != BusinessManagerStatus.ARCHIVED,
-            )
-        )
-        return bool(await self._session.scalar(statement))
-
-    async def is_in_use(self, business_manager_id: uuid.UUID) -> bool:
-        """Whether any ad account or pixel (whatever its status) lives in the business manager."""
-        statement = select(
-            or_(
-                exists().where(Account.business_manager_id == business_manager_id),
-                exists().where(Pixel.business_manager_id == business_manager_id),
             )
         )
         return bool(await self._session.scalar(statement))

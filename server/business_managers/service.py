@@ -1,5 +1,6 @@
 import hmac
 import uuid
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from server.audit_logs.service import IAuditTrail
@@ -36,6 +37,16 @@ from server.workspaces.exceptions import WorkspaceArchivedException, WorkspaceNo
 from server.workspaces.models import WorkspaceStatus
 
 ENTITY = "business_manager"
+
+
+class IBusinessManagerHolder(Protocol):
+    """A module whose objects live in business managers (ad accounts, pixels): a business manager
+    holding any of them cannot be archived. Implemented by those modules' repositories and wired in
+    the composition root, so this module needs to know none of them."""
+
+    async def holds_objects_in(self, business_manager_id: uuid.UUID) -> bool:
+        """Whether any of its objects (whatever their status) lives in the business manager."""
+        ...
 
 
 class IBusinessManagerService(Protocol):
@@ -78,6 +89,7 @@ class BusinessManagerService:
         self,
         *,
         repository: IBusinessManagerRepository,
+        holders: Sequence[IBusinessManagerHolder],
         requests: IRequestService,
         audit: IAuditTrail,
         cipher: SecretCipher,
@@ -85,6 +97,7 @@ class BusinessManagerService:
         page_tokens: PageTokenCodec,
     ) -> None:
         self._repository = repository
+        self._holders = holders
         self._requests = requests
         self._audit = audit
         self._cipher = cipher
@@ -204,8 +217,9 @@ class BusinessManagerService:
             raise BusinessManagerEtagMismatchException(business_manager_id)
         if current.status is BusinessManagerStatus.ARCHIVED:
             return to_schema(current)
-        if await self._repository.is_in_use(business_manager_id):
-            raise BusinessManagerInUseException(business_manager_id)
+        for holder in self._holders:
+            if await holder.holds_objects_in(business_manager_id):
+                raise BusinessManagerInUseException(business_manager_id)
         before = to_schema(current)
         after = to_schema(
             await self._repository.update(

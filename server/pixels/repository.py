@@ -3,7 +3,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, func, select, update
+from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, column, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ class IPixelRepository(Protocol):
         limit: int,
     ) -> list[Pixel]: ...
     async def remove_share(self, pixel: Pixel, account_id: uuid.UUID) -> bool: ...
+    async def remove_account_shares(self, account_id: uuid.UUID) -> list[uuid.UUID]: ...
 
 
 class PixelRepository:
@@ -173,3 +174,25 @@ class PixelRepository:
             )
             await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
         return added
+
+    async def holds_objects_in(self, business_manager_id: uuid.UUID) -> bool:
+        """Whether any pixel (whatever its status) lives in the business manager."""
+        return bool(
+            await self._session.scalar(select(exists().where(Pixel.business_manager_id == business_manager_id)))
+        )
+
+    async def remove_account_shares(self, account_id: uuid.UUID) -> list[uuid.UUID]:
+        """Unshare every pixel shared with the account; the ids of those pixels.
+
+        Their versions are bumped: a pixel's shares are part of what its etag stands for.
+        """
+        statement = delete(PixelAccount).where(PixelAccount.account_id == account_id).returning(PixelAccount.pixel_id)
+        pixel_ids: Sequence[uuid.UUID] = sorted(await self._session.scalars(statement))
+        if pixel_ids:
+            await self._session.execute(
+                update(Pixel)
+                .where(Pixel.id.in_(pixel_ids))
+                .values(version=Pixel.version + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        return list(pixel_ids)

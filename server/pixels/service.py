@@ -65,6 +65,7 @@ class IPixelService(Protocol):
     async def unshare_pixel(
         self, pixel_id: uuid.UUID, account_id: uuid.UUID, *, workspace_id: uuid.UUID
     ) -> PixelResponseSchema: ...
+    async def unshare_account(self, account_id: uuid.UUID) -> list[uuid.UUID]: ...
     async def list_all_pixels(self, query: PixelListRequestSchema) -> Page[PixelResponseSchema]: ...
 
 
@@ -148,6 +149,15 @@ class PixelService:
         )
         await self._outbox.add(PIXEL_UNSHARED_TOPIC, {"pixel_id": str(pixel_id), "account_id": str(account_id)})
         return after
+
+    async def unshare_account(self, account_id: uuid.UUID) -> list[uuid.UUID]:
+        """Stop sharing every pixel with the account (it moves to another workspace), and have a
+        worker do it on Meta's side for each; the ids of those pixels. The account's move is the
+        audited change."""
+        pixel_ids = await self._repository.remove_account_shares(account_id)
+        for pixel_id in pixel_ids:
+            await self._outbox.add(PIXEL_UNSHARED_TOPIC, {"pixel_id": str(pixel_id), "account_id": str(account_id)})
+        return pixel_ids
 
     async def list_all_pixels(self, query: PixelListRequestSchema) -> Page[PixelResponseSchema]:
         # Staff filtering by a workspace read that workspace only.

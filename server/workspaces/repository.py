@@ -3,10 +3,9 @@ import uuid
 from typing import Any, Protocol
 
 import sqlalchemy.exc
-from sqlalchemy import Select, delete, func, select, tuple_, update
+from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.models import Account, AccountUser
 from server.db import utcnow, violated_constraint
 from server.workspaces.exceptions import AlreadyMemberException, WorkspaceNameTakenException
 from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
@@ -80,7 +79,6 @@ class IWorkspaceMemberRepository(Protocol):
     async def add(self, *, workspace_id: uuid.UUID, user_id: uuid.UUID, role: WorkspaceRole) -> WorkspaceUser: ...
     async def set_role(self, member: WorkspaceUser, role: WorkspaceRole) -> WorkspaceUser: ...
     async def remove(self, member: WorkspaceUser) -> None: ...
-    async def remove_account_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]: ...
     async def count_owners(self, workspace_id: uuid.UUID) -> int: ...
     async def list_members(
         self, workspace_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
@@ -134,20 +132,6 @@ class WorkspaceMemberRepository:
     async def remove(self, member: WorkspaceUser) -> None:
         await self._session.delete(member)
         await self._session.flush()
-
-    async def remove_account_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[AccountUser]:
-        """Take away the user's access to every ad account of the workspace; the rows removed
-        (account order). Access to accounts of other workspaces stays."""
-        statement = (
-            delete(AccountUser)
-            .where(
-                AccountUser.user_id == user_id,
-                AccountUser.account_id.in_(select(Account.id).where(Account.workspace_id == workspace_id)),
-            )
-            .returning(AccountUser)
-            .execution_options(synchronize_session=False)
-        )
-        return sorted(await self._session.scalars(statement), key=lambda access: access.account_id)
 
     async def count_owners(self, workspace_id: uuid.UUID) -> int:
         statement = select(func.count()).where(

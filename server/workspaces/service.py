@@ -2,9 +2,6 @@ import datetime as dt
 import uuid
 from typing import Any, Protocol
 
-from server.accounts.models import AccountUser, AccountUserTask
-from server.accounts.schemas import AccountUserResponseSchema
-from server.accounts.service import ACCOUNT_USER_ENTITY, ACCOUNT_USER_UNASSIGNED_TOPIC
 from server.audit_logs.service import IAuditTrail
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
@@ -53,6 +50,15 @@ class UserState(Protocol):
     def is_active(self) -> bool: ...
 
 
+class IMemberAccess(Protocol):
+    """What a member has in the workspace beyond the membership: their ad account access, which the
+    accounts module owns (wired in the composition root, so this module needs to know none of it)."""
+
+    async def revoke_member_access(self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, email: str) -> None:
+        """Take it all away (audited, and on Meta through background work)."""
+        ...
+
+
 class IWorkspaceService(Protocol):
     async def create_workspace(
         self, data: WorkspaceCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
@@ -84,6 +90,7 @@ class WorkspaceService:
         *,
         repository: IWorkspaceRepository,
         members: IWorkspaceMemberRepository,
+        member_access: IMemberAccess,
         users: IUserLookup,
         audit: IAuditTrail,
         outbox: IOutbox,
@@ -94,6 +101,7 @@ class WorkspaceService:
         self._outbox = outbox
         self._repository = repository
         self._members = members
+        self._member_access = member_access
         self._users = users
         self._idempotency = idempotency
         self._page_tokens = page_tokens
@@ -279,28 +287,10 @@ class WorkspaceService:
         # The membership first: an assignment still in flight holds the member row (see
         # WorkspaceMemberRepository.get), so this waits for it and the access below includes it.
         await self._members.remove(member)
-        removed_access = await self._members.remove_account_access(workspace_id, user_id)
         await self._audit.record(
             entity_type=MEMBER, entity_id=user_id, action="delete", workspace_id=workspace_id, before=before
         )
-        for access in removed_access:
-            unassigned = _access_schema(access, email=before.email)
-            await self._audit.record(
-                entity_type=ACCOUNT_USER_ENTITY,
-                entity_id=access.account_id,
-                action="unassign",
-                workspace_id=workspace_id,
-                before=unassigned,
-            )
-            await self._outbox.add(
-                ACCOUNT_USER_UNASSIGNED_TOPIC,
-                {
-                    "account_id": str(unassigned.account_id),
-                    "user_id": str(unassigned.user_id),
-                    "workspace_id": str(workspace_id),
-                    "tasks": [task.value for task in unassigned.tasks],
-                },
-            )
+        await self._member_access.revoke_member_access(workspace_id, user_id, email=before.email)
 
     async def _locked_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser:
         """The member, read after taking the workspace's lock: role changes of one workspace run one
@@ -357,18 +347,6 @@ def _member_schema(member: WorkspaceUser) -> MemberResponseSchema:
         role=member.role,
         created_at=member.created_at,
         updated_at=member.updated_at,
-    )
-
-
-def _access_schema(access: AccountUser, *, email: str) -> AccountUserResponseSchema:
-    """An ad account access as the accounts module shows and audits it."""
-    return AccountUserResponseSchema(
-        account_id=access.account_id,
-        user_id=access.user_id,
-        email=email,
-        tasks=[AccountUserTask(task) for task in access.tasks],
-        created_at=access.created_at,
-        updated_at=access.updated_at,
     )
 
 

@@ -691,6 +691,11 @@ async def test_move_removes_assignments_and_pixel_shares(infrastructure: Infrast
         "unassigned_user_ids": [str(world.member_id)],
         "unshared_pixel_ids": sorted([str(pixel), str(other_pixel)]),
     }
+    # The pixels module queued the unsharing on Meta, one message per pixel.
+    unshared = await outbox_messages(infrastructure, "pixel.unshared")
+    assert sorted(m["pixel_id"] for m in unshared if m["account_id"] == str(world.account_id)) == sorted(
+        [str(pixel), str(other_pixel)]
+    )
 
 
 async def test_move_is_refused_and_changes_nothing(infrastructure: Infrastructure, world: World) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.api_keys.secrets import PREFIX_LENGTH, new_key, split_key
+from server.auth.api_key_format import PREFIX_LENGTH, new_key, split_key
 from server.auth.tokens import hash_secret
 
 

@@ -15,7 +15,7 @@ from server.api_keys.schemas import (
     ApiKeyListRequestSchema,
     ApiKeyResponseSchema,
 )
-from server.api_keys.secrets import new_key, split_key
+from server.auth.api_key_format import new_key, split_key
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.tokens import hash_secret
 from server.composition import Infrastructure

@@ -15,13 +15,8 @@ SERVER = ROOT / "server"
 # The composition root and the worker side import every module by design.
 ROOT_MODULES = {"composition", "app", "cli", "models", "tasks"}
 KNOWN_PAIRS = {
-    ("accounts", "business_managers"),
-    ("accounts", "pixels"),
-    ("accounts", "workspaces"),
-    ("api_keys", "auth"),
     ("auth", "users"),
     ("auth", "workspaces"),
-    ("business_managers", "pixels"),
 }
 KNOWN_SESSION_USERS = {
     "server/accounts/sync.py",

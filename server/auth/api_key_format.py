@@ -1,6 +1,8 @@
 """API key material: `adp_` + 43 URL-safe characters, of which the first 12 are the prefix.
 
 The prefix is stored in clear and looked up on every call; the whole key is stored as its sha256.
+Here, next to the credentials parsing, because authentication reads keys on every call; the
+api_keys module issues them with `new_key`.
 """
 
 import re
