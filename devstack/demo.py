@@ -16,6 +16,7 @@ from devstack.meta_simulator.control_client import SimulatorControl
 from devstack.meta_simulator.schemas import AdAccountSeed
 from server.accounts.models import Account, AccountStatus, AccountUser, AccountUserTask, MetaAccountStatus
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.auth.roles import WorkspaceRole
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -36,7 +37,7 @@ from server.requests.schemas import (
     SpendCapChangePayload,
 )
 from server.users.schemas import UserCreateRequestSchema
-from server.workspaces.models import Workspace, WorkspaceRole
+from server.workspaces.models import Workspace
 from server.workspaces.schemas import MemberAddRequestSchema, WorkspaceCreateRequestSchema
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for people to sign in to a demo

@@ -41,7 +41,6 @@ from adplane.v1 import (
 from server.accounts.api import AccountServicer
 from server.api_keys.api import ApiKeyServicer
 from server.audit_logs.api import AuditLogServicer
-from server.auth.api import AuthServicer
 from server.auth.policies import PolicyTable
 from server.auth.resolver import PrincipalResolver
 from server.business_managers.api import BusinessManagerServicer
@@ -62,6 +61,7 @@ from server.pixels.api import PixelServicer
 from server.readiness import keep_health_true
 from server.reflection import add_reflection
 from server.requests.api import RequestServicer
+from server.signin.api import AuthServicer
 from server.tracing import configure_tracing, shutdown_tracing
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer

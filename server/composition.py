@@ -25,7 +25,6 @@ from server.audit_logs.service import AuditLogService, AuditTrail, IAuditLogServ
 from server.auth.passwords import Passwords
 from server.auth.principal import current_principal_or_none
 from server.auth.repository import AuthRepository
-from server.auth.service import AuthService, IAuthService
 from server.auth.standing_cache import StandingCache
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
@@ -55,6 +54,7 @@ from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
 from server.requests.watch import RequestEventHub
 from server.requests.work import RequestWork
+from server.signin.service import AuthService, IAuthService
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -316,6 +316,7 @@ class UnitOfWork:
     def auth(self) -> IAuthService:
         return AuthService(
             repository=AuthRepository(self.session),
+            credentials=UserRepository(self.session),
             passwords=self._infrastructure.passwords,
             tokens=self._infrastructure.tokens,
             throttle=self._infrastructure.login_throttle,

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 
-from server.auth.schemas import LoginRequestSchema
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
+from server.signin.schemas import LoginRequestSchema
 from server.users.models import User
 from server.users.schemas import UserCreateRequestSchema
-from server.workspaces.models import WorkspaceRole, WorkspaceUser
+from server.workspaces.models import WorkspaceUser
 
 PASSWORD = "correct horse battery staple"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from devstack.demo import DEMO_PASSWORD
 from server.auth.credentials import UserCredentials
 from server.auth.resolver import PrincipalResolver
-from server.auth.schemas import LoginRequestSchema
 from server.composition import Infrastructure
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
 from server.requests.models import RequestStatus
 from server.requests.schemas import RequestListRequestSchema
+from server.signin.schemas import LoginRequestSchema
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 

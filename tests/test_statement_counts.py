@@ -21,6 +21,7 @@ from server.api_keys.models import ApiKey
 from server.app import REGISTRATIONS
 from server.audit_logs.models import AuditLog
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.auth.roles import WorkspaceRole
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -33,7 +34,7 @@ from server.exports.models import Export
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus, RequestType
 from server.users.models import User
-from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
+from server.workspaces.models import Workspace, WorkspaceStatus, WorkspaceUser
 
 ROWS = 201
 LISTS = [

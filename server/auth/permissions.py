@@ -4,7 +4,7 @@ Policies in the protos name these strings. A workspace permission is also a syst
 of the same name, so staff holding it pass the workspace check in every workspace.
 """
 
-from server.workspaces.models import WorkspaceRole
+from server.auth.roles import WorkspaceRole
 
 WORKSPACES_READ = "workspaces.read"
 WORKSPACES_MANAGE = "workspaces.manage"

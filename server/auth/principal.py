@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from server.auth.permissions import WORKSPACE_ROLE_PERMISSIONS
+from server.auth.roles import WorkspaceRole
 from server.exceptions import UnauthenticatedException
-from server.workspaces.models import WorkspaceRole
 
 
 class PrincipalKind(StrEnum):

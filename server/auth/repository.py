@@ -2,12 +2,11 @@ import datetime as dt
 import uuid
 from typing import Protocol
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.auth.models import RefreshToken
 from server.auth.schemas import ApiKeyStandingSchema, UserStandingSchema
-from server.users.models import User
 
 # The caller's standing in one round trip: every RPC that needs a caller runs it, so it is
 # written out in SQL and served by primary keys and indexes only.
@@ -55,8 +54,6 @@ class IAuthRepository(Protocol):
     async def find_refresh_token(self, *, token_hash: str) -> RefreshToken | None: ...
     async def revoke_family(self, *, family_id: uuid.UUID, now: dt.datetime) -> None: ...
     async def revoke_user_tokens(self, *, user_id: uuid.UUID, now: dt.datetime) -> None: ...
-    async def find_user_for_login(self, email: str) -> User | None: ...
-    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
 class StandingRepository:
@@ -140,10 +137,3 @@ class AuthRepository:
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-
-    async def find_user_for_login(self, email: str) -> User | None:
-        """The user with this email, compared lower-cased (served by the uq_users_email index)."""
-        return await self._session.scalar(select(User).where(func.lower(User.email) == email.lower()))
-
-    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
-        await self._session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))

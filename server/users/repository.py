@@ -125,3 +125,10 @@ class UserRepository:
         )
         user: User | None = (await self._session.scalars(statement)).one_or_none()
         return user
+
+    async def find_for_login(self, email: str) -> User | None:
+        """The user with this email, compared lower-cased (served by the uq_users_email index)."""
+        return await self._session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self._session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))

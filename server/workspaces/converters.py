@@ -4,7 +4,7 @@ from typing import Any
 
 from adplane.v1 import workspace_member_pb2, workspace_pb2, workspace_service_pb2
 from server.api_helpers import enum_from_proto, enum_to_proto, to_timestamp, validated
-from server.workspaces.models import WorkspaceRole
+from server.auth.roles import WorkspaceRole
 from server.workspaces.schemas import (
     MemberAddRequestSchema,
     MemberResponseSchema,

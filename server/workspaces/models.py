@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Enum, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from server.auth.roles import WorkspaceRole
 from server.db import Base, IdMixin, TimestampMixin
 
 if TYPE_CHECKING:
@@ -37,13 +38,6 @@ class Workspace(IdMixin, TimestampMixin, Base):
         ),
         Index("ix_workspaces_status_id", "status", "id"),
     )
-
-
-class WorkspaceRole(StrEnum):
-    VIEWER = "viewer"
-    MEMBER = "member"
-    ADMIN = "admin"
-    OWNER = "owner"
 
 
 class WorkspaceUser(TimestampMixin, Base):

@@ -6,9 +6,10 @@ import sqlalchemy.exc
 from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.auth.roles import WorkspaceRole
 from server.db import utcnow, violated_constraint
 from server.workspaces.exceptions import AlreadyMemberException, WorkspaceNameTakenException
-from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
+from server.workspaces.models import Workspace, WorkspaceStatus, WorkspaceUser
 
 _NAME_INDEX = "uq_workspaces_live_name"
 

@@ -4,10 +4,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.auth.roles import WorkspaceRole
 from server.etags import etag_of
 from server.pagination import PageRequestSchema
 from server.schema_types import Id, Name100
-from server.workspaces.models import WorkspaceRole, WorkspaceStatus
+from server.workspaces.models import WorkspaceStatus
 
 WorkspaceName = Name100
 # Workspaces are archived through DeleteWorkspace only.

@@ -5,6 +5,7 @@ from typing import Any, Protocol
 from server.audit_logs.service import IAuditTrail
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal
+from server.auth.roles import WorkspaceRole
 from server.etags import version_of
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
@@ -19,7 +20,7 @@ from server.workspaces.exceptions import (
     WorkspaceEtagMismatchException,
     WorkspaceNotFoundException,
 )
-from server.workspaces.models import Workspace, WorkspaceRole, WorkspaceStatus, WorkspaceUser
+from server.workspaces.models import Workspace, WorkspaceStatus, WorkspaceUser
 from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
 from server.workspaces.schemas import (
     MemberAddRequestSchema,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.audit_logs.models import AuditLog
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.auth.roles import WorkspaceRole
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -21,7 +22,7 @@ from server.composition import Infrastructure
 from server.outbox.models import OutboxMessage
 from server.pixels.models import Pixel, PixelAccount
 from server.users.models import User
-from server.workspaces.models import WorkspaceRole, WorkspaceStatus, WorkspaceUser
+from server.workspaces.models import WorkspaceStatus, WorkspaceUser
 from server.workspaces.schemas import WorkspaceCreateRequestSchema, WorkspaceUpdateRequestSchema
 
 

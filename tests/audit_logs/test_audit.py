@@ -24,12 +24,12 @@ from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogRespons
 from server.audit_logs.service import AuditEntry
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.exceptions import ConflictException, InvalidRequestException
 from server.users.models import User
 from server.users.schemas import UserCreateRequestSchema, UserResponseSchema, UserUpdateRequestSchema
 from server.workspaces.exceptions import WorkspaceEtagMismatchException
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import (
     MemberAddRequestSchema,
     MemberUpdateRequestSchema,

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from server.auth.exceptions import InvalidCredentialsException
-from server.auth.schemas import LoginRequestSchema, TokenPairSchema
 from server.auth.throttle import TooManyLoginAttemptsException
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import utcnow
+from server.signin.schemas import LoginRequestSchema, TokenPairSchema
 from server.users.models import User
 from tests.callers import PASSWORD, make_caller
 

@@ -20,7 +20,7 @@ from server.auth.permissions import (
 )
 from server.auth.policies import AccessPolicy, PolicyKind, PolicyTable
 from server.auth.principal import Principal, PrincipalKind
-from server.workspaces.models import WorkspaceRole
+from server.auth.roles import WorkspaceRole
 
 WORKSPACE = uuid.uuid4()
 OTHER_WORKSPACE = uuid.uuid4()

@@ -17,10 +17,11 @@ from server.auth.credentials import ApiKeyCredentials, UserCredentials
 from server.auth.exceptions import CallerRevokedException, InvalidRefreshTokenException
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.resolver import PrincipalResolver
-from server.auth.schemas import RefreshTokenRequestSchema, UserStandingSchema
+from server.auth.roles import WorkspaceRole
+from server.auth.schemas import UserStandingSchema
 from server.auth.standing_cache import StandingCache
 from server.composition import Infrastructure
-from server.workspaces.models import WorkspaceRole
+from server.signin.schemas import RefreshTokenRequestSchema
 from server.workspaces.schemas import MemberUpdateRequestSchema, WorkspaceCreateRequestSchema
 from tests.callers import Caller, make_caller
 from tests.conftest import _admin_dsn

@@ -2,10 +2,10 @@
 
 import asyncio
 
-from server.auth.schemas import LoginRequestSchema
 from server.auth.throttle import TooManyLoginAttemptsException
 from server.composition import Infrastructure
 from server.exceptions import UnauthenticatedException
+from server.signin.schemas import LoginRequestSchema
 from tests.callers import make_caller
 
 

@@ -22,15 +22,15 @@ from server.auth.exceptions import CallerRevokedException, InvalidRefreshTokenEx
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.repository import AuthRepository
 from server.auth.resolver import PrincipalResolver
-from server.auth.schemas import LoginRequestSchema, RefreshTokenRequestSchema, TokenPairSchema
-from server.auth.service import RefreshTokenReplayed
+from server.auth.roles import WorkspaceRole
 from server.auth.tokens import InvalidTokenException, TokenIssuer, hash_secret
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import new_id, utcnow
 from server.exceptions import UnauthenticatedException
+from server.signin.schemas import LoginRequestSchema, RefreshTokenRequestSchema, TokenPairSchema
+from server.signin.service import RefreshTokenReplayed
 from server.users.models import User
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import PASSWORD, Caller, make_caller
 

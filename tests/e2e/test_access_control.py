@@ -18,8 +18,8 @@ from grpc_status import rpc_status
 from server.api_keys.schemas import ApiKeyCreateRequestSchema
 from server.app import REGISTRATIONS
 from server.auth.principal import Principal, PrincipalKind
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import Stack

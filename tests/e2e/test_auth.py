@@ -3,8 +3,8 @@
 import httpx
 import pytest
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import PASSWORD, Caller, make_caller
 from tests.e2e.test_workspaces_rest import error_reason

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.edge.envoy import OPENAPI_PATH
-from server.workspaces.models import WorkspaceRole
 from tests.callers import Caller, make_caller
 from tests.e2e.conftest import Stack
 

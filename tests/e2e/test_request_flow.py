@@ -5,8 +5,8 @@ import uuid
 
 import httpx
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
-from server.workspaces.models import WorkspaceRole
 from tests.callers import Caller, make_caller
 from tests.e2e.test_workspaces_rest import error_reason
 

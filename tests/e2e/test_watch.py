@@ -23,13 +23,13 @@ from adplane.v1.request_service_pb2_grpc import RequestServiceStub
 from adplane.v1.user_service_pb2_grpc import UserServiceStub
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.auth.roles import WorkspaceRole
 from server.auth.tokens import TokenIssuer
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import utcnow
 from server.requests.events import RequestChanged, RequestChangeKind
 from server.requests.schemas import PixelCreationPayload, RequestResponseSchema
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import Caller, make_caller
 from tests.e2e.conftest import ServerProcess, Stack, start_server

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.config import Settings
 from server.exports.models import Export
 from server.exports.storage import S3ExportStorage
-from server.workspaces.models import WorkspaceRole
 from tests.callers import make_caller
 from tests.e2e.conftest import Stack, start_envoy, start_server
 from tests.exports.conftest import (

@@ -22,6 +22,7 @@ from server.app import REGISTRATIONS, build_server
 from server.auth.policies import AccessPolicy, PolicyKind, PolicyTable
 from server.auth.principal import current_principal
 from server.auth.resolver import PrincipalResolver
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.config import Settings
 from server.interceptors.authentication import Authentication
@@ -38,7 +39,6 @@ from server.interceptors.pipeline import (
 )
 from server.interceptors.request_logging import RequestLogging
 from server.workspaces.exceptions import WorkspaceNotFoundException
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 

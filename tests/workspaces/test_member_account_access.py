@@ -10,6 +10,7 @@ from sqlalchemy import select
 from server.accounts.models import Account, AccountStatus, AccountUser, AccountUserTask
 from server.accounts.schemas import AccountUserAssignRequestSchema
 from server.audit_logs.models import AuditLog
+from server.auth.roles import WorkspaceRole
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -19,7 +20,6 @@ from server.business_managers.models import (
 from server.composition import Infrastructure
 from server.outbox.models import OutboxMessage
 from server.workspaces.exceptions import LastOwnerException
-from server.workspaces.models import WorkspaceRole
 from tests.workspaces.test_members import add, as_user, create_workspace, new_user, owned_workspace, remove, staff
 
 UNASSIGNED = "account_user.unassigned"

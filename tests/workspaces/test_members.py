@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal, PrincipalKind
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.exceptions import (
     AlreadyExistsException,
@@ -27,7 +28,6 @@ from server.workspaces.exceptions import (
     WorkspaceArchivedException,
     WorkspaceNotFoundException,
 )
-from server.workspaces.models import WorkspaceRole
 from server.workspaces.schemas import (
     MemberAddRequestSchema,
     MemberListRequestSchema,

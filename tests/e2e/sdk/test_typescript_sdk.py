@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
-from server.workspaces.models import WorkspaceRole
 from tests.callers import PASSWORD, make_caller
 from tests.e2e.conftest import Stack
 

@@ -7,16 +7,17 @@ from server.auth.passwords import Passwords
 from server.auth.permissions import SYSTEM_PERMISSIONS
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.repository import IAuthRepository
-from server.auth.schemas import (
+from server.auth.throttle import LoginThrottle
+from server.auth.tokens import TokenIssuer, hash_secret
+from server.db import new_id, utcnow
+from server.pagination import MAX_PAGE_SIZE
+from server.signin.schemas import (
     CurrentUserSchema,
     LoginRequestSchema,
     RefreshTokenRequestSchema,
     TokenPairSchema,
 )
-from server.auth.throttle import LoginThrottle
-from server.auth.tokens import TokenIssuer, hash_secret
-from server.db import new_id, utcnow
-from server.pagination import MAX_PAGE_SIZE
+from server.users.models import User
 from server.users.service import IUserService
 from server.workspaces.schemas import MyWorkspacesRequestSchema
 from server.workspaces.service import IWorkspaceService
@@ -26,6 +27,13 @@ from server.workspaces.service import IWorkspaceService
 class RefreshTokenReplayed:
     """A spent refresh token came back: its whole family is revoked, which must be committed
     before the caller is told UNAUTHENTICATED (so it is returned, not raised)."""
+
+
+class IUserCredentials(Protocol):
+    """The users' email and password hash (the users module's repository)."""
+
+    async def find_for_login(self, email: str) -> User | None: ...
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
 class IAuthService(Protocol):
@@ -40,6 +48,7 @@ class AuthService:
         self,
         *,
         repository: IAuthRepository,
+        credentials: IUserCredentials,
         passwords: Passwords,
         tokens: TokenIssuer,
         throttle: LoginThrottle,
@@ -47,6 +56,7 @@ class AuthService:
         workspaces: IWorkspaceService,
     ) -> None:
         self._repository = repository
+        self._credentials = credentials
         self._passwords = passwords
         self._tokens = tokens
         self._throttle = throttle
@@ -59,7 +69,7 @@ class AuthService:
         Unknown email, wrong password and deactivated user all fail alike, in the same time.
         """
         await self._throttle.before_attempt(email=data.email, address=address)
-        user = await self._repository.find_user_for_login(data.email)
+        user = await self._credentials.find_for_login(data.email)
         password_ok = await self._passwords.verify(
             user.password_hash if user else None, data.password.get_secret_value()
         )
@@ -70,7 +80,7 @@ class AuthService:
         if self._passwords.needs_rehash(user.password_hash):
             # Hashed with older argon2 parameters: the password is at hand, so upgrade it now.
             rehashed = await self._passwords.hash(data.password.get_secret_value())
-            await self._repository.set_password_hash(user.id, rehashed)
+            await self._credentials.set_password_hash(user.id, rehashed)
         return await self._issue(user_id=user.id, family_id=new_id())
 
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed:

@@ -2,7 +2,7 @@
 
 from adplane.v1 import auth_service_pb2 as pb
 from server.api_helpers import to_timestamp, validated
-from server.auth.schemas import CurrentUserSchema, LoginRequestSchema, RefreshTokenRequestSchema, TokenPairSchema
+from server.signin.schemas import CurrentUserSchema, LoginRequestSchema, RefreshTokenRequestSchema, TokenPairSchema
 from server.users.converters import user_to_proto
 from server.workspaces.converters import membership_to_proto
 

@@ -7,11 +7,11 @@ import grpc
 from adplane.v1 import auth_service_pb2 as pb
 from adplane.v1 import auth_service_pb2_grpc
 from server.api_helpers import client_address, parse_networks
-from server.auth import converters
 from server.auth.exceptions import RefreshTokenReusedException
 from server.auth.principal import current_principal
-from server.auth.service import RefreshTokenReplayed
 from server.composition import Infrastructure
+from server.signin import converters
+from server.signin.service import RefreshTokenReplayed
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
