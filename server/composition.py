@@ -290,6 +290,30 @@ class UnitOfWork:
     def roles(self) -> RoleRepository:
         return RoleRepository(self.session)
 
+    # The repositories background work uses directly (syncs, relays, Meta-side tasks: set-based
+    # work whose rules live in each module's own tasks/sync code). Built here, like every
+    # service, so no code outside the composition root and the repositories handles a session.
+
+    @cached_property
+    def account_repository(self) -> AccountRepository:
+        return AccountRepository(self.session)
+
+    @cached_property
+    def pixel_repository(self) -> PixelRepository:
+        return PixelRepository(self.session)
+
+    @cached_property
+    def business_manager_repository(self) -> BusinessManagerRepository:
+        return BusinessManagerRepository(self.session)
+
+    @cached_property
+    def request_repository(self) -> RequestRepository:
+        return RequestRepository(self.session)
+
+    @cached_property
+    def outbox_repository(self) -> OutboxRepository:
+        return OutboxRepository(self.session)
+
     @cached_property
     def users(self) -> IUserService:
         return UserService(

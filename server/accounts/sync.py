@@ -33,7 +33,7 @@ from taskiq import Context, TaskiqDepends
 
 from server.accounts.meta_values import account_status_from_meta, disable_reason_from_meta
 from server.accounts.models import Account
-from server.accounts.repository import AccountMetaState, AccountRepository
+from server.accounts.repository import AccountMetaState
 from server.accounts.schemas import AccountResponseSchema
 from server.accounts.service import ACCOUNT_ENTITY
 from server.audit_logs.service import AuditEntry
@@ -95,7 +95,7 @@ async def sync_accounts(
     accounts: `total` is how many accounts there were to sync when the run started.
     """
     async with infrastructure.unit_of_work() as uow:
-        targets = await AccountRepository(uow.session).list_sync_targets()
+        targets = await uow.account_repository.list_sync_targets()
     total = sum(count for _, count in targets)
     done = 0
     if progress is not None:
@@ -134,7 +134,7 @@ class _BusinessManagerSync:
             self._summary.business_managers_failed += 1
             return
         async with self._infrastructure.unit_of_work() as uow:
-            accounts = await AccountRepository(uow.session).list_for_sync(business_manager.id)
+            accounts = await uow.account_repository.list_for_sync(business_manager.id)
         known = [account.meta_account_id for account in accounts if account.meta_account_id]
         # What Meta is about to report describes the accounts as they are now: only these versions
         # may be written with it.
@@ -201,7 +201,7 @@ class _BusinessManagerSync:
         before Meta was called); the others changed meanwhile and wait for the next run."""
         synced_at = utcnow()
         async with self._infrastructure.unit_of_work() as uow:
-            repository = AccountRepository(uow.session)
+            repository = uow.account_repository
             # Read again, inside the writing transaction, for exact `before` snapshots.
             accounts = await repository.list_for_sync(business_manager_id)
             states: list[AccountMetaState] = []
@@ -310,7 +310,7 @@ async def send_spend_cap_alerts(infrastructure: Infrastructure) -> list[SpendCap
     the cap changes: the spend-cap task, and the sync when Meta reports another cap).
     """
     async with infrastructure.unit_of_work() as uow:
-        repository = AccountRepository(uow.session)
+        repository = uow.account_repository
         alerts = [_alert(account) for account in await repository.raise_spend_cap_alerts(SPEND_CAP_ALERT_THRESHOLDS)]
         await uow.audit.record_many(
             [

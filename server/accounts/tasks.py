@@ -23,9 +23,7 @@ import structlog
 from taskiq import Context, TaskiqDepends
 
 from server.accounts.models import AccountUserTask
-from server.accounts.repository import AccountRepository
 from server.business_managers.meta_steps import FailureKind, MetaStepFailure
-from server.business_managers.repository import BusinessManagerRepository
 from server.clients.meta.models import MetaAccountTask
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
@@ -119,14 +117,14 @@ async def apply_account_user(
             # An advisory lock rather than the account's row lock: the RPCs that change access (and
             # the sync, and everything else that writes the account) never wait for Meta. Only
             # another access task of the same account waits, for at most one Meta call.
-            accounts = AccountRepository(uow.session)
+            accounts = uow.account_repository
             await accounts.lock_for_meta(account_lock_key(account_id))
             account = await accounts.get(account_id, scope=SYSTEM)
             if account is None or account.meta_account_id is None:
                 log.info("account not on Meta (yet); nothing to do")
                 return AccountUserOutcome.SKIPPED
             meta_account_id = account.meta_account_id
-            business_manager = await BusinessManagerRepository(uow.session).get(account.business_manager_id)
+            business_manager = await uow.business_manager_repository.get(account.business_manager_id)
             if business_manager is None:  # pragma: no cover - a foreign key
                 return AccountUserOutcome.SKIPPED
             credentials = steps.credentials(business_manager)

@@ -18,7 +18,6 @@ from taskiq import Context, TaskiqDepends
 from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, WorkRefused
 from server.business_managers.meta_values import verification_status_from_meta
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
-from server.business_managers.repository import BusinessManagerRepository
 from server.business_managers.service import ENTITY, to_schema
 from server.clients.meta.models import MetaBusiness
 from server.clients.meta.protocol import IMetaClient
@@ -55,7 +54,7 @@ async def refresh_business_managers(
 ) -> BusinessManagerSyncSummary:
     """Read every live business manager with a token from Meta, at most `meta_max_concurrency` at once."""
     async with infrastructure.unit_of_work() as uow:
-        targets = [bm for bm in await BusinessManagerRepository(uow.session).list_for_sync() if bm.encrypted_token]
+        targets = [bm for bm in await uow.business_manager_repository.list_for_sync() if bm.encrypted_token]
     summary = BusinessManagerSyncSummary()
     semaphore = asyncio.Semaphore(settings.meta_max_concurrency)
     steps = infrastructure.meta_steps(meta, settings)
@@ -110,7 +109,7 @@ class _Outcome:
 async def _apply(infrastructure: Infrastructure, credentials: BusinessCredentials, business: MetaBusiness) -> _Outcome:
     synced_at = utcnow()
     async with infrastructure.unit_of_work() as uow:
-        repository = BusinessManagerRepository(uow.session)
+        repository = uow.business_manager_repository
         current = await repository.lock(credentials.business_manager_id)
         # Archived, or given a new token while Meta was being read: what Meta said about the old
         # token says nothing about the new one (a NEEDS_ATTENTION one is ACTIVE again already).

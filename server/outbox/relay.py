@@ -22,7 +22,6 @@ from server.db import utcnow
 from server.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
 from server.outages import is_outage
 from server.outbox.models import OutboxMessage
-from server.outbox.repository import OutboxRepository
 from server.tracing import REQUEST_ID_KEY, extract, outbox_context, tracer, untraced
 
 logger = structlog.get_logger("adplane.outbox")
@@ -56,7 +55,7 @@ class OutboxRelay:
 
     async def _relay_batch(self) -> int:
         async with self._infrastructure.unit_of_work() as uow:
-            repository = OutboxRepository(uow.session)
+            repository = uow.outbox_repository
             messages = await repository.claim_pending(limit=self._batch_size)
             routed: list[tuple[str, dt.datetime]] = []  # topic, created_at
             for message in messages:
@@ -91,7 +90,7 @@ class OutboxRelay:
     async def count_backlog(self) -> None:
         with untraced():
             async with self._infrastructure.unit_of_work() as uow:
-                OUTBOX_BACKLOG.set(await OutboxRepository(uow.session).count_pending())
+                OUTBOX_BACKLOG.set(await uow.outbox_repository.count_pending())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; back off while the database or the broker is unreachable."""

@@ -23,7 +23,6 @@ from server.clients.meta.models import MetaPixel
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
 from server.pixels.service import ENTITY
 from server.tasks.resources import worker_resources
@@ -53,7 +52,7 @@ async def sync_pixels_task(context: Annotated[Context, TaskiqDepends()]) -> dict
 
 async def sync_pixels(infrastructure: Infrastructure, meta: IMetaClient, settings: Settings) -> PixelSyncSummary:
     async with infrastructure.unit_of_work() as uow:
-        targets = [business_manager for business_manager, _ in await PixelRepository(uow.session).list_sync_targets()]
+        targets = [business_manager for business_manager, _ in await uow.pixel_repository.list_sync_targets()]
     summary = PixelSyncSummary()
     steps = infrastructure.meta_steps(meta, settings)
     meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
@@ -102,7 +101,7 @@ async def _write(
     summary: PixelSyncSummary,
 ) -> None:
     async with infrastructure.unit_of_work() as uow:
-        repository = PixelRepository(uow.session)
+        repository = uow.pixel_repository
         changes: list[tuple[uuid.UUID, int, dt.datetime | None]] = []
         before: dict[uuid.UUID, PixelResponseSchema] = {}
         for pixel in await repository.list_for_sync(business_manager_id):

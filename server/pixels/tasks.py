@@ -12,13 +12,10 @@ from typing import Annotated, Any
 import structlog
 from taskiq import Context, TaskiqDepends
 
-from server.accounts.repository import AccountRepository
 from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, MetaSteps
-from server.business_managers.repository import BusinessManagerRepository
 from server.clients.meta.protocol import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
-from server.pixels.repository import PixelRepository
 from server.tasks.resources import worker_resources
 from server.tasks.retry import Sleep
 from server.tenancy import SYSTEM
@@ -92,15 +89,15 @@ async def _unshare_target(
     """The credentials and Meta ids to unshare with; None when there is nothing to do."""
     async with infrastructure.unit_of_work() as uow:
         # Background work acts for every workspace.
-        pixel = await PixelRepository(uow.session).get(pixel_id, scope=SYSTEM)
-        account = await AccountRepository(uow.session).get(account_id, scope=SYSTEM)
+        pixel = await uow.pixel_repository.get(pixel_id, scope=SYSTEM)
+        account = await uow.account_repository.get(account_id, scope=SYSTEM)
         if pixel is None or account is None or pixel.meta_pixel_id is None or account.meta_account_id is None:
             logger.info("pixel or account not on Meta; nothing to unshare", pixel_id=str(pixel_id))
             return None
         if account_id in pixel.account_ids:
             logger.info("pixel shared with the account again since; leaving Meta as it is", pixel_id=str(pixel_id))
             return None
-        business_manager = await BusinessManagerRepository(uow.session).get(pixel.business_manager_id)
+        business_manager = await uow.business_manager_repository.get(pixel.business_manager_id)
         if business_manager is None:  # pragma: no cover - a foreign key
             return None
         return steps.credentials(business_manager), pixel.meta_pixel_id, account.meta_account_id

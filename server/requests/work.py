@@ -41,7 +41,6 @@ from server.requests.handlers import (
     StepRunner,
 )
 from server.requests.models import RequestStatus
-from server.requests.repository import RequestRepository
 from server.requests.schemas import RequestPayload, RequestResultSchema
 from server.tenancy import SYSTEM
 
@@ -103,7 +102,7 @@ class RequestWork:
         job (until Meta's regain time), or fails, retryable, past TASK_RETRY_DEADLINE_SECONDS."""
         retry_after = dt.timedelta(seconds=failure.retry_after) if failure.retry_after else None
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
+            request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 return None
             held = await uow.requests.hold_for_retry(
@@ -137,7 +136,7 @@ class RequestWork:
         """
         first_creation = await self._mark_creation(request_id)
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
+            request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 logger.warning("approved request not found; nothing to do", request_id=str(request_id))
                 return None
@@ -172,7 +171,7 @@ class RequestWork:
         the same-name objects outside any, and the conditional update lets one delivery win.
         """
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).get(request_id, scope=SYSTEM)
+            request = await uow.request_repository.get(request_id, scope=SYSTEM)
             if request is None or request.status is not RequestStatus.APPROVED:
                 return False
             payload = _PAYLOAD.validate_python(request.payload)
@@ -182,9 +181,7 @@ class RequestWork:
         preexisting = await lookup()
         marker = CreationMarker(creation_started_at=utcnow(), preexisting_meta_ids=tuple(sorted(preexisting)))
         async with self._infrastructure.unit_of_work() as uow:
-            marked = await RequestRepository(uow.session).mark_creation_started(
-                request_id, marker.model_dump(mode="json")
-            )
+            marked = await uow.request_repository.mark_creation_started(request_id, marker.model_dump(mode="json"))
         if marked:
             logger.info("creation starting", request_id=str(request_id), preexisting=len(preexisting))
         return marked
@@ -192,7 +189,7 @@ class RequestWork:
     async def _fail(self, request_id: uuid.UUID, reason: str) -> RequestStatus | None:
         """Fail the request for good (in a transaction of its own: the attempt's was rolled back)."""
         async with self._infrastructure.unit_of_work() as uow:
-            request = await RequestRepository(uow.session).lock(request_id, scope=SYSTEM)
+            request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 return None
             if request.status is not RequestStatus.APPROVED:
