@@ -69,14 +69,18 @@ class PixelRepository:
         )
         if removed is None:
             return False
+        await self._shares_changed([pixel.id])
+        await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
+        return True
+
+    async def _shares_changed(self, pixel_ids: Sequence[uuid.UUID]) -> None:
+        """A pixel's shares are part of what its etag stands for: its version and update time move on."""
         await self._session.execute(
             update(Pixel)
-            .where(Pixel.id == pixel.id)
+            .where(Pixel.id.in_(pixel_ids))
             .values(version=Pixel.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
-        return True
 
     # The periodic sync with Meta (server/pixels/sync.py)
 
@@ -166,12 +170,7 @@ class PixelRepository:
         )
         added = sorted(await self._session.scalars(statement))
         if added:
-            await self._session.execute(
-                update(Pixel)
-                .where(Pixel.id == pixel.id)
-                .values(version=Pixel.version + 1, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+            await self._shares_changed([pixel.id])
             await self._session.refresh(pixel, attribute_names=["version", "updated_at", "shares"])
         return added
 
@@ -189,10 +188,5 @@ class PixelRepository:
         statement = delete(PixelAccount).where(PixelAccount.account_id == account_id).returning(PixelAccount.pixel_id)
         pixel_ids: Sequence[uuid.UUID] = sorted(await self._session.scalars(statement))
         if pixel_ids:
-            await self._session.execute(
-                update(Pixel)
-                .where(Pixel.id.in_(pixel_ids))
-                .values(version=Pixel.version + 1, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+            await self._shares_changed(pixel_ids)
         return list(pixel_ids)
