@@ -69,7 +69,7 @@ def makemigrations(
 def worker() -> None:
     """Run background tasks (taskiq worker on Redis streams) and relay the outbox, until SIGTERM/SIGINT.
     Run as many as needed: they share the work."""
-    from server.tasks import worker as task_worker
+    from server.background import worker as task_worker
 
     raise typer.Exit(task_worker.run(_settings()))
 
@@ -78,7 +78,7 @@ def worker() -> None:
 def scheduler() -> None:
     """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
     a second scheduler sends every periodic task twice."""
-    from server.tasks import scheduler as task_scheduler
+    from server.background import scheduler as task_scheduler
 
     raise typer.Exit(task_scheduler.run(_settings()))
 

@@ -4,9 +4,9 @@ import importlib
 import pkgutil
 
 import server
+from server.background.registry import EVENT_TOPICS, TASKS, TOPICS, register_tasks
 from server.config import Settings
 from server.tasks.broker import create_broker
-from server.tasks.registry import EVENT_TOPICS, TASKS, TOPICS, register_tasks
 
 
 def _topics_written() -> set[str]:

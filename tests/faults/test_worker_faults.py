@@ -23,6 +23,7 @@ from devstack.meta_simulator.control_client import SimulatorControl
 from devstack.meta_simulator.faults import FaultKind
 from server.audit_logs.models import AuditLog
 from server.auth.principal import Principal, PrincipalKind
+from server.background.registry import register_tasks
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -37,7 +38,6 @@ from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
 from server.tasks.broker import create_broker
 from server.tasks.heartbeat import HEARTBEAT_SECONDS
-from server.tasks.registry import register_tasks
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until

@@ -9,12 +9,12 @@ import pytest
 from taskiq import InMemoryBroker
 
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
+from server.background.registry import event_streams, publish
 from server.composition import Infrastructure
 from server.outbox.relay import OutboxRelay
 from server.requests.events import STREAM_KEY, RequestEventRecorder
 from server.requests.schemas import PixelCreationPayload, RequestResponseSchema
 from server.requests.service import RequestService
-from server.tasks.registry import event_streams, publish
 from tests.requests.test_service import new_workspace
 
 

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SERVER = ROOT / "server"
 
 # The composition root and the worker side import every module by design.
-ROOT_MODULES = {"composition", "app", "cli", "models", "tasks"}
+ROOT_MODULES = {"composition", "app", "cli", "models", "background"}
 # A unit of work's session, or any object's `.session` (sessions reach code only as `session`).
 SESSION_USE = re.compile(r"\.session\b")
 

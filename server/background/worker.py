@@ -8,6 +8,7 @@ import structlog
 from taskiq.acks import AcknowledgeType
 from taskiq.api import run_receiver_task
 
+from server.background.registry import event_streams, publish, register_tasks
 from server.config import Settings
 from server.log import configure_logging
 from server.metrics import serve_metrics
@@ -15,7 +16,6 @@ from server.outbox.relay import OutboxRelay
 from server.tasks.broker import create_broker, start_broker
 from server.tasks.heartbeat import beat
 from server.tasks.metrics import TaskMetrics
-from server.tasks.registry import event_streams, publish, register_tasks
 from server.tasks.resources import WorkerResources
 from server.tasks.tracing import TaskTracing
 from server.tracing import configure_tracing, shutdown_tracing

@@ -12,13 +12,13 @@ from taskiq import ScheduledTask, ScheduleSource, TaskiqScheduler
 from taskiq.api import run_scheduler_task
 from taskiq.schedule_sources import LabelScheduleSource
 
+from server.background.registry import register_tasks
 from server.config import Settings
 from server.log import configure_logging
 from server.metrics import SCHEDULED_RUNS, serve_metrics
 from server.outages import is_outage
 from server.tasks.broker import create_broker, start_broker
 from server.tasks.heartbeat import beat
-from server.tasks.registry import register_tasks
 
 logger = structlog.get_logger("adplane.scheduler")
 
