@@ -106,8 +106,6 @@ def h2load(
                 str(per_process),
                 "-D",
                 f"{round(seconds * 1000)}ms",
-                "--warm-up-time",
-                "1",
                 "--log-file",
                 str(log),
                 "-H",

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import os
 import random
 import re
@@ -46,6 +47,7 @@ from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
 GET_PATH = "/adplane.v1.AccountService/GetAccount"
 LIST_PATH = "/adplane.v1.AccountService/ListAccounts"
 PAGE_SIZE = 50
@@ -225,10 +227,13 @@ class Stack:
 _PROBLEM = re.compile(r"\[(warning|error|critical) *\]|\"level\": *\"(warning|error|critical)\"")
 
 
-def _measure(stack: Stack, label: str, run: Callable[[], loadgen.LoadResult]) -> Row:
+def _measure(
+    stack: Stack, label: str, run: Callable[[], loadgen.LoadResult], *, profile: Path | None = None, seconds: float = 0
+) -> Row:
     problems = stack.logged_problems()
     before_server, before_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
-    result = run()
+    with profiled(stack, label, into=profile, seconds=seconds):
+        result = run()
     after_server, after_envoy = stack.server_processes(), loadgen.cpu_seconds(stack.envoy_pid)
     time.sleep(0.2)  # the server's log writer thread catches up
     logged = stack.logged_problems() - problems
@@ -243,6 +248,44 @@ def _measure(stack: Stack, label: str, run: Callable[[], loadgen.LoadResult]) ->
         # The busiest `workers` processes are the workers (multiprocessing's helper idles).
         per_process=per_process[: stack.workers] if stack.workers > 1 else [],
     )
+
+
+@contextmanager
+def profiled(stack: Stack, label: str, *, into: Path | None, seconds: float) -> Iterator[None]:
+    """py-spy samples every server process while the block runs (nothing when `into` is None):
+    one collapsed-stack file per process, `<read>-<pid>.txt`, for flamegraph.pl or speedscope."""
+    if into is None:
+        yield
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    samplers = [
+        subprocess.Popen(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, round(seconds))),
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(into / f"{name}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in stack.server_processes()
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.wait(timeout=seconds + 60)
 
 
 def _python_grpc(
@@ -297,30 +340,34 @@ def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[
     asyncio.run(_check(stack.grpc_port, stack.http_port, grpc_triples[:16]))
     rows: list[Row] = []
     for read, name in (("get", "GetAccount"), ("list", f"ListAccounts ({PAGE_SIZE})")):
+        if read not in args.reads:
+            continue
         grpc_calls = _grpc_calls(read, grpc_triples if c_generators else http_triples)
         http_calls = _http_calls(read, http_triples)
 
-        def grpc_run(rate: float | None = None) -> loadgen.LoadResult:
+        def grpc_run(rate: float | None = None, seconds: float = args.seconds) -> loadgen.LoadResult:
             if c_generators:
-                return loadgen.h2load(
-                    stack.grpc_port, grpc_calls, in_flight=args.in_flight, seconds=args.seconds, rate=rate
-                )
-            return _python_grpc(stack, grpc_calls, in_flight=args.in_flight, seconds=args.seconds, rate=rate)
+                return loadgen.h2load(stack.grpc_port, grpc_calls, in_flight=args.in_flight, seconds=seconds, rate=rate)
+            return _python_grpc(stack, grpc_calls, in_flight=args.in_flight, seconds=seconds, rate=rate)
 
         def http_run() -> loadgen.LoadResult:
             if c_generators:
                 return loadgen.wrk(stack.http_port, http_calls, in_flight=args.in_flight, seconds=args.seconds)
             return _python_http(stack, http_calls, in_flight=args.in_flight, seconds=args.seconds)
 
-        row = _measure(stack, f"{name}, gRPC", grpc_run)
+        # Warm up (connections, prepared statements, caches) unmeasured: a measured run's CPU and
+        # its requests then cover the same window.
+        grpc_run(seconds=1)
+        measure = functools.partial(_measure, stack, profile=args.profile, seconds=args.seconds)
+        row = measure(f"{name}, gRPC", grpc_run)
         print(row.cells(), flush=True)
         rows.append(row)
         if read == "get":
             half = row.result.rate / 2
-            half_row = _measure(stack, f"{name}, gRPC at {half:,.0f} req/s (half the maximum)", lambda: grpc_run(half))
+            half_row = measure(f"{name}, gRPC at {half:,.0f} req/s (half the maximum)", lambda: grpc_run(half))
             print(half_row.cells(), flush=True)
             rows.append(half_row)
-        row = _measure(stack, f"{name}, REST via Envoy", http_run)
+        row = measure(f"{name}, REST via Envoy", http_run)
         print(row.cells(), flush=True)
         rows.append(row)
     return rows
@@ -372,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1000, help="accounts per workspace")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if h2load/wrk exist")
+    parser.add_argument(
+        "--reads", nargs="+", choices=("get", "list"), default=["get", "list"], help="which reads to load"
+    )
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample the server processes with py-spy into DIR during each read"
+    )
     parser.add_argument("--keyset", action="store_true", help="keyset flatness: page 1 vs 200 at 1k and 1M rows")
     parser.add_argument("--keyset-rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
