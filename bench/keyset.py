@@ -6,17 +6,13 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import event
 
 from bench.dataset import seed
 from server.accounts.schemas import AccountListRequestSchema
 from server.composition import Infrastructure
 from server.config import Settings
+from server.statement_log import sent_statements
 
 PAGE_SIZE = 50
 DEEP_PAGE = 200
@@ -29,20 +25,6 @@ class PageCost:
     page: int
     statements: int
     median_ms: float
-
-
-@contextmanager
-def _statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", count)
 
 
 async def _page(infrastructure: Infrastructure, workspace_id: uuid.UUID, token: str) -> str:
@@ -69,7 +51,7 @@ async def _costs(
     for number in (1, deepest):
         await _page(infrastructure, workspace_id, tokens[number])  # warm
         durations = []
-        with _statements(infrastructure) as seen:
+        with sent_statements(infrastructure) as seen:
             for _ in range(repeats):
                 started = time.perf_counter()
                 await _page(infrastructure, workspace_id, tokens[number])

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, cast
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.accounts.repository import AccountRepository
 from server.accounts.request_work import AccountRequestWork
@@ -35,7 +36,7 @@ from server.business_managers.service import BusinessManagerService, IBusinessMa
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
 from server.crypto import SecretCipher
-from server.db import create_engine, create_sessionmaker
+from server.db import CONNECT_TIMEOUT_SECONDS, create_engine, create_sessionmaker
 from server.exports.repository import ExportRepository
 from server.exports.service import ExportService, IExportService
 from server.exports.storage import IExportStorage, S3ExportStorage
@@ -46,6 +47,7 @@ from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
 from server.pixels.request_work import PixelRequestWork
 from server.pixels.service import IPixelService, PixelService
+from server.read_pool import ReadPool
 from server.redis_client import connect_redis
 from server.requests.events import IRequestEvents, RequestEventPublisher, RequestEventRecorder
 from server.requests.handlers import HandlerFactory, RequestHandler
@@ -68,8 +70,10 @@ class Infrastructure:
     sessions: async_sessionmaker[AsyncSession]
     # Autocommit sessions for reads: one round trip per statement, no BEGIN/COMMIT around it.
     read_sessions: async_sessionmaker[AsyncSession]
-    # The same autocommit mode for connections: read-only units of work run on one of these.
+    # The same autocommit mode for connections (readiness, callers' standing).
     read_engine: AsyncEngine
+    # asyncpg connections for the hot reads of read-only units of work (Gets and Lists).
+    read_pool: ReadPool
     page_tokens: PageTokenCodec
     tokens: TokenIssuer
     passwords: Passwords
@@ -98,6 +102,7 @@ class Infrastructure:
             sessions=create_sessionmaker(engine),
             read_sessions=create_sessionmaker(read_engine),
             read_engine=read_engine,
+            read_pool=ReadPool(engine, size=settings.database_read_pool_size, connect_timeout=CONNECT_TIMEOUT_SECONDS),
             standing_cache=standing_cache,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
@@ -126,16 +131,15 @@ class Infrastructure:
         """One transaction: committed when the block ends normally, rolled back on an exception.
 
         `read_only` units (Get and List RPCs) run each statement on its own in autocommit mode,
-        which saves the BEGIN and COMMIT round trips; they must not write. Their hot reads run
-        SQLAlchemy Core on the unit's connection; an ORM session is made only if something asks.
+        which saves the BEGIN and COMMIT round trips; they must not write. Their hot reads run on
+        the read pool; an ORM session (autocommit too) is made only if something asks for one.
         """
         if read_only:
-            async with self.read_engine.connect() as connection:
-                unit = UnitOfWork(self, connection=connection)
-                try:
-                    yield unit
-                finally:
-                    await unit.close()
+            unit = UnitOfWork(self, read_only=True)
+            try:
+                yield unit
+            finally:
+                await unit.close()
             return
         async with self.sessions() as session:
             async with session.begin():
@@ -177,6 +181,7 @@ class Infrastructure:
         )
 
     async def close(self) -> None:
+        await self.read_pool.close()
         await self.engine.dispose()
         await self.export_storage.close()
         await self.request_events.close()
@@ -218,33 +223,61 @@ def request_handlers(steps: MetaSteps) -> dict[RequestType, HandlerFactory]:
     }
 
 
+def _deferred[T](build: Callable[[], T]) -> T:
+    """What `build()` returns, built when first used. A unit's services get their collaborators at
+    construction, and a call uses few of them: a Get builds neither the audit trail, nor the
+    services it could call, nor (read-only) an ORM session."""
+    return cast(T, _Deferred(build))
+
+
+def _was_built(value: object) -> bool:
+    return not isinstance(value, _Deferred) or value._deferred_target is not None
+
+
+class _Deferred:
+    # Names no proxied object has: every other attribute is the built object's.
+    __slots__ = ("_deferred_build", "_deferred_target")
+
+    def __init__(self, build: Callable[[], object]) -> None:
+        self._deferred_build = build
+        self._deferred_target: object | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._deferred_target
+        if target is None:
+            target = self._deferred_target = self._deferred_build()
+        return getattr(target, name)
+
+
 class UnitOfWork:
-    """The services of one transaction, built lazily on its session (or, read-only, its connection)."""
+    """The services of one transaction, built lazily on its session; or, read-only, of reads that
+    each stand alone (hot ones on the read pool, others on an autocommit session made if asked)."""
 
     def __init__(
-        self,
-        infrastructure: Infrastructure,
-        session: AsyncSession | None = None,
-        *,
-        connection: AsyncConnection | None = None,
+        self, infrastructure: Infrastructure, session: AsyncSession | None = None, *, read_only: bool = False
     ) -> None:
-        if session is None and connection is None:
-            raise ValueError("a unit of work needs a session or a connection")
+        if (session is None) != read_only:
+            raise ValueError("a unit of work has a session, or is read-only")
         self._infrastructure = infrastructure
         self._session = session
-        # Set for read-only units: Core reads run on it without an ORM session.
-        self._connection = connection
+        self._read_only = read_only
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def session(self) -> AsyncSession:
-        """The unit's ORM session; a read-only unit makes one on its connection when first asked."""
+        """The unit's ORM session; a read-only unit's is an autocommit one, made when a statement
+        first needs it (its hot reads do not)."""
         if self._session is None:
-            self._session = AsyncSession(bind=self._connection, expire_on_commit=False)
+            self._session = _deferred(self._infrastructure.read_sessions)
         return self._session
 
+    @property
+    def _reader(self) -> ReadPool | None:
+        return self._infrastructure.read_pool if self._read_only else None
+
     async def close(self) -> None:
-        if self._session is not None and self._connection is not None:
+        """End a read-only unit (a transactional unit's session is closed by its owner)."""
+        if self._read_only and self._session is not None and _was_built(self._session):
             await self._session.close()
 
     def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
@@ -278,11 +311,11 @@ class UnitOfWork:
         return WorkspaceService(
             repository=WorkspaceRepository(self.session),
             members=WorkspaceMemberRepository(self.session),
-            member_access=self.accounts,
+            member_access=_deferred(lambda: self.accounts),
             users=UserRepository(self.session),
-            audit=self.audit,
-            outbox=self.outbox,
-            idempotency=self.idempotency,
+            audit=_deferred(lambda: self.audit),
+            outbox=_deferred(lambda: self.outbox),
+            idempotency=_deferred(lambda: self.idempotency),
             page_tokens=self._infrastructure.page_tokens,
         )
 
@@ -320,9 +353,9 @@ class UnitOfWork:
             repository=UserRepository(self.session),
             roles=self.roles,
             auth_repository=AuthRepository(self.session),
-            audit=self.audit,
+            audit=_deferred(lambda: self.audit),
             passwords=self._infrastructure.passwords,
-            idempotency=self.idempotency,
+            idempotency=_deferred(lambda: self.idempotency),
             page_tokens=self._infrastructure.page_tokens,
         )
 
@@ -331,8 +364,8 @@ class UnitOfWork:
         return ApiKeyService(
             repository=ApiKeyRepository(self.session),
             roles=self.roles,
-            audit=self.audit,
-            idempotency=self.idempotency,
+            audit=_deferred(lambda: self.audit),
+            idempotency=_deferred(lambda: self.idempotency),
             page_tokens=self._infrastructure.page_tokens,
         )
 
@@ -345,7 +378,7 @@ class UnitOfWork:
             tokens=self._infrastructure.tokens,
             throttle=self._infrastructure.login_throttle,
             users=self.users,
-            workspaces=self.workspaces,
+            workspaces=_deferred(lambda: self.workspaces),
         )
 
     @cached_property
@@ -357,7 +390,7 @@ class UnitOfWork:
     @cached_property
     def request_events(self) -> IRequestEvents:
         return RequestEventRecorder(
-            outbox=self.outbox,
+            outbox=_deferred(lambda: self.outbox),
             after_commit=self.after_commit,
             publisher=self._infrastructure.request_event_publisher,
         )
@@ -367,10 +400,10 @@ class UnitOfWork:
         return RequestService(
             repository=RequestRepository(self.session),
             workspaces=WorkspaceRepository(self.session),
-            outbox=self.outbox,
+            outbox=_deferred(lambda: self.outbox),
             events=self.request_events,
-            audit=self.audit,
-            idempotency=self.idempotency,
+            audit=_deferred(lambda: self.audit),
+            idempotency=_deferred(lambda: self.idempotency),
             page_tokens=self._infrastructure.page_tokens,
             ttl=dt.timedelta(days=self._infrastructure.settings.request_ttl_days),
         )
@@ -380,24 +413,24 @@ class UnitOfWork:
         return BusinessManagerService(
             repository=BusinessManagerRepository(self.session),
             holders=[AccountRepository(self.session), PixelRepository(self.session)],
-            requests=self.requests,
-            audit=self.audit,
+            requests=_deferred(lambda: self.requests),
+            audit=_deferred(lambda: self.audit),
             cipher=self._infrastructure.cipher,
-            idempotency=self.idempotency,
+            idempotency=_deferred(lambda: self.idempotency),
             page_tokens=self._infrastructure.page_tokens,
         )
 
     @cached_property
     def accounts(self) -> IAccountService:
         return AccountService(
-            repository=AccountRepository(self.session, reader=self._connection),
+            repository=AccountRepository(self.session, reader=self._reader),
             business_managers=BusinessManagerRepository(self.session),
-            pixel_shares=self.pixels,
+            pixel_shares=_deferred(lambda: self.pixels),
             members=WorkspaceMemberRepository(self.session),
             workspaces=WorkspaceRepository(self.session),
-            requests=self.requests,
-            audit=self.audit,
-            outbox=self.outbox,
+            requests=_deferred(lambda: self.requests),
+            audit=_deferred(lambda: self.audit),
+            outbox=_deferred(lambda: self.outbox),
             page_tokens=self._infrastructure.page_tokens,
         )
 
@@ -407,9 +440,9 @@ class UnitOfWork:
             repository=PixelRepository(self.session),
             accounts=AccountRepository(self.session),
             business_managers=BusinessManagerRepository(self.session),
-            requests=self.requests,
-            audit=self.audit,
-            outbox=self.outbox,
+            requests=_deferred(lambda: self.requests),
+            audit=_deferred(lambda: self.audit),
+            outbox=_deferred(lambda: self.outbox),
             page_tokens=self._infrastructure.page_tokens,
         )
 
@@ -418,7 +451,7 @@ class UnitOfWork:
         return ExportService(
             repository=ExportRepository(self.session),
             storage=self._infrastructure.export_storage,
-            audit=self.audit,
+            audit=_deferred(lambda: self.audit),
             page_tokens=self._infrastructure.page_tokens,
             url_ttl=dt.timedelta(seconds=self._infrastructure.settings.export_url_ttl_seconds),
         )

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
+    database_read_pool_size: int = Field(default=10, ge=1)
     # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.
     redis_url: str = ""
     # Where the embedded services keep their data between restarts.

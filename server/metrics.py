@@ -113,23 +113,23 @@ META_THROTTLED_SECONDS = Counter(
     ["by"],
 )
 
-# --- the database pool (instrument_pool) ---
+# --- the database pools: SQLAlchemy's (instrument_pool) and the read pool (server.read_pool) ---
 DB_CONNECTIONS_IN_USE = Gauge(
     "adplane_db_pool_connections_in_use",
-    "Database connections checked out of the pool.",
+    "Database connections checked out of the pools.",
     multiprocess_mode="livesum",
 )
 DB_CONNECTIONS_OPEN = Gauge(
     "adplane_db_pool_connections_open",
-    "Database connections the pool holds open (in use or idle).",
+    "Database connections the pools hold open (in use or idle).",
     multiprocess_mode="livesum",
 )
 DB_CONNECTIONS_LIMIT = Gauge(
     "adplane_db_pool_connections_limit",
-    "The most connections the pool may open (pool size plus overflow).",
+    "The most connections the pools may open (pool size plus overflow, plus the read pool).",
     multiprocess_mode="livesum",
 )
-DB_CHECKOUTS = Counter("adplane_db_pool_checkouts_total", "Connections taken from the pool.")
+DB_CHECKOUTS = Counter("adplane_db_pool_checkouts_total", "Connections taken from the pools.")
 
 
 def instrument_pool(engine: AsyncEngine, *, limit: int) -> None:

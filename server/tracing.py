@@ -19,12 +19,12 @@ instrumentation suppressed, so that only work shows up as traces.
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -102,6 +102,21 @@ def trace_engine(engine: AsyncEngine) -> None:
     # The instrumentation declares SQLAlchemy < 2.1 and would refuse 2.1; it only listens to the
     # engine's cursor events, which 2.1 keeps (tests/e2e/test_tracing.py sees the statements).
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=_configured[0], skip_dep_check=True)
+
+
+_NO_SPAN = nullcontext()
+
+
+def database_span(statement: str) -> AbstractContextManager[object]:
+    """A client span around a statement run outside SQLAlchemy (`server.read_pool`), named and
+    attributed as SQLAlchemy's instrumentation names its own; nothing when tracing is off."""
+    if not _configured or not is_instrumentation_enabled():
+        return _NO_SPAN
+    return tracer.start_as_current_span(
+        statement.split(None, 1)[0],
+        kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+    )
 
 
 def shutdown_tracing() -> None:

@@ -6,15 +6,12 @@ data is seeded with more than 200 rows of everything a list can return.
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import MethodDescriptor
-from sqlalchemy import event
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.api_keys.models import ApiKey
@@ -33,6 +30,7 @@ from server.db import new_id
 from server.exports.models import Export
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus, RequestType
+from server.statement_log import sent_statements
 from server.users.models import User
 from server.workspaces.models import Workspace, WorkspaceStatus, WorkspaceUser
 
@@ -133,20 +131,6 @@ async def seeded(infrastructure: Infrastructure) -> dict[str, uuid.UUID]:
     return {"workspace_id": workspace.id, "user_id": me.id, "account_id": accounts[0].id}
 
 
-@contextmanager
-def statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", count)
-
-
 async def _call(
     infrastructure: Infrastructure, registration: Any, method: MethodDescriptor, ids: dict[str, uuid.UUID], size: int
 ) -> tuple[int, int]:
@@ -160,7 +144,7 @@ async def _call(
     if "page_size" in method.input_type.fields_by_name:
         setattr(request, "page_size", size)  # noqa: B010 - the message class is dynamic
     servicer = registration.servicer(infrastructure)
-    with statements(infrastructure) as seen:
+    with sent_statements(infrastructure) as seen:
         response = await getattr(servicer, method.name)(request, _Context())
     items = next(len(getattr(response, f.name)) for f in method.output_type.fields if f.is_repeated)
     # Transaction control (BEGIN is implicit; COMMIT/ROLLBACK are not statements of the list).

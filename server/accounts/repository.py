@@ -26,13 +26,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.accounts.schemas import AccountListRequestSchema, AccountResponseSchema
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
+from server.read_pool import PreparedRead, ReadPool
 from server.tenancy import TenantScope, conflicts, narrowed, scope_filter
 from server.users.models import User
 
@@ -57,12 +57,15 @@ _accounts = Account.__table__
 # The fields of an AccountRow, in order.
 ACCOUNT_ROW_FIELDS = tuple(AccountResponseSchema.model_fields)
 _READ_COLUMNS = [_accounts.c[name] for name in ACCOUNT_ROW_FIELDS]
-type AccountRow = Row[Any]
-# Built once: SQLAlchemy memoizes a statement object's cache key, so a Get spends nothing on
-# building or keying its statement. Narrowed to the workspace like every read.
+# A row of these columns, in this order: SQLAlchemy's Row on a session, an asyncpg Record on the
+# read pool (both sequences of the values).
+type AccountRow = Sequence[Any]
+# Built once, narrowed to the workspace like every read. Read-only units run it on the read pool
+# (compiled once for asyncpg); inside a transaction it runs on the session's connection.
 _READ_ONE = select(*_READ_COLUMNS).where(
     _accounts.c.workspace_id == bindparam("workspace_id"), _accounts.c.id == bindparam("account_id")
 )
+_READ_ONE_PREPARED = PreparedRead(_READ_ONE)
 
 
 @functools.cache
@@ -77,6 +80,11 @@ def _page_statement(filters: frozenset[str]) -> Select[Any]:
     if "after" in filters:
         statement = statement.where(_accounts.c.id > bindparam("after"))
     return statement.order_by(_accounts.c.id).limit(bindparam("limit", type_=Integer))
+
+
+@functools.cache
+def _page_read(filters: frozenset[str]) -> PreparedRead:
+    return PreparedRead(_page_statement(filters))
 
 
 class IAccountRepository(Protocol):
@@ -104,18 +112,18 @@ class IAccountRepository(Protocol):
 
 
 class AccountRepository:
-    def __init__(self, session: AsyncSession, *, reader: AsyncConnection | None = None) -> None:
+    def __init__(self, session: AsyncSession, *, reader: ReadPool | None = None) -> None:
         self._session = session
-        # A read-only unit's connection: Core reads run on it, without the session.
+        # A read-only unit's reads of committed data: Gets and Lists run there, not on the session.
         self._reader = reader
-
-    async def _connection(self) -> AsyncConnection:
-        return self._reader if self._reader is not None else await self._session.connection()
 
     async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None:
         """The account as a row, or None when it does not exist or belongs to another workspace."""
         parameters = {"workspace_id": workspace_id, "account_id": account_id}
-        row: AccountRow | None = (await (await self._connection()).execute(_READ_ONE, parameters)).first()
+        if self._reader is not None:
+            found: AccountRow | None = await self._reader.one(_READ_ONE_PREPARED, parameters)
+            return found
+        row: AccountRow | None = (await (await self._session.connection()).execute(_READ_ONE, parameters)).first()
         return row
 
     async def list_accounts(
@@ -132,9 +140,12 @@ class AccountRepository:
             "after": after,
         }
         parameters = {name: value for name, value in filters.items() if value is not None}
-        statement = _page_statement(frozenset(parameters))
+        filter_names = frozenset(parameters)
         parameters["limit"] = limit
-        rows: Sequence[AccountRow] = (await (await self._connection()).execute(statement, parameters)).all()
+        if self._reader is not None:
+            return await self._reader.all(_page_read(filter_names), parameters)
+        connection = await self._session.connection()
+        rows: Sequence[AccountRow] = (await connection.execute(_page_statement(filter_names), parameters)).all()
         return rows
 
     def _readable(self, scope: TenantScope) -> Select[Account]:

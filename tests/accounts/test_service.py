@@ -2,13 +2,11 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 from server.accounts.exceptions import (
     AccountAlreadyInWorkspaceException,
@@ -39,6 +37,7 @@ from server.exceptions import InvalidRequestException
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import AccountCreationPayload, SpendCapChangePayload
+from server.statement_log import sent_statements
 from server.tenancy import SYSTEM, WorkspaceScope
 from server.workspaces.exceptions import WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus, WorkspaceUser
@@ -68,21 +67,6 @@ def draft(business_manager_id: uuid.UUID, **values: Any) -> AccountCreationPaylo
 
 def tasks(*values: AccountUserTask) -> AccountUserAssignRequestSchema:
     return AccountUserAssignRequestSchema(tasks=list(values))
-
-
-@contextmanager
-def statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
-    """The SQL statements sent while the block runs."""
-    sent: list[str] = []
-
-    def record(*args: Any) -> None:
-        sent.append(args[2])
-
-    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", record)
 
 
 # --- RequestAccount ------------------------------------------------------------------------------
@@ -290,7 +274,7 @@ async def test_lists_cost_the_same_statements_at_any_page_size(infrastructure: I
     counts = []
     for size in (1, 200):
         async with infrastructure.unit_of_work() as uow:
-            with statements(infrastructure) as sent:
+            with sent_statements(infrastructure) as sent:
                 page = await uow.accounts.list_workspace_accounts(
                     world.workspace_id, AccountListRequestSchema(page_size=size)
                 )
@@ -300,6 +284,26 @@ async def test_lists_cost_the_same_statements_at_any_page_size(infrastructure: I
         assert len(users) == 4
         assert len(page.items) == min(size, 5)
     assert counts[0] == counts[1] == 3
+
+
+async def test_read_only_units_read_accounts_from_the_read_pool_as_transactions_do(
+    infrastructure: Infrastructure, world: World
+) -> None:
+    listing = AccountListRequestSchema(page_size=1)
+    async with infrastructure.unit_of_work() as uow:
+        in_transaction = await uow.accounts.get_account(world.account_id, workspace_id=world.workspace_id)
+        page_in_transaction = await uow.accounts.list_workspace_accounts(world.workspace_id, listing)
+    async with infrastructure.unit_of_work(read_only=True) as uow:
+        with sent_statements(infrastructure) as sent:
+            read_only = await uow.accounts.get_account(world.account_id, workspace_id=world.workspace_id)
+            page = await uow.accounts.list_workspace_accounts(world.workspace_id, listing)
+            # Neither read took a connection from SQLAlchemy's pool: no ORM session was made.
+            assert infrastructure.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        with pytest.raises(AccountNotFoundException):
+            await uow.accounts.get_account(world.other_account_id, workspace_id=world.workspace_id)
+    assert read_only == in_transaction
+    assert page == page_in_transaction
+    assert len(sent) == 2
 
 
 async def test_get_many_returns_only_accounts_of_the_workspace(infrastructure: Infrastructure, world: World) -> None:

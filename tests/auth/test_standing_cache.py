@@ -4,13 +4,9 @@ empties it at once, whichever connection or process committed it."""
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
 
 from server.api_keys.schemas import ApiKeyCreateRequestSchema
 from server.auth.credentials import ApiKeyCredentials, UserCredentials
@@ -22,23 +18,10 @@ from server.auth.schemas import UserStandingSchema
 from server.auth.standing_cache import StandingCache
 from server.composition import Infrastructure
 from server.signin.schemas import RefreshTokenRequestSchema
+from server.statement_log import sent_statements
 from server.workspaces.schemas import MemberUpdateRequestSchema, WorkspaceCreateRequestSchema
 from tests.callers import Caller, make_caller
 from tests.conftest import _admin_dsn
-
-
-@contextmanager
-def statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(infrastructure.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(infrastructure.engine.sync_engine, "before_cursor_execute", count)
 
 
 def resolver(infrastructure: Infrastructure) -> PrincipalResolver:
@@ -54,7 +37,7 @@ async def resolve(infrastructure: Infrastructure, caller: Caller, workspace_id: 
 async def cached(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:
     """Resolve twice; the second time must not touch the database."""
     await resolve(infrastructure, caller, workspace_id)
-    with statements(infrastructure) as seen:
+    with sent_statements(infrastructure) as seen:
         principal = await resolve(infrastructure, caller, workspace_id)
     assert seen == []
     return principal
@@ -71,7 +54,7 @@ async def test_a_cached_standing_costs_no_sql(infrastructure: Infrastructure) ->
     principal = await cached(infrastructure, caller, workspace_id)
     assert principal.workspace_role is WorkspaceRole.ADMIN
     # Another workspace is another standing: read, not answered from the first one.
-    with statements(infrastructure) as seen:
+    with sent_statements(infrastructure) as seen:
         elsewhere = await resolve(infrastructure, caller, uuid.uuid4())
     assert len(seen) == 1
     assert elsewhere.workspace_role is None
@@ -135,7 +118,7 @@ async def test_a_revoked_api_key_is_refused_at_once(infrastructure: Infrastructu
     assert created.secret is not None
     credentials = ApiKeyCredentials(created.secret)
     await resolver(infrastructure).resolve(credentials, workspace_id=None)
-    with statements(infrastructure) as seen:
+    with sent_statements(infrastructure) as seen:
         await resolver(infrastructure).resolve(credentials, workspace_id=None)
     assert seen == []
 
@@ -173,7 +156,7 @@ async def test_without_a_listening_connection_nothing_is_answered_from_the_cache
     await cached(infrastructure, caller)
     await infrastructure.engine.dispose()
     await asyncio.sleep(0.05)  # asyncpg runs termination listeners soon after the close
-    with statements(infrastructure) as seen:
+    with sent_statements(infrastructure) as seen:
         await resolve(infrastructure, caller)
     assert len(seen) == 1
     await cached(infrastructure, caller)

@@ -82,7 +82,8 @@ async def test_server_and_envoy_metrics_count_the_calls_of_every_process(
         assert moved("adplane_db_pool_checkouts_total") >= calls
         assert total(after, "adplane_db_pool_connections_in_use") == 0
         assert total(after, "adplane_db_pool_connections_open") >= WORKERS
-        limit = WORKERS * (settings.database_pool_size + settings.database_max_overflow)
+        pools = settings.database_pool_size + settings.database_max_overflow + settings.database_read_pool_size
+        limit = WORKERS * pools
         assert total(after, "adplane_db_pool_connections_limit") == limit
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{envoy_metrics_port}") as envoy_metrics:

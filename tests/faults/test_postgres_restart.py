@@ -1,10 +1,11 @@
 """PostgreSQL stops and comes back while the real server and Envoy are under load.
 
 The test runs a PostgreSQL of its own (the session's shared one is not disturbed), stops it with
-`pg_ctl stop -m fast` for a few seconds under a bounded load of reads and writes over REST and gRPC,
-and starts it again. Every call must end 200/OK or 503/UNAVAILABLE (never 500, never a client
-timeout), the same server process must serve again once the database is back, and a write whose
-outcome the caller did not see, retried with its request_id, must exist exactly once.
+`pg_ctl stop -m fast` for a few seconds under a bounded load of reads (through SQLAlchemy's engine
+and through the read pool) and writes over REST and gRPC, and starts it again. Every call must end
+200/OK or 503/UNAVAILABLE (never 500, never a client timeout), the same server process must serve
+again once the database is back, and a write whose outcome the caller did not see, retried with its
+request_id, must exist exactly once.
 """
 
 import asyncio
@@ -108,12 +109,10 @@ class Observed:
             self.last_success[client] = time.monotonic()
 
 
-async def _rest_reads(
-    client: str, http: httpx.AsyncClient, workspace_id: str, seen: Observed, stop: asyncio.Event
-) -> None:
+async def _rest_reads(client: str, http: httpx.AsyncClient, path: str, seen: Observed, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            response = await http.get(f"/api/workspaces/{workspace_id}")
+            response = await http.get(path)
         except httpx.HTTPError as error:
             seen.unexpected.append(f"{client}: {type(error).__name__}")
         else:
@@ -225,7 +224,17 @@ async def test_a_postgres_restart_under_load_answers_503_and_recovers_without_lo
         assert created.status_code == 200, created.text
         workspace_id = created.json()["workspace"]["id"]
         clients = {
-            **{f"rest-read-{n}": _rest_reads(f"rest-read-{n}", http, workspace_id, seen, stop) for n in range(3)},
+            **{
+                f"rest-read-{n}": _rest_reads(f"rest-read-{n}", http, f"/api/workspaces/{workspace_id}", seen, stop)
+                for n in range(3)
+            },
+            # Account lists run on the read pool (asyncpg), not on SQLAlchemy's engine.
+            **{
+                f"rest-list-{n}": _rest_reads(
+                    f"rest-list-{n}", http, f"/api/workspaces/{workspace_id}/accounts", seen, stop
+                )
+                for n in range(2)
+            },
             **{
                 f"grpc-read-{n}": _grpc_reads(f"grpc-read-{n}", stub, caller, workspace_id, seen, stop)
                 for n in range(3)

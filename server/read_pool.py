@@ -1,0 +1,129 @@
+"""Hot reads straight on asyncpg: a pool of autocommit connections beside SQLAlchemy's engine.
+
+A Get or a List of the hot tables is one SELECT of committed data. Through SQLAlchemy's asyncio
+layer that SELECT costs a pool checkout and a greenlet switch into SQLAlchemy's synchronous core per
+call, plus its execution and result machinery: under load that was more CPU than all the rest of
+the RPC's own code (`python -m bench.read_rpc --profile DIR` shows it). Here the same statement is
+one asyncpg call on a pooled connection, where asyncpg keeps it prepared.
+
+The statements stay SQLAlchemy Core, written in the repository that owns their table like every
+other statement; `PreparedRead` compiles one once, for asyncpg. Only single reads of committed data
+belong here: whatever runs inside a transaction, or must see what the transaction wrote, goes
+through the unit of work's session. Rows come back as asyncpg Records (tuples in column order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Select
+
+from server.metrics import DB_CHECKOUTS, DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT, DB_CONNECTIONS_OPEN
+from server.tracing import database_span
+
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+
+
+class PreparedRead:
+    """A Core SELECT compiled once for asyncpg: its SQL with `$n` parameters, and which named
+    bound parameter goes into each position."""
+
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+        compiled = statement.compile(dialect=_DIALECT)
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("expanding parameters (IN lists) are rendered per call: run such a read on a session")
+        self.sql = compiled.string
+        self._names = tuple(compiled.positiontup or ())
+        # Values the statement carries itself (literals SQLAlchemy binds, bindparams given a value).
+        self._fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+
+    def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
+        if self._fixed:
+            parameters = {**self._fixed, **parameters}
+        return [parameters[name] for name in self._names]
+
+
+class ReadPool:
+    """asyncpg connections to the engine's database, opened on first use (inside the event loop).
+
+    A read waits for a free connection as long as its call allows (a timeout here would cost a
+    timer per read); the call's deadline, or its cancellation, ends the wait like the query.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, size: int, connect_timeout: float) -> None:
+        # The same connection arguments SQLAlchemy's asyncpg dialect derives from DATABASE_URL.
+        _, self._connect_kwargs = engine.dialect.create_connect_args(engine.url)
+        self._size = size
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._starting: asyncio.Lock | None = None
+        # Called with each statement's SQL before it runs (tests count statements with it).
+        self.observers: list[Callable[[str], None]] = []
+        DB_CONNECTIONS_LIMIT.inc(size)
+
+    async def one(self, read: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
+        """The first row `read` returns, or None."""
+        pool = self._pool or await self._start()
+        self._observe(read)
+        with database_span(read.sql):
+            DB_CHECKOUTS.inc()
+            DB_CONNECTIONS_IN_USE.inc()
+            try:
+                async with pool.acquire() as connection:
+                    return await connection.fetchrow(read.sql, *read.arguments(parameters))
+            finally:
+                DB_CONNECTIONS_IN_USE.dec()
+
+    async def all(self, read: PreparedRead, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        """Every row `read` returns."""
+        pool = self._pool or await self._start()
+        self._observe(read)
+        with database_span(read.sql):
+            DB_CHECKOUTS.inc()
+            DB_CONNECTIONS_IN_USE.inc()
+            try:
+                async with pool.acquire() as connection:
+                    rows: Sequence[Any] = await connection.fetch(read.sql, *read.arguments(parameters))
+                    return rows
+            finally:
+                DB_CONNECTIONS_IN_USE.dec()
+
+    def _observe(self, read: PreparedRead) -> None:
+        for observer in self.observers:
+            observer(read.sql)
+
+    async def _start(self) -> asyncpg.Pool:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    **self._connect_kwargs,
+                    min_size=1,
+                    max_size=self._size,
+                    timeout=self._connect_timeout,
+                    init=_count_open,
+                    # Each use is one autocommit statement: nothing to reset between uses (the
+                    # default reset is a round trip per release).
+                    reset=_nothing_to_reset,
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _count_open(connection: asyncpg.Connection) -> None:
+    DB_CONNECTIONS_OPEN.inc()
+    connection.add_termination_listener(lambda _connection: DB_CONNECTIONS_OPEN.dec())
+
+
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    return None

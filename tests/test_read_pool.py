@@ -1,0 +1,110 @@
+"""The read pool: Core statements compiled once for asyncpg and run on pooled connections."""
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
+from sqlalchemy import Integer, bindparam, func, select
+
+from server import tracing
+from server.composition import Infrastructure
+from server.config import Settings
+from server.db import create_engine
+from server.outages import is_outage
+from server.read_pool import PreparedRead, ReadPool
+from server.statement_log import sent_statements
+
+# Two parameters, one of them used twice, named in the opposite order of their positions, and a
+# literal the statement binds itself.
+_ARITHMETIC = PreparedRead(
+    select(
+        (bindparam("b", type_=Integer) - bindparam("a", type_=Integer)).label("difference"),
+        (bindparam("b", type_=Integer) * 2).label("double"),
+    )
+)
+
+
+def test_expanding_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="expanding"):
+        PreparedRead(select(func.abs(1)).where(func.abs(1).in_(bindparam("values", expanding=True))))
+
+
+async def test_named_parameters_go_to_their_positions(infrastructure: Infrastructure) -> None:
+    row = await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 10})
+    assert row is not None
+    assert tuple(row) == (9, 20)
+
+
+async def test_all_returns_every_row_in_order_and_one_none_for_no_row(infrastructure: Infrastructure) -> None:
+    series = PreparedRead(select(func.generate_series(1, bindparam("count", type_=Integer)).label("n")))
+    rows = await infrastructure.read_pool.all(series, {"count": 3})
+    assert [row[0] for row in rows] == [1, 2, 3]
+    assert await infrastructure.read_pool.all(series, {"count": 0}) == []
+    assert await infrastructure.read_pool.one(series, {"count": 0}) is None
+
+
+async def test_observers_see_each_statement(infrastructure: Infrastructure) -> None:
+    with sent_statements(infrastructure) as sent:
+        await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+        await infrastructure.read_pool.one(_ARITHMETIC, {"a": 3, "b": 4})
+    assert sent == [_ARITHMETIC.sql, _ARITHMETIC.sql]
+
+
+async def test_reads_are_counted_in_the_pool_metrics(infrastructure: Infrastructure) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    checkouts = sample("adplane_db_pool_checkouts_total")
+    await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+    await infrastructure.read_pool.all(_ARITHMETIC, {"a": 1, "b": 2})
+    assert sample("adplane_db_pool_checkouts_total") == checkouts + 2
+    assert sample("adplane_db_pool_connections_in_use") == 0
+    assert sample("adplane_db_pool_connections_open") >= 1
+
+
+async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
+    unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
+    engine = create_engine(unreachable)
+    pool = ReadPool(engine, size=1, connect_timeout=2)
+    try:
+        with pytest.raises(ConnectionRefusedError) as raised:  # nothing listens on port 9
+            await pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+        assert is_outage(raised.value), repr(raised.value)
+    finally:
+        await pool.close()
+        await engine.dispose()
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing as `configure_tracing` leaves it (the global provider can be set once per process)."""
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_configured", [provider])
+    yield exporter
+    exporter.clear()
+
+
+async def test_a_read_is_a_client_span_of_the_call(infrastructure: Infrastructure, spans: InMemorySpanExporter) -> None:
+    with tracing.tracer.start_as_current_span("call") as call:
+        await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+    (read,) = [span for span in spans.get_finished_spans() if span.name == "SELECT"]
+    assert read.kind is trace.SpanKind.CLIENT
+    assert read.parent is not None
+    assert read.parent.span_id == call.get_span_context().span_id
+    assert read.attributes is not None
+    assert read.attributes["db.system"] == "postgresql"
+    assert read.attributes["db.statement"] == _ARITHMETIC.sql
+
+
+async def test_no_span_without_tracing(infrastructure: Infrastructure) -> None:
+    with tracing.tracer.start_as_current_span("call") as call, tracing.database_span(_ARITHMETIC.sql):
+        assert trace.get_current_span() is call
