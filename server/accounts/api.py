@@ -35,7 +35,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.accounts.list_workspace_accounts(workspace_id, query)
         return pb.ListAccountsResponse(
-            accounts=[converters.account_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+            accounts=[converters.account_fields(a) for a in page.items],  # type: ignore[misc]  # upb takes dicts
+            next_page_token=page.next_page_token,
         )
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
@@ -43,7 +44,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         account_id = parse_id(request.account_id, field="account_id")
         async with self._infrastructure.unit_of_work(read_only=True) as uow:
             account = await uow.accounts.get_account(account_id, workspace_id=workspace_id)
-        return pb.GetAccountResponse(account=converters.account_to_proto(account))
+        return pb.GetAccountResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict
 
     async def RequestSpendCapChange(
         self, request: pb.RequestSpendCapChangeRequest, context: Context
@@ -93,7 +94,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         async with self._infrastructure.unit_of_work(read_only=True) as uow:
             page = await uow.accounts.list_accounts(query)
         return pb.ListAllAccountsResponse(
-            accounts=[converters.account_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+            accounts=[converters.account_fields(a) for a in page.items],  # type: ignore[misc]  # upb takes dicts
+            next_page_token=page.next_page_token,
         )
 
     async def UpdateAccount(self, request: pb.UpdateAccountRequest, context: Context) -> pb.UpdateAccountResponse:
@@ -101,7 +103,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         data = converters.update_request_from_proto(request)
         async with self._infrastructure.unit_of_work() as uow:
             account = await uow.accounts.update_account(account_id, data)
-        return pb.UpdateAccountResponse(account=converters.account_to_proto(account))
+        return pb.UpdateAccountResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict
 
     async def MoveAccountToWorkspace(
         self, request: pb.MoveAccountToWorkspaceRequest, context: Context
@@ -110,4 +112,4 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         data = converters.move_request_from_proto(request)
         async with self._infrastructure.unit_of_work() as uow:
             account = await uow.accounts.move_account(account_id, data)
-        return pb.MoveAccountToWorkspaceResponse(account=converters.account_to_proto(account))
+        return pb.MoveAccountToWorkspaceResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict

@@ -50,9 +50,13 @@ _META_STATUS_NUMBERS: dict[MetaAccountStatus | None, account_pb2.MetaAccountStat
 _META_STATUS_NUMBERS[None] = account_pb2.MetaAccountStatus.META_ACCOUNT_STATUS_UNSPECIFIED
 
 
-def account_to_proto(account: AccountResponseSchema) -> account_pb2.Account:
-    # Sub-messages go in as dicts (upb fills them in place; the stubs only know message types)
-    # and enums as numbers looked up once: lists convert 50 of these per call.
+def account_fields(account: AccountResponseSchema) -> dict[str, Any]:
+    """The fields of an Account message, for a response's constructor (one account or a list).
+
+    Sub-messages go in as dicts and enums as numbers looked up once: upb fills them in place (the
+    stubs only know message types). A list passes these dicts to the response's constructor: no
+    Account message is built and then copied into the repeated field, which counts at 50 a page.
+    """
     fields: dict[str, Any] = {
         "id": str(account.id),
         "workspace_id": str(account.workspace_id),
@@ -73,7 +77,7 @@ def account_to_proto(account: AccountResponseSchema) -> account_pb2.Account:
         fields["spend_cap"] = {"currency": account.currency, "amount_minor": account.spend_cap_minor}
     if account.synced_at is not None:
         fields["sync_time"] = timestamp_fields(account.synced_at)
-    return account_pb2.Account(**fields)
+    return fields
 
 
 def account_user_to_proto(account_user: AccountUserResponseSchema) -> account_pb2.AccountUser:
