@@ -12,7 +12,7 @@ from typing import Any
 
 from server.auth.credentials import Credentials, read_credentials
 from server.auth.tokens import TokenIssuer
-from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
+from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior, call_metadata
 
 _credentials: ContextVar[Credentials | None] = ContextVar("adplane_credentials", default=None)
 
@@ -26,7 +26,7 @@ class Authentication(Step):
         self._tokens = tokens
 
     def _authenticate(self, context: Context) -> None:
-        _credentials.set(read_credentials(context.invocation_metadata(), tokens=self._tokens))
+        _credentials.set(read_credentials(call_metadata(context), tokens=self._tokens))
 
     def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
         async def authenticated(request: Any, context: Context) -> Any:

@@ -21,7 +21,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 
 from server.exceptions import FieldViolation, InvalidRequestException
-from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
+from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior, call_metadata
 
 ORIGINAL_PATH_KEY = "x-envoy-original-path"
 _VARIABLE = re.compile(r"\{([^}=]+)")
@@ -90,7 +90,7 @@ class PathBindings(Step):
             return behavior
 
         async def checked(request: Any, context: Context) -> Any:
-            field = _rebound(context.invocation_metadata(), bound)
+            field = _rebound(call_metadata(context), bound)
             if field is not None:
                 raise _refuse(field)
             return await behavior(request, context)
@@ -103,7 +103,7 @@ class PathBindings(Step):
             return behavior
 
         async def checked(request: Any, context: Context) -> AsyncIterator[Any]:
-            field = _rebound(context.invocation_metadata(), bound)
+            field = _rebound(call_metadata(context), bound)
             if field is not None:
                 raise _refuse(field)
             async for response in behavior(request, context):

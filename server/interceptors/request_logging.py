@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import structlog
 
-from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior
+from server.interceptors.pipeline import Context, Method, Step, StreamBehavior, UnaryBehavior, call_metadata
 
 LOGGER_NAME = "adplane.rpc"
 logger = structlog.get_logger(LOGGER_NAME)
@@ -50,7 +50,7 @@ def code_name(context: Context) -> str:
 
 def _begin(method: Method, context: Context) -> float:
     """Bind request_id (Envoy's x-request-id when present) and method, and return the id to the caller."""
-    request_id = _request_id(context.invocation_metadata())
+    request_id = _request_id(call_metadata(context))
     structlog.contextvars.bind_contextvars(request_id=request_id, method=method.name)
     context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
     return time.perf_counter()

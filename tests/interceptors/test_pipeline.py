@@ -3,9 +3,10 @@ through the same steps (request id, error mapping, authentication, authorization
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -36,6 +37,7 @@ from server.interceptors.pipeline import (
     StreamBehavior,
     UnaryBehavior,
     UnsupportedMethodError,
+    call_metadata,
 )
 from server.interceptors.request_logging import RequestLogging
 from server.workspaces.exceptions import WorkspaceNotFoundException
@@ -241,3 +243,31 @@ async def test_every_adplane_method_is_composed_when_the_server_is_built(
     expected = {f"/{r.name}/{m.name}" for r in REGISTRATIONS for m in r.descriptor.methods}
     assert expected | set(HEALTH_METHODS) == set(composed)
     assert len(composed) == len(set(composed))
+
+
+class _Metadata:
+    """A context that counts how often its metadata is read."""
+
+    def __init__(self, *pairs: tuple[str, str]) -> None:
+        self.pairs = pairs
+        self.reads = 0
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        self.reads += 1
+        return self.pairs
+
+
+async def test_a_call_reads_its_metadata_from_grpc_once() -> None:
+    first, second = _Metadata(("a", "1")), _Metadata(("b", "2"))
+
+    async def steps(context: Any) -> list[Any]:
+        return [call_metadata(context) for _ in range(3)]
+
+    # Each RPC runs in a task of its own.
+    seen = await asyncio.gather(asyncio.create_task(steps(first)), asyncio.create_task(steps(second)))
+    assert list(seen) == [[(("a", "1"),)] * 3, [(("b", "2"),)] * 3]
+    assert (first.reads, second.reads) == (1, 1)
+    # Another call's context is never answered from what this task read before.
+    third = _Metadata(("c", "3"))
+    assert call_metadata(cast(Context, first)) == (("a", "1"),)
+    assert call_metadata(cast(Context, third)) == (("c", "3"),)
