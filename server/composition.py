@@ -36,7 +36,7 @@ from server.business_managers.service import BusinessManagerService, IBusinessMa
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
 from server.crypto import SecretCipher
-from server.db import CONNECT_TIMEOUT_SECONDS, create_engine, create_sessionmaker
+from server.db import create_engine, create_sessionmaker
 from server.exports.repository import ExportRepository
 from server.exports.service import ExportService, IExportService
 from server.exports.storage import IExportStorage, S3ExportStorage
@@ -102,7 +102,7 @@ class Infrastructure:
             sessions=create_sessionmaker(engine),
             read_sessions=create_sessionmaker(read_engine),
             read_engine=read_engine,
-            read_pool=ReadPool(engine, size=settings.database_read_pool_size, connect_timeout=CONNECT_TIMEOUT_SECONDS),
+            read_pool=ReadPool(engine, size=settings.database_read_pool_size),
             standing_cache=standing_cache,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(

@@ -71,6 +71,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+def driver_connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
+    """Keyword arguments of `asyncpg.connect` for the engine's database: what SQLAlchemy's asyncpg
+    dialect derives from DATABASE_URL, for the connections adplane opens beside the engine's pool."""
+    _, arguments = engine.dialect.create_connect_args(engine.url)
+    return {**arguments, "timeout": CONNECT_TIMEOUT_SECONDS}
+
+
 def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A pre-ping without the round trip: a restarting PostgreSQL closes its connections, asyncpg
     notices the closed socket on the event loop, and such a connection is replaced here instead of

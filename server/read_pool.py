@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
+from server.db import driver_connect_arguments
 from server.metrics import DB_CHECKOUTS, DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT, DB_CONNECTIONS_OPEN
 from server.tracing import database_span
 
@@ -55,11 +56,9 @@ class ReadPool:
     timer per read); the call's deadline, or its cancellation, ends the wait like the query.
     """
 
-    def __init__(self, engine: AsyncEngine, *, size: int, connect_timeout: float) -> None:
-        # The same connection arguments SQLAlchemy's asyncpg dialect derives from DATABASE_URL.
-        _, self._connect_kwargs = engine.dialect.create_connect_args(engine.url)
+    def __init__(self, engine: AsyncEngine, *, size: int) -> None:
+        self._connect_arguments = driver_connect_arguments(engine)
         self._size = size
-        self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._starting: asyncio.Lock | None = None
         # Called with each statement's SQL before it runs (tests count statements with it).
@@ -103,10 +102,9 @@ class ReadPool:
         async with self._starting:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    **self._connect_kwargs,
+                    **self._connect_arguments,
                     min_size=1,
                     max_size=self._size,
-                    timeout=self._connect_timeout,
                     init=_count_open,
                     # Each use is one autocommit statement: nothing to reset between uses (the
                     # default reset is a round trip per release).

@@ -69,7 +69,7 @@ async def test_reads_are_counted_in_the_pool_metrics(infrastructure: Infrastruct
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
     unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
     engine = create_engine(unreachable)
-    pool = ReadPool(engine, size=1, connect_timeout=2)
+    pool = ReadPool(engine, size=1)
     try:
         with pytest.raises(ConnectionRefusedError) as raised:  # nothing listens on port 9
             await pool.one(_ARITHMETIC, {"a": 1, "b": 2})
