@@ -1,6 +1,7 @@
 """Builds and runs the grpc.aio server: interceptors, servicers, health, reflection, shutdown."""
 
 import asyncio
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -202,6 +203,11 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     server.add_insecure_port(address)
     if own_port is not None:
         server.add_insecure_port(f"{settings.grpc_host}:{own_port}")
+    # Everything start-up made (modules, descriptors, mappers) lives as long as the process: out of
+    # the collector's sight, a full collection stops the event loop for a few milliseconds instead
+    # of about 100 (bench: the p99 of reads), and every collection costs less.
+    gc.collect()
+    gc.freeze()
     await server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
