@@ -67,19 +67,14 @@ class ReadPool:
 
     async def one(self, read: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
         """The first row `read` returns, or None."""
-        pool = self._pool or await self._start()
-        self._observe(read)
-        with database_span(read.sql):
-            DB_CHECKOUTS.inc()
-            DB_CONNECTIONS_IN_USE.inc()
-            try:
-                async with pool.acquire() as connection:
-                    return await connection.fetchrow(read.sql, *read.arguments(parameters))
-            finally:
-                DB_CONNECTIONS_IN_USE.dec()
+        return await self._run(read, parameters, every_row=False)
 
     async def all(self, read: PreparedRead, parameters: Mapping[str, Any]) -> Sequence[Any]:
         """Every row `read` returns."""
+        rows: Sequence[Any] = await self._run(read, parameters, every_row=True)
+        return rows
+
+    async def _run(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
         pool = self._pool or await self._start()
         self._observe(read)
         with database_span(read.sql):
@@ -87,8 +82,8 @@ class ReadPool:
             DB_CONNECTIONS_IN_USE.inc()
             try:
                 async with pool.acquire() as connection:
-                    rows: Sequence[Any] = await connection.fetch(read.sql, *read.arguments(parameters))
-                    return rows
+                    fetch = connection.fetch if every_row else connection.fetchrow
+                    return await fetch(read.sql, *read.arguments(parameters))
             finally:
                 DB_CONNECTIONS_IN_USE.dec()
 
