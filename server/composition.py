@@ -70,7 +70,7 @@ class Infrastructure:
     sessions: async_sessionmaker[AsyncSession]
     # Autocommit sessions for reads: one round trip per statement, no BEGIN/COMMIT around it.
     read_sessions: async_sessionmaker[AsyncSession]
-    # The same autocommit mode for connections (readiness, callers' standing).
+    # The same autocommit mode for connections: the principal resolver reads callers' standing here.
     read_engine: AsyncEngine
     # asyncpg connections for the hot reads of read-only units of work (Gets and Lists).
     read_pool: ReadPool

@@ -105,6 +105,6 @@ async def test_a_read_is_a_client_span_of_the_call(infrastructure: Infrastructur
     assert read.attributes["db.statement"] == _ARITHMETIC.sql
 
 
-async def test_no_span_without_tracing(infrastructure: Infrastructure) -> None:
+async def test_no_span_without_tracing() -> None:
     with tracing.tracer.start_as_current_span("call") as call, tracing.database_span(_ARITHMETIC.sql):
         assert trace.get_current_span() is call
