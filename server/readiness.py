@@ -3,11 +3,14 @@
 A loop probes them every HEALTH_CHECK_INTERVAL_SECONDS (`SELECT 1` on a connection of its own,
 `PING`, each bounded by HEALTH_CHECK_TIMEOUT_SECONDS) and sets every service of the grpc.health.v1
 servicer to SERVING or NOT_SERVING; Envoy's active health checks then stop sending calls to a server
-that cannot do its work. Changes are logged once, not per probe.
+that cannot do its work. A dependency that errors turns the server NOT_SERVING at once; one that
+is merely slow, only after several slow probes in a row (`Readiness`). Changes are logged once,
+not per probe.
 """
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -49,16 +52,59 @@ class DatabaseProbe:
             self._connection = None
 
 
-async def dependencies_ok(infrastructure: Infrastructure, database: DatabaseProbe, *, limit_seconds: float) -> bool:
+@dataclass(frozen=True)
+class ProbeFailure:
+    reason: str
+    # The dependency answered nothing within the limit (as opposed to refusing or erroring).
+    slow: bool
+
+
+async def dependency_failure(
+    infrastructure: Infrastructure, database: DatabaseProbe, *, limit_seconds: float
+) -> ProbeFailure | None:
+    """None when PostgreSQL (and Redis) answered within `limit_seconds`, else what went wrong."""
+    step = "PostgreSQL"
     try:
         async with asyncio.timeout(limit_seconds):
             await database.check()
             if infrastructure.redis is not None:
+                step = "Redis"
                 await infrastructure.redis.ping()
+    except TimeoutError:
+        return ProbeFailure(f"{step} did not answer within {limit_seconds:g} s", slow=True)
     except Exception as error:
-        logger.debug("dependency probe failed", error=repr(error))
-        return False
-    return True
+        return ProbeFailure(f"{step}: {error!r}", slow=False)
+    return None
+
+
+class Readiness:
+    """Whether to serve, from the probes so far.
+
+    A dependency that refuses or errors turns the server NOT_SERVING at once. One that is only
+    slow must be slow `slow_probes_allowed + 1` times in a row: under a burst of load PostgreSQL
+    can take over a second to answer `SELECT 1` while it serves every call, and turning every
+    server NOT_SERVING over it would only make Envoy answer 503 (or, with every host out, ignore
+    health altogether). Before the first probe has answered, any failure counts.
+    """
+
+    def __init__(self, *, slow_probes_allowed: int) -> None:
+        self._slow_probes_allowed = slow_probes_allowed
+        self._slow_in_a_row = 0
+        self.serving: bool | None = None
+
+    def observe(self, failure: ProbeFailure | None) -> bool:
+        """Record a probe's outcome; True when it changed `serving`."""
+        self._slow_in_a_row = self._slow_in_a_row + 1 if failure is not None and failure.slow else 0
+        tolerated = (
+            failure is not None
+            and failure.slow
+            and self.serving is True
+            and self._slow_in_a_row <= self._slow_probes_allowed
+        )
+        serving = failure is None or tolerated
+        changed = serving is not self.serving
+        self.serving = serving
+        return changed
 
 
 async def set_all(health: HealthServicer, services: Iterable[str], serving: bool) -> None:
@@ -74,19 +120,25 @@ async def keep_health_true(
     *,
     interval: float,
     probe_seconds: float,
+    slow_probes_allowed: int = 2,
 ) -> None:
     """Runs until cancelled; the first probe runs at once. The probes are not traced."""
-    serving: bool | None = None
+    readiness = Readiness(slow_probes_allowed=slow_probes_allowed)
     database = DatabaseProbe(infrastructure)
     try:
         with untraced():
             while True:
-                ok = await dependencies_ok(infrastructure, database, limit_seconds=probe_seconds)
-                if ok is not serving:
-                    await set_all(health, services, ok)
-                    if serving is not None or not ok:
-                        logger.warning("readiness changed", serving=ok)
-                    serving = ok
+                failure = await dependency_failure(infrastructure, database, limit_seconds=probe_seconds)
+                first = readiness.serving is None
+                if readiness.observe(failure):
+                    await set_all(health, services, bool(readiness.serving))
+                    # Distinct events: the log collapses repeats of one event, and a recovery must show.
+                    if failure is not None:
+                        logger.warning("not ready: a dependency is failing", reason=failure.reason)
+                    elif not first:
+                        logger.warning("ready again: dependencies answer")
+                elif failure is not None and readiness.serving:
+                    logger.info("a dependency was slow to answer the readiness probe", reason=failure.reason)
                 await asyncio.sleep(interval)
     finally:
         database.close()

@@ -1,12 +1,14 @@
-"""The readiness probe reads PostgreSQL's state, not the load on the server's pool."""
+"""The readiness probe reads PostgreSQL's state, not the load on the server's pool; a slow answer
+under load is told apart from an outage."""
 
 import contextlib
 from contextlib import AsyncExitStack
 
+import pytest
 from sqlalchemy import text
 
 from server.composition import Infrastructure
-from server.readiness import DatabaseProbe, dependencies_ok
+from server.readiness import DatabaseProbe, ProbeFailure, Readiness, dependency_failure
 
 
 async def test_the_probe_answers_while_every_pooled_connection_is_taken(infrastructure: Infrastructure) -> None:
@@ -16,7 +18,7 @@ async def test_the_probe_answers_while_every_pooled_connection_is_taken(infrastr
         async with AsyncExitStack() as taken:
             for _ in range(settings.database_pool_size + settings.database_max_overflow):
                 await taken.enter_async_context(infrastructure.engine.connect())
-            assert await dependencies_ok(infrastructure, probe, limit_seconds=1.0)
+            assert await dependency_failure(infrastructure, probe, limit_seconds=1.0) is None
     finally:
         probe.close()
 
@@ -41,3 +43,49 @@ async def test_the_probe_opens_a_new_connection_after_losing_its_own(infrastruct
         await probe.check()
     finally:
         probe.close()
+
+
+async def test_a_probe_past_its_limit_is_reported_slow(infrastructure: Infrastructure) -> None:
+    probe = DatabaseProbe(infrastructure)
+    try:
+        failure = await dependency_failure(infrastructure, probe, limit_seconds=1e-6)
+        assert failure == ProbeFailure("PostgreSQL did not answer within 1e-06 s", slow=True)
+        # The timed-out connection was dropped; the next probe opens another and answers.
+        assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
+    finally:
+        probe.close()
+
+
+SLOW = ProbeFailure("PostgreSQL did not answer within 1 s", slow=True)
+REFUSED = ProbeFailure("PostgreSQL: ConnectionRefusedError()", slow=False)
+
+
+def _serving_after(*outcomes: ProbeFailure | None, slow_probes_allowed: int = 2) -> list[bool | None]:
+    readiness = Readiness(slow_probes_allowed=slow_probes_allowed)
+    states = []
+    for outcome in outcomes:
+        readiness.observe(outcome)
+        states.append(readiness.serving)
+    return states
+
+
+def test_an_error_turns_not_serving_at_once() -> None:
+    assert _serving_after(None, REFUSED, None) == [True, False, True]
+
+
+def test_slow_probes_turn_not_serving_only_when_they_keep_on() -> None:
+    assert _serving_after(None, SLOW, SLOW, None, SLOW, SLOW, SLOW, SLOW, None) == [
+        True, True, True, True, True, True, False, False, True,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("first", [SLOW, REFUSED])
+def test_before_a_first_answer_any_failure_counts(first: ProbeFailure) -> None:
+    assert _serving_after(first, None) == [False, True]
+
+
+def test_observe_reports_changes_only() -> None:
+    readiness = Readiness(slow_probes_allowed=1)
+    assert [readiness.observe(o) for o in (None, None, SLOW, SLOW, SLOW, None)] == [
+        True, False, False, True, False, True,
+    ]  # fmt: skip
