@@ -49,3 +49,16 @@ async def test_seed_and_keyset_measurement(infrastructure: Infrastructure) -> No
     costs = await keyset._costs(infrastructure, member.workspace_id, rows=7, repeats=2)
     assert [cost.page for cost in costs] == [1, 1]  # 7 accounts: one page
     assert {cost.statements for cost in costs} == {1}
+
+
+def test_keyset_report_compares_the_deep_page_with_page_one_of_its_own_workspace() -> None:
+    costs = [
+        keyset.PageCost(rows=1_000, page=1, statements=1, median_ms=0.5),
+        keyset.PageCost(rows=1_000, page=20, statements=1, median_ms=0.55),
+        keyset.PageCost(rows=1_000_000, page=1, statements=1, median_ms=1.0),
+        keyset.PageCost(rows=1_000_000, page=200, statements=2, median_ms=1.5),
+    ]
+    lines = keyset.report(costs).splitlines()
+    assert "1,000 accounts: page 20 / page 1 = 1.10x, same statements" in lines
+    assert "1,000,000 accounts: page 200 / page 1 = 1.50x, DIFFERENT statements" in lines
+    assert lines[-1].endswith("slowest / fastest page: 3.00x")
