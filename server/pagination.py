@@ -75,19 +75,21 @@ def _invalid_token(why: str) -> InvalidRequestException:
     )
 
 
-def paginate[T](
-    rows: list[T],
+def paginate[R, T](
+    rows: Sequence[R],
     *,
+    convert: Callable[[R], T],
     limit: int,
     codec: PageTokenCodec,
     collection: str,
     filters: Mapping[str, Any],
     sort_key: Any,
 ) -> Page[T]:
-    """Cut `rows` (fetched with limit + 1) into a page and the token of the next one."""
+    """Cut `rows` (fetched with limit + 1) into a page of converted items and the token of the
+    next one. The extra row only tells that a next page exists: it is not converted."""
+    items = [convert(row) for row in rows[:limit]]
     if len(rows) <= limit:
-        return Page(items=rows, next_page_token="")
-    items = rows[:limit]
+        return Page(items=items, next_page_token="")
     token = codec.encode(collection=collection, filters=filters, after=sort_key(items[-1]))
     return Page(items=items, next_page_token=token)
 
@@ -107,7 +109,8 @@ async def keyset_page[R, T](
     after = codec.decode(query.page_token, collection=collection, filters=filters)
     rows = await fetch(uuid.UUID(after[0]) if after else None, query.limit + 1)
     return paginate(
-        [convert(row) for row in rows],
+        rows,
+        convert=convert,
         limit=query.limit,
         codec=codec,
         collection=collection,

@@ -376,9 +376,15 @@ def _to_schema(account: Account) -> AccountResponseSchema:
 
 
 def _row_schema(row: AccountRow) -> AccountResponseSchema:
-    """A row of the Core reads as the response schema (validating a plain dict in pydantic-core is
-    cheaper than `model_construct`, and cheaper than going through the row's mapping view)."""
-    return AccountResponseSchema.model_validate(dict(zip(ACCOUNT_ROW_FIELDS, row, strict=True)))
+    """A row of the Core reads as the response schema. Validating a plain dict in pydantic-core is
+    cheaper than `model_construct` or the row's mapping view; calling the model's validator
+    directly skips `model_validate`'s per-call argument handling (about a quarter of the cost,
+    which counts at 50 rows a page)."""
+    schema: AccountResponseSchema = _validate_account(dict(zip(ACCOUNT_ROW_FIELDS, row, strict=True)))
+    return schema
+
+
+_validate_account = AccountResponseSchema.__pydantic_validator__.validate_python
 
 
 def _user_schema(account_user: AccountUser, email: str) -> AccountUserResponseSchema:

@@ -228,7 +228,8 @@ class WorkspaceService:
             limit=query.limit + 1,
         )
         return paginate(
-            [_member_schema(row) for row in rows],
+            rows,
+            convert=_member_schema,
             limit=query.limit,
             codec=self._page_tokens,
             collection="members",
