@@ -208,6 +208,7 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # of about 100 (bench: the p99 of reads), and every collection costs less.
     gc.collect()
     gc.freeze()
+    await _open_pools(infrastructure)
     await server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
@@ -238,6 +239,19 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     await server.stop(settings.grpc_shutdown_grace)
     await infrastructure.close()
     logger.info("stopped")
+
+
+# How long start-up waits for the connection pools; a database that is down or slow does not stop
+# the server from starting (it reports NOT_SERVING until the database answers).
+OPEN_POOLS_WITHIN_SECONDS = 5.0
+
+
+async def _open_pools(infrastructure: Infrastructure) -> None:
+    try:
+        async with asyncio.timeout(OPEN_POOLS_WITHIN_SECONDS):
+            await infrastructure.open_pools()
+    except Exception as error:
+        logger.warning("connection pools not opened at start-up; they open on first use", error=repr(error))
 
 
 def run_process(settings: Settings, own_port: int | None = None) -> None:

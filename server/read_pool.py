@@ -50,7 +50,8 @@ class PreparedRead:
 
 
 class ReadPool:
-    """asyncpg connections to the engine's database, opened on first use (inside the event loop).
+    """asyncpg connections to the engine's database, opened on first use (inside the event loop)
+    or all at once by `open`.
 
     A read waits for a free connection as long as its call allows (a timeout here would cost a
     timer per read); the call's deadline, or its cancellation, ends the wait like the query.
@@ -74,8 +75,12 @@ class ReadPool:
         rows: Sequence[Any] = await self._run(read, parameters, every_row=True)
         return rows
 
+    async def open(self) -> None:
+        """Open every connection now (the server, before it serves) rather than on first use."""
+        await self._start(opened=self._size)
+
     async def _run(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
-        pool = self._pool or await self._start()
+        pool = self._pool or await self._start(opened=1)
         self._observe(read)
         with database_span(read.sql):
             DB_CHECKOUTS.inc()
@@ -91,14 +96,14 @@ class ReadPool:
         for observer in self.observers:
             observer(read.sql)
 
-    async def _start(self) -> asyncpg.Pool:
+    async def _start(self, *, opened: int) -> asyncpg.Pool:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     **self._connect_arguments,
-                    min_size=1,
+                    min_size=opened,
                     max_size=self._size,
                     init=_count_open,
                     # Each use is one autocommit statement: nothing to reset between uses (the

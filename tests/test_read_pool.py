@@ -66,6 +66,26 @@ async def test_reads_are_counted_in_the_pool_metrics(infrastructure: Infrastruct
     assert sample("adplane_db_pool_connections_open") >= 1
 
 
+async def test_open_pools_opens_both_pools_to_their_resting_size(settings: Settings) -> None:
+    def open_connections() -> float:
+        return REGISTRY.get_sample_value("adplane_db_pool_connections_open") or 0.0
+
+    infrastructure = Infrastructure.build(settings)
+    try:
+        before = open_connections()
+        await infrastructure.open_pools()
+        opened = settings.database_pool_size + settings.database_read_pool_size
+        assert open_connections() == before + opened
+        # They are kept for the calls that follow: reads open nothing more.
+        await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+        async with infrastructure.read_engine.connect() as connection:
+            await connection.execute(select(1))
+        assert open_connections() == before + opened
+    finally:
+        await infrastructure.close()
+    assert open_connections() == before
+
+
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
     unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
     engine = create_engine(unreachable)
