@@ -186,10 +186,11 @@ class Infrastructure:
         the first burst of calls then finds connections instead of each opening one (bench, 64 calls in
         flight: the first two seconds' p99 went from 260-430 ms to 200-230 ms)."""
         await self.read_pool.open()
-        async with AsyncExitStack() as opened:
-            await asyncio.gather(
-                *(opened.enter_async_context(self.engine.connect()) for _ in range(self.settings.database_pool_size))
-            )
+        # Checked out together (so the pool opens that many), returned when the stack closes; the
+        # task group cancels the rest if one fails, before the stack returns what was opened.
+        async with AsyncExitStack() as opened, asyncio.TaskGroup() as group:
+            for _ in range(self.settings.database_pool_size):
+                group.create_task(opened.enter_async_context(self.engine.connect()))
 
     async def close(self) -> None:
         await self.read_pool.close()
