@@ -31,22 +31,41 @@ class DatabaseProbe:
     of calls (a cold cache after a deploy) would read as an outage, every server would turn
     NOT_SERVING together, and Envoy would answer 503 to everyone. PostgreSQL's own state is what
     the probe is for.
+
+    A probe that runs out of time stops waiting but leaves its query running, and the next probe
+    waits for that same query: cancelling it would leave the connection unusable until PostgreSQL
+    acknowledged the cancel, and a busy database would then also have to accept a new connection.
     """
 
     def __init__(self, infrastructure: Infrastructure) -> None:
         self._arguments = driver_connect_arguments(infrastructure.engine)
         self._connection: asyncpg.Connection | None = None
+        self._query: asyncio.Future[object] | None = None
+        # True while, or after failing while, opening a connection (a timeout then is not "slow").
+        self.connecting = False
 
     async def check(self) -> None:
-        if self._connection is None or self._connection.is_closed():
-            self._connection = await asyncpg.connect(**self._arguments)
+        if self._query is None:
+            if self._connection is None or self._connection.is_closed():
+                self.connecting = True  # stays True if the connect fails or is cancelled
+                self._connection = await asyncpg.connect(**self._arguments)
+                self.connecting = False
+            self._query = asyncio.ensure_future(self._connection.fetchval("SELECT 1"))
+        query = self._query
         try:
-            await self._connection.fetchval("SELECT 1")
-        except BaseException:
+            # A timeout cancels this wait, not the query.
+            await asyncio.shield(query)
+        except Exception:
             self.close()
             raise
+        finally:
+            if query.done():
+                self._query = None
 
     def close(self) -> None:
+        if self._query is not None:
+            self._query.cancel()
+            self._query = None
         if self._connection is not None:
             self._connection.terminate()
             self._connection = None
@@ -71,6 +90,9 @@ async def dependency_failure(
                 step = "Redis"
                 await infrastructure.redis.ping()
     except TimeoutError:
+        if step == "PostgreSQL" and database.connecting:
+            # Nothing answered at all (a host that drops packets): as bad as a refusal.
+            return ProbeFailure(f"PostgreSQL: no connection within {limit_seconds:g} s", slow=False)
         return ProbeFailure(f"{step} did not answer within {limit_seconds:g} s", slow=True)
     except Exception as error:
         return ProbeFailure(f"{step}: {error!r}", slow=False)
@@ -89,17 +111,17 @@ class Readiness:
 
     def __init__(self, *, slow_probes_allowed: int) -> None:
         self._slow_probes_allowed = slow_probes_allowed
-        self._slow_in_a_row = 0
+        self.slow_in_a_row = 0
         self.serving: bool | None = None
 
     def observe(self, failure: ProbeFailure | None) -> bool:
         """Record a probe's outcome; True when it changed `serving`."""
-        self._slow_in_a_row = self._slow_in_a_row + 1 if failure is not None and failure.slow else 0
+        self.slow_in_a_row = self.slow_in_a_row + 1 if failure is not None and failure.slow else 0
         tolerated = (
             failure is not None
             and failure.slow
             and self.serving is True
-            and self._slow_in_a_row <= self._slow_probes_allowed
+            and self.slow_in_a_row <= self._slow_probes_allowed
         )
         serving = failure is None or tolerated
         changed = serving is not self.serving
@@ -132,8 +154,15 @@ async def keep_health_true(
                 first = readiness.serving is None
                 if readiness.observe(failure):
                     await set_all(health, services, bool(readiness.serving))
-                    # Distinct events: the log collapses repeats of one event, and a recovery must show.
-                    if failure is not None:
+                    # Distinct events: the log collapses repeats of one event (whatever its fields),
+                    # and a recovery, or a failure of another kind, must show.
+                    if failure is not None and failure.slow:
+                        logger.warning(
+                            "not ready: a dependency is too slow",
+                            reason=failure.reason,
+                            slow_probes_in_a_row=readiness.slow_in_a_row,
+                        )
+                    elif failure is not None:
                         logger.warning("not ready: a dependency is failing", reason=failure.reason)
                     elif not first:
                         logger.warning("ready again: dependencies answer")

@@ -1,6 +1,7 @@
 """The readiness probe reads PostgreSQL's state, not the load on the server's pool; a slow answer
 under load is told apart from an outage."""
 
+import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from server.composition import Infrastructure
+from server.config import Settings
 from server.readiness import DatabaseProbe, ProbeFailure, Readiness, dependency_failure
 
 
@@ -45,15 +47,43 @@ async def test_the_probe_opens_a_new_connection_after_losing_its_own(infrastruct
         probe.close()
 
 
-async def test_a_probe_past_its_limit_is_reported_slow(infrastructure: Infrastructure) -> None:
+async def test_a_probe_past_its_limit_is_slow_and_the_next_one_waits_for_the_same_query(
+    infrastructure: Infrastructure,
+) -> None:
     probe = DatabaseProbe(infrastructure)
     try:
+        assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
+        connection = probe._connection  # the connection must outlive a slow probe
         failure = await dependency_failure(infrastructure, probe, limit_seconds=1e-6)
         assert failure == ProbeFailure("PostgreSQL did not answer within 1e-06 s", slow=True)
-        # The timed-out connection was dropped; the next probe opens another and answers.
+        # The query was left to finish: the next probe takes its answer, on the same connection.
+        assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
+        assert probe._connection is connection
         assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
     finally:
         probe.close()
+
+
+async def test_no_connection_within_the_limit_is_a_failure_not_slowness(settings: Settings) -> None:
+    # A host that accepts TCP and never says a word (as good as one that drops packets).
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    unreachable = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://adplane:x@127.0.0.1:{port}/adplane", "redis_url": None}
+    )
+    infrastructure = Infrastructure.build(unreachable)
+    probe = DatabaseProbe(infrastructure)
+    try:
+        failure = await dependency_failure(infrastructure, probe, limit_seconds=0.2)
+        assert failure == ProbeFailure("PostgreSQL: no connection within 0.2 s", slow=False)
+    finally:
+        probe.close()
+        await infrastructure.close()
+        server.close()
 
 
 SLOW = ProbeFailure("PostgreSQL did not answer within 1 s", slow=True)
