@@ -103,7 +103,10 @@ class ReadPool:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     **self._connect_arguments,
-                    min_size=opened,
+                    # Opened now; beyond the one kept at all times, idle connections close after
+                    # asyncpg's inactivity limit and reopen on demand.
+                    init_size=opened,
+                    min_size=1,
                     max_size=self._size,
                     init=_count_open,
                     # Each use is one autocommit statement: nothing to reset between uses (the

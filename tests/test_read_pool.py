@@ -1,6 +1,7 @@
 """The read pool: Core statements compiled once for asyncpg and run on pooled connections."""
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -10,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from sqlalchemy import Integer, bindparam, func, select
 
-from server import tracing
+from server import app, tracing
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import create_engine
@@ -83,7 +84,30 @@ async def test_open_pools_opens_both_pools_to_their_resting_size(settings: Setti
         assert open_connections() == before + opened
     finally:
         await infrastructure.close()
-    assert open_connections() == before
+    await _settled(open_connections, before)
+
+
+async def test_an_unreachable_database_leaves_start_up_going_with_the_pools_closed(settings: Settings) -> None:
+    def open_connections() -> float:
+        return REGISTRY.get_sample_value("adplane_db_pool_connections_open") or 0.0
+
+    unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
+    infrastructure = Infrastructure.build(unreachable)
+    before = open_connections()
+    try:
+        await app._open_pools(infrastructure)  # logs a warning, raises nothing
+    finally:
+        await infrastructure.close()
+    await _settled(open_connections, before)
+
+
+async def _settled(read: Callable[[], float], expected: float) -> None:
+    """`read()` reaches `expected` soon (asyncpg counts closed connections in callbacks it schedules)."""
+    for _ in range(50):
+        if read() == expected:
+            return
+        await asyncio.sleep(0.01)
+    assert read() == expected
 
 
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
