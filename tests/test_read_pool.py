@@ -55,50 +55,53 @@ async def test_observers_see_each_statement(infrastructure: Infrastructure) -> N
     assert sent == [_ARITHMETIC.sql, _ARITHMETIC.sql]
 
 
-async def test_reads_are_counted_in_the_pool_metrics(infrastructure: Infrastructure) -> None:
-    def sample(name: str) -> float:
-        return REGISTRY.get_sample_value(name) or 0.0
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
 
-    checkouts = sample("adplane_db_pool_checkouts_total")
+
+def _open_connections() -> float:
+    return _sample("adplane_db_pool_connections_open")
+
+
+# Nothing listens on port 9.
+_UNREACHABLE_URL = "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"
+
+
+async def test_reads_are_counted_in_the_pool_metrics(infrastructure: Infrastructure) -> None:
+    checkouts = _sample("adplane_db_pool_checkouts_total")
     await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
     await infrastructure.read_pool.all(_ARITHMETIC, {"a": 1, "b": 2})
-    assert sample("adplane_db_pool_checkouts_total") == checkouts + 2
-    assert sample("adplane_db_pool_connections_in_use") == 0
-    assert sample("adplane_db_pool_connections_open") >= 1
+    assert _sample("adplane_db_pool_checkouts_total") == checkouts + 2
+    assert _sample("adplane_db_pool_connections_in_use") == 0
+    assert _open_connections() >= 1
 
 
 async def test_open_pools_opens_both_pools_to_their_resting_size(settings: Settings) -> None:
-    def open_connections() -> float:
-        return REGISTRY.get_sample_value("adplane_db_pool_connections_open") or 0.0
-
     infrastructure = Infrastructure.build(settings)
     try:
-        before = open_connections()
+        before = _open_connections()
         await infrastructure.open_pools()
         opened = settings.database_pool_size + settings.database_read_pool_size
-        assert open_connections() == before + opened
+        assert _open_connections() == before + opened
         # They are kept for the calls that follow: reads open nothing more.
         await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
         async with infrastructure.read_engine.connect() as connection:
             await connection.execute(select(1))
-        assert open_connections() == before + opened
+        assert _open_connections() == before + opened
     finally:
         await infrastructure.close()
-    await _settled(open_connections, before)
+    await _settled(_open_connections, before)
 
 
 async def test_an_unreachable_database_leaves_start_up_going_with_the_pools_closed(settings: Settings) -> None:
-    def open_connections() -> float:
-        return REGISTRY.get_sample_value("adplane_db_pool_connections_open") or 0.0
-
-    unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
+    unreachable = settings.model_copy(update={"database_url": _UNREACHABLE_URL})
     infrastructure = Infrastructure.build(unreachable)
-    before = open_connections()
+    before = _open_connections()
     try:
         await app._open_pools(infrastructure)  # logs a warning, raises nothing
     finally:
         await infrastructure.close()
-    await _settled(open_connections, before)
+    await _settled(_open_connections, before)
 
 
 async def _settled(read: Callable[[], float], expected: float) -> None:
@@ -111,11 +114,11 @@ async def _settled(read: Callable[[], float], expected: float) -> None:
 
 
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
-    unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://adplane:x@127.0.0.1:9/adplane"})
+    unreachable = settings.model_copy(update={"database_url": _UNREACHABLE_URL})
     engine = create_engine(unreachable)
     pool = ReadPool(engine, size=1)
     try:
-        with pytest.raises(ConnectionRefusedError) as raised:  # nothing listens on port 9
+        with pytest.raises(ConnectionRefusedError) as raised:
             await pool.one(_ARITHMETIC, {"a": 1, "b": 2})
         assert is_outage(raised.value), repr(raised.value)
     finally:
