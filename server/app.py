@@ -39,6 +39,7 @@ from adplane.v1 import (
     workspace_service_pb2,
     workspace_service_pb2_grpc,
 )
+from server import event_loop
 from server.accounts.api import AccountServicer
 from server.api_keys.api import ApiKeyServicer
 from server.audit_logs.api import AuditLogServicer
@@ -260,7 +261,7 @@ def run_process(settings: Settings, own_port: int | None = None) -> None:
         serve_metrics(settings.server_metrics_port, host=settings.metrics_host)
     configure_tracing("server")  # before the grpc.aio server exists: the instrumentation wraps it
     try:
-        asyncio.run(serve(settings, own_port=own_port))
+        event_loop.run(serve(settings, own_port=own_port), settings)
     finally:
         shutdown_tracing()
 

@@ -12,6 +12,7 @@ from taskiq import ScheduledTask, ScheduleSource, TaskiqScheduler
 from taskiq.api import run_scheduler_task
 from taskiq.schedule_sources import LabelScheduleSource
 
+from server import event_loop
 from server.background.registry import register_tasks
 from server.config import Settings
 from server.log import configure_logging
@@ -74,5 +75,5 @@ async def schedule(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     configure_logging(settings)
-    asyncio.run(schedule(settings))
+    event_loop.run(schedule(settings), settings)
     return 0

@@ -8,6 +8,7 @@ import structlog
 from taskiq.acks import AcknowledgeType
 from taskiq.api import run_receiver_task
 
+from server import event_loop
 from server.background.registry import event_streams, publish, register_tasks
 from server.config import Settings
 from server.log import configure_logging
@@ -63,7 +64,7 @@ def run(settings: Settings) -> int:
     configure_logging(settings)
     configure_tracing("worker")
     try:
-        asyncio.run(work(settings))
+        event_loop.run(work(settings), settings)
     finally:
         shutdown_tracing()
     return 0
