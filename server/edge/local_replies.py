@@ -100,7 +100,10 @@ def local_reply_config() -> dict[str, Any]:
     """The HttpConnectionManager's `local_reply_config`."""
     already_json = {
         "filter": {"header_filter": {"header": {"name": EDGE_JSON_HEADER, "present_match": True}}},
-        "body_format_override": {"text_format": LOCAL_REPLY_BODY, "content_type": "application/json"},
+        "body_format_override": {
+            "text_format_source": {"inline_string": LOCAL_REPLY_BODY},
+            "content_type": "application/json",
+        },
     }
     # A gRPC call over the body limit: RESOURCE_EXHAUSTED, as the server itself answers it (Envoy's
     # own mapping of 413 would be UNKNOWN).
