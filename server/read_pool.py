@@ -15,6 +15,8 @@ through the unit of work's session. Rows come back as asyncpg Records (tuples in
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +66,8 @@ class ReadPool:
         self._starting: asyncio.Lock | None = None
         # Called with each statement's SQL before it runs (tests count statements with it).
         self.observers: list[Callable[[str], None]] = []
+        # time.monotonic() when a statement last came back (the readiness probe asks).
+        self.answered_at = -math.inf
         DB_CONNECTIONS_LIMIT.inc(size)
 
     async def one(self, read: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
@@ -88,7 +92,9 @@ class ReadPool:
             try:
                 async with pool.acquire() as connection:
                     fetch = connection.fetch if every_row else connection.fetchrow
-                    return await fetch(read.sql, *read.arguments(parameters))
+                    rows = await fetch(read.sql, *read.arguments(parameters))
+                    self.answered_at = time.monotonic()
+                    return rows
             finally:
                 DB_CONNECTIONS_IN_USE.dec()
 

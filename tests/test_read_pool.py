@@ -1,8 +1,10 @@
 """The read pool: Core statements compiled once for asyncpg and run on pooled connections."""
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 
+import asyncpg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -46,6 +48,16 @@ async def test_all_returns_every_row_in_order_and_one_none_for_no_row(infrastruc
     assert [row[0] for row in rows] == [1, 2, 3]
     assert await infrastructure.read_pool.all(series, {"count": 0}) == []
     assert await infrastructure.read_pool.one(series, {"count": 0}) is None
+
+
+async def test_answered_at_moves_when_a_statement_comes_back(infrastructure: Infrastructure) -> None:
+    before = time.monotonic()
+    await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+    assert before <= infrastructure.read_pool.answered_at <= time.monotonic()
+    answered = infrastructure.read_pool.answered_at
+    with pytest.raises(asyncpg.DataError):  # sent, refused: not an answer
+        await infrastructure.read_pool.one(_ARITHMETIC, {"a": "one", "b": 2})
+    assert infrastructure.read_pool.answered_at == answered
 
 
 async def test_observers_see_each_statement(infrastructure: Infrastructure) -> None:

@@ -3,6 +3,9 @@ under load is told apart from an outage."""
 
 import asyncio
 import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -59,6 +62,46 @@ async def test_a_probe_past_its_limit_is_slow_and_the_next_one_waits_for_the_sam
         # The query was left to finish: the next probe takes its answer, on the same connection.
         assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
         assert probe._connection is connection
+        assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
+    finally:
+        probe.close()
+
+
+@contextlib.asynccontextmanager
+async def _backend_stopped(probe: DatabaseProbe) -> AsyncIterator[None]:
+    """The probe's PostgreSQL backend gets no CPU (SIGSTOP) until the block ends: a probe on a
+    machine where PostgreSQL's other backends keep the CPU."""
+    await probe.check()  # connected
+    assert probe._connection is not None
+    pid = probe._connection.get_server_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_slow_probe_while_calls_are_answered_is_no_failure(infrastructure: Infrastructure) -> None:
+    async def calls() -> None:
+        while True:
+            async with infrastructure.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            await asyncio.sleep(0.02)
+
+    probe = DatabaseProbe(infrastructure)
+    try:
+        async with _backend_stopped(probe):
+            slow = await dependency_failure(infrastructure, probe, limit_seconds=0.3)
+            assert slow == ProbeFailure("PostgreSQL did not answer within 0.3 s", slow=True)
+            calling = asyncio.create_task(calls())
+            try:
+                assert await dependency_failure(infrastructure, probe, limit_seconds=0.3) is None
+            finally:
+                calling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await calling
+            await asyncio.sleep(0.35)  # the last call's answer is older than the limit now
+            assert await dependency_failure(infrastructure, probe, limit_seconds=0.3) == slow
         assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
     finally:
         probe.close()
