@@ -63,7 +63,8 @@ async def test_rest_load_reaches_every_server_process(
         counts = _requests_per_endpoint(admin)
         assert sorted(counts) == sorted(f"127.0.0.1:{own}" for own in range(port + 1, port + 1 + WORKERS))
         assert sum(counts.values()) >= CALLS
-        assert min(counts.values()) >= CALLS // (2 * WORKERS), counts
+        # Within 25 % of each other: every process does its share, none idles beside a busy one.
+        assert min(counts.values()) >= 0.75 * max(counts.values()), counts
     finally:
         if envoy is not None:
             envoy.stop()
