@@ -76,15 +76,19 @@ class DatabaseProbe:
             # A timeout cancels this wait, not the query.
             await asyncio.shield(query)
         except Exception:
-            self.close()
+            self._drop_connection()  # the next probe opens another
             raise
         finally:
             if query.done():
                 self._query = None
 
     def close(self) -> None:
+        """For good: the connection, and the listening to the calls' statements."""
         if event.contains(self._engine, "after_cursor_execute", self._engine_answered):
             event.remove(self._engine, "after_cursor_execute", self._engine_answered)
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         if self._query is not None:
             self._query.cancel()
             self._query = None
@@ -128,10 +132,11 @@ class Readiness:
     """Whether to serve, from the probes so far.
 
     A dependency that refuses or errors turns the server NOT_SERVING at once. One that is only
-    slow must be slow `slow_probes_allowed + 1` times in a row: under a burst of load PostgreSQL
-    can take over a second to answer `SELECT 1` while it serves every call, and turning every
-    server NOT_SERVING over it would only make Envoy answer 503 (or, with every host out, ignore
-    health altogether). Before the first probe has answered, any failure counts.
+    slow must be slow `slow_probes_allowed + 1` times in a row. A probe that is slow while calls
+    are answered does not even count (`dependency_failure`); this covers the stalls no call
+    vouches for (an idle server, or Redis), where one slow answer is a blip rather than an outage,
+    and turning every server NOT_SERVING over it would only make Envoy answer 503 (or, with every
+    host out, ignore health altogether). Before the first probe has answered, any failure counts.
     """
 
     def __init__(self, *, slow_probes_allowed: int) -> None:

@@ -55,7 +55,7 @@ async def test_answered_at_moves_when_a_statement_comes_back(infrastructure: Inf
     await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
     assert before <= infrastructure.read_pool.answered_at <= time.monotonic()
     answered = infrastructure.read_pool.answered_at
-    with pytest.raises(asyncpg.DataError):  # sent, refused: not an answer
+    with pytest.raises(asyncpg.DataError):  # refused (by the driver): not an answer
         await infrastructure.read_pool.one(_ARITHMETIC, {"a": "one", "b": 2})
     assert infrastructure.read_pool.answered_at == answered
 

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -75,6 +76,8 @@ async def _backend_stopped(probe: DatabaseProbe) -> AsyncIterator[None]:
     assert probe._connection is not None
     pid = probe._connection.get_server_pid()
     os.kill(pid, signal.SIGSTOP)
+    # Statements of earlier tests are older than any limit used here: only what a test runs counts.
+    await asyncio.sleep(0.5)
     try:
         yield
     finally:
@@ -103,6 +106,30 @@ async def test_a_slow_probe_while_calls_are_answered_is_no_failure(infrastructur
             await asyncio.sleep(0.35)  # the last call's answer is older than the limit now
             assert await dependency_failure(infrastructure, probe, limit_seconds=0.3) == slow
         assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
+    finally:
+        probe.close()
+
+
+async def test_calls_still_count_after_the_probe_lost_its_connection(infrastructure: Infrastructure) -> None:
+    probe = DatabaseProbe(infrastructure)
+    try:
+        async with _backend_stopped(probe):
+            assert probe._connection is not None
+            pid = probe._connection.get_server_pid()
+            failure = await dependency_failure(infrastructure, probe, limit_seconds=0.1)
+            assert failure is not None
+            assert failure.slow  # its query is left running
+            async with infrastructure.engine.connect() as connection:
+                await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # The backend ends as it resumes: the query left running fails, and the probe with it.
+        failure = await dependency_failure(infrastructure, probe, limit_seconds=5.0)
+        assert failure is not None
+        assert not failure.slow
+        started = time.monotonic()
+        async with infrastructure.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        assert probe.calls_answered_within(time.monotonic() - started)
+        assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None  # a new connection
     finally:
         probe.close()
 
