@@ -115,7 +115,12 @@ class Infrastructure:
             export_storage=S3ExportStorage.from_settings(settings),
             redis=redis,
             request_event_publisher=RequestEventPublisher(redis, retention=watch_retention) if redis else None,
-            request_events=RequestEventHub(redis, buffer_size=settings.watch_buffer_size, retention=watch_retention),
+            request_events=RequestEventHub(
+                redis,
+                buffer_size=settings.watch_buffer_size,
+                retention=watch_retention,
+                outage=dt.timedelta(seconds=settings.watch_outage_seconds),
+            ),
             login_throttle=LoginThrottle(
                 redis,
                 window=dt.timedelta(seconds=settings.login_failure_window_seconds),

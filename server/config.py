@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     watch_buffer_size: int = Field(default=256, ge=1)
     # A heartbeat is sent after this long without a message.
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Redis out of reach for longer than this ends open watches with UNAVAILABLE (and a resume
+    # token); a shorter outage passes unnoticed by their clients, without a change lost.
+    watch_outage_seconds: float = Field(default=10.0, gt=0)
     # How often an open stream's caller is checked again (deactivated, signed out, role lost,
     # token expired -> the stream ends with PERMISSION_DENIED or UNAUTHENTICATED).
     stream_reauthorize_seconds: float = Field(default=5.0, gt=0)
