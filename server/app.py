@@ -49,6 +49,7 @@ from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
 from server.edge.envoy import DESCRIPTOR_PATH
+from server.edge.stream_end import StreamEndForRest
 from server.exports.api import ExportServicer
 from server.interceptors.authentication import Authentication
 from server.interceptors.authorization import Authorization
@@ -157,12 +158,15 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
     """The request pipeline, outermost first; composed around every method once, at start-up.
 
     Error mapping wraps authentication and authorization so that their refusals become the same
-    google.rpc.Status as every other error. A new concern (metrics, tracing) is one more step here.
+    google.rpc.Status as every other error; the stream end for REST callers sits between them, so
+    a stream ended by a re-check sends its reason too. A new concern (metrics, tracing) is one more
+    step here.
     """
     return [
         RequestLogging(),
         RpcMetrics(),
         ErrorMapping(),
+        StreamEndForRest(),
         PathBindings(),
         Authentication(infrastructure.tokens),
         Authorization(
