@@ -1,10 +1,12 @@
 """Settings, read from environment variables and `.env` (see `.env.example` for every variable)."""
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +18,13 @@ DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 # What Envoy adds to a request's headers (x-forwarded-*, x-request-id, x-envoy-*) plus gRPC's 32-byte
 # overhead per entry for Envoy's at most 100 headers.
 EDGE_HEADER_ALLOWANCE_BYTES = 8192
+
+
+# A browser origin as CORS_ALLOWED_ORIGINS takes it: scheme, host, and a port or `*` for any port.
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}|\*))?$")
+# CORS_ALLOWED_ORIGINS when unset outside production: pages served from this machine, on any port
+# (`make run`'s own pages, local front-end dev servers).
+DEVELOPMENT_ORIGINS = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
 
 
 # The Graph API version adplane calls (META_GRAPH_API_VERSION), in one place. Meta retires a Marketing
@@ -122,7 +131,15 @@ class Settings(BaseSettings):
     server_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    metrics_host: str = "0.0.0.0"
+    # The address those listeners (and Envoy's stats listener) bind to. Unset: 127.0.0.1 in
+    # development and test, every interface (0.0.0.0) in production, where a scraper on the
+    # network (compose's) reaches them.
+    metrics_host: str = ""
+
+    # Browser origins whose pages may call the API (CORS), comma-separated, each
+    # `scheme://host[:port]` with `*` for any port (`https://app.example.com,http://localhost:*`).
+    # Unset: this machine's origins (DEVELOPMENT_ORIGINS) in development and test, none in production.
+    cors_allowed_origins: str = ""
 
     # Meta Graph API. `make run` points META_GRAPH_URL at the local Graph API simulator.
     meta_graph_url: str = "https://graph.facebook.com"
@@ -200,6 +217,32 @@ class Settings(BaseSettings):
     # The same error (logger, event, exception) is written at most once per this many seconds,
     # then one line with how many more times it happened.
     log_repeat_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_environment(cls, data: Any) -> Any:
+        """METRICS_HOST and CORS_ALLOWED_ORIGINS default to what the environment calls for."""
+        if not isinstance(data, dict):
+            return data
+        production = str(data.get("environment") or "").lower() == Environment.PRODUCTION
+        if not data.get("metrics_host"):
+            data = {**data, "metrics_host": "0.0.0.0" if production else "127.0.0.1"}
+        if not data.get("cors_allowed_origins"):
+            data = {**data, "cors_allowed_origins": "" if production else DEVELOPMENT_ORIGINS}
+        return data
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            # `null` (sandboxed frames, file: pages) and `*` would let any page in.
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"not an origin (scheme://host[:port], port * for any): {origin!r}")
+        return value
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
     @field_validator("database_url")
     @classmethod
