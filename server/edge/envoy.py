@@ -19,6 +19,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from server.config import PROJECT_ROOT, Settings
 from server.edge.local_replies import local_reply_config
+from server.edge.strict_json import lua_source
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
@@ -70,6 +71,7 @@ def render_envoy_config(
         OPENAPI_CSP=json.dumps(DOCUMENT_CSP),
         API_REFERENCE_CSP=json.dumps(reference_page_csp(API_REFERENCE_PATH.read_text(encoding="utf-8"))),
         LOCAL_REPLY_CONFIG=json.dumps(local_reply_config()),
+        STRICT_JSON_LUA=json.dumps(lua_source(descriptor_path, API_PACKAGE)),
         CORS_POLICY=json.dumps(cors_policy(settings.cors_origins)),
         VARY_ORIGIN=json.dumps(
             [{"append": {"header": {"key": "vary", "value": "Origin"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}}]

@@ -81,6 +81,7 @@ def test_rendered_config_carries_the_settings() -> None:
         "cors",
         "lua",
         "buffer",
+        "strict_json",
         "grpc_web",
         "grpc_json_transcoder",
         "router",
