@@ -121,14 +121,7 @@ class Infrastructure:
                 retention=watch_retention,
                 outage=dt.timedelta(seconds=settings.watch_outage_seconds),
             ),
-            login_throttle=LoginThrottle(
-                redis,
-                window=dt.timedelta(seconds=settings.login_failure_window_seconds),
-                slowdown_after=settings.login_slowdown_after,
-                slowdown=dt.timedelta(seconds=settings.login_slowdown_seconds),
-                lockout_after=settings.login_lockout_after,
-                lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
-            ),
+            login_throttle=LoginThrottle.from_settings(redis, settings),
         )
 
     @asynccontextmanager

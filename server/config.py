@@ -197,14 +197,20 @@ class Settings(BaseSettings):
     # Access tokens are JWTs checked without a database read for their signature; keep them short.
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
-    # Failed logins per email or per client address within the window: after
-    # LOGIN_SLOWDOWN_AFTER each attempt waits LOGIN_SLOWDOWN_SECONDS, after LOGIN_LOCKOUT_AFTER
-    # attempts are refused with RESOURCE_EXHAUSTED for LOGIN_LOCKOUT_SECONDS.
+    # Sign-in throttling (server/auth/throttle.py), which locks no one out. Failures count within
+    # this many seconds of the last one.
     login_failure_window_seconds: int = Field(default=900, ge=1)
-    login_slowdown_after: int = Field(default=5, ge=1)
-    login_slowdown_seconds: float = Field(default=1.0, ge=0)
-    login_lockout_after: int = Field(default=10, ge=1)
-    login_lockout_seconds: int = Field(default=900, ge=1)
+    # After this many failures from one address at one account, that address's attempts at that
+    # account are refused (RESOURCE_EXHAUSTED, RetryInfo) until a delay has passed since its last
+    # failure: LOGIN_FIRST_DELAY_SECONDS, doubled by each further failure, at most LOGIN_MAX_DELAY_SECONDS.
+    login_delay_after: int = Field(default=5, ge=1)
+    login_max_delay_seconds: float = Field(default=300.0, gt=0)
+    # After this many failures at one account (from anywhere), or from one address (at any account),
+    # each attempt there waits before its password is checked, the same way up to
+    # LOGIN_MAX_WAIT_SECONDS; it is never refused for them.
+    login_wait_after: int = Field(default=10, ge=1)
+    login_max_wait_seconds: float = Field(default=10.0, ge=0)
+    login_first_delay_seconds: float = Field(default=1.0, gt=0)
 
     # The event loop of the server, worker and scheduler processes. uvloop costs the server about a
     # tenth less CPU per request than asyncio's own loop (bench/README.md); `asyncio` is the way back

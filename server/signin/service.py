@@ -74,9 +74,9 @@ class AuthService:
             user.password_hash if user else None, data.password.get_secret_value()
         )
         if user is None or not password_ok or not user.is_active:
-            await self._throttle.record_failure(email=data.email, address=address)
+            # Counted as a failure already (before_attempt), so concurrent guesses cannot slip in.
             raise InvalidCredentialsException()
-        await self._throttle.record_success(email=data.email)
+        await self._throttle.record_success(email=data.email, address=address)
         if self._passwords.needs_rehash(user.password_hash):
             # Hashed with older argon2 parameters: the password is at hand, so upgrade it now.
             rehashed = await self._passwords.hash(data.password.get_secret_value())
