@@ -9,6 +9,7 @@ RESOURCE_EXHAUSTED (REQUEST_HEADERS_TOO_LARGE) with a fixed message. A block abo
 limit still gets grpc core's answer: there is no hook before it.
 """
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from server.exceptions import ResourceExhaustedException
@@ -59,9 +60,9 @@ class HeaderLimit(Step):
         return limited
 
     def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
-        async def limited(request: Any, context: Context) -> Any:
+        def limited(request: Any, context: Context) -> AsyncIterator[Any]:
+            # Checked when the stream starts (the step outside iterates it); no layer per message.
             self._check(method, context)
-            async for response in behavior(request, context):
-                yield response
+            return behavior(request, context)
 
         return limited

@@ -57,14 +57,10 @@ class StreamEndForRest(Step):
         if end_message is None:
             return behavior
 
-        async def ended(request: Any, context: Context) -> AsyncIterator[Any]:
-            if not _through_rest_edge(context):
-                async for response in behavior(request, context):
-                    yield response
-                return
+        async def with_end(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
             started = False
             try:
-                async for response in behavior(request, context):
+                async for response in stream:
                     started = True
                     yield response
             except grpc.aio.AbortError:
@@ -73,5 +69,10 @@ class StreamEndForRest(Step):
                 if started:
                     yield end_message(**{STREAM_END_FIELD: status_for(error)})
                 raise
+
+        def ended(request: Any, context: Context) -> AsyncIterator[Any]:
+            stream = behavior(request, context)
+            # gRPC and gRPC-Web streams pass untouched: no layer per message.
+            return with_end(stream) if _through_rest_edge(context) else stream
 
         return ended
