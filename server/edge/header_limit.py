@@ -9,7 +9,7 @@ RESOURCE_EXHAUSTED (REQUEST_HEADERS_TOO_LARGE) with a fixed message. A block abo
 limit still gets grpc core's answer: there is no hook before it.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from server.exceptions import ResourceExhaustedException
@@ -53,9 +53,10 @@ class HeaderLimit(Step):
             raise RequestHeadersTooLargeException()
 
     def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
-        async def limited(request: Any, context: Context) -> Any:
+        def limited(request: Any, context: Context) -> Awaitable[Any]:
+            # Checked, then the call's own coroutine handed back: no coroutine of its own per call.
             self._check(method, context)
-            return await behavior(request, context)
+            return behavior(request, context)
 
         return limited
 
