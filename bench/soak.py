@@ -13,15 +13,17 @@ and `--cycles` short watches connect, read their snapshot and disconnect, spread
 Then the same watchers open once more, for `--second-round-minutes`, and close: memory the first
 round kept and the second reuses is the allocators' cache, not a leak (that would add up).
 
-Reported: every stream that ended unasked (the target is none); delivery latency from the change's
-commit (the moment the bench began to commit it) to each watcher, p50/p99 (target p99
+Reported: every stream that ended unasked (the target is none); delivery latency from the
+change's commit (the moment the bench began to commit it) to each watcher, p50/p99 (target p99
 under 250 ms); changes delivered of those expected; heartbeats of the quiet watchers and the
 longest silence any of them saw; the connect/disconnect cycles; server CPU; and the server's
 resident memory before, over time, with everything open, and after every stream closed (target:
 within 10 % of before). It exits non-zero when a stream ended unasked or a change or a cycle was
-lost; the latency and memory figures are reported against their targets. `--profile DIR` samples the server with py-spy for the whole run;
-`--tracemalloc DIR` runs it under tracemalloc (bench/serve_traced.py) and prints what the Python
-heap holds after every stream closed that it did not before.
+lost; the latency and memory figures are reported against their targets.
+
+`--profile DIR` samples the server with py-spy for the whole run; `--tracemalloc DIR` runs it under
+tracemalloc (bench/serve_traced.py) and prints what the Python heap holds after every stream
+closed that it did not before, and its resident memory by kind of mapping.
 """
 
 from __future__ import annotations
