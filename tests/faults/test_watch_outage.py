@@ -87,10 +87,10 @@ async def test_a_redis_restart_shorter_than_the_limit_ends_no_watch_and_loses_no
         await asyncio.sleep(OUTAGE_SECONDS / 3)
         redis.start()
         change = await submit(local, workspace, "after the restart")
+        # The same stream, never ended, carries the change made after Redis came back.
         received = await next_change(watch, within=OUTAGE_SECONDS * 5)
         assert received.change.request.id == str(change.id)
         watch.cancel()
-    assert "request event stream reachable again" in server.log.read_text()
 
 
 async def test_a_longer_outage_ends_watches_with_unavailable_and_a_token_that_resumes(
