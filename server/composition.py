@@ -56,7 +56,7 @@ from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
 from server.requests.watch import RequestEventHub
 from server.requests.work import RequestWork
-from server.signin.service import AuthService, IAuthService
+from server.signin.service import ISigninService, SigninService
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -169,12 +169,12 @@ class Infrastructure:
 
     def request_work(
         self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> RequestWork:
+    ) -> "RequestWork[UnitOfWork]":
         """Carrying out approved requests: the requests module's lifecycle around the work of the
         module that owns each request type."""
         steps = self.meta_steps(meta, settings, sleep=sleep)
         return RequestWork(
-            self,
+            self.unit_of_work,
             steps,
             request_handlers(steps),
             retry_deadline=dt.timedelta(seconds=settings.task_retry_deadline_seconds),
@@ -201,7 +201,7 @@ class Infrastructure:
             await self.redis.aclose()
 
 
-def request_handlers(steps: MetaSteps) -> dict[RequestType, HandlerFactory]:
+def request_handlers(steps: MetaSteps) -> "dict[RequestType, HandlerFactory[UnitOfWork]]":
     """Which module carries out each type of approved request, on the attempt's unit of work."""
 
     def accounts(uow: "UnitOfWork") -> RequestHandler:
@@ -382,8 +382,8 @@ class UnitOfWork:
         )
 
     @cached_property
-    def auth(self) -> IAuthService:
-        return AuthService(
+    def signin(self) -> ISigninService:
+        return SigninService(
             repository=AuthRepository(self.session),
             credentials=UserRepository(self.session),
             passwords=self._infrastructure.passwords,

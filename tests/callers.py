@@ -55,5 +55,5 @@ async def make_caller(
         for workspace_id, role in (memberships or {}).items():
             uow.session.add(WorkspaceUser(workspace_id=workspace_id, user_id=user.id, role=role))
     async with infrastructure.unit_of_work() as uow:
-        tokens = await uow.auth.login(LoginRequestSchema(email=email, password=PASSWORD), address="192.0.2.1")
+        tokens = await uow.signin.login(LoginRequestSchema(email=email, password=PASSWORD), address="192.0.2.1")
     return Caller(user_id=user.id, email=email, access_token=tokens.access_token, refresh_token=tokens.refresh_token)

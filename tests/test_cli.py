@@ -55,7 +55,7 @@ def test_createsuperuser_creates_a_user_who_can_sign_in(settings: Settings) -> N
         infrastructure = Infrastructure.build(settings)
         try:
             async with infrastructure.unit_of_work() as uow:
-                tokens = await uow.auth.login(
+                tokens = await uow.signin.login(
                     LoginRequestSchema(email="root@example.com", password="a long enough password"), address="cli"
                 )
                 principal = await PrincipalResolver(infrastructure.sessions).resolve(
@@ -120,7 +120,7 @@ def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings, infrastr
                 waiting = await uow.requests.list_requests(
                     RequestListRequestSchema(status=RequestStatus.WAITING_FOR_APPROVAL)
                 )
-                tokens = await uow.auth.login(
+                tokens = await uow.signin.login(
                     LoginRequestSchema(email="maria.member@acme.example", password=DEMO_PASSWORD), address="cli"
                 )
             assert len(waiting.items) >= 5
@@ -157,7 +157,7 @@ def _signs_in(settings: Settings, email: str, password: str) -> bool:
         infrastructure = Infrastructure.build(settings)
         try:
             async with infrastructure.unit_of_work() as uow:
-                tokens = await uow.auth.login(LoginRequestSchema(email=email, password=password), address="cli")
+                tokens = await uow.signin.login(LoginRequestSchema(email=email, password=password), address="cli")
             return bool(tokens.access_token)
         finally:
             await infrastructure.close()

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.accounts.schemas import AccountListRequestSchema, AccountResponseSchema
-from server.business_managers.models import BusinessManager, BusinessManagerStatus
+from server.business_managers.models import BusinessManager
 from server.db import utcnow
 from server.read_pool import PreparedRead, ReadPool
 from server.tenancy import TenantScope, conflicts, narrowed, scope_filter
@@ -278,22 +278,17 @@ class AccountRepository:
 
     # The periodic sync with Meta (server/accounts/sync.py)
 
-    async def list_sync_targets(self) -> list[tuple[BusinessManager, int]]:
-        """ACTIVE business managers with a token, each with how many ACTIVE accounts Meta created in
-        it; business managers without such accounts are left out. One statement."""
+    async def count_syncable_by_business_manager(self) -> dict[uuid.UUID, int]:
+        """How many ACTIVE accounts Meta created (they have a meta_account_id) each business manager
+        holds; business managers without such accounts are left out. One statement."""
         statement = (
-            select(BusinessManager, func.count(Account.id))
-            .join(Account, Account.business_manager_id == BusinessManager.id)
-            .where(
-                BusinessManager.status == BusinessManagerStatus.ACTIVE,
-                BusinessManager.encrypted_token.is_not(None),
-                Account.status == AccountStatus.ACTIVE,
-                Account.meta_account_id.is_not(None),
-            )
-            .group_by(BusinessManager.id)
-            .order_by(BusinessManager.id)
+            select(Account.business_manager_id, func.count())
+            .where(Account.status == AccountStatus.ACTIVE, Account.meta_account_id.is_not(None))
+            .group_by(Account.business_manager_id)
         )
-        return [(business_manager, int(count)) for business_manager, count in await self._session.execute(statement)]
+        return {
+            business_manager_id: int(count) for business_manager_id, count in await self._session.execute(statement)
+        }
 
     async def list_for_sync(self, business_manager_id: uuid.UUID) -> list[Account]:
         """The ACTIVE accounts of the business manager that Meta created (they have a meta_account_id)."""

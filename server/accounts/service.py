@@ -12,7 +12,6 @@ from server.accounts.exceptions import (
     BusinessManagerNotUsableException,
     NotAMemberException,
     SpendCapCurrencyMismatchException,
-    WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUser, AccountUserTask
 from server.accounts.repository import ACCOUNT_ROW_FIELDS, AccountRow, IAccountRepository
@@ -33,7 +32,7 @@ from server.pagination import Page, PageTokenCodec, keyset_page
 from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
 from server.requests.service import IRequestService
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus
 from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
 

@@ -167,14 +167,30 @@ class BusinessManagerRepository:
             statement = statement.where(BusinessManager.id > after)
         return list(await self._session.scalars(statement))
 
-    # The periodic sync with Meta (server/business_managers/tasks.py)
+    # The periodic syncs with Meta (server/*/sync.py)
 
     async def list_for_sync(self) -> list[BusinessManager]:
-        """Every business manager the sync reads from Meta: not archived, with a token."""
+        """Every business manager the business manager sync reads from Meta: not archived, with a token."""
         statement = (
             select(BusinessManager)
             .where(
                 BusinessManager.status != BusinessManagerStatus.ARCHIVED,
+                BusinessManager.encrypted_token.is_not(None),
+            )
+            .order_by(BusinessManager.id)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def list_syncable(self, business_manager_ids: Sequence[uuid.UUID]) -> list[BusinessManager]:
+        """Those of the business managers whose objects the account and pixel syncs read: ACTIVE,
+        with a token; in id order."""
+        if not business_manager_ids:
+            return []
+        statement = (
+            select(BusinessManager)
+            .where(
+                BusinessManager.id == any_(bindparam("ids", list(business_manager_ids), type_=ARRAY(Uuid))),
+                BusinessManager.status == BusinessManagerStatus.ACTIVE,
                 BusinessManager.encrypted_token.is_not(None),
             )
             .order_by(BusinessManager.id)

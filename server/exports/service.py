@@ -46,6 +46,7 @@ class IExportService(Protocol):
     async def get_download_url(self, export_id: uuid.UUID, *, scope: TenantScope) -> ExportDownloadUrlSchema: ...
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None: ...
+    async def ensure_bucket(self) -> None: ...
 
 
 class ExportService:
@@ -102,6 +103,11 @@ class ExportService:
 
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
         return await self._repository.workspaces_with_accounts(after=after, limit=limit)
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket when it is missing: development's moto starts empty. Production buckets
+        are provisioned, and the worker's credentials need not be allowed to create them."""
+        await self._storage.ensure_bucket()
 
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None:
         """Write the workspace's spend CSV of `day` to storage and record it; None when the workspace

@@ -14,7 +14,6 @@ from server.requests.exceptions import (
     RequestExpiredException,
     RequestNotFoundException,
     RequestNotRetryableException,
-    WorkspaceNotActiveException,
 )
 from server.requests.models import Request, RequestStatus
 from server.requests.repository import IRequestRepository
@@ -28,7 +27,7 @@ from server.requests.schemas import (
     SubmissionSchema,
 )
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import Workspace, WorkspaceStatus
 
 
@@ -352,7 +351,7 @@ class RequestService:
         if workspace is None:
             raise WorkspaceNotFoundException(workspace_id)
         if workspace.status is not WorkspaceStatus.ACTIVE:
-            raise WorkspaceNotActiveException(workspace_id)
+            raise WorkspaceNotActiveException(workspace_id, workspace.status.value)
 
     async def _get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request:
         request = await self._repository.get(request_id, scope=scope)

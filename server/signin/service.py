@@ -36,14 +36,14 @@ class IUserCredentials(Protocol):
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
-class IAuthService(Protocol):
+class ISigninService(Protocol):
     async def login(self, data: LoginRequestSchema, *, address: str) -> TokenPairSchema: ...
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed: ...
     async def logout(self, data: RefreshTokenRequestSchema) -> None: ...
     async def current_user(self, principal: Principal) -> CurrentUserSchema: ...
 
 
-class AuthService:
+class SigninService:
     def __init__(
         self,
         *,

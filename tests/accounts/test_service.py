@@ -19,7 +19,6 @@ from server.accounts.exceptions import (
     BusinessManagerNotUsableException,
     NotAMemberException,
     SpendCapCurrencyMismatchException,
-    WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUserTask
 from server.accounts.models import MetaAccountStatus as Meta
@@ -39,7 +38,7 @@ from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import AccountCreationPayload, SpendCapChangePayload
 from server.statement_log import sent_statements
 from server.tenancy import SYSTEM, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus, WorkspaceUser
 from tests.accounts.conftest import (
     World,

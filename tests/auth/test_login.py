@@ -1,4 +1,4 @@
-"""AuthService.login against the real database and Redis: credentials, deactivation and throttling."""
+"""SigninService.login against the real database and Redis: credentials, deactivation and throttling."""
 
 import datetime as dt
 import time
@@ -24,7 +24,7 @@ async def login(
     infrastructure: Infrastructure, email: str, password: str = PASSWORD, *, address: str = ADDRESS
 ) -> TokenPairSchema:
     async with infrastructure.unit_of_work() as uow:
-        return await uow.auth.login(LoginRequestSchema(email=email, password=password), address=address)
+        return await uow.signin.login(LoginRequestSchema(email=email, password=password), address=address)
 
 
 async def fail_login(infrastructure: Infrastructure, email: str, *, address: str = ADDRESS) -> None:

@@ -76,7 +76,7 @@ async def test_logout_refuses_the_cached_caller_at_once(infrastructure: Infrastr
     caller = await make_caller(infrastructure)
     await cached(infrastructure, caller)
     async with infrastructure.unit_of_work() as uow:
-        await uow.auth.logout(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+        await uow.signin.logout(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
     with pytest.raises(CallerRevokedException):
         await resolve(infrastructure, caller)
 
@@ -90,7 +90,7 @@ async def test_deactivation_refuses_the_cached_caller_at_once(infrastructure: In
         await resolve(infrastructure, caller)
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(InvalidRefreshTokenException):
-            await uow.auth.refresh(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+            await uow.signin.refresh(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
 
 
 async def test_a_membership_change_applies_at_once(infrastructure: Infrastructure) -> None:

@@ -37,7 +37,7 @@ from tests.callers import PASSWORD, Caller, make_caller
 
 async def refresh(infrastructure: Infrastructure, token: str) -> TokenPairSchema | RefreshTokenReplayed:
     async with infrastructure.unit_of_work() as uow:
-        return await uow.auth.refresh(RefreshTokenRequestSchema(refresh_token=token))
+        return await uow.signin.refresh(RefreshTokenRequestSchema(refresh_token=token))
 
 
 async def refreshed(infrastructure: Infrastructure, token: str) -> TokenPairSchema:
@@ -48,7 +48,7 @@ async def refreshed(infrastructure: Infrastructure, token: str) -> TokenPairSche
 
 async def logout(infrastructure: Infrastructure, token: str) -> None:
     async with infrastructure.unit_of_work() as uow:
-        await uow.auth.logout(RefreshTokenRequestSchema(refresh_token=token))
+        await uow.signin.logout(RefreshTokenRequestSchema(refresh_token=token))
 
 
 async def resolve(
@@ -134,7 +134,7 @@ async def test_logout_revokes_the_sign_in(infrastructure: Infrastructure) -> Non
 async def test_logout_of_one_sign_in_keeps_the_others(infrastructure: Infrastructure) -> None:
     caller = await make_caller(infrastructure)
     async with infrastructure.unit_of_work() as uow:
-        second = await uow.auth.login(LoginRequestSchema(email=caller.email, password=PASSWORD), address="192.0.2.9")
+        second = await uow.signin.login(LoginRequestSchema(email=caller.email, password=PASSWORD), address="192.0.2.9")
 
     await logout(infrastructure, caller.refresh_token)
 

@@ -36,13 +36,13 @@ from server.outbox.models import OutboxMessage
 from server.outbox.relay import BACKLOG_COUNT_SECONDS
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
-from server.tasks.broker import create_broker
-from server.tasks.heartbeat import HEARTBEAT_SECONDS
+from server.taskqueue.broker import create_broker
+from server.taskqueue.heartbeat import HEARTBEAT_SECONDS
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until
 from tests.scrape import label_values, scrape, total
-from tests.tasks.test_heartbeat import liveness
+from tests.taskqueue.test_heartbeat import liveness
 
 META_BUSINESS_ID = "900000000000001"
 TOKEN = "fault-test-system-user-token-0001"

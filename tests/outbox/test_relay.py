@@ -40,7 +40,7 @@ async def pending(infrastructure: Infrastructure) -> list[OutboxMessage]:
 
 
 def relay(infrastructure: Infrastructure, publish: Recorder, batch: int = 10) -> OutboxRelay:
-    return OutboxRelay(infrastructure, publish, batch_size=batch, poll_seconds=0.01)
+    return OutboxRelay(infrastructure.unit_of_work, publish, batch_size=batch, poll_seconds=0.01)
 
 
 async def test_publishes_oldest_first_in_batches_and_marks_them(infrastructure: Infrastructure) -> None:

@@ -29,7 +29,7 @@ async def _spend(infrastructure: Infrastructure, account_id: uuid.UUID, amount: 
 
 
 async def _alerts(infrastructure: Infrastructure) -> list[tuple[uuid.UUID, int]]:
-    return [(alert.account_id, alert.percent) for alert in await send_spend_cap_alerts(infrastructure)]
+    return [(alert.account_id, alert.percent) for alert in await send_spend_cap_alerts(infrastructure.unit_of_work)]
 
 
 async def test_alerts_fire_once_at_80_and_once_at_100(
@@ -109,7 +109,7 @@ async def test_runs_at_the_same_time_alert_once(
         infrastructure, control, business, workspace_id, 20, spend_cap=1_000, amount_spent=900
     )
 
-    results = await asyncio.gather(*(send_spend_cap_alerts(infrastructure) for _ in range(4)))
+    results = await asyncio.gather(*(send_spend_cap_alerts(infrastructure.unit_of_work) for _ in range(4)))
 
     assert sum(len(alerts) for alerts in results) == 20
     assert await count_rows(infrastructure, OutboxMessage, OutboxMessage.topic == SPEND_CAP_ALERT_TOPIC) == 20
@@ -129,11 +129,19 @@ async def test_spend_synced_from_meta_raises_the_alert(
         infrastructure, control, business, workspace_id, 1, spend_cap=5_000, amount_spent=100
     )
     control.change_ad_account(act_id, amount_spent=4_200)
-    await sync_accounts(infrastructure, meta, sync_settings)
+    await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, sync_settings),
+        concurrency=sync_settings.meta_max_concurrency,
+    )
     assert await _alerts(infrastructure) == [(account_id, 80)]
 
     # A new cap on Meta's side starts over.
     control.change_ad_account(act_id, spend_cap=5_200)
-    await sync_accounts(infrastructure, meta, sync_settings)
+    await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, sync_settings),
+        concurrency=sync_settings.meta_max_concurrency,
+    )
     assert await _alerts(infrastructure) == [(account_id, 80)]
     assert await _alerts(infrastructure) == []

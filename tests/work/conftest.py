@@ -21,7 +21,7 @@ from server.business_managers.models import (
     BusinessVerificationStatus,
 )
 from server.clients.meta import IMetaClient, MetaGraphClient
-from server.composition import Infrastructure
+from server.composition import Infrastructure, UnitOfWork
 from server.config import Settings
 from server.pixels.models import Pixel
 from server.requests.models import Request
@@ -63,7 +63,7 @@ def work_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def work(infrastructure: Infrastructure, meta: IMetaClient, work_settings: Settings) -> RequestWork:
+def work(infrastructure: Infrastructure, meta: IMetaClient, work_settings: Settings) -> RequestWork[UnitOfWork]:
     return infrastructure.request_work(meta, work_settings)
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -13,24 +13,18 @@ from taskiq import Context
 
 from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account, AccountUser
-from server.accounts.tasks import (
-    AccountUserOutcome,
-    apply_account_move,
-    apply_account_user,
-    apply_account_user_change,
-    meta_business_user_id,
-)
+from server.accounts.tasks import AccountUserOutcome, apply_account_user, meta_business_user_id
+from server.background.registry import TASKS
+from server.background.resources import WorkerResources
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAccountTask
 from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.models import PixelAccount
-from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare, apply_pixel_unshare_now
+from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare
 from server.requests.models import RequestStatus
 from server.requests.schemas import PixelCreationPayload
-from server.requests.tasks import carry_out_request
-from server.tasks.resources import WorkerResources
 from server.users.models import User
 from tests.work.conftest import (
     World,
@@ -85,19 +79,34 @@ async def test_the_users_access_here_is_given_on_meta_then_taken_away(
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["advertise", "analyze"])
 
-    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    outcome = await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
 
     assert outcome is AccountUserOutcome.ASSIGNED
     assigned = control.ad_account(meta_account_id)["assigned_users"]
     assert assigned == {meta_business_user_id(user_id): ["ADVERTISE", "ANALYZE"]}
 
     # Delivered twice: Meta ends the same.
-    await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
     assert control.ad_account(meta_account_id)["assigned_users"] == assigned
 
     async with infrastructure.unit_of_work() as uow:
         await uow.session.delete(await uow.session.get(AccountUser, (account_id, user_id)))
-    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    outcome = await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
 
     assert outcome is AccountUserOutcome.UNASSIGNED
     assert control.ad_account(meta_account_id)["assigned_users"] == {}
@@ -119,7 +128,12 @@ async def test_an_account_not_on_meta_yet_needs_nothing(
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["manage"])
 
-    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    outcome = await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
 
     assert outcome is AccountUserOutcome.SKIPPED
     assert control.counters().calls.http_calls == 0
@@ -137,7 +151,12 @@ async def test_a_revoked_token_flags_the_business_manager_of_the_account(
     await give_access(infrastructure, account_id, user_id, ["manage"])
     control.revoke_token(world.business.token)
 
-    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    outcome = await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
 
     assert outcome is AccountUserOutcome.FAILED
     (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
@@ -160,7 +179,12 @@ async def test_transient_errors_are_retried_for_access_changes(
     await give_access(infrastructure, account_id, user_id, ["manage"])
     control.add_fault(FaultKind.SERVER_ERROR, count=2)
 
-    outcome = await apply_account_user(infrastructure, meta, work_settings, account_id=account_id, user_id=user_id)
+    outcome = await apply_account_user(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        account_id=account_id,
+        user_id=user_id,
+    )
 
     assert outcome is AccountUserOutcome.ASSIGNED
     assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["MANAGE"]}
@@ -210,7 +234,12 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
     paused = PausedAccess(meta)
     client = cast(IMetaClient, paused)
     first = asyncio.create_task(
-        apply_account_user(infrastructure, client, work_settings, account_id=account_id, user_id=user_id)
+        apply_account_user(
+            infrastructure.unit_of_work,
+            infrastructure.meta_steps(client, work_settings),
+            account_id=account_id,
+            user_id=user_id,
+        )
     )
     await asyncio.wait_for(paused.entered.wait(), timeout=5)
 
@@ -226,7 +255,12 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
 
     await asyncio.wait_for(unassign_and_sync(), timeout=2)
     second = asyncio.create_task(
-        apply_account_user(infrastructure, client, work_settings, account_id=account_id, user_id=user_id)
+        apply_account_user(
+            infrastructure.unit_of_work,
+            infrastructure.meta_steps(client, work_settings),
+            account_id=account_id,
+            user_id=user_id,
+        )
     )
     await asyncio.sleep(0.3)
     assert paused.calls == ["assign"]  # the second task waits for the first one's lock
@@ -273,8 +307,11 @@ async def test_an_unshare_is_carried_over_to_meta(
         infrastructure, meta, control, world, world.workspace_id
     )
 
-    outcome = await apply_pixel_unshare_now(
-        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
+    outcome = await apply_pixel_unshare(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        pixel_id=pixel_id,
+        account_id=account_id,
     )
 
     assert outcome is PixelUnshareOutcome.UNSHARED
@@ -294,15 +331,23 @@ async def test_an_unshare_is_not_carried_over_when_the_pixel_was_shared_again(
     async with infrastructure.unit_of_work() as uow:
         uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=account_id))
 
-    outcome = await apply_pixel_unshare_now(
-        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
+    outcome = await apply_pixel_unshare(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        pixel_id=pixel_id,
+        account_id=account_id,
     )
 
     assert outcome is PixelUnshareOutcome.SKIPPED
     assert control.pixel(meta_pixel_id)["shared_account_ids"] == [meta_account_id.removeprefix("act_")]
 
 
-# --- the task shells -----------------------------------------------------------------------------
+# --- the tasks as taskiq runs them (server.background.registry) ------------------------------------
+
+
+def task(name: str) -> Callable[..., Awaitable[Any]]:
+    [function] = [spec.function for spec in TASKS if spec.name == name]
+    return function
 
 
 @pytest.fixture
@@ -323,7 +368,7 @@ async def test_the_request_task_carries_out_the_request_of_the_message(
     )
     message: dict[str, Any] = {"request_id": str(request_id), "type": "pixel_creation", "outbox_id": str(uuid.uuid4())}
 
-    assert await carry_out_request(message, context) == "completed"
+    assert await task("requests.carry_out")(message, context) == "completed"
     assert (await stored_request(infrastructure, request_id)).status is RequestStatus.COMPLETED
     assert control.counters().objects.pixels == 1
 
@@ -348,11 +393,11 @@ async def test_the_access_and_unshare_tasks_read_their_messages(
         "outbox_id": str(uuid.uuid4()),
     }
 
-    assert await apply_account_user_change(assigned, context) == "assigned"
+    assert await task("accounts.apply_user_change")(assigned, context) == "assigned"
     assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["ANALYZE"]}
 
     unshared = {"pixel_id": str(pixel_id), "account_id": str(account_id), "outbox_id": str(uuid.uuid4())}
-    assert await apply_pixel_unshare(unshared, context) == "unshared"
+    assert await task("pixels.apply_unshare")(unshared, context) == "unshared"
     assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
 
 
@@ -377,11 +422,11 @@ async def test_after_a_move_the_access_and_the_shares_are_taken_away_on_meta(
         "outbox_id": str(uuid.uuid4()),
     }
 
-    outcomes = await apply_account_move(moved, context)
+    outcomes = await task("accounts.apply_move")(moved, context)
     # The share the move removed goes through the pixels' own task (AccountService.move_account has
     # the pixels module queue a `pixel.unshared` per pixel).
     unshared = {"pixel_id": str(pixel_id), "account_id": str(account_id), "outbox_id": str(uuid.uuid4())}
-    assert await apply_pixel_unshare(unshared, context) == "unshared"
+    assert await task("pixels.apply_unshare")(unshared, context) == "unshared"
 
     assert outcomes == {f"user:{user_id}": "unassigned"}
     assert control.ad_account(meta_account_id)["assigned_users"] == {}

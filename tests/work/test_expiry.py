@@ -27,11 +27,11 @@ async def test_expires_every_stale_waiting_request_in_batches(
     stale = [await waiting_request(infrastructure, workspace_id, age=dt.timedelta(hours=1)) for _ in range(5)]
     fresh = await waiting_request(infrastructure, workspace_id, age=-dt.timedelta(days=1))
 
-    assert await expire_stale(infrastructure, batch_size=2) == 5
+    assert await expire_stale(infrastructure.unit_of_work, batch_size=2) == 5
 
     assert await count(infrastructure, Request, Request.id.in_(stale), Request.status == RequestStatus.EXPIRED) == 5
     assert (
         await count(infrastructure, Request, Request.id == fresh, Request.status == RequestStatus.WAITING_FOR_APPROVAL)
         == 1
     )
-    assert await expire_stale(infrastructure, batch_size=2) == 0
+    assert await expire_stale(infrastructure.unit_of_work, batch_size=2) == 0

@@ -20,7 +20,7 @@ from server.business_managers.models import (
 )
 from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount, MetaPixel
-from server.composition import Infrastructure
+from server.composition import Infrastructure, UnitOfWork
 from server.config import Settings
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
@@ -62,7 +62,7 @@ def account_payload(world: World, name: str = "Spring sale") -> AccountCreationP
 
 async def test_account_creation_creates_the_account_on_meta_and_here(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -102,7 +102,7 @@ async def test_account_creation_creates_the_account_on_meta_and_here(
 
 async def test_a_redelivery_after_completion_does_nothing(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -122,7 +122,7 @@ async def test_a_redelivery_after_completion_does_nothing(
 
 async def test_a_same_name_account_already_in_the_business_is_not_adopted_on_a_first_attempt(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -262,7 +262,7 @@ async def test_a_rerun_after_a_crash_before_meta_was_called_creates_the_account(
 
 async def test_an_account_known_here_is_not_adopted(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -310,7 +310,7 @@ async def test_two_concurrent_deliveries_make_one_account(
 
 async def test_requests_that_are_not_approved_are_left_alone(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -331,7 +331,7 @@ async def test_requests_that_are_not_approved_are_left_alone(
 
 async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -365,7 +365,7 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
 
 
 async def test_a_business_manager_that_needs_attention_fails_the_request_without_calling_meta(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+    infrastructure: Infrastructure, work: RequestWork[UnitOfWork], control: SimulatorControl, workspace_id: uuid.UUID
 ) -> None:
     business = control.add_business("Agency")
     business_manager_id = await add_business_manager(
@@ -390,7 +390,7 @@ async def test_a_business_manager_that_needs_attention_fails_the_request_without
 
 async def test_a_short_rate_limit_is_waited_out_within_the_run(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -407,7 +407,7 @@ async def test_a_short_rate_limit_is_waited_out_within_the_run(
 
 async def test_a_long_rate_limit_holds_the_request_until_metas_regain_time_then_it_completes(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -432,7 +432,7 @@ async def test_a_long_rate_limit_holds_the_request_until_metas_regain_time_then_
 
 async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_deadline(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
@@ -479,7 +479,7 @@ async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_dea
 
 async def test_a_permission_error_fails_the_request_at_once(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -500,7 +500,7 @@ async def test_a_permission_error_fails_the_request_at_once(
 
 async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -534,7 +534,7 @@ async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
 
 async def test_pixel_creation_does_not_adopt_a_same_name_pixel_on_a_first_attempt(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -587,7 +587,7 @@ async def test_pixel_creation_rerun_adopts_the_pixel_its_first_attempt_created(
 
 async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -621,7 +621,7 @@ async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
 
 async def test_a_zero_spend_cap_removes_the_cap(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -672,7 +672,7 @@ async def share_setup(
 
 async def test_pixel_share_shares_on_meta_and_records_the_shares(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -701,7 +701,7 @@ async def test_pixel_share_shares_on_meta_and_records_the_shares(
 
 async def test_pixel_share_keeps_shares_that_exist_already(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -721,7 +721,7 @@ async def test_pixel_share_keeps_shares_that_exist_already(
 
 async def test_pixel_share_with_an_account_gone_from_the_workspace_fails_without_calling_meta(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -751,7 +751,7 @@ async def test_pixel_share_with_an_account_gone_from_the_workspace_fails_without
 
 
 async def test_business_manager_connection_reads_the_business_and_adds_it(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+    infrastructure: Infrastructure, work: RequestWork[UnitOfWork], control: SimulatorControl, workspace_id: uuid.UUID
 ) -> None:
     client = control.add_business("Client Co", verification_status="pending")
     # The simulator has no partner relationships: a token reads its own business only. The
@@ -794,7 +794,7 @@ async def test_business_manager_connection_reads_the_business_and_adds_it(
 )
 async def test_business_manager_connection_stores_the_verification_status_the_sync_would(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     workspace_id: uuid.UUID,
     meta_status: str,
@@ -817,7 +817,7 @@ async def test_business_manager_connection_stores_the_verification_status_the_sy
 
 async def test_business_manager_connection_fails_when_meta_will_not_show_the_business(
     infrastructure: Infrastructure,
-    work: RequestWork,
+    work: RequestWork[UnitOfWork],
     control: SimulatorControl,
     world: World,
 ) -> None:
@@ -835,7 +835,7 @@ async def test_business_manager_connection_fails_when_meta_will_not_show_the_bus
 
 
 async def test_business_manager_connection_fails_without_a_platform_business_manager(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
+    infrastructure: Infrastructure, work: RequestWork[UnitOfWork], control: SimulatorControl, workspace_id: uuid.UUID
 ) -> None:
     payload = BusinessManagerConnectionPayload(meta_business_id="123456", name="Client")
     request_id = await approved_request(infrastructure, workspace_id, payload)
@@ -935,7 +935,7 @@ async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_
 
 
 async def test_a_client_business_manager_of_another_workspace_is_refused(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+    infrastructure: Infrastructure, work: RequestWork[UnitOfWork], control: SimulatorControl, world: World
 ) -> None:
     async with infrastructure.unit_of_work() as uow:
         other = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Other client"))
@@ -963,7 +963,7 @@ async def test_a_client_business_manager_of_another_workspace_is_refused(
 
 
 async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_calling_meta(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+    infrastructure: Infrastructure, work: RequestWork[UnitOfWork], control: SimulatorControl, world: World
 ) -> None:
     """A token encrypted with a key no longer configured (rotated out)."""
     async with infrastructure.unit_of_work() as uow:

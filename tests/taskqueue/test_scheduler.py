@@ -10,7 +10,7 @@ from devstack.embedded import start_redis
 from server.background.registry import register_tasks
 from server.background.scheduler import PersistentScheduler
 from server.config import Settings
-from server.tasks.broker import QUEUE, create_broker
+from server.taskqueue.broker import QUEUE, create_broker
 
 
 async def test_a_run_due_while_redis_is_down_is_sent_once_redis_is_back(settings: Settings, tmp_path: Path) -> None:

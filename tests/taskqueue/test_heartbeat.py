@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.tasks.heartbeat import STALE_AFTER_SECONDS, beat, heartbeat_path
+from server.taskqueue.heartbeat import STALE_AFTER_SECONDS, beat, heartbeat_path
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 
