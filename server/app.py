@@ -45,7 +45,6 @@ from server.api_helpers import parse_networks
 from server.api_keys.api import ApiKeyServicer
 from server.audit_logs.api import AuditLogServicer
 from server.auth.policies import PolicyTable
-from server.auth.resolver import PrincipalResolver
 from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
@@ -174,7 +173,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
         Authentication(infrastructure.tokens),
         Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
-            PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache),
+            infrastructure.principal_resolver(),
             reauthorize_seconds=infrastructure.settings.stream_reauthorize_seconds,
         ),
     ]

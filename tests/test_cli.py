@@ -8,6 +8,7 @@ from pathlib import Path
 
 from devstack.demo import DEMO_PASSWORD
 from server.auth.credentials import UserCredentials
+from server.auth.repository import StandingRepository
 from server.auth.resolver import PrincipalResolver
 from server.composition import Infrastructure
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -58,7 +59,7 @@ def test_createsuperuser_creates_a_user_who_can_sign_in(settings: Settings) -> N
                 tokens = await uow.signin.login(
                     LoginRequestSchema(email="root@example.com", password="a long enough password"), address="cli"
                 )
-                principal = await PrincipalResolver(infrastructure.sessions).resolve(
+                principal = await PrincipalResolver(StandingRepository(infrastructure.read_engine)).resolve(
                     UserCredentials(infrastructure.tokens.decode_access(tokens.access_token)), workspace_id=None
                 )
             assert principal.superuser

@@ -8,7 +8,7 @@ from adplane.v1 import account_service_pb2 as pb
 from adplane.v1 import account_service_pb2_grpc
 from server.accounts import converters
 from server.accounts.service import IAccountService
-from server.api_helpers import parse_id, parse_idempotency_key
+from server.api_helpers import message_with, parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
 from server.requests.converters import request_to_proto
 from server.units import UnitOfWorkFactory
@@ -42,8 +42,9 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         query = converters.list_request_from_proto(request)
         async with self._units(read_only=True) as uow:
             page = await uow.accounts.list_workspace_accounts(workspace_id, query)
-        return pb.ListAccountsResponse(
-            accounts=[converters.account_fields(a) for a in page.items],  # type: ignore[misc]  # upb takes dicts
+        return message_with(
+            pb.ListAccountsResponse,
+            accounts=[converters.account_fields(a) for a in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -52,7 +53,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         account_id = parse_id(request.account_id, field="account_id")
         async with self._units(read_only=True) as uow:
             account = await uow.accounts.get_account(account_id, workspace_id=workspace_id)
-        return pb.GetAccountResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict
+        return message_with(pb.GetAccountResponse, account=converters.account_fields(account))
 
     async def RequestSpendCapChange(
         self, request: pb.RequestSpendCapChangeRequest, context: Context
@@ -101,8 +102,9 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         query = converters.list_request_from_proto(request)
         async with self._units(read_only=True) as uow:
             page = await uow.accounts.list_accounts(query)
-        return pb.ListAllAccountsResponse(
-            accounts=[converters.account_fields(a) for a in page.items],  # type: ignore[misc]  # upb takes dicts
+        return message_with(
+            pb.ListAllAccountsResponse,
+            accounts=[converters.account_fields(a) for a in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -111,7 +113,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         data = converters.update_request_from_proto(request)
         async with self._units() as uow:
             account = await uow.accounts.update_account(account_id, data)
-        return pb.UpdateAccountResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict
+        return message_with(pb.UpdateAccountResponse, account=converters.account_fields(account))
 
     async def MoveAccountToWorkspace(
         self, request: pb.MoveAccountToWorkspaceRequest, context: Context
@@ -120,4 +122,4 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         data = converters.move_request_from_proto(request)
         async with self._units() as uow:
             account = await uow.accounts.move_account(account_id, data)
-        return pb.MoveAccountToWorkspaceResponse(account=converters.account_fields(account))  # type: ignore[arg-type]  # upb takes a dict
+        return message_with(pb.MoveAccountToWorkspaceResponse, account=converters.account_fields(account))

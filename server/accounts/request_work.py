@@ -129,7 +129,7 @@ class AccountRequestWork:
                 meta_account_id, payload.amount_minor, currency=account.currency, token=token
             ),
         )
-        before = AccountResponseSchema.model_validate(account)
+        before = account
         updated = await self._accounts.update(
             account.id,
             expected_version=None,

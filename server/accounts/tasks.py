@@ -122,7 +122,7 @@ async def apply_account_user(
                     lambda token: meta.unassign_user(meta_account_id, user_id=meta_user_id, token=token),
                 )
                 return AccountUserOutcome.UNASSIGNED
-            tasks = [_META_TASKS[AccountUserTask(task)] for task in access[0].tasks]
+            tasks = [_META_TASKS[AccountUserTask(task)] for task in access.tasks]
             await steps.call(
                 credentials,
                 lambda token: meta.assign_user(meta_account_id, user_id=meta_user_id, tasks=tasks, token=token),

@@ -1,3 +1,7 @@
+"""Every statement over `business_managers`: lookups (usable by a workspace, locked for a change),
+pages for staff and for a workspace, and what the syncs read and mark.
+"""
+
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -11,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.business_managers.exceptions import BusinessManagerExistsException
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership, BusinessManagerStatus
 from server.db import utcnow, violated_constraint
-from server.workspaces.models import Workspace
 
 _LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
 
@@ -41,7 +44,6 @@ class IBusinessManagerRepository(Protocol):
     async def list_for_workspace(
         self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> list[BusinessManager]: ...
-    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None: ...
 
 
 class BusinessManagerRepository:
@@ -140,16 +142,12 @@ class BusinessManagerRepository:
         self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> list[BusinessManager]:
         """What the workspace may use: its own live client business managers and the offered platform
-        ones. Empty for a workspace that does not exist (the caller tells that apart)."""
+        ones (the caller checks that the workspace exists)."""
         return await self._page(self._offered_to(workspace_id), after=after, limit=limit)
-
-    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None:
-        return await self._session.scalar(select(Workspace).where(Workspace.id == workspace_id))
 
     def _offered_to(self, workspace_id: uuid.UUID) -> Select[BusinessManager]:
         """Every query of a workspace's business managers starts here."""
         return select(BusinessManager).where(
-            exists().where(Workspace.id == workspace_id),
             or_(
                 (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
                 & (BusinessManager.workspace_id == workspace_id)

@@ -1,3 +1,7 @@
+"""Every statement over `pixels` and `pixels_accounts` (which ad accounts a pixel is shared with):
+reads narrowed to a tenant scope, shares, and what the pixel sync reads and writes.
+"""
+
 import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence

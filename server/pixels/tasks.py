@@ -10,7 +10,7 @@ from typing import Protocol
 
 import structlog
 
-from server.accounts.models import Account
+from server.accounts.schemas import AccountResponseSchema
 from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, MetaSteps
 from server.business_managers.repository import IBusinessManagerRepository
 from server.pixels.repository import PixelRepository
@@ -29,7 +29,7 @@ class PixelUnshareOutcome(StrEnum):
 class IAccountReader(Protocol):
     """The ad account a pixel was shared with (the accounts repository)."""
 
-    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None: ...
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> AccountResponseSchema | None: ...
 
 
 class PixelTaskUnit(Protocol):

@@ -27,7 +27,7 @@ from tests.conftest import _admin_dsn
 
 def resolver(infrastructure: Infrastructure) -> PrincipalResolver:
     """What the server builds: the autocommit engine and the process's cache."""
-    return PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache)
+    return infrastructure.principal_resolver()
 
 
 async def resolve(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:

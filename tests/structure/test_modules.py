@@ -2,6 +2,7 @@
 circle of imports, only the entry points import the composition root, and no code outside the
 composition root and the repositories touches a database session."""
 
+import ast
 import importlib.util
 import re
 from pathlib import Path
@@ -76,3 +77,13 @@ def test_no_code_touches_a_session_outside_composition_and_repositories() -> Non
 def test_the_scan_finds_a_session_use() -> None:
     assert SESSION_USE.search("accounts = AccountRepository(uow.session)")
     assert not SESSION_USE.search("async with infrastructure.sessions() as session:")
+
+
+def test_every_service_and_repository_says_what_its_module_owns() -> None:
+    undocumented = [
+        str(path.relative_to(ROOT))
+        for name in ("service.py", "repository.py")
+        for path in sorted(SERVER.glob(f"*/{name}"))
+        if not ast.get_docstring(ast.parse(path.read_text()))
+    ]
+    assert undocumented == [], "a module docstring: what the module owns (its tables) and does"

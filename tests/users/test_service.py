@@ -8,11 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from server.auth.principal import Principal, PrincipalKind
-from server.auth.repository import AuthRepository
 from server.auth.tokens import hash_secret
 from server.composition import Infrastructure
 from server.exceptions import InvalidRequestException
 from server.idempotency.exceptions import RequestIdReusedException
+from server.signin.repository import RefreshTokenRepository
 from server.users.exceptions import (
     CannotDeactivateSelfException,
     EmailTakenException,
@@ -257,11 +257,11 @@ async def test_deactivate_stops_the_user_and_revokes_their_tokens(infrastructure
     bystander = await create(infrastructure, "alice@example.com")
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     async with infrastructure.unit_of_work() as uow:
-        tokens = AuthRepository(uow.session)
-        await tokens.add_refresh_token(
+        tokens = RefreshTokenRepository(uow.session)
+        await tokens.add(
             user_id=user.id, family_id=uuid.uuid4(), token_hash=hash_secret("mallory"), expires_at=expires_at
         )
-        await tokens.add_refresh_token(
+        await tokens.add(
             user_id=bystander.id, family_id=uuid.uuid4(), token_hash=hash_secret("alice"), expires_at=expires_at
         )
     async with infrastructure.unit_of_work() as uow:
@@ -269,9 +269,9 @@ async def test_deactivate_stops_the_user_and_revokes_their_tokens(infrastructure
     assert not deactivated.is_active
     assert deactivated.version == user.version + 1
     async with infrastructure.unit_of_work() as uow:
-        tokens = AuthRepository(uow.session)
-        revoked = await tokens.find_refresh_token(token_hash=hash_secret("mallory"))
-        untouched = await tokens.find_refresh_token(token_hash=hash_secret("alice"))
+        tokens = RefreshTokenRepository(uow.session)
+        revoked = await tokens.find(token_hash=hash_secret("mallory"))
+        untouched = await tokens.find(token_hash=hash_secret("alice"))
         assert await uow.users.get_user(user.id) == deactivated
     assert revoked is not None
     assert revoked.revoked_at is not None
