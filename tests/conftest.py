@@ -3,6 +3,8 @@ is set), migrated once per session, and settings pointing at it."""
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +20,18 @@ from server import migrations
 from server.composition import Infrastructure
 from server.config import Environment, Settings
 from server.models import Base
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary directories in a directory of this session's own, not under pytest's shared
+    /tmp/pytest-of-<user>. Run as root, the embedded PostgreSQL runs as `nobody`, which must walk down
+    to its data directory; every pytest session that starts tightens that shared root back to 0700,
+    which took the data directory away from a PostgreSQL that another session (a second checkout, a
+    single test run beside the suite) was running."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        basetemp = tempfile.mkdtemp(prefix="adplane-pytest-")
+        config.option.basetemp = basetemp
+        config.add_cleanup(lambda: shutil.rmtree(basetemp, ignore_errors=True))
 
 
 def _admin_dsn(url: str) -> str:
