@@ -19,6 +19,9 @@ from server.composition import Infrastructure
 from server.config import Environment, Settings
 from server.models import Base
 
+# Fixtures every test directory may use, kept in modules of their own.
+pytest_plugins = ["tests.simulator", "tests.meta_work"]
+
 
 def _admin_dsn(url: str) -> str:
     """A plain asyncpg DSN for the `postgres` database of the server behind `url`."""

@@ -34,9 +34,9 @@ from server.requests.schemas import (
 )
 from server.requests.work import RequestWork
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
-from tests.work.conftest import (
+from tests.meta_work import (
     MAX_ATTEMPTS,
-    World,
+    MetaWorld,
     add_account,
     add_business_manager,
     add_pixel,
@@ -51,9 +51,9 @@ from tests.work.conftest import (
 CREATE_ACCOUNT_ROUTE = "POST /{business_id}/adaccount"
 
 
-def account_payload(world: World, name: str = "Spring sale") -> AccountCreationPayload:
+def account_payload(meta_world: MetaWorld, name: str = "Spring sale") -> AccountCreationPayload:
     return AccountCreationPayload(
-        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=world.business_manager_id
+        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=meta_world.business_manager_id
     )
 
 
@@ -64,9 +64,9 @@ async def test_account_creation_creates_the_account_on_meta_and_here(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -81,22 +81,24 @@ async def test_account_creation_creates_the_account_on_meta_and_here(
     assert (on_meta["name"], on_meta["currency"], on_meta["business_id"]) == (
         "Spring sale",
         "EUR",
-        world.meta_business_id,
+        meta_world.meta_business_id,
     )
     (account,) = await rows(infrastructure, Account, Account.id == request.result.account_id)
     assert (account.workspace_id, account.business_manager_id, account.meta_account_id) == (
-        world.workspace_id,
-        world.business_manager_id,
+        meta_world.workspace_id,
+        meta_world.business_manager_id,
         meta_id,
     )
     assert (account.name, account.currency, account.timezone) == ("Spring sale", "EUR", "Europe/Berlin")
     assert (account.status, account.meta_status) == (AccountStatus.ACTIVE, MetaAccountStatus.ACTIVE)
     assert account.synced_at is not None
-    (created,) = await audit_entries(infrastructure, "account", account.id)
-    assert (created.action, created.workspace_id, created.actor_id) == ("create", world.workspace_id, None)
+    (created,) = await audit_entries(infrastructure, entity_type="account", entity_id=account.id)
+    assert (created.action, created.workspace_id, created.actor_id) == ("create", meta_world.workspace_id, None)
     assert created.after is not None
     assert created.after["meta_account_id"] == meta_id
-    actions = [entry.action for entry in await audit_entries(infrastructure, "request", request_id)]
+    actions = [
+        entry.action for entry in await audit_entries(infrastructure, entity_type="request", entity_id=request_id)
+    ]
     assert actions == ["request", "approve", "complete"]
 
 
@@ -104,9 +106,9 @@ async def test_a_redelivery_after_completion_does_nothing(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     await work.carry_out(request_id)
     before = control.counters()
     completed = await stored_request(infrastructure, request_id)
@@ -124,12 +126,12 @@ async def test_a_same_name_account_already_in_the_business_is_not_adopted_on_a_f
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """An account of the same name that no row of ours knows is someone else's (another client of
     the agency, staff): a first attempt cannot have created it, so it creates its own."""
-    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    someone_elses = control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR")
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -192,9 +194,9 @@ async def test_a_rerun_after_a_crash_between_meta_and_the_commit_makes_one_accou
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert await count(infrastructure, Account) == 0
     assert control.counters().objects.ad_accounts == 1
@@ -221,12 +223,12 @@ async def test_a_rerun_adopts_only_what_appeared_after_the_creation_started(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """Someone else's unrecorded account of the same name (and the lowest id) was there before the
     first attempt; the rerun adopts the one that attempt created, not that one."""
-    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    someone_elses = control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR")
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert (await creation_marker(infrastructure, request_id))["preexisting_meta_ids"] == [someone_elses]
 
@@ -246,10 +248,10 @@ async def test_a_rerun_after_a_crash_before_meta_was_called_creates_the_account(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    someone_elses = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    someone_elses = control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR")
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
 
     assert await infrastructure.request_work(meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
@@ -264,18 +266,18 @@ async def test_an_account_known_here_is_not_adopted(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """Another request's account of the same name is someone else's: a new one is created."""
-    existing = control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR")
+    existing = control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR")
     await add_account(
         infrastructure,
-        workspace_id=world.workspace_id,
-        business_manager_id=world.business_manager_id,
+        workspace_id=meta_world.workspace_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_account_id=existing,
         name="Spring sale",
     )
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -290,9 +292,9 @@ async def test_two_concurrent_deliveries_make_one_account(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     # Slow Meta down so that both deliveries are surely in flight at once.
     control.set_latency(150)
     first, second = infrastructure.request_work(meta, work_settings), infrastructure.request_work(meta, work_settings)
@@ -304,7 +306,9 @@ async def test_two_concurrent_deliveries_make_one_account(
     assert counters.objects.ad_accounts == 1
     assert counters.calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
     assert await count(infrastructure, Account) == 1
-    actions = [entry.action for entry in await audit_entries(infrastructure, "request", request_id)]
+    actions = [
+        entry.action for entry in await audit_entries(infrastructure, entity_type="request", entity_id=request_id)
+    ]
     assert actions.count("complete") == 1
 
 
@@ -312,11 +316,11 @@ async def test_requests_that_are_not_approved_are_left_alone(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     async with infrastructure.unit_of_work() as uow:
         waiting = await uow.requests.submit(
-            world.workspace_id, account_payload(world), actor=staff(), idempotency_key=None
+            meta_world.workspace_id, account_payload(meta_world), actor=staff(), idempotency_key=None
         )
 
     assert await work.carry_out(waiting.id) is RequestStatus.WAITING_FOR_APPROVAL
@@ -333,10 +337,10 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
-    control.revoke_token(world.business.token)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
+    control.revoke_token(meta_world.business.token)
 
     assert await work.carry_out(request_id) is RequestStatus.FAILED
 
@@ -347,11 +351,15 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager(
     reason = request.result.failure_reason
     assert "token" in reason
     assert "code=190" in reason
-    assert world.meta_business_id in reason
-    assert world.business.token not in reason
-    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    assert meta_world.meta_business_id in reason
+    assert meta_world.business.token not in reason
+    (business_manager,) = await rows(
+        infrastructure, BusinessManager, BusinessManager.id == meta_world.business_manager_id
+    )
     assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
-    (flagged,) = await audit_entries(infrastructure, "business_manager", world.business_manager_id)
+    (flagged,) = await audit_entries(
+        infrastructure, entity_type="business_manager", entity_id=meta_world.business_manager_id
+    )
     assert flagged.action == "token_refused"
     assert flagged.before is not None
     assert flagged.before["status"] == "active"
@@ -392,9 +400,9 @@ async def test_a_short_rate_limit_is_waited_out_within_the_run(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     # Meta asks for about 10 ms, under the test settings' longest back-off.
     control.add_fault(FaultKind.RATE_LIMIT, count=2, regain_minutes=0.0002)
 
@@ -409,9 +417,9 @@ async def test_a_long_rate_limit_holds_the_request_until_metas_regain_time_then_
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     # Meta asks for 5 minutes: more than a run sleeps, so the run ends and the request waits.
     control.add_fault(FaultKind.RATE_LIMIT, count=100, regain_minutes=5)
     before = utcnow()
@@ -436,9 +444,9 @@ async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_dea
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     control.add_fault(FaultKind.SERVER_ERROR, count=100)
 
     assert await work.carry_out(request_id) is RequestStatus.APPROVED
@@ -459,7 +467,9 @@ async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_dea
     assert f"after {MAX_ATTEMPTS} attempts" in result.failure_reason
     assert "An unknown error has occurred" in result.failure_reason
     assert control.counters().calls.faults_served == 2 * MAX_ATTEMPTS
-    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    (business_manager,) = await rows(
+        infrastructure, BusinessManager, BusinessManager.id == meta_world.business_manager_id
+    )
     assert business_manager.status is BusinessManagerStatus.ACTIVE
     assert await count(infrastructure, Account) == 0
 
@@ -472,7 +482,9 @@ async def test_server_errors_hold_the_request_and_fail_it_retryable_past_the_dea
     async with infrastructure.unit_of_work() as uow:
         again = await uow.requests.retry_request(request_id, actor=approver, idempotency_key="retry-1")
     assert again.id == request_id
-    assert [entry.action for entry in await audit_entries(infrastructure, "request", request_id)][-1] == "retry"
+    assert [entry.action for entry in await audit_entries(infrastructure, entity_type="request", entity_id=request_id)][
+        -1
+    ] == "retry"
     control.clear_faults()
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -481,9 +493,9 @@ async def test_a_permission_error_fails_the_request_at_once(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     control.add_fault(FaultKind.PERMISSION, count=1)
 
     assert await work.carry_out(request_id) is RequestStatus.FAILED
@@ -502,10 +514,10 @@ async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -514,15 +526,15 @@ async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
     assert result.pixel_id is not None
     assert result.meta_id is not None
     on_meta = control.pixel(result.meta_id)
-    assert (on_meta["name"], on_meta["business_id"]) == ("Checkout", world.meta_business_id)
+    assert (on_meta["name"], on_meta["business_id"]) == ("Checkout", meta_world.meta_business_id)
     (pixel,) = await rows(infrastructure, Pixel, Pixel.id == result.pixel_id)
     assert (pixel.workspace_id, pixel.business_manager_id, pixel.meta_pixel_id, pixel.name) == (
-        world.workspace_id,
-        world.business_manager_id,
+        meta_world.workspace_id,
+        meta_world.business_manager_id,
         result.meta_id,
         "Checkout",
     )
-    (created,) = await audit_entries(infrastructure, "pixel", pixel.id)
+    (created,) = await audit_entries(infrastructure, entity_type="pixel", entity_id=pixel.id)
     assert created.action == "create"
     assert created.after is not None
     assert created.after["account_ids"] == []
@@ -536,11 +548,11 @@ async def test_pixel_creation_does_not_adopt_a_same_name_pixel_on_a_first_attemp
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    someone_elses = control.add_pixel(world.meta_business_id, "Checkout")
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    someone_elses = control.add_pixel(meta_world.meta_business_id, "Checkout")
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -555,20 +567,20 @@ async def test_pixel_creation_rerun_adopts_the_pixel_its_first_attempt_created(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    known = control.add_pixel(world.meta_business_id, "Checkout")
+    known = control.add_pixel(meta_world.meta_business_id, "Checkout")
     await add_pixel(
         infrastructure,
-        workspace_id=world.workspace_id,
-        business_manager_id=world.business_manager_id,
+        workspace_id=meta_world.workspace_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_pixel_id=known,
         name="Checkout",
     )
-    someone_elses = control.add_pixel(world.meta_business_id, "Checkout")
-    control.add_pixel(world.meta_business_id, "Another name")
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=world.business_manager_id)
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    someone_elses = control.add_pixel(meta_world.meta_business_id, "Checkout")
+    control.add_pixel(meta_world.meta_business_id, "Another name")
+    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
     await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
     assert control.counters().objects.pixels == 4
 
@@ -589,19 +601,19 @@ async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    meta_account_id = control.add_ad_account(world.meta_business_id, "Always on", currency="EUR")
+    meta_account_id = control.add_ad_account(meta_world.meta_business_id, "Always on", currency="EUR")
     account_id = await add_account(
         infrastructure,
-        workspace_id=world.workspace_id,
-        business_manager_id=world.business_manager_id,
+        workspace_id=meta_world.workspace_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_account_id=meta_account_id,
         spend_cap_minor=10_000,
         spend_cap_alert_percent=80,
     )
     payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=250_075)
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -611,7 +623,7 @@ async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
     result = (await stored_request(infrastructure, request_id)).result
     assert result is not None
     assert (result.account_id, result.meta_id) == (account_id, meta_account_id)
-    (updated,) = await audit_entries(infrastructure, "account", account_id)
+    (updated,) = await audit_entries(infrastructure, entity_type="account", entity_id=account_id)
     assert updated.action == "update"
     assert updated.before is not None
     assert updated.before["spend_cap_minor"] == 10_000
@@ -623,18 +635,18 @@ async def test_a_zero_spend_cap_removes_the_cap(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    meta_account_id = control.add_ad_account(world.meta_business_id, "Capped", currency="EUR", spend_cap=5_000)
+    meta_account_id = control.add_ad_account(meta_world.meta_business_id, "Capped", currency="EUR", spend_cap=5_000)
     account_id = await add_account(
         infrastructure,
-        workspace_id=world.workspace_id,
-        business_manager_id=world.business_manager_id,
+        workspace_id=meta_world.workspace_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_account_id=meta_account_id,
         spend_cap_minor=5_000,
     )
     payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=0)
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -647,22 +659,22 @@ async def test_a_zero_spend_cap_removes_the_cap(
 
 
 async def share_setup(
-    infrastructure: Infrastructure, control: SimulatorControl, world: World, workspace_id: uuid.UUID
+    infrastructure: Infrastructure, control: SimulatorControl, meta_world: MetaWorld, workspace_id: uuid.UUID
 ) -> tuple[uuid.UUID, str, Sequence[tuple[uuid.UUID, str]]]:
-    meta_pixel_id = control.add_pixel(world.meta_business_id, "Shop")
+    meta_pixel_id = control.add_pixel(meta_world.meta_business_id, "Shop")
     pixel_id = await add_pixel(
         infrastructure,
         workspace_id=workspace_id,
-        business_manager_id=world.business_manager_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_pixel_id=meta_pixel_id,
     )
     accounts = []
     for name in ("One", "Two"):
-        meta_account_id = control.add_ad_account(world.meta_business_id, name, currency="EUR")
+        meta_account_id = control.add_ad_account(meta_world.meta_business_id, name, currency="EUR")
         account_id = await add_account(
             infrastructure,
             workspace_id=workspace_id,
-            business_manager_id=world.business_manager_id,
+            business_manager_id=meta_world.business_manager_id,
             meta_account_id=meta_account_id,
             name=name,
         )
@@ -674,11 +686,11 @@ async def test_pixel_share_shares_on_meta_and_records_the_shares(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
     payload = PixelSharePayload(pixel_id=pixel_id, account_ids=[account_id for account_id, _ in accounts])
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
 
@@ -691,7 +703,7 @@ async def test_pixel_share_shares_on_meta_and_records_the_shares(
     assert result.pixel_id == pixel_id
     (pixel,) = await rows(infrastructure, Pixel, Pixel.id == pixel_id)
     assert pixel.version == 2
-    (entry,) = await audit_entries(infrastructure, "pixel", pixel_id)
+    (entry,) = await audit_entries(infrastructure, entity_type="pixel", entity_id=pixel_id)
     assert entry.action == "share"
     assert entry.before is not None
     assert entry.before["account_ids"] == []
@@ -703,14 +715,14 @@ async def test_pixel_share_keeps_shares_that_exist_already(
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    pixel_id, _, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    pixel_id, _, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
     (first, _), (second, _) = accounts
     async with infrastructure.unit_of_work() as uow:
         uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=first))
     request_id = await approved_request(
-        infrastructure, world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
+        infrastructure, meta_world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
     )
 
     assert await work.carry_out(request_id) is RequestStatus.COMPLETED
@@ -723,12 +735,12 @@ async def test_pixel_share_with_an_account_gone_from_the_workspace_fails_without
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, world, world.workspace_id)
+    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
     (first, _), (second, _) = accounts
     request_id = await approved_request(
-        infrastructure, world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
+        infrastructure, meta_world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
     )
     async with infrastructure.unit_of_work() as uow:
         account = await uow.session.get(Account, second)
@@ -778,7 +790,7 @@ async def test_business_manager_connection_reads_the_business_and_adds_it(
         BusinessVerificationStatus.PENDING,
     )
     assert connected.encrypted_token is None
-    (created,) = await audit_entries(infrastructure, "business_manager", connected.id)
+    (created,) = await audit_entries(infrastructure, entity_type="business_manager", entity_id=connected.id)
     assert created.action == "create"
     assert created.after is not None
     assert created.after["has_system_user_token"] is False
@@ -819,11 +831,11 @@ async def test_business_manager_connection_fails_when_meta_will_not_show_the_bus
     infrastructure: Infrastructure,
     work: RequestWork,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     client = control.add_business("Not a partner")
     payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client")
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.FAILED
 
@@ -854,17 +866,17 @@ async def test_two_reruns_racing_for_one_unrecorded_account_end_with_one_each(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """Two requests of one name, both past a first attempt, find the same two orphans and pick the
     same one; the one that loses the insert looks again and takes the other."""
-    first = await approved_request(infrastructure, world.workspace_id, account_payload(world))
-    second = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    first = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
+    second = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     for request_id in (first, second):
         await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
     orphans = {
-        control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR"),
-        control.add_ad_account(world.meta_business_id, "Spring sale", currency="EUR"),
+        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
+        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
     }
     control.set_latency(150)
 
@@ -912,16 +924,16 @@ async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """Deleting waits for the creation (FOR KEY SHARE) and then sees the account: refused."""
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
     paused = PausedCreate(meta)
     creation = asyncio.create_task(
         infrastructure.request_work(cast(IMetaClient, paused), work_settings).carry_out(request_id)
     )
     await asyncio.wait_for(paused.entered.wait(), timeout=5)
-    deletion = asyncio.create_task(delete_business_manager(infrastructure, world.business_manager_id))
+    deletion = asyncio.create_task(delete_business_manager(infrastructure, meta_world.business_manager_id))
     await asyncio.sleep(0.3)
     assert not deletion.done()  # waits for the creation's lock
 
@@ -929,13 +941,15 @@ async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_
     assert await creation is RequestStatus.COMPLETED
     with pytest.raises(BusinessManagerInUseException):
         await deletion
-    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    (business_manager,) = await rows(
+        infrastructure, BusinessManager, BusinessManager.id == meta_world.business_manager_id
+    )
     assert business_manager.status is BusinessManagerStatus.ACTIVE
     assert await count(infrastructure, Account) == 1
 
 
 async def test_a_client_business_manager_of_another_workspace_is_refused(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, meta_world: MetaWorld
 ) -> None:
     async with infrastructure.unit_of_work() as uow:
         other = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Other client"))
@@ -950,7 +964,7 @@ async def test_a_client_business_manager_of_another_workspace_is_refused(
     payload = AccountCreationPayload(
         name="A", currency="EUR", timezone="Europe/Berlin", business_manager_id=business_manager_id
     )
-    request_id = await approved_request(infrastructure, world.workspace_id, payload)
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
 
     assert await work.carry_out(request_id) is RequestStatus.FAILED
 
@@ -963,14 +977,14 @@ async def test_a_client_business_manager_of_another_workspace_is_refused(
 
 
 async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_calling_meta(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, world: World
+    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, meta_world: MetaWorld
 ) -> None:
     """A token encrypted with a key no longer configured (rotated out)."""
     async with infrastructure.unit_of_work() as uow:
-        business_manager = await uow.session.get(BusinessManager, world.business_manager_id)
+        business_manager = await uow.session.get(BusinessManager, meta_world.business_manager_id)
         assert business_manager is not None
         business_manager.encrypted_token = Fernet(Fernet.generate_key()).encrypt(b"another-key").decode()
-    request_id = await approved_request(infrastructure, world.workspace_id, account_payload(world))
+    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
 
     assert await work.carry_out(request_id) is RequestStatus.FAILED
 

@@ -10,17 +10,17 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaBusiness
 from server.composition import Infrastructure
 from server.config import Settings
-from tests.sync.conftest import audit_entries, get_business_manager, link_business
+from tests.meta_work import audit_entries, get_business_manager, link_business
 
 
 async def test_verification_status_follows_meta_and_changes_are_audited(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     pending = await link_business(infrastructure, control, "Pending", meta_verification_status="pending")
     unchanged = await link_business(infrastructure, control, "Unchanged")
     before = await get_business_manager(infrastructure, unchanged.id)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await refresh_business_managers(infrastructure, meta, work_settings)
 
     assert (summary.checked, summary.changed) == (2, 1)
     business_manager = await get_business_manager(infrastructure, pending.id)
@@ -37,13 +37,13 @@ async def test_verification_status_follows_meta_and_changes_are_audited(
     assert entry.after is not None
     assert (entry.before["verification_status"], entry.after["verification_status"]) == ("verified", "pending")
 
-    again = await refresh_business_managers(infrastructure, meta, sync_settings)
+    again = await refresh_business_managers(infrastructure, meta, work_settings)
     assert (again.checked, again.changed) == (2, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 1
 
 
 async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
     recovering = await link_business(
@@ -51,7 +51,7 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
     )
     control.revoke_token(revoked.meta.token)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await refresh_business_managers(infrastructure, meta, work_settings)
 
     assert (summary.needs_attention, summary.recovered, summary.checked) == (1, 1, 1)
     assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
@@ -68,7 +68,7 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
         assert (entry.action, entry.before["status"], entry.after["status"]) == (action, was, now)
 
     # Still refused: it stays flagged, with no new audit entry.
-    again = await refresh_business_managers(infrastructure, meta, sync_settings)
+    again = await refresh_business_managers(infrastructure, meta, work_settings)
     assert (again.needs_attention, again.recovered) == (0, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 2
 
@@ -77,7 +77,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -95,7 +95,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
 
     monkeypatch.setattr(meta, "get_business", refused_after_staff_set_a_new_token)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await refresh_business_managers(infrastructure, meta, work_settings)
 
     assert (summary.needs_attention, summary.checked) == (0, 0)
     assert (await get_business_manager(infrastructure, business.id)).status is BusinessManagerStatus.ACTIVE
@@ -103,7 +103,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
 
 
 async def test_archived_and_tokenless_business_managers_are_not_read(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     archived = await link_business(infrastructure, control, "Archived")
     tokenless = await link_business(infrastructure, control, "Tokenless")
@@ -117,7 +117,7 @@ async def test_archived_and_tokenless_business_managers_are_not_read(
             update(BusinessManager).where(BusinessManager.id == tokenless.id).values(encrypted_token=None)
         )
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await refresh_business_managers(infrastructure, meta, work_settings)
 
     assert summary.checked == 0
     assert control.counters().calls.http_calls == 0
