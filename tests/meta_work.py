@@ -29,12 +29,13 @@ from server.business_managers.models import (
     BusinessVerificationStatus,
 )
 from server.clients.meta import IMetaClient
+from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.composition import Infrastructure
 from server.config import Settings
 from server.outbox.models import OutboxMessage
 from server.pixels.models import Pixel
-from server.requests.models import Request
-from server.requests.schemas import RequestPayload, RequestResponseSchema
+from server.requests.models import Request, RequestStatus
+from server.requests.schemas import AccountCreationPayload, RequestPayload, RequestResponseSchema
 from server.requests.work import RequestWork
 from server.tasks.resources import WorkerResources
 from server.users.models import User
@@ -100,6 +101,53 @@ async def meta_world(infrastructure: Infrastructure, control: SimulatorControl, 
 
 def staff() -> Principal:
     return Principal(kind=PrincipalKind.USER, id=uuid.uuid4(), superuser=True)
+
+
+# --- request work ------------------------------------------------------------------------------
+
+
+CREATE_ACCOUNT_ROUTE = "POST /{business_id}/adaccount"
+
+
+def account_payload(meta_world: MetaWorld, name: str = "Spring sale") -> AccountCreationPayload:
+    return AccountCreationPayload(
+        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=meta_world.business_manager_id
+    )
+
+
+class CrashOnCreate:
+    """The Meta client of a worker killed at its create call: right after Meta created the object
+    (`created=True`), or just before the call reached Meta."""
+
+    def __init__(self, meta: IMetaClient, *, created: bool) -> None:
+        self._meta = meta
+        self._created = created
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._meta, name)
+
+    async def create_ad_account(
+        self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
+    ) -> MetaAdAccount:
+        if self._created:
+            await self._meta.create_ad_account(
+                business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
+            )
+        raise SystemExit("worker killed")
+
+    async def create_pixel(self, business_id: str, *, name: str, token: str) -> MetaPixel:
+        if self._created:
+            await self._meta.create_pixel(business_id, name=name, token=token)
+        raise SystemExit("worker killed")
+
+
+async def crash_on_create(
+    infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, request_id: uuid.UUID, *, created: bool
+) -> None:
+    crashing = infrastructure.request_work(cast(IMetaClient, CrashOnCreate(meta, created=created)), settings)
+    with pytest.raises(SystemExit):
+        await crashing.carry_out(request_id)
+    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
 
 
 # --- our side ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Account access and pixel unsharing carried over to Meta, and the task shells taskiq calls."""
+"""Tasks of the accounts module against the simulator: users' access to ad accounts carried over to
+Meta, and the task shells taskiq calls."""
 
 import asyncio
 import uuid
@@ -22,22 +23,16 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAccountTask
 from server.composition import Infrastructure
 from server.config import Settings
-from server.pixels.models import PixelAccount
-from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare, apply_pixel_unshare_now
-from server.requests.models import RequestStatus
-from server.requests.schemas import PixelCreationPayload
-from server.requests.tasks import carry_out_request
+from server.pixels.tasks import apply_pixel_unshare
 from tests.meta_work import (
     MetaWorld,
     add_account,
-    approved_request,
     audit_entries,
     give_access,
     new_user,
     on_meta_account,
     rows,
     shared_pixel,
-    stored_request,
 )
 
 # --- account access ------------------------------------------------------------------------------
@@ -210,65 +205,7 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
     assert control.ad_account(meta_account_id)["assigned_users"] == {}
 
 
-# --- pixel unshare -------------------------------------------------------------------------------
-
-
-async def test_an_unshare_is_carried_over_to_meta(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    pixel_id, meta_pixel_id, account_id, _ = await shared_pixel(
-        infrastructure, meta, control, meta_world, meta_world.workspace_id
-    )
-
-    outcome = await apply_pixel_unshare_now(
-        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
-    )
-
-    assert outcome is PixelUnshareOutcome.UNSHARED
-    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
-
-
-async def test_an_unshare_is_not_carried_over_when_the_pixel_was_shared_again(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
-        infrastructure, meta, control, meta_world, meta_world.workspace_id
-    )
-    async with infrastructure.unit_of_work() as uow:
-        uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=account_id))
-
-    outcome = await apply_pixel_unshare_now(
-        infrastructure, meta, work_settings, pixel_id=pixel_id, account_id=account_id
-    )
-
-    assert outcome is PixelUnshareOutcome.SKIPPED
-    assert control.pixel(meta_pixel_id)["shared_account_ids"] == [meta_account_id.removeprefix("act_")]
-
-
 # --- the task shells -----------------------------------------------------------------------------
-
-
-async def test_the_request_task_carries_out_the_request_of_the_message(
-    infrastructure: Infrastructure, task_context: Context, control: SimulatorControl, meta_world: MetaWorld
-) -> None:
-    request_id = await approved_request(
-        infrastructure,
-        meta_world.workspace_id,
-        PixelCreationPayload(name="P", business_manager_id=meta_world.business_manager_id),
-    )
-    message: dict[str, Any] = {"request_id": str(request_id), "type": "pixel_creation", "outbox_id": str(uuid.uuid4())}
-
-    assert await carry_out_request(message, task_context) == "completed"
-    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.COMPLETED
-    assert control.counters().objects.pixels == 1
 
 
 async def test_the_access_and_unshare_tasks_read_their_messages(

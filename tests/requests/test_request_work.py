@@ -1,105 +1,41 @@
-"""Carrying out approved requests: each type against the simulator, and what makes it safe to repeat."""
+"""Carrying out approved requests (server.requests.work), driven through account creation: what makes it
+safe to repeat (the row lock, creation markers, adopting only what a first attempt created) and how
+Meta's errors hold or fail a request."""
 
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-import pytest
 from cryptography.fernet import Fernet
 
 from devstack.meta_simulator import FaultKind, SimulatorControl
-from server.accounts.models import Account, AccountStatus, MetaAccountStatus
-from server.business_managers.exceptions import BusinessManagerInUseException
-from server.business_managers.models import (
-    BusinessManager,
-    BusinessManagerOwnership,
-    BusinessManagerStatus,
-    BusinessVerificationStatus,
-)
+from server.accounts.models import Account
+from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.clients.meta import IMetaClient
-from server.clients.meta.models import MetaAdAccount, MetaPixel
 from server.composition import Infrastructure
 from server.config import Settings
 from server.db import utcnow
-from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request, RequestStatus
-from server.requests.schemas import (
-    AccountCreationPayload,
-    BusinessManagerConnectionPayload,
-    PixelCreationPayload,
-    PixelSharePayload,
-    SpendCapChangePayload,
-)
+from server.requests.schemas import AccountCreationPayload
 from server.requests.work import RequestWork
-from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.meta_work import (
+    CREATE_ACCOUNT_ROUTE,
     MAX_ATTEMPTS,
     MetaWorld,
+    account_payload,
     add_account,
     add_business_manager,
-    add_pixel,
     approved_request,
     audit_entries,
     count,
+    crash_on_create,
     rows,
     staff,
     stored_request,
 )
 
-CREATE_ACCOUNT_ROUTE = "POST /{business_id}/adaccount"
-
-
-def account_payload(meta_world: MetaWorld, name: str = "Spring sale") -> AccountCreationPayload:
-    return AccountCreationPayload(
-        name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=meta_world.business_manager_id
-    )
-
-
-# --- account creation ------------------------------------------------------------------------
-
-
-async def test_account_creation_creates_the_account_on_meta_and_here(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    request = await stored_request(infrastructure, request_id)
-    assert request.status is RequestStatus.COMPLETED
-    assert request.result is not None
-    assert request.result.account_id is not None
-    meta_id = request.result.meta_id
-    assert meta_id is not None
-    assert meta_id.startswith("act_")
-    on_meta = control.ad_account(meta_id)
-    assert (on_meta["name"], on_meta["currency"], on_meta["business_id"]) == (
-        "Spring sale",
-        "EUR",
-        meta_world.meta_business_id,
-    )
-    (account,) = await rows(infrastructure, Account, Account.id == request.result.account_id)
-    assert (account.workspace_id, account.business_manager_id, account.meta_account_id) == (
-        meta_world.workspace_id,
-        meta_world.business_manager_id,
-        meta_id,
-    )
-    assert (account.name, account.currency, account.timezone) == ("Spring sale", "EUR", "Europe/Berlin")
-    assert (account.status, account.meta_status) == (AccountStatus.ACTIVE, MetaAccountStatus.ACTIVE)
-    assert account.synced_at is not None
-    (created,) = await audit_entries(infrastructure, entity_type="account", entity_id=account.id)
-    assert (created.action, created.workspace_id, created.actor_id) == ("create", meta_world.workspace_id, None)
-    assert created.after is not None
-    assert created.after["meta_account_id"] == meta_id
-    actions = [
-        entry.action for entry in await audit_entries(infrastructure, entity_type="request", entity_id=request_id)
-    ]
-    assert actions == ["request", "approve", "complete"]
+# --- safe to repeat ------------------------------------------------------------------------------
 
 
 async def test_a_redelivery_after_completion_does_nothing(
@@ -143,41 +79,6 @@ async def test_a_same_name_account_already_in_the_business_is_not_adopted_on_a_f
     assert counters.calls.by_route[CREATE_ACCOUNT_ROUTE] == 1
     (account,) = await rows(infrastructure, Account)
     assert account.meta_account_id == result.meta_id
-
-
-class CrashOnCreate:
-    """The Meta client of a worker killed at its create call: right after Meta created the object
-    (`created=True`), or just before the call reached Meta."""
-
-    def __init__(self, meta: IMetaClient, *, created: bool) -> None:
-        self._meta = meta
-        self._created = created
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._meta, name)
-
-    async def create_ad_account(
-        self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
-    ) -> MetaAdAccount:
-        if self._created:
-            await self._meta.create_ad_account(
-                business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
-            )
-        raise SystemExit("worker killed")
-
-    async def create_pixel(self, business_id: str, *, name: str, token: str) -> MetaPixel:
-        if self._created:
-            await self._meta.create_pixel(business_id, name=name, token=token)
-        raise SystemExit("worker killed")
-
-
-async def crash_on_create(
-    infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, request_id: uuid.UUID, *, created: bool
-) -> None:
-    crashing = infrastructure.request_work(cast(IMetaClient, CrashOnCreate(meta, created=created)), settings)
-    with pytest.raises(SystemExit):
-        await crashing.carry_out(request_id)
-    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.APPROVED
 
 
 async def creation_marker(infrastructure: Infrastructure, request_id: uuid.UUID) -> dict[str, Any]:
@@ -328,6 +229,38 @@ async def test_requests_that_are_not_approved_are_left_alone(
 
     assert (await stored_request(infrastructure, waiting.id)).status is RequestStatus.WAITING_FOR_APPROVAL
     assert control.counters().calls.http_calls == 0
+
+
+async def test_two_reruns_racing_for_one_unrecorded_account_end_with_one_each(
+    infrastructure: Infrastructure,
+    meta: IMetaClient,
+    work_settings: Settings,
+    control: SimulatorControl,
+    meta_world: MetaWorld,
+) -> None:
+    """Two requests of one name, both past a first attempt, find the same two orphans and pick the
+    same one; the one that loses the insert looks again and takes the other."""
+    first = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
+    second = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
+    for request_id in (first, second):
+        await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
+    orphans = {
+        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
+        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
+    }
+    control.set_latency(150)
+
+    outcomes = await asyncio.gather(
+        infrastructure.request_work(meta, work_settings).carry_out(first),
+        infrastructure.request_work(meta, work_settings).carry_out(second),
+    )
+
+    assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
+    results = [(await stored_request(infrastructure, request_id)).result for request_id in (first, second)]
+    meta_ids = {result.meta_id for result in results if result is not None}
+    assert meta_ids == orphans
+    assert control.counters().calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
+    assert {account.meta_account_id for account in await rows(infrastructure, Account)} == meta_ids
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -505,475 +438,6 @@ async def test_a_permission_error_fails_the_request_at_once(
     assert result.failure_reason is not None
     assert "code=200" in result.failure_reason
     assert control.counters().calls.http_calls == 1
-
-
-# --- pixel creation ----------------------------------------------------------------------------
-
-
-async def test_pixel_creation_creates_the_pixel_on_meta_and_here(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.pixel_id is not None
-    assert result.meta_id is not None
-    on_meta = control.pixel(result.meta_id)
-    assert (on_meta["name"], on_meta["business_id"]) == ("Checkout", meta_world.meta_business_id)
-    (pixel,) = await rows(infrastructure, Pixel, Pixel.id == result.pixel_id)
-    assert (pixel.workspace_id, pixel.business_manager_id, pixel.meta_pixel_id, pixel.name) == (
-        meta_world.workspace_id,
-        meta_world.business_manager_id,
-        result.meta_id,
-        "Checkout",
-    )
-    (created,) = await audit_entries(infrastructure, entity_type="pixel", entity_id=pixel.id)
-    assert created.action == "create"
-    assert created.after is not None
-    assert created.after["account_ids"] == []
-
-    before = control.counters()
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-    assert control.counters().objects == before.objects
-
-
-async def test_pixel_creation_does_not_adopt_a_same_name_pixel_on_a_first_attempt(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    someone_elses = control.add_pixel(meta_world.meta_business_id, "Checkout")
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.meta_id not in (None, someone_elses)
-    assert control.counters().objects.pixels == 2
-
-
-async def test_pixel_creation_rerun_adopts_the_pixel_its_first_attempt_created(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    known = control.add_pixel(meta_world.meta_business_id, "Checkout")
-    await add_pixel(
-        infrastructure,
-        workspace_id=meta_world.workspace_id,
-        business_manager_id=meta_world.business_manager_id,
-        meta_pixel_id=known,
-        name="Checkout",
-    )
-    someone_elses = control.add_pixel(meta_world.meta_business_id, "Checkout")
-    control.add_pixel(meta_world.meta_business_id, "Another name")
-    payload = PixelCreationPayload(name="Checkout", business_manager_id=meta_world.business_manager_id)
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-    await crash_on_create(infrastructure, meta, work_settings, request_id, created=True)
-    assert control.counters().objects.pixels == 4
-
-    assert await infrastructure.request_work(meta, work_settings).carry_out(request_id) is RequestStatus.COMPLETED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.meta_id not in (None, known, someone_elses)
-    assert control.counters().objects.pixels == 4
-    (pixel,) = await rows(infrastructure, Pixel, Pixel.meta_pixel_id == result.meta_id)
-    assert pixel.id == result.pixel_id
-
-
-# --- spend cap -----------------------------------------------------------------------------------
-
-
-async def test_spend_cap_change_sets_the_cap_on_meta_and_here(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    meta_account_id = control.add_ad_account(meta_world.meta_business_id, "Always on", currency="EUR")
-    account_id = await add_account(
-        infrastructure,
-        workspace_id=meta_world.workspace_id,
-        business_manager_id=meta_world.business_manager_id,
-        meta_account_id=meta_account_id,
-        spend_cap_minor=10_000,
-        spend_cap_alert_percent=80,
-    )
-    payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=250_075)
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    assert control.ad_account(meta_account_id)["spend_cap"] == 250_075
-    (account,) = await rows(infrastructure, Account, Account.id == account_id)
-    assert (account.spend_cap_minor, account.spend_cap_alert_percent, account.version) == (250_075, 0, 2)
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert (result.account_id, result.meta_id) == (account_id, meta_account_id)
-    (updated,) = await audit_entries(infrastructure, entity_type="account", entity_id=account_id)
-    assert updated.action == "update"
-    assert updated.before is not None
-    assert updated.before["spend_cap_minor"] == 10_000
-    assert updated.after is not None
-    assert updated.after["spend_cap_minor"] == 250_075
-
-
-async def test_a_zero_spend_cap_removes_the_cap(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    meta_account_id = control.add_ad_account(meta_world.meta_business_id, "Capped", currency="EUR", spend_cap=5_000)
-    account_id = await add_account(
-        infrastructure,
-        workspace_id=meta_world.workspace_id,
-        business_manager_id=meta_world.business_manager_id,
-        meta_account_id=meta_account_id,
-        spend_cap_minor=5_000,
-    )
-    payload = SpendCapChangePayload(account_id=account_id, currency="EUR", amount_minor=0)
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    assert control.ad_account(meta_account_id)["spend_cap"] == 0
-    (account,) = await rows(infrastructure, Account, Account.id == account_id)
-    assert account.spend_cap_minor is None
-
-
-# --- pixel share ---------------------------------------------------------------------------------
-
-
-async def share_setup(
-    infrastructure: Infrastructure, control: SimulatorControl, meta_world: MetaWorld, workspace_id: uuid.UUID
-) -> tuple[uuid.UUID, str, Sequence[tuple[uuid.UUID, str]]]:
-    meta_pixel_id = control.add_pixel(meta_world.meta_business_id, "Shop")
-    pixel_id = await add_pixel(
-        infrastructure,
-        workspace_id=workspace_id,
-        business_manager_id=meta_world.business_manager_id,
-        meta_pixel_id=meta_pixel_id,
-    )
-    accounts = []
-    for name in ("One", "Two"):
-        meta_account_id = control.add_ad_account(meta_world.meta_business_id, name, currency="EUR")
-        account_id = await add_account(
-            infrastructure,
-            workspace_id=workspace_id,
-            business_manager_id=meta_world.business_manager_id,
-            meta_account_id=meta_account_id,
-            name=name,
-        )
-        accounts.append((account_id, meta_account_id))
-    return pixel_id, meta_pixel_id, accounts
-
-
-async def test_pixel_share_shares_on_meta_and_records_the_shares(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
-    payload = PixelSharePayload(pixel_id=pixel_id, account_ids=[account_id for account_id, _ in accounts])
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    shared = cast(list[str], control.pixel(meta_pixel_id)["shared_account_ids"])
-    assert sorted(shared) == sorted(meta_id.removeprefix("act_") for _, meta_id in accounts)
-    shares = await rows(infrastructure, PixelAccount, PixelAccount.pixel_id == pixel_id)
-    assert {share.account_id for share in shares} == {account_id for account_id, _ in accounts}
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.pixel_id == pixel_id
-    (pixel,) = await rows(infrastructure, Pixel, Pixel.id == pixel_id)
-    assert pixel.version == 2
-    (entry,) = await audit_entries(infrastructure, entity_type="pixel", entity_id=pixel_id)
-    assert entry.action == "share"
-    assert entry.before is not None
-    assert entry.before["account_ids"] == []
-    assert entry.after is not None
-    assert len(entry.after["account_ids"]) == 2
-
-
-async def test_pixel_share_keeps_shares_that_exist_already(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    pixel_id, _, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
-    (first, _), (second, _) = accounts
-    async with infrastructure.unit_of_work() as uow:
-        uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=first))
-    request_id = await approved_request(
-        infrastructure, meta_world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
-    )
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    shares = await rows(infrastructure, PixelAccount, PixelAccount.pixel_id == pixel_id)
-    assert sorted(share.account_id for share in shares) == sorted([first, second])
-
-
-async def test_pixel_share_with_an_account_gone_from_the_workspace_fails_without_calling_meta(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    pixel_id, meta_pixel_id, accounts = await share_setup(infrastructure, control, meta_world, meta_world.workspace_id)
-    (first, _), (second, _) = accounts
-    request_id = await approved_request(
-        infrastructure, meta_world.workspace_id, PixelSharePayload(pixel_id=pixel_id, account_ids=[first, second])
-    )
-    async with infrastructure.unit_of_work() as uow:
-        account = await uow.session.get(Account, second)
-        assert account is not None
-        account.status = AccountStatus.ARCHIVED
-    calls = control.counters().calls.http_calls
-
-    assert await work.carry_out(request_id) is RequestStatus.FAILED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.failure_reason is not None
-    assert str(second) in result.failure_reason
-    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
-    assert control.counters().calls.http_calls == calls
-    assert await count(infrastructure, PixelAccount) == 0
-
-
-# --- business manager connection -----------------------------------------------------------------
-
-
-async def test_business_manager_connection_reads_the_business_and_adds_it(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
-) -> None:
-    client = control.add_business("Client Co", verification_status="pending")
-    # The simulator has no partner relationships: a token reads its own business only. The
-    # agency's token stands for a partner's here by being the one of the client's business.
-    await add_business_manager(infrastructure, meta_business_id="999000111", token=client.token)
-    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client Co (ours)")
-    request_id = await approved_request(infrastructure, workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.business_manager_id is not None
-    assert result.meta_id == client.id
-    (connected,) = await rows(infrastructure, BusinessManager, BusinessManager.id == result.business_manager_id)
-    assert (connected.meta_business_id, connected.name, connected.workspace_id) == (
-        client.id,
-        "Client Co (ours)",
-        workspace_id,
-    )
-    assert (connected.ownership, connected.status, connected.verification_status) == (
-        BusinessManagerOwnership.CLIENT,
-        BusinessManagerStatus.ACTIVE,
-        BusinessVerificationStatus.PENDING,
-    )
-    assert connected.encrypted_token is None
-    (created,) = await audit_entries(infrastructure, entity_type="business_manager", entity_id=connected.id)
-    assert created.action == "create"
-    assert created.after is not None
-    assert created.after["has_system_user_token"] is False
-
-
-@pytest.mark.parametrize(
-    ("meta_status", "stored"),
-    [
-        ("rejected", BusinessVerificationStatus.FAILED),
-        ("pending_need_more_info", BusinessVerificationStatus.PENDING),
-        ("verified", BusinessVerificationStatus.VERIFIED),
-    ],
-)
-async def test_business_manager_connection_stores_the_verification_status_the_sync_would(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    workspace_id: uuid.UUID,
-    meta_status: str,
-    stored: BusinessVerificationStatus,
-) -> None:
-    """One converter for Meta's verification status: a business Meta calls "rejected" is FAILED
-    from the moment it is connected, not NOT_VERIFIED until the next sync flips it."""
-    client = control.add_business("Client Co", verification_status=meta_status)
-    await add_business_manager(infrastructure, meta_business_id="999000111", token=client.token)
-    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client Co (ours)")
-    request_id = await approved_request(infrastructure, workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.COMPLETED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    (connected,) = await rows(infrastructure, BusinessManager, BusinessManager.id == result.business_manager_id)
-    assert connected.verification_status is stored
-
-
-async def test_business_manager_connection_fails_when_meta_will_not_show_the_business(
-    infrastructure: Infrastructure,
-    work: RequestWork,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    client = control.add_business("Not a partner")
-    payload = BusinessManagerConnectionPayload(meta_business_id=client.id, name="Client")
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.FAILED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.failure_reason is not None
-    assert f"Meta refused to read business {client.id}" in result.failure_reason
-    assert await count(infrastructure, BusinessManager) == 1
-
-
-async def test_business_manager_connection_fails_without_a_platform_business_manager(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, workspace_id: uuid.UUID
-) -> None:
-    payload = BusinessManagerConnectionPayload(meta_business_id="123456", name="Client")
-    request_id = await approved_request(infrastructure, workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.FAILED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.failure_reason is not None
-    assert "no active platform business manager" in result.failure_reason
-    assert control.counters().calls.http_calls == 0
-
-
-async def test_two_reruns_racing_for_one_unrecorded_account_end_with_one_each(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    """Two requests of one name, both past a first attempt, find the same two orphans and pick the
-    same one; the one that loses the insert looks again and takes the other."""
-    first = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
-    second = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
-    for request_id in (first, second):
-        await crash_on_create(infrastructure, meta, work_settings, request_id, created=False)
-    orphans = {
-        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
-        control.add_ad_account(meta_world.meta_business_id, "Spring sale", currency="EUR"),
-    }
-    control.set_latency(150)
-
-    outcomes = await asyncio.gather(
-        infrastructure.request_work(meta, work_settings).carry_out(first),
-        infrastructure.request_work(meta, work_settings).carry_out(second),
-    )
-
-    assert list(outcomes) == [RequestStatus.COMPLETED, RequestStatus.COMPLETED]
-    results = [(await stored_request(infrastructure, request_id)).result for request_id in (first, second)]
-    meta_ids = {result.meta_id for result in results if result is not None}
-    assert meta_ids == orphans
-    assert control.counters().calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
-    assert {account.meta_account_id for account in await rows(infrastructure, Account)} == meta_ids
-
-
-class PausedCreate:
-    """A Meta client whose account creation waits, once inside, until the test lets it go on."""
-
-    def __init__(self, meta: IMetaClient) -> None:
-        self._meta = meta
-        self.entered = asyncio.Event()
-        self.go_on = asyncio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._meta, name)
-
-    async def create_ad_account(
-        self, business_id: str, *, name: str, currency: str, timezone_name: str, token: str
-    ) -> MetaAdAccount:
-        self.entered.set()
-        await self.go_on.wait()
-        return await self._meta.create_ad_account(
-            business_id, name=name, currency=currency, timezone_name=timezone_name, token=token
-        )
-
-
-async def delete_business_manager(infrastructure: Infrastructure, business_manager_id: uuid.UUID) -> None:
-    async with infrastructure.unit_of_work() as uow:
-        await uow.business_managers.delete_business_manager(business_manager_id)
-
-
-async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_in_it(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    meta_world: MetaWorld,
-) -> None:
-    """Deleting waits for the creation (FOR KEY SHARE) and then sees the account: refused."""
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
-    paused = PausedCreate(meta)
-    creation = asyncio.create_task(
-        infrastructure.request_work(cast(IMetaClient, paused), work_settings).carry_out(request_id)
-    )
-    await asyncio.wait_for(paused.entered.wait(), timeout=5)
-    deletion = asyncio.create_task(delete_business_manager(infrastructure, meta_world.business_manager_id))
-    await asyncio.sleep(0.3)
-    assert not deletion.done()  # waits for the creation's lock
-
-    paused.go_on.set()
-    assert await creation is RequestStatus.COMPLETED
-    with pytest.raises(BusinessManagerInUseException):
-        await deletion
-    (business_manager,) = await rows(
-        infrastructure, BusinessManager, BusinessManager.id == meta_world.business_manager_id
-    )
-    assert business_manager.status is BusinessManagerStatus.ACTIVE
-    assert await count(infrastructure, Account) == 1
-
-
-async def test_a_client_business_manager_of_another_workspace_is_refused(
-    infrastructure: Infrastructure, work: RequestWork, control: SimulatorControl, meta_world: MetaWorld
-) -> None:
-    async with infrastructure.unit_of_work() as uow:
-        other = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name="Other client"))
-    business = control.add_business("Other client's business")
-    business_manager_id = await add_business_manager(
-        infrastructure,
-        meta_business_id=business.id,
-        token=business.token,
-        ownership=BusinessManagerOwnership.CLIENT,
-        workspace_id=other.id,
-    )
-    payload = AccountCreationPayload(
-        name="A", currency="EUR", timezone="Europe/Berlin", business_manager_id=business_manager_id
-    )
-    request_id = await approved_request(infrastructure, meta_world.workspace_id, payload)
-
-    assert await work.carry_out(request_id) is RequestStatus.FAILED
-
-    result = (await stored_request(infrastructure, request_id)).result
-    assert result is not None
-    assert result.failure_reason is not None
-    assert "cannot be used by workspace" in result.failure_reason
-    assert control.counters().calls.by_route.get(CREATE_ACCOUNT_ROUTE, 0) == 0
-    assert await count(infrastructure, Account) == 0
 
 
 async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_calling_meta(
