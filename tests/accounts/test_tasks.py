@@ -34,6 +34,7 @@ from tests.meta_work import (
     rows,
     shared_pixel,
 )
+from tests.waits import blocked_on_a_lock
 
 # --- account access ------------------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
     second = asyncio.create_task(
         apply_account_user(infrastructure, client, work_settings, account_id=account_id, user_id=user_id)
     )
-    await asyncio.sleep(0.3)
+    await blocked_on_a_lock(infrastructure)
     assert paused.calls == ["assign"]  # the second task waits for the first one's lock
 
     paused.go_on.set()

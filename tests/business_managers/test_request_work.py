@@ -36,6 +36,7 @@ from tests.meta_work import (
     rows,
     stored_request,
 )
+from tests.waits import blocked_on_a_lock
 
 # --- business manager connection -----------------------------------------------------------------
 
@@ -183,7 +184,7 @@ async def test_a_business_manager_cannot_be_deleted_while_an_account_is_created_
     )
     await asyncio.wait_for(paused.entered.wait(), timeout=5)
     deletion = asyncio.create_task(delete_business_manager(infrastructure, meta_world.business_manager_id))
-    await asyncio.sleep(0.3)
+    await blocked_on_a_lock(infrastructure)
     assert not deletion.done()  # waits for the creation's lock
 
     paused.go_on.set()

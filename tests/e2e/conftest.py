@@ -4,7 +4,6 @@ on free ports, against the test database."""
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.embedded import free_port, free_port_block
 from server.composition import Infrastructure
 from server.config import Settings
+from tests import waits
 from tests.callers import Caller, make_caller
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
@@ -62,14 +62,14 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 
 def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    """Until `check()` holds for a process we started; fails at once if the process exits."""
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not become ready:\n{log.read_text()[-4000:]}")
+        return check()
+
+    waits.wait_until(ready, within=30, what=f"{what} ready", every=0.05, detail=lambda: log.read_text()[-4000:])
 
 
 def _serving(target: str, *, any_status: bool = False) -> bool:
