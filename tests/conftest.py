@@ -3,8 +3,11 @@ is set), migrated once per session, and settings pointing at it."""
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -45,18 +48,42 @@ async def _drop_database(url: str, name: str) -> None:
         await connection.close()
 
 
+@contextmanager
+def postgres_data_dir() -> Iterator[Path]:
+    """A place for a PostgreSQL data directory, outside pytest's temporary root.
+
+    Run by root, PostgreSQL runs as another user (devstack.embedded), which must be able to walk
+    down to its data directory; every pytest that starts on the machine makes /tmp/pytest-of-<user>
+    private again, and a server below it then stops with "could not stat data directory" (seen
+    when two sessions ran at once).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="adplane-test-postgres-"))
+    try:
+        yield directory / "data"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dir() -> Iterator[Path]:
+    """A fresh path for a PostgreSQL data directory (see `postgres_data_dir`)."""
+    with postgres_data_dir() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server the tests may create databases on."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield Settings(database_url=external).database_url
         return
-    server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", ephemeral=True)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with postgres_data_dir() as pgdata:
+        server = start_postgres(pgdata, ephemeral=True)
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

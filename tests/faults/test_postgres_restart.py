@@ -47,8 +47,8 @@ RECOVERY_WITHIN = 10.0
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = start_postgres(tmp_path / "postgres", ephemeral=True)
+def own_postgres(postgres_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = start_postgres(postgres_dir, ephemeral=True)
     yield server
     server.stop()
 
