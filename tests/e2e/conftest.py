@@ -56,20 +56,35 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "LOG_FORMAT": "json",
         # No drain pause: tests stop servers often (test_readiness checks the pause).
         "GRPC_DRAIN_SECONDS": "0",
+        # Workers' and schedulers' heartbeat files stay in the test's data, not the machine's /tmp.
+        "ADPLANE_HEARTBEAT_DIR": str(settings.data_dir),
     }
     env.update(overrides)
     return env
 
 
+# A bound, not an expectation: a process is ready in a second or two, but the test processes share
+# two cores with the servers, workers and Envoys they start.
+START_WITHIN_SECONDS = 60
+
+
 def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until `check()` holds for a process we started; fails at once if the process exits."""
+    """Until `check()` holds for a process we started; fails at once if the process exits, and
+    kills a process that is not ready in time (it would outlive the test)."""
 
     def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         return check()
 
-    waits.wait_until(ready, within=30, what=f"{what} ready", every=0.05, detail=lambda: log.read_text()[-4000:])
+    try:
+        waits.wait_until(
+            ready, within=START_WITHIN_SECONDS, what=f"{what} ready", every=0.05, detail=lambda: log.read_text()[-4000:]
+        )
+    except AssertionError:
+        process.kill()
+        process.wait()
+        raise
 
 
 def _serving(target: str, *, any_status: bool = False) -> bool:
