@@ -1,5 +1,14 @@
 """Shared fixtures: a real PostgreSQL (embedded in a throwaway directory unless TEST_DATABASE_URL
-is set), migrated once per session, and settings pointing at it."""
+is set), migrated once per session, and settings pointing at it.
+
+`make test` runs pytest on two processes (pytest-xdist, `-n 2 --dist loadgroup`): each process is a
+session of its own, with its own PostgreSQL (or database on TEST_DATABASE_URL's server), Redis (or
+database number on TEST_REDIS_URL's) and end-to-end stack, started when a test first needs them.
+The tests of one module run on one process; modules that share an expensive stack of their own
+name one group, so the stack starts once, on one process, while the other runs the rest:
+
+    pytestmark = pytest.mark.xdist_group("replica")
+"""
 
 import asyncio
 import os
@@ -9,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -24,6 +34,21 @@ from server.models import Base
 
 # Fixtures every test directory may use, kept in modules of their own.
 pytest_plugins = ["tests.simulator", "tests.meta_work"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test without an xdist group is in its module's: under `--dist loadgroup` a module runs on
+    one process, and its module-scoped fixtures start once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def _worker_number(request: pytest.FixtureRequest) -> int:
+    """0 for the first pytest-xdist process (gw0) and for a run without xdist."""
+    worker: str = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    return int(worker.removeprefix("gw"))
 
 
 def _admin_dsn(url: str) -> str:
@@ -99,11 +124,12 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis server (embedded in a throwaway directory unless TEST_REDIS_URL is set)."""
+def redis_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A Redis server (embedded in a throwaway directory unless TEST_REDIS_URL is set; there each
+    pytest-xdist process takes the database numbered after it, since tests empty theirs)."""
     external = os.environ.get("TEST_REDIS_URL")
     if external:
-        yield external
+        yield urlsplit(external)._replace(path=f"/{_worker_number(request)}").geturl()
         return
     server = start_redis(tmp_path_factory.mktemp("redis"), ephemeral=True)
     try:
