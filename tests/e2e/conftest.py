@@ -82,8 +82,12 @@ def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Pope
             ready, within=START_WITHIN_SECONDS, what=f"{what} ready", every=0.05, detail=lambda: log.read_text()[-4000:]
         )
     except AssertionError:
-        process.kill()
-        process.wait()
+        process.terminate()  # not SIGKILL: `serve --workers N` stops the processes it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         raise
 
 
