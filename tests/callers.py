@@ -20,7 +20,7 @@ PASSWORD = "correct horse battery staple"
 
 # Argon2id with the cheapest parameters. A production-cost hash and its check take about 0.4 s of
 # CPU, and the suite signs in hundreds of callers; the production parameters are tested where they
-# matter (tests/users, tests/auth/test_login: a sign-in rehashes a cheap hash).
+# matter (tests/users/test_service.py, tests/auth/test_login.py: a sign-in rehashes a cheap hash).
 CHEAP_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
