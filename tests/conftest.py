@@ -4,7 +4,8 @@ is set), migrated once per session, and settings pointing at it.
 `make test` runs pytest on two processes (pytest-xdist, `-n 2 --dist loadgroup`): each process is a
 session of its own, with its own PostgreSQL (or database on TEST_DATABASE_URL's server), Redis (or
 database number on TEST_REDIS_URL's) and end-to-end stack, started when a test first needs them.
-The tests of one module run on one process; modules that share an expensive stack of their own
+Tests go to the processes one by one; the tests of a module with a module-scoped fixture stay on
+one process, and modules that share an expensive stack of their own (a session-scoped fixture)
 name one group, so the stack starts once, on one process, while the other runs the rest:
 
     pytestmark = pytest.mark.xdist_group("replica")
@@ -38,11 +39,20 @@ pytest_plugins = ["tests.simulator", "tests.meta_work"]
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test without an xdist group is in its module's: under `--dist loadgroup` a module runs on
-    one process, and its module-scoped fixtures start once."""
+    """Under `--dist loadgroup` the tests go to the processes one by one, as each process has room;
+    the tests of a module that uses a module-scoped fixture (a stack of the module's own) are one
+    group, so that the fixture starts once."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
+        if item.get_closest_marker("xdist_group") is None and _uses_module_fixtures(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def _uses_module_fixtures(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures a test uses
+    if fixtures is None:
+        return False
+    scopes = {definition.scope for definitions in fixtures.name2fixturedefs.values() for definition in definitions}
+    return bool(scopes & {"package", "module", "class"})
 
 
 def _worker_number(request: pytest.FixtureRequest) -> int:
