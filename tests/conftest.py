@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from devstack.embedded import start_postgres, start_redis
@@ -169,18 +168,30 @@ async def infrastructure(settings: Settings) -> AsyncIterator[Infrastructure]:
     await infrastructure.close()
 
 
+# Every table but the roles (reference data seeded by the migrations), emptied in one transaction.
+# Replica mode skips triggers: the foreign keys' (so the order does not matter) and the one that keeps
+# audit_logs append-only. DELETE, not TRUNCATE: a TRUNCATE of every table gives each a new file, about
+# 40 ms before each of the suite's thousand tests; deleting the few rows a test leaves takes 2 ms.
+_EMPTY_TABLES = "; ".join(
+    [
+        "BEGIN",
+        "SET LOCAL session_replication_role = replica",
+        *(f'DELETE FROM "{table.name}"' for table in Base.metadata.sorted_tables if table.name != "roles"),  # noqa: S608
+        "COMMIT",
+    ]
+)
+
+
 @pytest.fixture(autouse=True)
 async def clean_database(request: pytest.FixtureRequest) -> None:
     """Empty every table before a test that uses the database, so tests never see each other's rows."""
     if "infrastructure" not in request.fixturenames and "stack" not in request.fixturenames:
         return
     infrastructure: Infrastructure = request.getfixturevalue("infrastructure")
-    # roles are reference data seeded by the migrations.
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables if table.name != "roles")
-    async with infrastructure.engine.begin() as connection:
-        # Replica mode skips triggers, here the one that keeps audit_logs append-only.
-        await connection.execute(text("SET LOCAL session_replication_role = replica"))
-        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    async with infrastructure.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute(_EMPTY_TABLES)  # one round trip: a script in the simple query protocol
     if infrastructure.redis is not None:
         await infrastructure.redis.flushdb()
 
