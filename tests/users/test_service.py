@@ -1,12 +1,14 @@
 """UserService against the real database."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 
 import pytest
 from pydantic import ValidationError
 
+from server.auth.passwords import Passwords
 from server.auth.principal import Principal, PrincipalKind
 from server.auth.tokens import hash_secret
 from server.composition import Infrastructure
@@ -27,6 +29,7 @@ from server.users.schemas import (
     UserResponseSchema,
     UserUpdateRequestSchema,
 )
+from tests.callers import CHEAP_PASSWORDS
 
 PASSWORD = "correct horse battery staple"
 
@@ -38,7 +41,11 @@ async def create(
     full_name: str = "",
     password: str = PASSWORD,
     request_id: str | None = None,
+    passwords: Passwords = CHEAP_PASSWORDS,
 ) -> UserResponseSchema:
+    """A user created through the service; its password hashed cheaply unless `passwords` says how
+    (a production-cost hash costs 0.2 s of CPU: tests/callers.py)."""
+    infrastructure = dataclasses.replace(infrastructure, passwords=passwords)
     async with infrastructure.unit_of_work() as uow:
         return await uow.users.create_user(
             UserCreateRequestSchema.model_validate({"email": email, "full_name": full_name, "password": password}),
@@ -85,12 +92,13 @@ async def test_emails_are_unique_ignoring_case(infrastructure: Infrastructure) -
 
 
 async def test_password_is_stored_as_an_argon2_hash(infrastructure: Infrastructure) -> None:
-    user = await create(infrastructure, "alan@example.com")
+    user = await create(infrastructure, "alan@example.com", passwords=infrastructure.passwords)
     async with infrastructure.unit_of_work() as uow:
         row = await UserRepository(uow.session).get(user.id)
     assert row is not None
     assert PASSWORD not in row.password_hash
     assert row.password_hash.startswith("$argon2id$")
+    assert not infrastructure.passwords.needs_rehash(row.password_hash)  # the production parameters
     assert await infrastructure.passwords.verify(row.password_hash, PASSWORD)
     assert not await infrastructure.passwords.verify(row.password_hash, PASSWORD + "!")
 

@@ -10,7 +10,7 @@ from server.db import utcnow
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import PixelCreationPayload
 from server.requests.tasks import expire_stale
-from tests.work.conftest import count, staff
+from tests.meta_work import count, staff
 
 
 async def waiting_request(infrastructure: Infrastructure, workspace_id: uuid.UUID, *, age: dt.timedelta) -> uuid.UUID:

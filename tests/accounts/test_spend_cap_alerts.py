@@ -13,9 +13,9 @@ from server.clients.meta import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.outbox.models import OutboxMessage
-from tests.sync.conftest import (
+from tests.meta_work import (
     audit_entries,
-    count_rows,
+    count,
     get_account,
     link_accounts,
     link_business,
@@ -83,7 +83,7 @@ async def test_past_both_thresholds_at_once_one_alert_is_raised(
 
     assert await _alerts(infrastructure) == [(account_id, 100)]
     assert await _alerts(infrastructure) == []
-    assert await count_rows(infrastructure, OutboxMessage) == 1
+    assert await count(infrastructure, OutboxMessage) == 1
 
 
 async def test_uncapped_and_archived_accounts_raise_no_alert(
@@ -112,8 +112,8 @@ async def test_runs_at_the_same_time_alert_once(
     results = await asyncio.gather(*(send_spend_cap_alerts(infrastructure.unit_of_work) for _ in range(4)))
 
     assert sum(len(alerts) for alerts in results) == 20
-    assert await count_rows(infrastructure, OutboxMessage, OutboxMessage.topic == SPEND_CAP_ALERT_TOPIC) == 20
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "spend_cap_alert") == 20
+    assert await count(infrastructure, OutboxMessage, OutboxMessage.topic == SPEND_CAP_ALERT_TOPIC) == 20
+    assert await count(infrastructure, AuditLog, AuditLog.action == "spend_cap_alert") == 20
     assert {alert.account_id for alerts in results for alert in alerts} == {account_id for account_id, _ in accounts}
 
 
@@ -121,7 +121,7 @@ async def test_spend_synced_from_meta_raises_the_alert(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -131,8 +131,8 @@ async def test_spend_synced_from_meta_raises_the_alert(
     control.change_ad_account(act_id, amount_spent=4_200)
     await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert await _alerts(infrastructure) == [(account_id, 80)]
 
@@ -140,8 +140,8 @@ async def test_spend_synced_from_meta_raises_the_alert(
     control.change_ad_account(act_id, spend_cap=5_200)
     await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert await _alerts(infrastructure) == [(account_id, 80)]
     assert await _alerts(infrastructure) == []

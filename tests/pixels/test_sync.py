@@ -11,10 +11,10 @@ from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.models import Pixel, PixelAccount
 from server.pixels.sync import sync_pixels
-from tests.sync.conftest import (
+from tests.meta_work import (
     LinkedBusiness,
     audit_entries,
-    count_rows,
+    count,
     get_business_manager,
     get_pixel,
     link_accounts,
@@ -56,7 +56,7 @@ async def test_sync_writes_new_fire_times_and_audits_them(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -72,8 +72,8 @@ async def test_sync_writes_new_fire_times_and_audits_them(
 
     summary = await sync_pixels(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.pixels_checked, summary.pixels_updated) == (1, 3, 2)
@@ -95,18 +95,18 @@ async def test_sync_writes_new_fire_times_and_audits_them(
 
     again = await sync_pixels(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert (again.pixels_checked, again.pixels_updated) == (3, 0)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 2
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 2
 
 
 async def test_a_refused_token_flags_its_business_manager_and_the_others_still_sync(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
@@ -119,8 +119,8 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
 
     summary = await sync_pixels(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.business_managers.token_refused) == (1, 1)

@@ -16,14 +16,14 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount
 from server.composition import Infrastructure
 from server.config import Settings
-from tests.sync.conftest import (
+from server.statement_log import sent_statements
+from tests.meta_work import (
     audit_entries,
-    count_rows,
+    count,
     get_account,
     get_business_manager,
     link_accounts,
     link_business,
-    statements,
 )
 
 
@@ -31,7 +31,7 @@ async def test_sync_writes_changed_accounts_only_and_audits_each(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -44,8 +44,8 @@ async def test_sync_writes_changed_accounts_only_and_audits_each(
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.accounts_checked, summary.accounts_updated) == (1, 3, 2)
@@ -90,7 +90,7 @@ async def test_a_sync_that_finds_nothing_new_writes_no_audit_entry(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -98,19 +98,19 @@ async def test_a_sync_that_finds_nothing_new_writes_no_audit_entry(
     control.change_ad_account(accounts[0][1], amount_spent=900)
     first = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert first.accounts_updated == 1
 
     second = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (second.accounts_checked, second.accounts_updated) == (5, 0)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 1
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 1
     versions = [(await get_account(infrastructure, account_id)).version for account_id, _ in accounts]
     assert versions == [2, 1, 1, 1, 1]
 
@@ -119,7 +119,7 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
@@ -132,8 +132,8 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.business_managers.token_refused) == (1, 1)
@@ -153,8 +153,8 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     calls = control.counters().calls.http_calls
     again = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert (again.business_managers.synced, again.business_managers.token_refused) == (1, 0)
     assert control.counters().calls.http_calls == calls + 1
@@ -164,7 +164,7 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     async def statements_to_sync(count: int) -> int:
@@ -176,11 +176,11 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
                 control.change_ad_account(act_id, amount_spent=1_000 + n)
             if n % 10 == 1:
                 control.change_ad_account(act_id, account_status=3)
-        with statements(infrastructure) as seen:
+        with sent_statements(infrastructure) as seen:
             summary = await sync_accounts(
                 infrastructure.unit_of_work,
-                infrastructure.meta_steps(meta, sync_settings),
-                concurrency=sync_settings.meta_max_concurrency,
+                infrastructure.meta_steps(meta, work_settings),
+                concurrency=work_settings.meta_max_concurrency,
             )
         assert summary.accounts_updated == count // 2 + count // 10
         # Out of the way of the next round.
@@ -193,25 +193,25 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
         return len(seen)
 
     assert await statements_to_sync(10) == await statements_to_sync(100)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 5 + 1 + 50 + 10
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 5 + 1 + 50 + 10
 
 
 async def test_progress_counts_accounts_up_to_a_total_known_from_the_start(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
-    for name, count in (("A", 3), ("B", 4)):
+    for name, size in (("A", 3), ("B", 4)):
         business = await link_business(infrastructure, control, name)
-        await link_accounts(infrastructure, control, business, workspace_id, count)
+        await link_accounts(infrastructure, control, business, workspace_id, size)
     reported: list[tuple[int, int]] = []
 
     await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
         progress=lambda done, total: reported.append((done, total)),
     )
 
@@ -226,7 +226,7 @@ async def test_a_rate_limit_is_waited_out(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -243,8 +243,8 @@ async def test_a_rate_limit_is_waited_out(
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.business_managers.failed) == (1, 0)
@@ -256,7 +256,7 @@ async def test_a_business_manager_meta_keeps_failing_for_is_left_for_the_next_ru
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     failing = await link_business(infrastructure, control, "Failing")
@@ -270,8 +270,8 @@ async def test_a_business_manager_meta_keeps_failing_for_is_left_for_the_next_ru
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.business_managers.failed) == (1, 1)
@@ -284,7 +284,7 @@ async def test_accounts_the_business_does_not_list_are_read_in_a_batch(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -297,8 +297,8 @@ async def test_accounts_the_business_does_not_list_are_read_in_a_batch(
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.accounts_checked, summary.accounts_not_found, summary.accounts_updated) == (1, 1, 0)
@@ -313,7 +313,7 @@ async def test_a_new_cap_on_meta_restarts_spend_cap_alerts_and_unknown_statuses_
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -327,8 +327,8 @@ async def test_a_new_cap_on_meta_restarts_spend_cap_alerts_and_unknown_statuses_
 
     await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     account = await get_account(infrastructure, recapped)
@@ -345,7 +345,7 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -372,8 +372,8 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
 
     summary = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     # Meta's stale cap (50 000) is not written over the new one: the account is left for next time.
@@ -385,8 +385,8 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
     monkeypatch.setattr(meta, "list_owned_ad_accounts", read_owned)
     again = await sync_accounts(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (again.accounts_updated, again.accounts_changed_meanwhile) == (1, 0)

@@ -11,11 +11,11 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaBusiness
 from server.composition import Infrastructure
 from server.config import Settings
-from tests.sync.conftest import audit_entries, get_business_manager, link_business
+from tests.meta_work import audit_entries, get_business_manager, link_business
 
 
 async def test_verification_status_follows_meta_and_changes_are_audited(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     pending = await link_business(infrastructure, control, "Pending", meta_verification_status="pending")
     unchanged = await link_business(infrastructure, control, "Unchanged")
@@ -23,8 +23,8 @@ async def test_verification_status_follows_meta_and_changes_are_audited(
 
     summary = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.synced, summary.changed) == (2, 1)
@@ -44,15 +44,15 @@ async def test_verification_status_follows_meta_and_changes_are_audited(
 
     again = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert (again.business_managers.synced, again.changed) == (2, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 1
 
 
 async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
     recovering = await link_business(
@@ -62,8 +62,8 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
 
     summary = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert (summary.business_managers.token_refused, summary.recovered, summary.business_managers.synced) == (1, 1, 1)
@@ -84,8 +84,8 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
     # saw, as the account and pixel syncs count theirs (it used to count only what it flagged).
     again = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
     assert (again.business_managers.token_refused, again.recovered) == (1, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 2
@@ -95,7 +95,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -115,8 +115,8 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
 
     summary = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     # Meta refused the token the run read with (counted), but the new one is not flagged.
@@ -126,7 +126,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
 
 
 async def test_archived_and_tokenless_business_managers_are_not_read(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     archived = await link_business(infrastructure, control, "Archived")
     tokenless = await link_business(infrastructure, control, "Tokenless")
@@ -142,8 +142,8 @@ async def test_archived_and_tokenless_business_managers_are_not_read(
 
     summary = await sync_business_managers(
         infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, sync_settings),
-        concurrency=sync_settings.meta_max_concurrency,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
     )
 
     assert summary.business_managers == BusinessManagerCounts()

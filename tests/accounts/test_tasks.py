@@ -1,69 +1,34 @@
-"""Account access and pixel unsharing carried over to Meta, and the task shells taskiq calls."""
+"""Tasks of the accounts module against the simulator: users' access to ad accounts carried over to
+Meta, and the task shells taskiq calls."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from types import SimpleNamespace
+from collections.abc import Sequence
 from typing import Any, cast
 
-import httpx
-import pytest
 from sqlalchemy import update
 from taskiq import Context
 
 from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account, AccountUser
 from server.accounts.tasks import AccountUserOutcome, apply_account_user, meta_business_user_id
-from server.background.registry import TASKS
-from server.background.resources import WorkerResources
 from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAccountTask
 from server.composition import Infrastructure
 from server.config import Settings
-from server.pixels.models import PixelAccount
-from server.pixels.tasks import PixelUnshareOutcome, apply_pixel_unshare
-from server.requests.models import RequestStatus
-from server.requests.schemas import PixelCreationPayload
-from server.users.models import User
-from tests.work.conftest import (
-    World,
+from tests.meta_work import (
+    MetaWorld,
     add_account,
-    add_pixel,
-    approved_request,
     audit_entries,
+    give_access,
+    new_user,
+    on_meta_account,
     rows,
-    stored_request,
+    shared_pixel,
+    task,
 )
-
-
-async def new_user(infrastructure: Infrastructure) -> uuid.UUID:
-    async with infrastructure.unit_of_work() as uow:
-        user = User(email=f"u-{uuid.uuid4().hex[:8]}@example.com", full_name="U", password_hash="x")
-        uow.session.add(user)
-        await uow.session.flush()
-    return user.id
-
-
-async def give_access(
-    infrastructure: Infrastructure, account_id: uuid.UUID, user_id: uuid.UUID, tasks: list[str]
-) -> None:
-    async with infrastructure.unit_of_work() as uow:
-        uow.session.add(AccountUser(account_id=account_id, user_id=user_id, tasks=tasks))
-
-
-async def on_meta_account(
-    infrastructure: Infrastructure, control: SimulatorControl, world: World, workspace_id: uuid.UUID
-) -> tuple[uuid.UUID, str]:
-    meta_account_id = control.add_ad_account(world.meta_business_id, "Account", currency="EUR")
-    account_id = await add_account(
-        infrastructure,
-        workspace_id=workspace_id,
-        business_manager_id=world.business_manager_id,
-        meta_account_id=meta_account_id,
-    )
-    return account_id, meta_account_id
-
+from tests.waits import blocked_on_a_lock
 
 # --- account access ------------------------------------------------------------------------------
 
@@ -73,9 +38,9 @@ async def test_the_users_access_here_is_given_on_meta_then_taken_away(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, meta_world, meta_world.workspace_id)
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["advertise", "analyze"])
 
@@ -117,12 +82,12 @@ async def test_an_account_not_on_meta_yet_needs_nothing(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     account_id = await add_account(
         infrastructure,
-        workspace_id=world.workspace_id,
-        business_manager_id=world.business_manager_id,
+        workspace_id=meta_world.workspace_id,
+        business_manager_id=meta_world.business_manager_id,
         meta_account_id=None,
     )
     user_id = await new_user(infrastructure)
@@ -144,12 +109,12 @@ async def test_a_revoked_token_flags_the_business_manager_of_the_account(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    account_id, _ = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    account_id, _ = await on_meta_account(infrastructure, control, meta_world, meta_world.workspace_id)
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["manage"])
-    control.revoke_token(world.business.token)
+    control.revoke_token(meta_world.business.token)
 
     outcome = await apply_account_user(
         infrastructure.unit_of_work,
@@ -159,11 +124,14 @@ async def test_a_revoked_token_flags_the_business_manager_of_the_account(
     )
 
     assert outcome is AccountUserOutcome.FAILED
-    (business_manager,) = await rows(infrastructure, BusinessManager, BusinessManager.id == world.business_manager_id)
+    (business_manager,) = await rows(
+        infrastructure, BusinessManager, BusinessManager.id == meta_world.business_manager_id
+    )
     assert business_manager.status is BusinessManagerStatus.NEEDS_ATTENTION
-    assert [entry.action for entry in await audit_entries(infrastructure, "business_manager", business_manager.id)] == [
-        "token_refused"
-    ]
+    assert [
+        entry.action
+        for entry in await audit_entries(infrastructure, entity_type="business_manager", entity_id=business_manager.id)
+    ] == ["token_refused"]
     assert control.counters().calls.http_calls == 1
 
 
@@ -172,9 +140,9 @@ async def test_transient_errors_are_retried_for_access_changes(
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
-    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, meta_world, meta_world.workspace_id)
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["manage"])
     control.add_fault(FaultKind.SERVER_ERROR, count=2)
@@ -223,12 +191,12 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
     meta: IMetaClient,
     work_settings: Settings,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     """The task holds an advisory lock of the account, not its row: an unassignment (which locks
     the row) commits while Meta is being called, and its own task waits and then brings Meta up to
     date, so Meta ends as the database says."""
-    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, world.workspace_id)
+    account_id, meta_account_id = await on_meta_account(infrastructure, control, meta_world, meta_world.workspace_id)
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["manage"])
     paused = PausedAccess(meta)
@@ -245,7 +213,7 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
 
     async def unassign_and_sync() -> None:
         async with infrastructure.unit_of_work() as uow:
-            await uow.accounts.unassign_account_user(account_id, user_id, workspace_id=world.workspace_id)
+            await uow.accounts.unassign_account_user(account_id, user_id, workspace_id=meta_world.workspace_id)
         async with infrastructure.unit_of_work() as uow:  # what the sync writes
             await uow.session.execute(
                 update(Account)
@@ -262,7 +230,7 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
             user_id=user_id,
         )
     )
-    await asyncio.sleep(0.3)
+    await blocked_on_a_lock(infrastructure)
     assert paused.calls == ["assign"]  # the second task waits for the first one's lock
 
     paused.go_on.set()
@@ -272,148 +240,50 @@ async def test_an_access_task_in_a_meta_call_blocks_neither_rpcs_nor_the_sync_bu
     assert control.ad_account(meta_account_id)["assigned_users"] == {}
 
 
-# --- pixel unshare -------------------------------------------------------------------------------
-
-
-async def shared_pixel(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    control: SimulatorControl,
-    world: World,
-    workspace_id: uuid.UUID,
-) -> tuple[uuid.UUID, str, uuid.UUID, str]:
-    account_id, meta_account_id = await on_meta_account(infrastructure, control, world, workspace_id)
-    meta_pixel_id = control.add_pixel(world.meta_business_id, "Shop")
-    pixel_id = await add_pixel(
-        infrastructure,
-        workspace_id=workspace_id,
-        business_manager_id=world.business_manager_id,
-        meta_pixel_id=meta_pixel_id,
-    )
-    await meta.share_pixel(
-        meta_pixel_id, account_id=meta_account_id, business_id=world.meta_business_id, token=world.business.token
-    )
-    return pixel_id, meta_pixel_id, account_id, meta_account_id
-
-
-async def test_an_unshare_is_carried_over_to_meta(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    world: World,
-) -> None:
-    pixel_id, meta_pixel_id, account_id, _ = await shared_pixel(
-        infrastructure, meta, control, world, world.workspace_id
-    )
-
-    outcome = await apply_pixel_unshare(
-        infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, work_settings),
-        pixel_id=pixel_id,
-        account_id=account_id,
-    )
-
-    assert outcome is PixelUnshareOutcome.UNSHARED
-    assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
-
-
-async def test_an_unshare_is_not_carried_over_when_the_pixel_was_shared_again(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    work_settings: Settings,
-    control: SimulatorControl,
-    world: World,
-) -> None:
-    pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
-        infrastructure, meta, control, world, world.workspace_id
-    )
-    async with infrastructure.unit_of_work() as uow:
-        uow.session.add(PixelAccount(pixel_id=pixel_id, account_id=account_id))
-
-    outcome = await apply_pixel_unshare(
-        infrastructure.unit_of_work,
-        infrastructure.meta_steps(meta, work_settings),
-        pixel_id=pixel_id,
-        account_id=account_id,
-    )
-
-    assert outcome is PixelUnshareOutcome.SKIPPED
-    assert control.pixel(meta_pixel_id)["shared_account_ids"] == [meta_account_id.removeprefix("act_")]
-
-
-# --- the tasks as taskiq runs them (server.background.registry) ------------------------------------
-
-
-def task(name: str) -> Callable[..., Awaitable[Any]]:
-    [function] = [spec.function for spec in TASKS if spec.name == name]
-    return function
-
-
-@pytest.fixture
-async def context(infrastructure: Infrastructure, meta: IMetaClient, work_settings: Settings) -> AsyncIterator[Context]:
-    """What taskiq hands a task: here only the worker resources in the broker's state."""
-    async with httpx.AsyncClient() as unused_http:
-        resources = WorkerResources(settings=work_settings, infrastructure=infrastructure, meta=meta, _http=unused_http)
-        yield cast(Context, SimpleNamespace(state=SimpleNamespace(resources=resources)))
-
-
-async def test_the_request_task_carries_out_the_request_of_the_message(
-    infrastructure: Infrastructure, context: Context, control: SimulatorControl, world: World
-) -> None:
-    request_id = await approved_request(
-        infrastructure,
-        world.workspace_id,
-        PixelCreationPayload(name="P", business_manager_id=world.business_manager_id),
-    )
-    message: dict[str, Any] = {"request_id": str(request_id), "type": "pixel_creation", "outbox_id": str(uuid.uuid4())}
-
-    assert await task("requests.carry_out")(message, context) == "completed"
-    assert (await stored_request(infrastructure, request_id)).status is RequestStatus.COMPLETED
-    assert control.counters().objects.pixels == 1
+# --- the task shells -----------------------------------------------------------------------------
 
 
 async def test_the_access_and_unshare_tasks_read_their_messages(
     infrastructure: Infrastructure,
     meta: IMetaClient,
-    context: Context,
+    task_context: Context,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
-        infrastructure, meta, control, world, world.workspace_id
+        infrastructure, meta, control, meta_world, meta_world.workspace_id
     )
     user_id = await new_user(infrastructure)
     await give_access(infrastructure, account_id, user_id, ["analyze"])
     assigned: dict[str, Any] = {
         "account_id": str(account_id),
         "user_id": str(user_id),
-        "workspace_id": str(world.workspace_id),
+        "workspace_id": str(meta_world.workspace_id),
         "tasks": ["analyze"],
         "outbox_id": str(uuid.uuid4()),
     }
 
-    assert await task("accounts.apply_user_change")(assigned, context) == "assigned"
+    assert await task("accounts.apply_user_change")(assigned, task_context) == "assigned"
     assert control.ad_account(meta_account_id)["assigned_users"] == {meta_business_user_id(user_id): ["ANALYZE"]}
 
     unshared = {"pixel_id": str(pixel_id), "account_id": str(account_id), "outbox_id": str(uuid.uuid4())}
-    assert await task("pixels.apply_unshare")(unshared, context) == "unshared"
+    assert await task("pixels.apply_unshare")(unshared, task_context) == "unshared"
     assert control.pixel(meta_pixel_id)["shared_account_ids"] == []
 
 
 async def test_after_a_move_the_access_and_the_shares_are_taken_away_on_meta(
     infrastructure: Infrastructure,
     meta: IMetaClient,
-    context: Context,
+    task_context: Context,
     control: SimulatorControl,
-    world: World,
+    meta_world: MetaWorld,
 ) -> None:
     pixel_id, meta_pixel_id, account_id, meta_account_id = await shared_pixel(
-        infrastructure, meta, control, world, world.workspace_id
+        infrastructure, meta, control, meta_world, meta_world.workspace_id
     )
     user_id = await new_user(infrastructure)
     await meta.assign_user(
-        meta_account_id, user_id=meta_business_user_id(user_id), tasks=["MANAGE"], token=world.business.token
+        meta_account_id, user_id=meta_business_user_id(user_id), tasks=["MANAGE"], token=meta_world.business.token
     )
     moved = {
         "account_id": str(account_id),
@@ -422,11 +292,11 @@ async def test_after_a_move_the_access_and_the_shares_are_taken_away_on_meta(
         "outbox_id": str(uuid.uuid4()),
     }
 
-    outcomes = await task("accounts.apply_move")(moved, context)
+    outcomes = await task("accounts.apply_move")(moved, task_context)
     # The share the move removed goes through the pixels' own task (AccountService.move_account has
     # the pixels module queue a `pixel.unshared` per pixel).
     unshared = {"pixel_id": str(pixel_id), "account_id": str(account_id), "outbox_id": str(uuid.uuid4())}
-    assert await task("pixels.apply_unshare")(unshared, context) == "unshared"
+    assert await task("pixels.apply_unshare")(unshared, task_context) == "unshared"
 
     assert outcomes == {f"user:{user_id}": "unassigned"}
     assert control.ad_account(meta_account_id)["assigned_users"] == {}
