@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    # How long a call waits for a pooled connection before it answers UNAVAILABLE; SQLAlchemy's
+    # default (30 s) outlasts every client's deadline while PostgreSQL is unreachable.
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
     # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.
