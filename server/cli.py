@@ -15,8 +15,8 @@ app = typer.Typer(
 
 def _settings(**overrides: Any) -> Settings:
     """Settings for a command that uses the database or the secrets: production refuses dev defaults."""
-    settings = load_settings(**overrides)
     try:
+        settings = load_settings(**overrides)
         settings.check_production_ready()
     except ValueError as error:
         typer.echo(f"adplane: {error}", err=True)
