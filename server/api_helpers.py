@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
 from server.exceptions import FieldViolation, InvalidRequestException
@@ -55,6 +56,14 @@ def timestamp_fields(value: dt.datetime) -> dict[str, int]:
     """
     delta = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
     return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
+
+
+def message_with[M: Message](message_type: type[M], /, **fields: Any) -> M:
+    """`message_type(**fields)`, where a message field may be given as a dict of its fields and a
+    repeated message field as a list of such dicts: upb fills the sub-messages in place, about three
+    times cheaper than building each one and copying it in (which counts at 50 items a page). The
+    generated stubs only know message values; this says, once, that dicts are fine."""
+    return message_type(**fields)
 
 
 def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:

@@ -41,10 +41,10 @@ from adplane.v1 import (
 )
 from server import event_loop
 from server.accounts.api import AccountServicer
+from server.api_helpers import parse_networks
 from server.api_keys.api import ApiKeyServicer
 from server.audit_logs.api import AuditLogServicer
 from server.auth.policies import PolicyTable
-from server.auth.resolver import PrincipalResolver
 from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
@@ -90,52 +90,58 @@ REGISTRATIONS = [
     Registration(
         descriptor=auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
         add=auth_service_pb2_grpc.add_AuthServiceServicer_to_server,
-        servicer=AuthServicer,
+        servicer=lambda infrastructure: AuthServicer(
+            infrastructure.unit_of_work, trusted_proxies=parse_networks(infrastructure.settings.trusted_proxy_cidrs)
+        ),
     ),
     Registration(
         descriptor=user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
         add=user_service_pb2_grpc.add_UserServiceServicer_to_server,
-        servicer=UserServicer,
+        servicer=lambda infrastructure: UserServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
         add=api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server,
-        servicer=ApiKeyServicer,
+        servicer=lambda infrastructure: ApiKeyServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=workspace_service_pb2.DESCRIPTOR.services_by_name["WorkspaceService"],
         add=workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
-        servicer=WorkspaceServicer,
+        servicer=lambda infrastructure: WorkspaceServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=business_manager_service_pb2.DESCRIPTOR.services_by_name["BusinessManagerService"],
         add=business_manager_service_pb2_grpc.add_BusinessManagerServiceServicer_to_server,
-        servicer=BusinessManagerServicer,
+        servicer=lambda infrastructure: BusinessManagerServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
         add=account_service_pb2_grpc.add_AccountServiceServicer_to_server,
-        servicer=AccountServicer,
+        servicer=lambda infrastructure: AccountServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=pixel_service_pb2.DESCRIPTOR.services_by_name["PixelService"],
         add=pixel_service_pb2_grpc.add_PixelServiceServicer_to_server,
-        servicer=PixelServicer,
+        servicer=lambda infrastructure: PixelServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=request_service_pb2.DESCRIPTOR.services_by_name["RequestService"],
         add=request_service_pb2_grpc.add_RequestServiceServicer_to_server,
-        servicer=RequestServicer,
+        servicer=lambda infrastructure: RequestServicer(
+            infrastructure.unit_of_work,
+            events=infrastructure.request_events,
+            heartbeat_seconds=infrastructure.settings.watch_heartbeat_seconds,
+        ),
     ),
     Registration(
         descriptor=export_service_pb2.DESCRIPTOR.services_by_name["ExportService"],
         add=export_service_pb2_grpc.add_ExportServiceServicer_to_server,
-        servicer=ExportServicer,
+        servicer=lambda infrastructure: ExportServicer(infrastructure.unit_of_work),
     ),
     Registration(
         descriptor=audit_log_service_pb2.DESCRIPTOR.services_by_name["AuditLogService"],
         add=audit_log_service_pb2_grpc.add_AuditLogServiceServicer_to_server,
-        servicer=AuditLogServicer,
+        servicer=lambda infrastructure: AuditLogServicer(infrastructure.unit_of_work),
     ),
 ]
 
@@ -174,7 +180,7 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
         Authentication(infrastructure.tokens),
         Authorization(
             PolicyTable.from_services(r.descriptor for r in REGISTRATIONS),
-            PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache),
+            infrastructure.principal_resolver(),
             reauthorize_seconds=infrastructure.settings.stream_reauthorize_seconds,
         ),
     ]

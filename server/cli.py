@@ -15,8 +15,8 @@ app = typer.Typer(
 
 def _settings(**overrides: Any) -> Settings:
     """Settings for a command that uses the database or the secrets: production refuses dev defaults."""
-    settings = load_settings(**overrides)
     try:
+        settings = load_settings(**overrides)
         settings.check_production_ready()
     except ValueError as error:
         typer.echo(f"adplane: {error}", err=True)
@@ -87,7 +87,7 @@ def scheduler() -> None:
 def liveness(kind: Annotated[str, typer.Argument(help="worker or scheduler")]) -> None:
     """Exit 0 while the worker or scheduler on this host is alive (its event loop touched its heartbeat
     file within the last 30 s), 1 otherwise: the health check of their containers."""
-    from server.tasks.heartbeat import STALE_AFTER_SECONDS, staleness
+    from server.taskqueue.heartbeat import STALE_AFTER_SECONDS, staleness
 
     if kind not in ("worker", "scheduler"):
         typer.echo(f"adplane: liveness of {kind!r}: expected worker or scheduler", err=True)
@@ -111,7 +111,7 @@ def sync_accounts() -> None:
     from rich.progress import Progress
 
     from server.accounts.sync import sync_accounts as run_sync
-    from server.tasks.resources import WorkerResources
+    from server.background.resources import WorkerResources
 
     settings = _settings()
 
@@ -124,7 +124,12 @@ def sync_accounts() -> None:
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                summary = await run_sync(resources.infrastructure, resources.meta, settings, progress=progress)
+                summary = await run_sync(
+                    resources.infrastructure.unit_of_work,
+                    resources.steps(),
+                    concurrency=settings.meta_max_concurrency,
+                    progress=progress,
+                )
             return str(summary)
         finally:
             await resources.close()
@@ -139,6 +144,7 @@ def export_spend() -> None:
     import datetime as dt
 
     from server.composition import Infrastructure
+    from server.config import Environment
     from server.exports.tasks import run_daily_spend_export
 
     settings = _settings()
@@ -146,7 +152,11 @@ def export_spend() -> None:
     async def run() -> str:
         infrastructure = Infrastructure.build(settings)
         try:
-            summary = await run_daily_spend_export(infrastructure, day=dt.datetime.now(dt.UTC).date())
+            summary = await run_daily_spend_export(
+                infrastructure.unit_of_work,
+                day=dt.datetime.now(dt.UTC).date(),
+                create_bucket=settings.environment is not Environment.PRODUCTION,
+            )
         finally:
             await infrastructure.close()
         failed = f", {len(summary.failed)} failed" if summary.failed else ""

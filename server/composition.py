@@ -25,7 +25,8 @@ from server.audit_logs.repository import AuditLogRepository
 from server.audit_logs.service import AuditLogService, AuditTrail, IAuditLogService, IAuditTrail
 from server.auth.passwords import Passwords
 from server.auth.principal import current_principal_or_none
-from server.auth.repository import AuthRepository
+from server.auth.repository import StandingRepository
+from server.auth.resolver import PrincipalResolver
 from server.auth.standing_cache import StandingCache
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
@@ -56,7 +57,8 @@ from server.requests.repository import RequestRepository
 from server.requests.service import IRequestService, RequestService
 from server.requests.watch import RequestEventHub
 from server.requests.work import RequestWork
-from server.signin.service import AuthService, IAuthService
+from server.signin.repository import RefreshTokenRepository
+from server.signin.service import ISigninService, SigninService
 from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
@@ -167,22 +169,26 @@ class Infrastructure:
 
     def request_work(
         self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> RequestWork:
+    ) -> "RequestWork[UnitOfWork]":
         """Carrying out approved requests: the requests module's lifecycle around the work of the
         module that owns each request type."""
         steps = self.meta_steps(meta, settings, sleep=sleep)
         return RequestWork(
-            self,
+            self.unit_of_work,
             steps,
             request_handlers(steps),
             retry_deadline=dt.timedelta(seconds=settings.task_retry_deadline_seconds),
         )
 
+    def principal_resolver(self) -> PrincipalResolver:
+        """Callers' standing, read on the autocommit engine and kept in the standing cache."""
+        return PrincipalResolver(StandingRepository(self.read_engine), cache=self.standing_cache)
+
     async def open_pools(self) -> None:
         """Open the connection pools to their resting size (DATABASE_POOL_SIZE connections, each
         listening for standing changes, and the read pool's). A server does this before it serves:
-        the first burst of calls then finds connections instead of each opening one (bench, 64 calls in
-        flight: the first two seconds' p99 went from 260-430 ms to 200-230 ms)."""
+        the first burst of calls then finds connections instead of each opening one (bench/README.md,
+        "Measurements behind the code")."""
         await self.read_pool.open()
         # Checked out together (so the pool opens that many), returned when the stack closes; the
         # task group cancels the rest if one fails, before the stack returns what was opened.
@@ -199,7 +205,7 @@ class Infrastructure:
             await self.redis.aclose()
 
 
-def request_handlers(steps: MetaSteps) -> dict[RequestType, HandlerFactory]:
+def request_handlers(steps: MetaSteps) -> "dict[RequestType, HandlerFactory[UnitOfWork]]":
     """Which module carries out each type of approved request, on the attempt's unit of work."""
 
     def accounts(uow: "UnitOfWork") -> RequestHandler:
@@ -362,7 +368,7 @@ class UnitOfWork:
         return UserService(
             repository=UserRepository(self.session),
             roles=self.roles,
-            auth_repository=AuthRepository(self.session),
+            sessions=_deferred(lambda: self.signin),
             audit=_deferred(lambda: self.audit),
             passwords=self._infrastructure.passwords,
             idempotency=_deferred(lambda: self.idempotency),
@@ -380,11 +386,9 @@ class UnitOfWork:
         )
 
     @cached_property
-    def auth(self) -> IAuthService:
-        return AuthService(
-            repository=AuthRepository(self.session),
-            credentials=UserRepository(self.session),
-            passwords=self._infrastructure.passwords,
+    def signin(self) -> ISigninService:
+        return SigninService(
+            repository=RefreshTokenRepository(self.session),
             tokens=self._infrastructure.tokens,
             throttle=self._infrastructure.login_throttle,
             users=self.users,
@@ -423,6 +427,7 @@ class UnitOfWork:
         return BusinessManagerService(
             repository=BusinessManagerRepository(self.session),
             holders=[AccountRepository(self.session), PixelRepository(self.session)],
+            workspaces=WorkspaceRepository(self.session),
             requests=_deferred(lambda: self.requests),
             audit=_deferred(lambda: self.audit),
             cipher=self._infrastructure.cipher,
@@ -437,6 +442,7 @@ class UnitOfWork:
             business_managers=BusinessManagerRepository(self.session),
             pixel_shares=_deferred(lambda: self.pixels),
             members=WorkspaceMemberRepository(self.session),
+            users=UserRepository(self.session),
             workspaces=WorkspaceRepository(self.session),
             requests=_deferred(lambda: self.requests),
             audit=_deferred(lambda: self.audit),
@@ -460,6 +466,7 @@ class UnitOfWork:
     def exports(self) -> IExportService:
         return ExportService(
             repository=ExportRepository(self.session),
+            accounts=AccountRepository(self.session),
             storage=self._infrastructure.export_storage,
             audit=_deferred(lambda: self.audit),
             page_tokens=self._infrastructure.page_tokens,

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,9 +51,49 @@ class EventLoop(StrEnum):
     ASYNCIO = "asyncio"
 
 
+class FileVariables(PydanticBaseSettingsSource):
+    """`NAME_FILE=/path` gives setting NAME the content of that file (one trailing newline dropped).
+
+    How orchestrators hand out secrets without putting them in the environment every process and
+    `docker inspect` can read: compose's `secrets:` and Kubernetes Secrets mounted as files. Any
+    setting may come from a file; setting both NAME and NAME_FILE is an error, not a guess.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"{name.upper()}_FILE"
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            if os.environ.get(name.upper()):
+                raise ValueError(f"{name.upper()} and {variable} are both set: set one of them")
+            try:
+                content = Path(path).read_text()
+            except OSError as error:
+                raise ValueError(f"{variable}: cannot read {path} ({error.strerror})") from None
+            values[name] = content.removesuffix("\n").removesuffix("\r")
+        return values
+
+
 class Settings(BaseSettings):
     # Empty variables count as unset, so .env.example can be copied as it is.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then NAME_FILE variables (`FileVariables`), then `.env`."""
+        return init_settings, env_settings, FileVariables(settings_cls), dotenv_settings, file_secret_settings
 
     environment: Environment = Environment.DEVELOPMENT
     # Signs opaque tokens (page tokens). At least 32 characters in production.
@@ -68,6 +109,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    # How long a call waits for a pooled connection before it answers UNAVAILABLE; SQLAlchemy's
+    # default (30 s) outlasts every client's deadline while PostgreSQL is unreachable.
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
     # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.

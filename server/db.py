@@ -57,6 +57,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
         # Connections are recycled rather than pinged before each use (a ping is a round trip per
         # RPC); a connection that died anyway surfaces as UNAVAILABLE and is replaced.
         pool_recycle=1800,

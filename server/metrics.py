@@ -60,7 +60,7 @@ RPCS_IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
-# --- background tasks (server.tasks.metrics, server.tasks.retry) ---
+# --- background tasks (server.taskqueue.metrics, server.taskqueue.retry) ---
 TASKS = Counter("adplane_tasks_total", "Task runs finished, by outcome (success, error).", ["task", "outcome"])
 TASK_DURATION = Histogram("adplane_task_duration_seconds", "Duration of task runs.", ["task"], buckets=TASK_BUCKETS)
 TASKS_IN_PROGRESS = Gauge("adplane_tasks_in_progress", "Task runs under way.", ["task"], multiprocess_mode="livesum")

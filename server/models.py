@@ -1,9 +1,8 @@
 """Imports every module's models so `Base.metadata` knows all tables (alembic, tests)."""
 
 from server.accounts.models import Account, AccountUser
-from server.api_keys.models import ApiKey, api_keys_roles
+from server.api_keys.models import ApiKey, ApiKeyRole
 from server.audit_logs.models import AuditLog
-from server.auth.models import RefreshToken
 from server.business_managers.models import BusinessManager
 from server.db import Base
 from server.exports.models import Export
@@ -11,6 +10,7 @@ from server.idempotency.models import IdempotencyKey
 from server.outbox.models import OutboxMessage
 from server.pixels.models import Pixel, PixelAccount
 from server.requests.models import Request
+from server.signin.models import RefreshToken
 from server.users.models import Role, User, users_roles
 from server.workspaces.models import Workspace, WorkspaceUser
 
@@ -18,6 +18,7 @@ __all__ = [
     "Account",
     "AccountUser",
     "ApiKey",
+    "ApiKeyRole",
     "AuditLog",
     "Base",
     "BusinessManager",
@@ -32,6 +33,5 @@ __all__ = [
     "User",
     "Workspace",
     "WorkspaceUser",
-    "api_keys_roles",
     "users_roles",
 ]

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
@@ -27,10 +27,21 @@ class PageRequestSchema(BaseModel):
     page_size: int = Field(default=0, ge=0)
     page_token: str = Field(default="", max_length=2048)
 
+    def filters(self) -> dict[str, Any]:
+        """What a page token is bound to: the list's filters (none unless a list has some)."""
+        return {}
+
     @property
     def limit(self) -> int:
         """Rows in a page: 0 means the default, larger values are coerced to the maximum."""
         return min(self.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+class Identified(Protocol):
+    """An item of a list ordered by its UUIDv7 id."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,31 @@ class PageTokenCodec:
 
     def encode(self, *, collection: str, filters: Mapping[str, Any], after: Sequence[str]) -> str:
         return str(self._serializer.dumps({"c": collection, "f": _fingerprint(filters), "k": list(after)}))
+
+    async def page[R, T: Identified](
+        self,
+        query: PageRequestSchema,
+        collection: str,
+        *,
+        fetch: Callable[[uuid.UUID | None, int], Awaitable[Sequence[R]]],
+        convert: Callable[[R], T],
+        filters: Mapping[str, Any] | None = None,
+    ) -> Page[T]:
+        """One page of a list ordered by a UUIDv7 id, the way every List RPC pages: decode the token
+        (bound to the collection and to `filters`, by default the query's), fetch `limit + 1` rows
+        after its id, convert the page's rows and sign the token of the next page."""
+        filters = query.filters() if filters is None else filters
+        after = self.decode(query.page_token, collection=collection, filters=filters)
+        rows = await fetch(uuid.UUID(after[0]) if after else None, query.limit + 1)
+        return paginate(
+            rows,
+            convert=convert,
+            limit=query.limit,
+            codec=self,
+            collection=collection,
+            filters=filters,
+            sort_key=lambda item: [str(item.id)],
+        )
 
     def decode(self, token: str, *, collection: str, filters: Mapping[str, Any]) -> list[str] | None:
         """The sort key to continue after, or None for the first page."""
@@ -92,28 +128,3 @@ def paginate[R, T](
         return Page(items=items, next_page_token="")
     token = codec.encode(collection=collection, filters=filters, after=sort_key(items[-1]))
     return Page(items=items, next_page_token=token)
-
-
-async def keyset_page[R, T](
-    query: PageRequestSchema,
-    *,
-    codec: PageTokenCodec,
-    collection: str,
-    filters: Mapping[str, Any],
-    fetch: Callable[[uuid.UUID | None, int], Awaitable[Sequence[R]]],
-    convert: Callable[[R], T],
-    key: Callable[[T], uuid.UUID],
-) -> Page[T]:
-    """One page of a list ordered by a UUIDv7 id: decode the token (bound to the collection and
-    the filters), fetch `limit + 1` rows after its key, cut the page and sign the next token."""
-    after = codec.decode(query.page_token, collection=collection, filters=filters)
-    rows = await fetch(uuid.UUID(after[0]) if after else None, query.limit + 1)
-    return paginate(
-        rows,
-        convert=convert,
-        limit=query.limit,
-        codec=codec,
-        collection=collection,
-        filters=filters,
-        sort_key=lambda item: [str(key(item))],
-    )

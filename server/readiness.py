@@ -13,18 +13,32 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 import structlog
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
+from redis.asyncio import Redis
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.composition import Infrastructure
 from server.db import driver_connect_arguments
+from server.read_pool import ReadPool
 from server.tracing import untraced
 
 logger = structlog.get_logger("adplane.health")
+
+
+class Dependencies(Protocol):
+    """What readiness probes (the composition root's infrastructure)."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+    @property
+    def read_pool(self) -> ReadPool: ...
+    @property
+    def redis(self) -> "Redis | None": ...
 
 
 class DatabaseProbe:
@@ -45,7 +59,7 @@ class DatabaseProbe:
     answering calls is up.
     """
 
-    def __init__(self, infrastructure: Infrastructure) -> None:
+    def __init__(self, infrastructure: Dependencies) -> None:
         self._arguments = driver_connect_arguments(infrastructure.engine)
         self._connection: asyncpg.Connection | None = None
         self._query: asyncio.Future[object] | None = None
@@ -105,7 +119,7 @@ class ProbeFailure:
 
 
 async def dependency_failure(
-    infrastructure: Infrastructure, database: DatabaseProbe, *, limit_seconds: float
+    infrastructure: Dependencies, database: DatabaseProbe, *, limit_seconds: float
 ) -> ProbeFailure | None:
     """None when PostgreSQL (and Redis) answered within `limit_seconds`, else what went wrong.
     PostgreSQL counts as answering when the probe is slow but the calls' statements come back."""
@@ -168,7 +182,7 @@ async def set_all(health: HealthServicer, services: Iterable[str], serving: bool
 async def keep_health_true(
     health: HealthServicer,
     services: list[str],
-    infrastructure: Infrastructure,
+    infrastructure: Dependencies,
     *,
     interval: float,
     probe_seconds: float,

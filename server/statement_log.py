@@ -3,15 +3,25 @@ what the statement-count tests and the keyset benchmark count."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.composition import Infrastructure
+from server.read_pool import ReadPool
+
+
+class Databases(Protocol):
+    """The composition root's infrastructure, as far as statements are sent through it."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+    @property
+    def read_pool(self) -> ReadPool: ...
 
 
 @contextmanager
-def sent_statements(infrastructure: Infrastructure) -> Iterator[list[str]]:
+def sent_statements(infrastructure: Databases) -> Iterator[list[str]]:
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

@@ -11,7 +11,7 @@ The maintained instrumentations do the spans: the grpc.aio server (the caller's 
 which Envoy passes on, is the parent), SQLAlchemy, httpx (Graph API calls) and, in the server, redis.
 Background work keeps the trace: an outbox row stores the context of the transaction that wrote it
 (`outbox_context`), the relay publishes the row in a span of that trace and hands its context to
-the task in the message's labels, and the task runs in a span under it (`server.tasks.tracing`).
+the task in the message's labels, and the task runs in a span under it (`server.taskqueue.tracing`).
 
 Periodic background chatter (readiness probes, the relay's polling, health checks) runs with
 instrumentation suppressed, so that only work shows up as traces.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from devstack.demo import DEMO_PASSWORD
 from server.auth.credentials import UserCredentials
+from server.auth.repository import StandingRepository
 from server.auth.resolver import PrincipalResolver
 from server.composition import Infrastructure
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -55,10 +56,10 @@ def test_createsuperuser_creates_a_user_who_can_sign_in(settings: Settings) -> N
         infrastructure = Infrastructure.build(settings)
         try:
             async with infrastructure.unit_of_work() as uow:
-                tokens = await uow.auth.login(
+                tokens = await uow.signin.login(
                     LoginRequestSchema(email="root@example.com", password="a long enough password"), address="cli"
                 )
-                principal = await PrincipalResolver(infrastructure.sessions).resolve(
+                principal = await PrincipalResolver(StandingRepository(infrastructure.read_engine)).resolve(
                     UserCredentials(infrastructure.tokens.decode_access(tokens.access_token)), workspace_id=None
                 )
             assert principal.superuser
@@ -120,7 +121,7 @@ def test_seed_demo_loads_once_and_prints_the_logins(settings: Settings, infrastr
                 waiting = await uow.requests.list_requests(
                     RequestListRequestSchema(status=RequestStatus.WAITING_FOR_APPROVAL)
                 )
-                tokens = await uow.auth.login(
+                tokens = await uow.signin.login(
                     LoginRequestSchema(email="maria.member@acme.example", password=DEMO_PASSWORD), address="cli"
                 )
             assert len(waiting.items) >= 5
@@ -157,7 +158,7 @@ def _signs_in(settings: Settings, email: str, password: str) -> bool:
         infrastructure = Infrastructure.build(settings)
         try:
             async with infrastructure.unit_of_work() as uow:
-                tokens = await uow.auth.login(LoginRequestSchema(email=email, password=password), address="cli")
+                tokens = await uow.signin.login(LoginRequestSchema(email=email, password=password), address="cli")
             return bool(tokens.access_token)
         finally:
             await infrastructure.close()

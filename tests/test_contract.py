@@ -1,4 +1,4 @@
-"""Walks the adplane.v1 descriptors and enforces the contract rules of DESIGN.md."""
+"""Walks the adplane.v1 descriptors and enforces the contract rules (docs/architecture.md, "The contract")."""
 
 import importlib
 import pkgutil

@@ -3,7 +3,6 @@
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ import structlog
 
 from server.config import LogFormat, Settings
 from server.log import configure_logging, stop_logging
+from tests.waits import wait_until
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def test_repeats_are_counted_and_distinct_errors_and_info_lines_are_all_written(
         logging.getLogger("taskiq.receiver").error("broker failed %s", "once")
     finally:
         structlog.contextvars.clear_contextvars()
-    time.sleep(0.6)  # the interval ends: the writer reports the count
+    # Once the interval ends, the writer reports the count.
+    wait_until(lambda: "dependency unavailable (repeated)" in lines.getvalue(), within=5, what="the repeat count")
     records = _records(lines)
 
     assert [r["n"] for r in records if r["event"] == "rpc finished"] == [0, 1, 2, 3, 4]

@@ -1,6 +1,7 @@
 """Which errors count as a database or Redis outage (UNAVAILABLE), and which stay bugs (INTERNAL)."""
 
 import errno
+import time
 from pathlib import Path
 
 import asyncpg
@@ -11,6 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.embedded import free_port
+from server.config import Settings
+from server.db import create_engine
 from server.outages import is_outage
 
 
@@ -79,3 +82,26 @@ def test_connection_failures_are_outages(error: BaseException) -> None:
 def test_other_errors_are_not_outages(error: BaseException) -> None:
     assert not is_outage(error)
     assert not is_outage(_raised_from(RuntimeError("wrapper"), error))
+
+
+async def test_a_call_that_finds_the_pool_taken_waits_database_pool_timeout_then_is_an_outage(
+    settings: Settings,
+) -> None:
+    """SQLAlchemy's default wait (30 s) outlasted every client's deadline while PostgreSQL was away:
+    calls beyond the pool's size hung instead of answering UNAVAILABLE."""
+    engine = create_engine(
+        settings.model_copy(
+            update={"database_pool_size": 1, "database_max_overflow": 0, "database_pool_timeout_seconds": 0.2}
+        )
+    )
+    try:
+        async with engine.connect():
+            started = time.monotonic()
+            with pytest.raises(sqlalchemy.exc.TimeoutError) as caught:
+                async with engine.connect():
+                    pass
+            waited = time.monotonic() - started
+    finally:
+        await engine.dispose()
+    assert is_outage(caught.value)
+    assert waited < 5  # the setting bounds the wait, not SQLAlchemy's 30 s default

@@ -1,7 +1,7 @@
 """The read pool: Core statements compiled once for asyncpg and run on pooled connections."""
 
-import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import asyncpg
@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy.engine import make_url
 
 from server import app, tracing
 from server.composition import Infrastructure
@@ -20,6 +21,8 @@ from server.db import create_engine
 from server.outages import is_outage
 from server.read_pool import PreparedRead, ReadPool
 from server.statement_log import sent_statements
+from tests.conftest import _create_database, _drop_database
+from tests.waits import eventually
 
 # Two parameters, one of them used twice, named in the opposite order of their positions, and a
 # literal the statement binds itself.
@@ -105,24 +108,38 @@ async def test_open_pools_opens_both_pools_to_their_resting_size(settings: Setti
     await _settled(_open_connections, before)
 
 
-async def test_an_unreachable_database_leaves_start_up_going_with_the_pools_closed(settings: Settings) -> None:
-    unreachable = settings.model_copy(update={"database_url": _UNREACHABLE_URL})
-    infrastructure = Infrastructure.build(unreachable)
+async def test_a_database_missing_at_start_up_leaves_the_pools_closed_until_it_answers(
+    settings: Settings, postgres_server_url: str
+) -> None:
+    """Start-up goes on without the database (the server answers NOT_SERVING meanwhile: see
+    tests/e2e/test_readiness.py), keeps no connection, and the pools open on the first use once
+    the database is there."""
+    name = f"adplane_late_{uuid.uuid4().hex[:8]}"
+    late_url = make_url(settings.database_url).set(database=name).render_as_string(hide_password=False)
+    infrastructure = Infrastructure.build(settings.model_copy(update={"database_url": late_url}))
     before = _open_connections()
     try:
-        await app._open_pools(infrastructure)  # logs a warning, raises nothing
+        with pytest.raises(asyncpg.InvalidCatalogNameError):  # what start-up runs into
+            await infrastructure.open_pools()
+        await app._open_pools(infrastructure)  # start-up's call: the same failure, logged
+        await _settled(_open_connections, before)
+
+        await _create_database(postgres_server_url, name)
+        row = await infrastructure.read_pool.one(_ARITHMETIC, {"a": 1, "b": 2})
+        assert row is not None
+        assert tuple(row) == (1, 4)
+        async with infrastructure.engine.connect() as connection:
+            assert await connection.scalar(select(1)) == 1
+        assert _open_connections() > before
     finally:
         await infrastructure.close()
+        await _drop_database(postgres_server_url, name)
     await _settled(_open_connections, before)
 
 
 async def _settled(read: Callable[[], float], expected: float) -> None:
     """`read()` reaches `expected` soon (asyncpg counts closed connections in callbacks it schedules)."""
-    for _ in range(50):
-        if read() == expected:
-            return
-        await asyncio.sleep(0.01)
-    assert read() == expected
+    await eventually(lambda: read() == expected, within=5, what=f"{expected} open connections")
 
 
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from server.composition import Infrastructure
 from server.config import Settings
 from server.readiness import DatabaseProbe, ProbeFailure, Readiness, dependency_failure
+from tests.waits import eventually
 
 
 async def test_the_probe_answers_while_every_pooled_connection_is_taken(infrastructure: Infrastructure) -> None:
@@ -68,6 +69,16 @@ async def test_a_probe_past_its_limit_is_slow_and_the_next_one_waits_for_the_sam
         probe.close()
 
 
+# The longest limit the tests with a stopped backend give a probe.
+LIMIT_SECONDS = 0.3
+
+
+async def _no_call_answered_within(probe: DatabaseProbe, seconds: float) -> None:
+    await eventually(
+        lambda: not probe.calls_answered_within(seconds), within=5, what=f"no call answered in the last {seconds} s"
+    )
+
+
 @contextlib.asynccontextmanager
 async def _backend_stopped(probe: DatabaseProbe) -> AsyncIterator[None]:
     """The probe's PostgreSQL backend gets no CPU (SIGSTOP) until the block ends: a probe on a
@@ -76,9 +87,9 @@ async def _backend_stopped(probe: DatabaseProbe) -> AsyncIterator[None]:
     assert probe._connection is not None
     pid = probe._connection.get_server_pid()
     os.kill(pid, signal.SIGSTOP)
-    # Statements of earlier tests are older than any limit used here: only what a test runs counts.
-    await asyncio.sleep(0.5)
     try:
+        # Statements of earlier tests are older than any limit used here: only what a test runs counts.
+        await _no_call_answered_within(probe, LIMIT_SECONDS)
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -94,17 +105,17 @@ async def test_a_slow_probe_while_calls_are_answered_is_no_failure(infrastructur
     probe = DatabaseProbe(infrastructure)
     try:
         async with _backend_stopped(probe):
-            slow = await dependency_failure(infrastructure, probe, limit_seconds=0.3)
-            assert slow == ProbeFailure("PostgreSQL did not answer within 0.3 s", slow=True)
+            slow = await dependency_failure(infrastructure, probe, limit_seconds=LIMIT_SECONDS)
+            assert slow == ProbeFailure(f"PostgreSQL did not answer within {LIMIT_SECONDS} s", slow=True)
             calling = asyncio.create_task(calls())
             try:
-                assert await dependency_failure(infrastructure, probe, limit_seconds=0.3) is None
+                assert await dependency_failure(infrastructure, probe, limit_seconds=LIMIT_SECONDS) is None
             finally:
                 calling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await calling
-            await asyncio.sleep(0.35)  # the last call's answer is older than the limit now
-            assert await dependency_failure(infrastructure, probe, limit_seconds=0.3) == slow
+            await _no_call_answered_within(probe, LIMIT_SECONDS)
+            assert await dependency_failure(infrastructure, probe, limit_seconds=LIMIT_SECONDS) == slow
         assert await dependency_failure(infrastructure, probe, limit_seconds=5.0) is None
     finally:
         probe.close()

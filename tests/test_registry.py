@@ -6,7 +6,7 @@ import pkgutil
 import server
 from server.background.registry import EVENT_TOPICS, TASKS, TOPICS, register_tasks
 from server.config import Settings
-from server.tasks.broker import create_broker
+from server.taskqueue.broker import create_broker
 
 
 def _topics_written() -> set[str]:

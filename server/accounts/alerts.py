@@ -4,16 +4,15 @@ Delivery is a structured WARNING log line for now (`spend cap alert`), which log
 picks up; e-mail or chat notifications plug in here.
 """
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
-from taskiq import Context, TaskiqDepends
 
 logger = structlog.get_logger("adplane.alerts")
 
 
-async def notify_spend_cap_alert(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> None:
-    del context  # nothing from the worker is needed to log
+async def notify_spend_cap_alert(payload: Mapping[str, Any]) -> None:
     logger.warning(
         "spend cap alert",
         account_id=payload.get("account_id"),

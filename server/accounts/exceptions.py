@@ -97,16 +97,6 @@ class AccountUserNotFoundException(NotFoundException):
         )
 
 
-class WorkspaceNotActiveException(FailedPreconditionException):
-    reason = "WORKSPACE_NOT_ACTIVE"
-
-    def __init__(self, workspace_id: uuid.UUID, status: str) -> None:
-        super().__init__(
-            f"workspace {workspace_id} is {status}; accounts can only move to an active workspace",
-            metadata={"workspace_id": str(workspace_id), "status": status},
-        )
-
-
 class AccountAlreadyInWorkspaceException(FailedPreconditionException):
     reason = "ACCOUNT_ALREADY_IN_WORKSPACE"
 

@@ -1,3 +1,9 @@
+"""Every statement over the accounts module's tables, `accounts` and `accounts_users`: the one read
+path of an account (Core rows turned into `AccountResponseSchema`, on the read pool in read-only
+units), the locked reads and conditional updates of the rules, and the set-based statements of the
+sync, the spend-cap alerts and the spend export.
+"""
+
 import datetime as dt
 import functools
 import uuid
@@ -30,11 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.accounts.schemas import AccountListRequestSchema, AccountResponseSchema
-from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.read_pool import PreparedRead, ReadPool
-from server.tenancy import TenantScope, conflicts, narrowed, scope_filter
-from server.users.models import User
+from server.tenancy import TenantScope, WorkspaceScope, conflicts, narrowed, scope_filter
 
 
 @dataclass(frozen=True)
@@ -52,20 +56,30 @@ class AccountMetaState:
 
 
 _accounts = Account.__table__
-# What the Get and List RPCs return, read with Core: rows straight from the driver, no ORM
-# identity map or instance state; SQLAlchemy caches the compiled statements.
+# The one way an account is read (Get, List, and every read of the rules and the background work):
+# with Core, rows straight from the driver, no ORM identity map or instance state, turned into the
+# response schema by `account_schema`. The ORM `Account` is for writes only (lock, update, insert).
 # The fields of an AccountRow, in order.
 ACCOUNT_ROW_FIELDS = tuple(AccountResponseSchema.model_fields)
 _READ_COLUMNS = [_accounts.c[name] for name in ACCOUNT_ROW_FIELDS]
 # A row of these columns, in this order: SQLAlchemy's Row on a session, an asyncpg Record on the
 # read pool (both sequences of the values).
 type AccountRow = Sequence[Any]
-# Built once, narrowed to the workspace like every read. Read-only units run it on the read pool
-# (compiled once for asyncpg); inside a transaction it runs on the session's connection.
-_READ_ONE = select(*_READ_COLUMNS).where(
-    _accounts.c.workspace_id == bindparam("workspace_id"), _accounts.c.id == bindparam("account_id")
-)
+# Built once, narrowed to the workspace like every read (or to none: the system scope). Read-only
+# units run them on the read pool (compiled once for asyncpg); inside a transaction they run on the
+# session's connection.
+_READ_ONE = select(*_READ_COLUMNS).where(_accounts.c.id == bindparam("account_id"))
+_READ_ONE_IN_WORKSPACE = _READ_ONE.where(_accounts.c.workspace_id == bindparam("workspace_id"))
 _READ_ONE_PREPARED = PreparedRead(_READ_ONE)
+_READ_ONE_IN_WORKSPACE_PREPARED = PreparedRead(_READ_ONE_IN_WORKSPACE)
+_validate_account = AccountResponseSchema.__pydantic_validator__.validate_python
+
+
+def account_schema(row: AccountRow) -> AccountResponseSchema:
+    """An account row as the response schema (validating a dict, through the model's validator
+    directly: the cheapest way pydantic offers, which counts at 50 rows a page)."""
+    schema: AccountResponseSchema = _validate_account(dict(zip(ACCOUNT_ROW_FIELDS, row, strict=True)))
+    return schema
 
 
 @functools.cache
@@ -88,21 +102,19 @@ def _page_read(filters: frozenset[str]) -> PreparedRead:
 
 
 class IAccountRepository(Protocol):
-    async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None: ...
     async def list_accounts(
         self, query: AccountListRequestSchema, *, scope: TenantScope, after: uuid.UUID | None, limit: int
     ) -> Sequence[AccountRow]: ...
-    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None: ...
-    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> list[Account]: ...
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> AccountResponseSchema | None: ...
+    async def get_many(
+        self, account_ids: Collection[uuid.UUID], *, scope: TenantScope
+    ) -> list[AccountResponseSchema]: ...
     async def lock(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None: ...
-    async def lock_with_business_manager(self, account_id: uuid.UUID) -> tuple[Account, BusinessManager] | None: ...
     async def update(
         self, account_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]
     ) -> Account | None: ...
-    async def list_users(
-        self, account_id: uuid.UUID, *, scope: TenantScope
-    ) -> list[tuple[AccountUser, str]] | None: ...
-    async def get_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> tuple[AccountUser, str] | None: ...
+    async def list_users(self, account_id: uuid.UUID, *, scope: TenantScope) -> list[AccountUser] | None: ...
+    async def get_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> AccountUser | None: ...
     async def count_users(self, account_id: uuid.UUID) -> int: ...
     async def add_user(self, *, account_id: uuid.UUID, user_id: uuid.UUID, tasks: list[str]) -> AccountUser: ...
     async def set_user_tasks(self, account_user: AccountUser, tasks: list[str]) -> AccountUser: ...
@@ -117,14 +129,30 @@ class AccountRepository:
         # A read-only unit's reads of committed data: Gets and Lists run there, not on the session.
         self._reader = reader
 
-    async def read(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountRow | None:
-        """The account as a row, or None when it does not exist or belongs to another workspace."""
-        parameters = {"workspace_id": workspace_id, "account_id": account_id}
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> AccountResponseSchema | None:
+        """The account, or None when it does not exist or is outside `scope`."""
+        if isinstance(scope, WorkspaceScope):
+            statement, prepared = _READ_ONE_IN_WORKSPACE, _READ_ONE_IN_WORKSPACE_PREPARED
+            parameters = {"workspace_id": scope.workspace_id, "account_id": account_id}
+        else:
+            statement, prepared = _READ_ONE, _READ_ONE_PREPARED
+            parameters = {"account_id": account_id}
+        row: AccountRow | None
         if self._reader is not None:
-            found: AccountRow | None = await self._reader.one(_READ_ONE_PREPARED, parameters)
-            return found
-        row: AccountRow | None = (await (await self._session.connection()).execute(_READ_ONE, parameters)).first()
-        return row
+            row = await self._reader.one(prepared, parameters)
+        else:
+            row = (await (await self._session.connection()).execute(statement, parameters)).first()
+        return None if row is None else account_schema(row)
+
+    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> list[AccountResponseSchema]:
+        """Those of `account_ids` inside `scope` (the others are left out), in id order."""
+        if not account_ids:
+            return []
+        statement = narrowed(
+            select(*_READ_COLUMNS).where(_accounts.c.id.in_(set(account_ids))), _accounts.c.workspace_id, scope
+        ).order_by(_accounts.c.id)
+        connection = await self._session.connection()
+        return [account_schema(row) for row in await connection.execute(statement)]
 
     async def list_accounts(
         self, query: AccountListRequestSchema, *, scope: TenantScope, after: uuid.UUID | None, limit: int
@@ -152,17 +180,6 @@ class AccountRepository:
         """Every query starts here: narrowed to what `scope` may see."""
         return narrowed(select(Account), Account.workspace_id, scope)
 
-    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None:
-        """The account, or None when it does not exist or is outside `scope`."""
-        return await self._session.scalar(self._readable(scope).where(Account.id == account_id))
-
-    async def get_many(self, account_ids: Collection[uuid.UUID], *, scope: TenantScope) -> list[Account]:
-        """Those of `account_ids` inside `scope` (the others are left out), in id order."""
-        if not account_ids:
-            return []
-        statement = self._readable(scope).where(Account.id.in_(set(account_ids))).order_by(Account.id)
-        return list(await self._session.scalars(statement))
-
     async def lock(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account | None:
         """The account, its row locked until the transaction ends (`SELECT ... FOR UPDATE`): changes
         to its users run one at a time, so a count taken under the lock stays true until commit."""
@@ -173,18 +190,6 @@ class AccountRepository:
             .execution_options(populate_existing=True)
         )
         return await self._session.scalar(statement)
-
-    async def lock_with_business_manager(self, account_id: uuid.UUID) -> tuple[Account, BusinessManager] | None:
-        """The account (row locked) and the business manager it lives in, in one statement."""
-        statement = (
-            select(Account, BusinessManager)
-            .join(BusinessManager, BusinessManager.id == Account.business_manager_id)
-            .where(Account.id == account_id)
-            .with_for_update(of=Account)
-            .execution_options(populate_existing=True)
-        )
-        row = (await self._session.execute(statement)).one_or_none()
-        return None if row is None else (row[0], row[1])
 
     async def update(
         self, account_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]
@@ -202,35 +207,30 @@ class AccountRepository:
             statement = statement.where(Account.version == expected_version)
         return (await self._session.scalars(statement)).one_or_none()
 
-    def _users(self) -> Select[AccountUser, str]:
-        return select(AccountUser, User.email).join(User, User.id == AccountUser.user_id)
-
-    async def list_users(self, account_id: uuid.UUID, *, scope: TenantScope) -> list[tuple[AccountUser, str]] | None:
-        """Every user with access and their email, in the order they were given it; None when the
-        account is not one of the workspace's. One statement: the account outer-joined to its users."""
+    async def list_users(self, account_id: uuid.UUID, *, scope: TenantScope) -> list[AccountUser] | None:
+        """Every user with access, in the order they were given it; None when the account is not one
+        of the workspace's. One statement: the account outer-joined to its users."""
         statement = (
             self._readable(scope)
-            .with_only_columns(Account.id, AccountUser, User.email)
+            .with_only_columns(Account.id, AccountUser)
             .select_from(Account)
             .outerjoin(AccountUser, AccountUser.account_id == Account.id)
-            .outerjoin(User, User.id == AccountUser.user_id)
             .where(Account.id == account_id)
             .order_by(AccountUser.created_at, AccountUser.user_id)
         )
         rows = (await self._session.execute(statement)).all()
         if not rows:
             return None
-        return [(account_user, email) for _, account_user, email in rows if account_user is not None]
+        return [account_user for _, account_user in rows if account_user is not None]
 
-    async def get_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> tuple[AccountUser, str] | None:
-        """The user's access and their email, or None when they have none."""
+    async def get_user(self, account_id: uuid.UUID, user_id: uuid.UUID) -> AccountUser | None:
+        """The user's access, or None when they have none."""
         statement = (
-            self._users()
+            select(AccountUser)
             .where(AccountUser.account_id == account_id, AccountUser.user_id == user_id)
             .execution_options(populate_existing=True)
         )
-        row = (await self._session.execute(statement)).one_or_none()
-        return None if row is None else (row[0], row[1])
+        return await self._session.scalar(statement)
 
     async def count_users(self, account_id: uuid.UUID) -> int:
         statement = select(func.count()).select_from(AccountUser).where(AccountUser.account_id == account_id)
@@ -278,22 +278,17 @@ class AccountRepository:
 
     # The periodic sync with Meta (server/accounts/sync.py)
 
-    async def list_sync_targets(self) -> list[tuple[BusinessManager, int]]:
-        """ACTIVE business managers with a token, each with how many ACTIVE accounts Meta created in
-        it; business managers without such accounts are left out. One statement."""
+    async def count_syncable_by_business_manager(self) -> dict[uuid.UUID, int]:
+        """How many ACTIVE accounts Meta created (they have a meta_account_id) each business manager
+        holds; business managers without such accounts are left out. One statement."""
         statement = (
-            select(BusinessManager, func.count(Account.id))
-            .join(Account, Account.business_manager_id == BusinessManager.id)
-            .where(
-                BusinessManager.status == BusinessManagerStatus.ACTIVE,
-                BusinessManager.encrypted_token.is_not(None),
-                Account.status == AccountStatus.ACTIVE,
-                Account.meta_account_id.is_not(None),
-            )
-            .group_by(BusinessManager.id)
-            .order_by(BusinessManager.id)
+            select(Account.business_manager_id, func.count())
+            .where(Account.status == AccountStatus.ACTIVE, Account.meta_account_id.is_not(None))
+            .group_by(Account.business_manager_id)
         )
-        return [(business_manager, int(count)) for business_manager, count in await self._session.execute(statement)]
+        return {
+            business_manager_id: int(count) for business_manager_id, count in await self._session.execute(statement)
+        }
 
     async def list_for_sync(self, business_manager_id: uuid.UUID) -> list[Account]:
         """The ACTIVE accounts of the business manager that Meta created (they have a meta_account_id)."""
@@ -434,3 +429,17 @@ class AccountRepository:
         return bool(
             await self._session.scalar(select(exists().where(Account.business_manager_id == business_manager_id)))
         )
+
+    # The daily spend export (server/exports/)
+
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+        """Ids of workspaces that own at least one ad account, in id order, after `after`."""
+        statement = select(Account.workspace_id).distinct().order_by(Account.workspace_id).limit(limit)
+        if after is not None:
+            statement = statement.where(Account.workspace_id > after)
+        return list(await self._session.scalars(statement))
+
+    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]:
+        """Every ad account of the workspace, archived ones included, in creation order."""
+        statement = select(Account).where(Account.workspace_id == workspace_id).order_by(Account.id)
+        return list(await self._session.scalars(statement))

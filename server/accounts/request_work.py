@@ -5,19 +5,18 @@ attempt's transaction (see `server.requests.handlers` for the contract and `serv
 for the lifecycle around it, creation markers included).
 """
 
-import structlog
-
 from server.accounts.meta_values import account_status_from_meta, disable_reason_from_meta
 from server.accounts.models import AccountStatus
 from server.accounts.repository import AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.accounts.service import ACCOUNT_ENTITY
 from server.audit_logs.service import IAuditTrail
+from server.business_managers.meta_creation import MetaCreation, create_or_adopt, same_name_ids
 from server.business_managers.meta_steps import BusinessCredentials, MetaSteps, WorkRefused
 from server.business_managers.repository import BusinessManagerRepository
 from server.clients.meta.models import MetaAdAccount
 from server.db import utcnow
-from server.requests.handlers import ApprovedWork, CreationMarker, MetaIdTaken, SameNameLookup
+from server.requests.handlers import ApprovedWork, MetaIdTaken, SameNameLookup
 from server.requests.schemas import (
     AccountCreationPayload,
     RequestPayload,
@@ -25,8 +24,6 @@ from server.requests.schemas import (
     SpendCapChangePayload,
 )
 from server.tenancy import WorkspaceScope
-
-logger = structlog.get_logger("adplane.accounts.request_work")
 
 
 class AccountRequestWork:
@@ -57,28 +54,38 @@ class AccountRequestWork:
         if not isinstance(payload, AccountCreationPayload):
             raise WorkRefused(f"{payload.type.value} requests create no ad account")
         credentials = await self._steps.credentials_of(self._business_managers, payload.business_manager_id)
+        return lambda: same_name_ids(self._steps, credentials, self._creation(credentials, payload))
 
-        async def lookup() -> list[str]:
-            return [account.id for account in await self._same_name_accounts(credentials, payload)]
+    def _creation(
+        self, credentials: BusinessCredentials, payload: AccountCreationPayload
+    ) -> MetaCreation[MetaAdAccount]:
+        business_id = credentials.meta_business_id
 
-        return lookup
+        async def same_name(token: str) -> list[MetaAdAccount]:
+            found = await self._meta.find_ad_accounts(business_id, name=payload.name, token=token)
+            return [account for account in found if account.currency == payload.currency]
+
+        return MetaCreation(
+            what="ad account",
+            same_name=same_name,
+            create=lambda token: self._meta.create_ad_account(
+                business_id, name=payload.name, currency=payload.currency, timezone_name=payload.timezone, token=token
+            ),
+            known=self._accounts.known_meta_account_ids,
+            order=lambda account: int(account.account_id),
+        )
 
     async def _create(self, work: ApprovedWork, payload: AccountCreationPayload) -> RequestResultSchema:
         credentials = await self._steps.creation_credentials(
             self._business_managers, payload.business_manager_id, workspace_id=work.workspace_id
         )
-        meta_account = await self._adoptable(credentials, payload, work.marker) if work.adopt else None
-        if meta_account is None:
-            meta_account = await self._steps.call(
-                credentials,
-                lambda token: self._meta.create_ad_account(
-                    credentials.meta_business_id,
-                    name=payload.name,
-                    currency=payload.currency,
-                    timezone_name=payload.timezone,
-                    token=token,
-                ),
-            )
+        meta_account = await create_or_adopt(
+            self._steps,
+            credentials,
+            self._creation(credentials, payload),
+            adopt=work.adopt,
+            preexisting=work.marker.preexisting_meta_ids if work.marker else (),
+        )
         account = await self._accounts.add_created(
             workspace_id=work.workspace_id,
             business_manager_id=credentials.business_manager_id,
@@ -104,32 +111,6 @@ class AccountRequestWork:
         )
         return RequestResultSchema(account_id=account.id, meta_id=meta_account.id)
 
-    async def _same_name_accounts(
-        self, credentials: BusinessCredentials, payload: AccountCreationPayload
-    ) -> list[MetaAdAccount]:
-        return await self._steps.call(
-            credentials,
-            lambda token: self._meta.find_ad_accounts(credentials.meta_business_id, name=payload.name, token=token),
-        )
-
-    async def _adoptable(
-        self, credentials: BusinessCredentials, payload: AccountCreationPayload, marker: CreationMarker | None
-    ) -> MetaAdAccount | None:
-        """An account an earlier attempt of this request created on Meta but never recorded: same
-        name and currency in the business, not there when the creation started, no row of ours has it."""
-        found = await self._same_name_accounts(credentials, payload)
-        preexisting = set(marker.preexisting_meta_ids) if marker else set()
-        candidates = [
-            account for account in found if account.currency == payload.currency and account.id not in preexisting
-        ]
-        known = await self._accounts.known_meta_account_ids([account.id for account in candidates])
-        unknown = [account for account in candidates if account.id not in known]
-        if not unknown:
-            return None
-        adopted = min(unknown, key=lambda account: int(account.account_id))
-        logger.info("adopting an ad account an earlier attempt created", meta_account_id=adopted.id)
-        return adopted
-
     async def _change_spend_cap(self, work: ApprovedWork, payload: SpendCapChangePayload) -> RequestResultSchema:
         account = await self._accounts.get(payload.account_id, scope=WorkspaceScope(work.workspace_id))
         if account is None:
@@ -148,7 +129,7 @@ class AccountRequestWork:
                 meta_account_id, payload.amount_minor, currency=account.currency, token=token
             ),
         )
-        before = AccountResponseSchema.model_validate(account)
+        before = account
         updated = await self._accounts.update(
             account.id,
             expected_version=None,

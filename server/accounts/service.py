@@ -1,4 +1,12 @@
+"""Ad accounts: what workspaces may do with their accounts (request one, request a spend-cap change,
+give members access with Meta tasks) and what staff do to them (rename, archive, move to another
+workspace). The accounts module owns `accounts` and `accounts_users`; accounts themselves are created
+by the approved request's work (`request_work.py`), never by this service. Business managers, members,
+users and pixel shares are asked of their owners through the Protocols below.
+"""
+
 import uuid
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from server.accounts.exceptions import (
@@ -12,10 +20,9 @@ from server.accounts.exceptions import (
     BusinessManagerNotUsableException,
     NotAMemberException,
     SpendCapCurrencyMismatchException,
-    WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUser, AccountUserTask
-from server.accounts.repository import ACCOUNT_ROW_FIELDS, AccountRow, IAccountRepository
+from server.accounts.repository import IAccountRepository, account_schema
 from server.accounts.schemas import (
     AccountListRequestSchema,
     AccountMoveRequestSchema,
@@ -29,11 +36,11 @@ from server.auth.principal import Principal
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership
 from server.etags import version_of
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.requests.schemas import AccountCreationPayload, RequestResponseSchema, SpendCapChangePayload
 from server.requests.service import IRequestService
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus
 from server.workspaces.repository import IWorkspaceMemberRepository, IWorkspaceRepository
 
@@ -46,11 +53,26 @@ ACCOUNT_MOVED_TOPIC = "account.moved"
 
 
 class IBusinessManagerLookup(Protocol):
-    """What account requests need to know of business managers (the business managers repository)."""
+    """What account rules need to know of business managers (the business managers repository)."""
+
+    async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
 
     async def get_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> BusinessManager | None:
         """An ACTIVE platform business manager, or an ACTIVE client one of the workspace; else None."""
         ...
+
+
+class UserState(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+
+
+class IUserLookup(Protocol):
+    """The emails of users with access (the users module's repository)."""
+
+    async def contacts(self, user_ids: Collection[uuid.UUID]) -> Sequence[UserState]: ...
 
 
 class IAccountPixelShares(Protocol):
@@ -109,6 +131,7 @@ class AccountService:
         business_managers: IBusinessManagerLookup,
         pixel_shares: IAccountPixelShares,
         members: IWorkspaceMemberRepository,
+        users: IUserLookup,
         workspaces: IWorkspaceRepository,
         requests: IRequestService,
         audit: IAuditTrail,
@@ -119,6 +142,7 @@ class AccountService:
         self._business_managers = business_managers
         self._pixel_shares = pixel_shares
         self._members = members
+        self._users = users
         self._workspaces = workspaces
         self._requests = requests
         self._audit = audit
@@ -148,10 +172,7 @@ class AccountService:
         )
 
     async def get_account(self, account_id: uuid.UUID, *, workspace_id: uuid.UUID) -> AccountResponseSchema:
-        row = await self._repository.read(account_id, workspace_id=workspace_id)
-        if row is None:
-            raise AccountNotFoundException(account_id)
-        return _row_schema(row)
+        return await self._get(account_id, scope=WorkspaceScope(workspace_id))
 
     async def request_spend_cap_change(
         self, workspace_id: uuid.UUID, payload: SpendCapChangePayload, *, actor: Principal, idempotency_key: str | None
@@ -170,7 +191,8 @@ class AccountService:
         rows = await self._repository.list_users(account_id, scope=WorkspaceScope(workspace_id))
         if rows is None:
             raise AccountNotFoundException(account_id)
-        return [_user_schema(row, email) for row, email in rows]
+        emails = await self._emails_of([row.user_id for row in rows])
+        return [_user_schema(row, emails[row.user_id]) for row in rows]
 
     async def assign_account_user(
         self,
@@ -188,13 +210,12 @@ class AccountService:
         account = await self._locked(account_id, scope=WorkspaceScope(workspace_id))
         if account.status is AccountStatus.ARCHIVED:
             raise AccountArchivedException(account_id)
-        member = await self._members.get(workspace_id, user_id)
-        if member is None:
+        if await self._members.get(workspace_id, user_id) is None:
             raise NotAMemberException(workspace_id, user_id)
         tasks = [task.value for task in data.tasks]
-        existing = await self._repository.get_user(account_id, user_id)
-        if existing is not None:
-            current, email = existing
+        email = (await self._emails_of([user_id]))[user_id]
+        current = await self._repository.get_user(account_id, user_id)
+        if current is not None:
             before = _user_schema(current, email)
             if set(current.tasks) == set(tasks):
                 return before
@@ -204,7 +225,7 @@ class AccountService:
             if await self._repository.count_users(account_id) >= MAX_USERS_PER_ACCOUNT:
                 raise AccountUserLimitException(account_id, limit=MAX_USERS_PER_ACCOUNT)
             added = await self._repository.add_user(account_id=account_id, user_id=user_id, tasks=tasks)
-            before, after, action = None, _user_schema(added, member.user.email), "assign"
+            before, after, action = None, _user_schema(added, email), "assign"
         await self._audit.record(
             entity_type=ACCOUNT_USER_ENTITY,
             entity_id=account_id,
@@ -230,7 +251,7 @@ class AccountService:
             if await self._members.get(workspace_id, user_id) is None:
                 raise NotAMemberException(workspace_id, user_id)
             raise AccountUserNotFoundException(account_id, user_id)
-        before = _user_schema(*existing)
+        before = _user_schema(existing, (await self._emails_of([user_id]))[user_id])
         if not await self._repository.remove_user(account_id, user_id):  # pragma: no cover - we hold the lock
             raise AccountUserNotFoundException(account_id, user_id)
         await self._audit.record(
@@ -294,10 +315,10 @@ class AccountService:
         The audit entry names no workspace: either workspace's own log would show the other one.
         """
         expected = _version_of(data.etag, account_id)
-        locked = await self._repository.lock_with_business_manager(account_id)
-        if locked is None:
+        account = await self._locked(account_id, scope=SYSTEM)
+        business_manager = await self._business_managers.get(account.business_manager_id)
+        if business_manager is None:  # pragma: no cover - a foreign key
             raise AccountNotFoundException(account_id)
-        account, business_manager = locked
         if expected is not None and expected != account.version:
             raise AccountEtagMismatchException(account_id)
         if account.workspace_id == data.target_workspace_id:
@@ -344,7 +365,11 @@ class AccountService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _get(self, account_id: uuid.UUID, *, scope: TenantScope) -> Account:
+    async def _emails_of(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The users' emails (every user with access, or a member, exists: a foreign key)."""
+        return {user.id: user.email for user in await self._users.contacts(user_ids)}
+
+    async def _get(self, account_id: uuid.UUID, *, scope: TenantScope) -> AccountResponseSchema:
         account = await self._repository.get(account_id, scope=scope)
         if account is None:
             raise AccountNotFoundException(account_id)
@@ -359,32 +384,16 @@ class AccountService:
     async def _list(
         self, query: AccountListRequestSchema, *, scope: TenantScope, collection: str
     ) -> Page[AccountResponseSchema]:
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection=collection,
-            filters=filters,
+            collection,
             fetch=lambda after, limit: self._repository.list_accounts(query, scope=scope, after=after, limit=limit),
-            convert=_row_schema,
-            key=lambda account: account.id,
+            convert=account_schema,
         )
 
 
 def _to_schema(account: Account) -> AccountResponseSchema:
     return AccountResponseSchema.model_validate(account)
-
-
-def _row_schema(row: AccountRow) -> AccountResponseSchema:
-    """A row of the Core reads as the response schema. Validating a plain dict in pydantic-core is
-    cheaper than `model_construct` or the row's mapping view; calling the model's validator
-    directly skips `model_validate`'s per-call argument handling (about a quarter of the cost,
-    which counts at 50 rows a page)."""
-    schema: AccountResponseSchema = _validate_account(dict(zip(ACCOUNT_ROW_FIELDS, row, strict=True)))
-    return schema
-
-
-_validate_account = AccountResponseSchema.__pydantic_validator__.validate_python
 
 
 def _user_schema(account_user: AccountUser, email: str) -> AccountUserResponseSchema:

@@ -21,30 +21,27 @@ and one executemany INSERT of the audit entries (action "sync", before/after).
 `send_spend_cap_alerts` raises an alert once per crossing of 80 % and 100 % of an account's cap.
 """
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Annotated
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import structlog
 from pydantic import BaseModel
-from taskiq import Context, TaskiqDepends
 
 from server.accounts.meta_values import account_status_from_meta, disable_reason_from_meta
 from server.accounts.models import Account
-from server.accounts.repository import AccountMetaState
+from server.accounts.repository import AccountMetaState, AccountRepository
 from server.accounts.schemas import AccountResponseSchema
 from server.accounts.service import ACCOUNT_ENTITY
-from server.audit_logs.service import AuditEntry
-from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, WorkRefused
+from server.audit_logs.service import AuditEntry, IAuditTrail
+from server.business_managers.meta_steps import BusinessCredentials, MetaStepFailure, MetaSteps
+from server.business_managers.meta_sync import BusinessManagerCounts, sync_each
 from server.business_managers.models import BusinessManager
 from server.clients.meta.models import MetaAdAccount
-from server.clients.meta.protocol import IMetaClient
-from server.composition import Infrastructure
-from server.config import Settings
 from server.db import utcnow
-from server.tasks.resources import worker_resources
+from server.outbox.repository import IOutbox
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.sync.accounts")
 
@@ -57,14 +54,28 @@ SPEND_CAP_ALERT_THRESHOLDS = (80, 100)
 type Progress = Callable[[int, int], None]
 
 
+class ISyncTargets(Protocol):
+    """The business managers a sync may read (the business managers repository)."""
+
+    async def list_syncable(self, business_manager_ids: Sequence[uuid.UUID]) -> list[BusinessManager]: ...
+
+
+class AccountSyncUnit(Protocol):
+    """What the account sync and the spend-cap alerts use of a unit of work."""
+
+    @property
+    def account_repository(self) -> AccountRepository: ...
+    @property
+    def business_manager_repository(self) -> ISyncTargets: ...
+    @property
+    def audit(self) -> IAuditTrail: ...
+    @property
+    def outbox(self) -> IOutbox: ...
+
+
 @dataclass
 class SyncSummary:
-    # Business managers read from Meta.
-    business_managers: int = 0
-    # Meta kept failing (or the token could not be decrypted); their accounts wait for the next run.
-    business_managers_failed: int = 0
-    # Meta refused their token: now NEEDS_ATTENTION (unless staff set a new token meanwhile).
-    business_managers_token_refused: int = 0
+    business_managers: BusinessManagerCounts = field(default_factory=BusinessManagerCounts)
     # Local accounts compared with what Meta reported.
     accounts_checked: int = 0
     # Accounts with a change, written and audited.
@@ -75,18 +86,11 @@ class SyncSummary:
     accounts_not_found: int = 0
 
 
-async def sync_accounts_task(context: Annotated[Context, TaskiqDepends()]) -> dict[str, int]:
-    """Scheduled task (SYNC_ACCOUNTS_CRON)."""
-    resources = worker_resources(context)
-    summary = await sync_accounts(resources.infrastructure, resources.meta, resources.settings)
-    return asdict(summary)
-
-
 async def sync_accounts(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    settings: Settings,
+    units: UnitOfWorkFactory[AccountSyncUnit],
+    steps: MetaSteps,
     *,
+    concurrency: int,
     progress: Progress | None = None,
 ) -> SyncSummary:
     """Bring every ACTIVE account of every ACTIVE business manager with a token in line with Meta.
@@ -94,66 +98,55 @@ async def sync_accounts(
     `progress(done, total)` is called with 0 first and after each business manager, counting
     accounts: `total` is how many accounts there were to sync when the run started.
     """
-    async with infrastructure.unit_of_work() as uow:
-        targets = await uow.account_repository.list_sync_targets()
-    total = sum(count for _, count in targets)
-    done = 0
+    async with units() as uow:
+        counts = await uow.account_repository.count_syncable_by_business_manager()
+        targets = await uow.business_manager_repository.list_syncable(sorted(counts))
+    total = sum(counts[target.id] for target in targets)
+    synced = 0
     if progress is not None:
-        progress(done, total)
-    summary = SyncSummary()
-    sync = _BusinessManagerSync(infrastructure, meta, settings, summary)
+        progress(synced, total)
 
-    async def run(business_manager: BusinessManager, count: int) -> None:
-        nonlocal done
-        await sync.run(business_manager)
-        done += count
+    def done(business_manager: BusinessManager) -> None:
+        nonlocal synced
+        synced += counts[business_manager.id]
         if progress is not None:
-            progress(done, total)
+            progress(synced, total)
 
-    # A Meta failure ends the work on one business manager only; anything else (the database gone)
-    # cancels the rest and fails the run, which the next schedule repeats.
-    async with asyncio.TaskGroup() as group:
-        for business_manager, count in targets:
-            group.create_task(run(business_manager, count))
+    summary = SyncSummary()
+    sync = _BusinessManagerSync(units, steps, summary)
+    summary.business_managers = await sync_each(
+        steps, targets, concurrency=concurrency, read=sync.read, write=sync.write, what="ad accounts", done=done
+    )
     logger.info("accounts synced", **asdict(summary))
     return summary
 
 
-class _BusinessManagerSync:
-    def __init__(self, infrastructure: Infrastructure, meta: IMetaClient, settings: Settings, summary: SyncSummary):
-        self._infrastructure = infrastructure
-        self._meta = meta
-        self._summary = summary
-        self._steps = infrastructure.meta_steps(meta, settings)
-        self._meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
+@dataclass(frozen=True)
+class _Reported:
+    """Meta's view of a business manager's accounts, and the versions they had before Meta was read."""
 
-    async def run(self, business_manager: BusinessManager) -> None:
-        try:
-            credentials = self._steps.credentials(business_manager, require_active=False)
-        except WorkRefused:
-            self._summary.business_managers_failed += 1
-            return
-        async with self._infrastructure.unit_of_work() as uow:
-            accounts = await uow.account_repository.list_for_sync(business_manager.id)
+    accounts: dict[str, MetaAdAccount]
+    read_versions: Mapping[uuid.UUID, int]
+
+
+class _BusinessManagerSync:
+    def __init__(self, units: UnitOfWorkFactory[AccountSyncUnit], steps: MetaSteps, summary: SyncSummary) -> None:
+        self._units = units
+        self._steps = steps
+        self._meta = steps.meta
+        self._summary = summary
+
+    async def read(self, credentials: BusinessCredentials) -> _Reported | MetaStepFailure:
+        async with self._units() as uow:
+            accounts = await uow.account_repository.list_for_sync(credentials.business_manager_id)
         known = [account.meta_account_id for account in accounts if account.meta_account_id]
         # What Meta is about to report describes the accounts as they are now: only these versions
         # may be written with it.
         read_versions = {account.id: account.version for account in accounts}
-        async with self._meta_slots:
-            reported = await self._read(credentials, known)
+        reported = await self._read(credentials, known)
         if isinstance(reported, MetaStepFailure):
-            if reported.kind is FailureKind.TOKEN_REFUSED:
-                self._summary.business_managers_token_refused += 1
-                return
-            self._summary.business_managers_failed += 1
-            logger.warning(
-                "reading ad accounts from Meta failed; tried again next run",
-                business_manager_id=str(business_manager.id),
-                error=reported.reason,
-            )
-            return
-        self._summary.business_managers += 1
-        await self._write(business_manager.id, reported, read_versions)
+            return reported
+        return _Reported(reported, read_versions)
 
     async def _read(
         self, credentials: BusinessCredentials, known: Sequence[str]
@@ -191,27 +184,22 @@ class _BusinessManagerSync:
             )
         return reported
 
-    async def _write(
-        self,
-        business_manager_id: uuid.UUID,
-        reported: dict[str, MetaAdAccount],
-        read_versions: Mapping[uuid.UUID, int],
-    ) -> None:
-        """Write Meta's view of the accounts that are still at `read_versions` (id -> version read
-        before Meta was called); the others changed meanwhile and wait for the next run."""
+    async def write(self, credentials: BusinessCredentials, reported: _Reported) -> None:
+        """Write Meta's view of the accounts that are still at the versions read before Meta was
+        called; the others changed meanwhile and wait for the next run."""
         synced_at = utcnow()
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             repository = uow.account_repository
             # Read again, inside the writing transaction, for exact `before` snapshots.
-            accounts = await repository.list_for_sync(business_manager_id)
+            accounts = await repository.list_for_sync(credentials.business_manager_id)
             states: list[AccountMetaState] = []
             before: dict[uuid.UUID, AccountResponseSchema] = {}
             unchanged: list[uuid.UUID] = []
             for account in accounts:
-                read_version = read_versions.get(account.id)
+                read_version = reported.read_versions.get(account.id)
                 if read_version is None:
                     continue  # came in after this run read the business manager's accounts
-                meta_account = reported.get(account.meta_account_id or "")
+                meta_account = reported.accounts.get(account.meta_account_id or "")
                 if meta_account is None:
                     self._summary.accounts_not_found += 1
                     continue
@@ -294,13 +282,7 @@ class SpendCapAlertSchema(BaseModel):
     spent_percent: float
 
 
-async def send_spend_cap_alerts_task(context: Annotated[Context, TaskiqDepends()]) -> dict[str, int]:
-    """Scheduled task (SPEND_CAP_ALERTS_CRON)."""
-    resources = worker_resources(context)
-    return {"alerts": len(await send_spend_cap_alerts(resources.infrastructure))}
-
-
-async def send_spend_cap_alerts(infrastructure: Infrastructure) -> list[SpendCapAlertSchema]:
+async def send_spend_cap_alerts(units: UnitOfWorkFactory[AccountSyncUnit]) -> list[SpendCapAlertSchema]:
     """Raise an alert for every account whose spend reached a threshold it was not alerted for.
 
     The marker (`spend_cap_alert_percent`) moves in the same conditional UPDATE that picks the
@@ -309,7 +291,7 @@ async def send_spend_cap_alerts(infrastructure: Infrastructure) -> list[SpendCap
     thresholds at once, one alert (100) is raised. A new cap starts over (the marker is reset where
     the cap changes: the spend-cap task, and the sync when Meta reports another cap).
     """
-    async with infrastructure.unit_of_work() as uow:
+    async with units() as uow:
         repository = uow.account_repository
         alerts = [_alert(account) for account in await repository.raise_spend_cap_alerts(SPEND_CAP_ALERT_THRESHOLDS)]
         await uow.audit.record_many(

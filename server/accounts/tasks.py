@@ -14,23 +14,20 @@ deployment stores each user's Meta business user id (invited to the business, or
 and uses that instead.
 """
 
-import asyncio
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Protocol
 
 import structlog
-from taskiq import Context, TaskiqDepends
 
 from server.accounts.models import AccountUserTask
-from server.business_managers.meta_steps import FailureKind, MetaStepFailure
+from server.accounts.repository import AccountRepository
+from server.business_managers.meta_steps import FailureKind, MetaStepFailure, MetaSteps
+from server.business_managers.repository import IBusinessManagerRepository
 from server.clients.meta.models import MetaAccountTask
-from server.clients.meta.protocol import IMetaClient
-from server.composition import Infrastructure
-from server.config import Settings
-from server.tasks.resources import worker_resources
-from server.tasks.retry import Sleep
 from server.tenancy import SYSTEM
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.accounts.tasks")
 
@@ -63,53 +60,42 @@ def meta_business_user_id(user_id: uuid.UUID) -> str:
     return str(user_id.int)
 
 
-async def apply_account_user_change(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> str:
-    """`account_user.assigned` / `account_user.unassigned`: make Meta match the user's access."""
-    resources = worker_resources(context)
-    outcome = await apply_account_user(
-        resources.infrastructure,
-        resources.meta,
-        resources.settings,
-        account_id=uuid.UUID(payload["account_id"]),
-        user_id=uuid.UUID(payload["user_id"]),
-    )
-    return outcome.value
+class AccountTaskUnit(Protocol):
+    """What the access tasks use of a unit of work."""
+
+    @property
+    def account_repository(self) -> AccountRepository: ...
+    @property
+    def business_manager_repository(self) -> IBusinessManagerRepository: ...
 
 
-async def apply_account_move(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> dict[str, str]:
-    """`account.moved`: take away on Meta the access the move removed here. (The pixel shares it
-    removed are taken away by `pixel.unshared` tasks, one per pixel, which the pixels module queued.)"""
-    resources = worker_resources(context)
-    account_id = uuid.UUID(payload["account_id"])
+async def apply_account_move(
+    units: UnitOfWorkFactory[AccountTaskUnit],
+    steps: MetaSteps,
+    *,
+    account_id: uuid.UUID,
+    unassigned_user_ids: Sequence[uuid.UUID],
+) -> dict[str, str]:
+    """`account.moved`: take away on Meta the access the move removed here; the outcome per user.
+    (The pixel shares it removed are taken away by `pixel.unshared` tasks, one per pixel, which the
+    pixels module queued.)"""
     outcomes: dict[str, str] = {}
-    for user_id in payload.get("unassigned_user_ids", []):
-        user_outcome = await apply_account_user(
-            resources.infrastructure,
-            resources.meta,
-            resources.settings,
-            account_id=account_id,
-            user_id=uuid.UUID(user_id),
-        )
-        outcomes[f"user:{user_id}"] = user_outcome.value
+    for user_id in unassigned_user_ids:
+        outcome = await apply_account_user(units, steps, account_id=account_id, user_id=user_id)
+        outcomes[f"user:{user_id}"] = outcome.value
     return outcomes
 
 
 async def apply_account_user(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    settings: Settings,
-    *,
-    account_id: uuid.UUID,
-    user_id: uuid.UUID,
-    sleep: Sleep = asyncio.sleep,
+    units: UnitOfWorkFactory[AccountTaskUnit], steps: MetaSteps, *, account_id: uuid.UUID, user_id: uuid.UUID
 ) -> AccountUserOutcome:
     """Give the user on Meta the tasks they have on the account here, or take access away if they
     have none. Transient Meta errors are retried; a rejected token flags the business manager."""
     log = logger.bind(account_id=str(account_id), user_id=str(user_id))
-    steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
+    meta = steps.meta
 
     async def attempt() -> AccountUserOutcome:
-        async with infrastructure.unit_of_work() as uow:
+        async with units() as uow:
             # Held across the Meta call, and taken before anything is read: the tasks of one
             # account run one at a time, each reading the access as it is once it holds the lock.
             # A change committed after that read sends its own message, whose task waits here and
@@ -136,7 +122,7 @@ async def apply_account_user(
                     lambda token: meta.unassign_user(meta_account_id, user_id=meta_user_id, token=token),
                 )
                 return AccountUserOutcome.UNASSIGNED
-            tasks = [_META_TASKS[AccountUserTask(task)] for task in access[0].tasks]
+            tasks = [_META_TASKS[AccountUserTask(task)] for task in access.tasks]
             await steps.call(
                 credentials,
                 lambda token: meta.assign_user(meta_account_id, user_id=meta_user_id, tasks=tasks, token=token),

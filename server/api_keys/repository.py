@@ -1,3 +1,5 @@
+"""Every statement over `api_keys` and `api_keys_roles` (the roles a key holds, by role id)."""
+
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -7,9 +9,8 @@ import sqlalchemy.exc
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.api_keys.models import ApiKey
+from server.api_keys.models import ApiKey, ApiKeyRole
 from server.db import violated_constraint
-from server.users.models import Role
 
 _PREFIX_CONSTRAINT = "uq_api_keys_prefix"
 
@@ -21,7 +22,7 @@ class IApiKeyRepository(Protocol):
         name: str,
         prefix: str,
         secret_hash: str,
-        roles: Sequence[Role],
+        role_ids: Sequence[uuid.UUID],
         created_by_user_id: uuid.UUID | None,
     ) -> ApiKey | None: ...
     async def get(self, api_key_id: uuid.UUID) -> ApiKey | None: ...
@@ -39,7 +40,7 @@ class ApiKeyRepository:
         name: str,
         prefix: str,
         secret_hash: str,
-        roles: Sequence[Role],
+        role_ids: Sequence[uuid.UUID],
         created_by_user_id: uuid.UUID | None,
     ) -> ApiKey | None:
         """The new key, or None when another key already has `prefix` (the caller draws again).
@@ -50,7 +51,7 @@ class ApiKeyRepository:
             name=name,
             prefix=prefix,
             secret_hash=secret_hash,
-            roles=sorted(roles, key=lambda role: role.name),  # the order the relationship loads them in
+            role_links=[ApiKeyRole(role_id=role_id) for role_id in role_ids],
             created_by_user_id=created_by_user_id,
             revoked_at=None,
         )
@@ -89,5 +90,5 @@ class ApiKeyRepository:
         if api_key is not None:
             # UPDATE ... RETURNING does not run the relationship loaders, and an AsyncSession cannot
             # load them lazily.
-            await self._session.refresh(api_key, ["roles"])
+            await self._session.refresh(api_key, ["role_links"])
         return api_key

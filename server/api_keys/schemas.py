@@ -1,6 +1,6 @@
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -28,6 +28,9 @@ class ApiKeyCreateRequestSchema(BaseModel):
 
 class ApiKeyListRequestSchema(PageRequestSchema):
     include_revoked: bool = False
+
+    def filters(self) -> dict[str, Any]:
+        return {"include_revoked": self.include_revoked}
 
 
 class ApiKeyResponseSchema(BaseModel):

@@ -1,3 +1,7 @@
+"""Every statement over `audit_logs`: inserts (one, or many in one executemany) and the keyset-paged
+list, newest first.
+"""
+
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol

@@ -1,3 +1,8 @@
+"""The append-only audit trail: every mutation records an entry (actor, workspace, entity, action,
+before/after) in its own transaction through `IAuditTrail`, and staff and workspace admins list the
+entries. The audit_logs module owns `audit_logs`; a database trigger refuses updates and deletes.
+"""
+
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -8,7 +13,7 @@ from pydantic import BaseModel
 from server.audit_logs.repository import IAuditLogRepository
 from server.audit_logs.schemas import AuditLogListRequestSchema, AuditLogResponseSchema
 from server.auth.principal import Principal
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,9 @@ class AuditLogService:
         self._page_tokens = page_tokens
 
     async def list_audit_logs(self, query: AuditLogListRequestSchema) -> Page[AuditLogResponseSchema]:
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="audit_logs",
-            filters=filters,
+            "audit_logs",
             fetch=lambda after, limit: self._repository.list_entries(query, before=after, limit=limit),
             convert=AuditLogResponseSchema.model_validate,
-            key=lambda entry: entry.id,
         )

@@ -1,26 +1,46 @@
-import datetime as dt
-import uuid
+"""The views this module reads callers' standing from (created by the migration `standing_views`).
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+Their data belongs to the users, workspaces, api_keys and signin modules; the views are this
+module's own, so the standing lookups (`server.auth.repository`) name no other module's table. They
+live on a MetaData of their own: alembic does not autogenerate views, and tests never truncate them.
+"""
 
-from server.db import Base, IdMixin, utcnow
+from sqlalchemy import Boolean, Column, MetaData, String, Table, Uuid
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import DateTime
 
+standing_views = MetaData()
 
-class RefreshToken(IdMixin, Base):
-    """One refresh token. A Login starts a family; each RefreshToken spends one and adds the next.
+standing_users = Table(
+    "standing_users",
+    standing_views,
+    Column("user_id", Uuid),
+    Column("active", Boolean),
+    Column("superuser", Boolean),
+    Column("permissions", ARRAY(String)),
+)
 
-    Access tokens name their family (`fam` claim), so revoking a family (Logout, reuse of a spent
-    token, deactivation) also stops its access tokens at once.
-    """
+standing_memberships = Table(
+    "standing_memberships",
+    standing_views,
+    Column("user_id", Uuid),
+    Column("workspace_id", Uuid),
+    Column("role", String),
+)
 
-    __tablename__ = "refresh_tokens"
+standing_sessions = Table(
+    "standing_sessions",
+    standing_views,
+    Column("family_id", Uuid),
+    Column("revoked_at", DateTime(timezone=True)),
+)
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    family_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    # sha256 of the token; the token itself is never stored.
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column()
-    used_at: Mapped[dt.datetime | None] = mapped_column()
-    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+standing_api_keys = Table(
+    "standing_api_keys",
+    standing_views,
+    Column("id", Uuid),
+    Column("prefix", String),
+    Column("secret_hash", String),
+    Column("revoked", Boolean),
+    Column("permissions", ARRAY(String)),
+)

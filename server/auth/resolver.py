@@ -5,25 +5,19 @@ import hmac
 import time
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from server.auth.api_key_format import split_key
 from server.auth.credentials import ApiKeyCredentials, Credentials, InvalidCredentials, UserCredentials
 from server.auth.exceptions import CallerRevokedException
 from server.auth.principal import Principal, PrincipalKind
-from server.auth.repository import StandingRepository
-from server.auth.schemas import ApiKeyStandingSchema, UserStandingSchema
+from server.auth.repository import IStandingRepository
 from server.auth.standing_cache import StandingCache
 from server.auth.tokens import InvalidTokenException, hash_secret
 
 
 class PrincipalResolver:
-    def __init__(
-        self, database: AsyncEngine | async_sessionmaker[AsyncSession], *, cache: StandingCache | None = None
-    ) -> None:
-        """`database`: an autocommit engine (the server's: one connection, no ORM session, per
-        standing) or a session factory. `cache`: standings kept until the database says otherwise."""
-        self._database = database
+    def __init__(self, standings: IStandingRepository, *, cache: StandingCache | None = None) -> None:
+        """`cache`: standings kept until the database says otherwise."""
+        self._standings = standings
         self._cache = cache
 
     async def resolve(self, credentials: Credentials, *, workspace_id: uuid.UUID | None) -> Principal:
@@ -42,7 +36,9 @@ class PrincipalResolver:
         found, standing = self._cache.user(key) if self._cache is not None else (False, None)
         if not found:
             generation = self._cache.generation if self._cache is not None else 0
-            standing = await self._read_user(claims.user_id, claims.family_id, workspace_id)
+            standing = await self._standings.user_standing(
+                user_id=claims.user_id, family_id=claims.family_id, workspace_id=workspace_id
+            )
             if self._cache is not None:
                 self._cache.put_user(key, standing, generation=generation)
         if standing is None or not standing.active or standing.session_revoked:
@@ -63,7 +59,7 @@ class PrincipalResolver:
         found, standing = self._cache.api_key(prefix) if self._cache is not None else (False, None)
         if not found:
             generation = self._cache.generation if self._cache is not None else 0
-            standing = await self._read_api_key(prefix)
+            standing = await self._standings.api_key_standing(prefix=prefix)
             if self._cache is not None:
                 self._cache.put_api_key(prefix, standing, generation=generation)
         if standing is None or not hmac.compare_digest(standing.secret_hash, hash_secret(credentials.key)):
@@ -71,23 +67,3 @@ class PrincipalResolver:
         if standing.revoked:
             raise CallerRevokedException()
         return Principal(kind=PrincipalKind.API_KEY, id=standing.id, system_permissions=standing.permissions)
-
-    async def _read_user(
-        self, user_id: uuid.UUID, family_id: uuid.UUID, workspace_id: uuid.UUID | None
-    ) -> UserStandingSchema | None:
-        if isinstance(self._database, AsyncEngine):
-            async with self._database.connect() as connection:
-                return await StandingRepository(connection).user_standing(
-                    user_id=user_id, family_id=family_id, workspace_id=workspace_id
-                )
-        async with self._database() as session:
-            return await StandingRepository(session).user_standing(
-                user_id=user_id, family_id=family_id, workspace_id=workspace_id
-            )
-
-    async def _read_api_key(self, prefix: str) -> ApiKeyStandingSchema | None:
-        if isinstance(self._database, AsyncEngine):
-            async with self._database.connect() as connection:
-                return await StandingRepository(connection).api_key_standing(prefix=prefix)
-        async with self._database() as session:
-            return await StandingRepository(session).api_key_standing(prefix=prefix)

@@ -18,8 +18,8 @@ from server.config import Settings
 from server.log import configure_logging
 from server.metrics import SCHEDULED_RUNS, serve_metrics
 from server.outages import is_outage
-from server.tasks.broker import create_broker, start_broker
-from server.tasks.heartbeat import beat
+from server.taskqueue.broker import create_broker, start_broker
+from server.taskqueue.heartbeat import beat
 
 logger = structlog.get_logger("adplane.scheduler")
 

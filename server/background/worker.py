@@ -10,15 +10,15 @@ from taskiq.api import run_receiver_task
 
 from server import event_loop
 from server.background.registry import event_streams, publish, register_tasks
+from server.background.resources import WorkerResources
 from server.config import Settings
 from server.log import configure_logging
 from server.metrics import serve_metrics
 from server.outbox.relay import OutboxRelay
-from server.tasks.broker import create_broker, start_broker
-from server.tasks.heartbeat import beat
-from server.tasks.metrics import TaskMetrics
-from server.tasks.resources import WorkerResources
-from server.tasks.tracing import TaskTracing
+from server.taskqueue.broker import create_broker, start_broker
+from server.taskqueue.heartbeat import beat
+from server.taskqueue.metrics import TaskMetrics
+from server.taskqueue.tracing import TaskTracing
 from server.tracing import configure_tracing, shutdown_tracing
 
 logger = structlog.get_logger("adplane.worker")
@@ -33,8 +33,8 @@ async def work(settings: Settings) -> None:
     await start_broker(broker)
     broker.state.resources = resources  # read by tasks through worker_resources()
     relay = OutboxRelay(
-        resources.infrastructure,
-        partial(publish, broker, streams=event_streams(resources.infrastructure)),
+        resources.infrastructure.unit_of_work,
+        partial(publish, broker, streams=event_streams(resources.infrastructure.request_event_publisher)),
         batch_size=settings.outbox_batch_size,
         poll_seconds=settings.outbox_poll_seconds,
     )

@@ -11,7 +11,7 @@ Every task and sync that calls Meta goes through `MetaSteps`:
 - `call(credentials, lambda token: meta.xxx(..., token=token))`: one Graph call; a refused token
   (Meta code 190) becomes `TokenRejected`, which names the business manager and is never retried;
 - `run(step, what=...)`: runs a step (which may make several calls and database reads) under the
-  retry policy (`server.tasks.retry`, built in `retry_policy` below: the one place it is chosen) and
+  retry policy (`server.taskqueue.retry`, built in `retry_policy` below: the one place it is chosen) and
   returns its result, or a `MetaStepFailure` that says which of the four ways it failed:
   TOKEN_REFUSED (the business manager is flagged NEEDS_ATTENTION here, in a transaction of its own),
   UNUSABLE (`WorkRefused`), REFUSED (Meta refused for a reason retrying will not change) or
@@ -34,7 +34,7 @@ from server.clients.meta.exceptions import MetaError, MetaTokenError
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
 from server.crypto import SecretCipher
-from server.tasks.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
+from server.taskqueue.retry import RetriesExhausted, RetryPolicy, Sleep, retrying
 
 logger = structlog.get_logger("adplane.meta_steps")
 

@@ -1,3 +1,7 @@
+"""Every statement over `business_managers`: lookups (usable by a workspace, locked for a change),
+pages for staff and for a workspace, and what the syncs read and mark.
+"""
+
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -11,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.business_managers.exceptions import BusinessManagerExistsException
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership, BusinessManagerStatus
 from server.db import utcnow, violated_constraint
-from server.workspaces.models import Workspace
 
 _LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
 
@@ -41,7 +44,6 @@ class IBusinessManagerRepository(Protocol):
     async def list_for_workspace(
         self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> list[BusinessManager]: ...
-    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None: ...
 
 
 class BusinessManagerRepository:
@@ -140,16 +142,12 @@ class BusinessManagerRepository:
         self, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> list[BusinessManager]:
         """What the workspace may use: its own live client business managers and the offered platform
-        ones. Empty for a workspace that does not exist (the caller tells that apart)."""
+        ones (the caller checks that the workspace exists)."""
         return await self._page(self._offered_to(workspace_id), after=after, limit=limit)
-
-    async def get_workspace(self, workspace_id: uuid.UUID) -> Workspace | None:
-        return await self._session.scalar(select(Workspace).where(Workspace.id == workspace_id))
 
     def _offered_to(self, workspace_id: uuid.UUID) -> Select[BusinessManager]:
         """Every query of a workspace's business managers starts here."""
         return select(BusinessManager).where(
-            exists().where(Workspace.id == workspace_id),
             or_(
                 (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
                 & (BusinessManager.workspace_id == workspace_id)
@@ -167,14 +165,30 @@ class BusinessManagerRepository:
             statement = statement.where(BusinessManager.id > after)
         return list(await self._session.scalars(statement))
 
-    # The periodic sync with Meta (server/business_managers/tasks.py)
+    # The periodic syncs with Meta (server/*/sync.py)
 
     async def list_for_sync(self) -> list[BusinessManager]:
-        """Every business manager the sync reads from Meta: not archived, with a token."""
+        """Every business manager the business manager sync reads from Meta: not archived, with a token."""
         statement = (
             select(BusinessManager)
             .where(
                 BusinessManager.status != BusinessManagerStatus.ARCHIVED,
+                BusinessManager.encrypted_token.is_not(None),
+            )
+            .order_by(BusinessManager.id)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def list_syncable(self, business_manager_ids: Sequence[uuid.UUID]) -> list[BusinessManager]:
+        """Those of the business managers whose objects the account and pixel syncs read: ACTIVE,
+        with a token; in id order."""
+        if not business_manager_ids:
+            return []
+        statement = (
+            select(BusinessManager)
+            .where(
+                BusinessManager.id == any_(bindparam("ids", list(business_manager_ids), type_=ARRAY(Uuid))),
+                BusinessManager.status == BusinessManagerStatus.ACTIVE,
                 BusinessManager.encrypted_token.is_not(None),
             )
             .order_by(BusinessManager.id)

@@ -1,3 +1,9 @@
+"""Business managers (Meta business portfolios): the agency's platform ones, managed by staff with
+their system-user token encrypted at rest, and workspaces' client ones, connected through a request
+staff approve. The business_managers module owns `business_managers`; it also holds the toolkit
+every background job talks to Meta through (`meta_steps.py`, `meta_creation.py`, `meta_sync.py`).
+"""
+
 import hmac
 import uuid
 from collections.abc import Sequence
@@ -30,7 +36,7 @@ from server.crypto import SecretCipher
 from server.etags import version_of
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.requests.schemas import BusinessManagerConnectionPayload, RequestResponseSchema
 from server.requests.service import IRequestService
 from server.workspaces.exceptions import WorkspaceArchivedException, WorkspaceNotFoundException
@@ -47,6 +53,17 @@ class IBusinessManagerHolder(Protocol):
     async def holds_objects_in(self, business_manager_id: uuid.UUID) -> bool:
         """Whether any of its objects (whatever their status) lives in the business manager."""
         ...
+
+
+class WorkspaceState(Protocol):
+    @property
+    def status(self) -> WorkspaceStatus: ...
+
+
+class IWorkspaceLookup(Protocol):
+    """The workspaces client business managers belong to (the workspaces module's repository)."""
+
+    async def get(self, workspace_id: uuid.UUID) -> WorkspaceState | None: ...
 
 
 class IBusinessManagerService(Protocol):
@@ -90,6 +107,7 @@ class BusinessManagerService:
         *,
         repository: IBusinessManagerRepository,
         holders: Sequence[IBusinessManagerHolder],
+        workspaces: IWorkspaceLookup,
         requests: IRequestService,
         audit: IAuditTrail,
         cipher: SecretCipher,
@@ -98,6 +116,7 @@ class BusinessManagerService:
     ) -> None:
         self._repository = repository
         self._holders = holders
+        self._workspaces = workspaces
         self._requests = requests
         self._audit = audit
         self._cipher = cipher
@@ -156,12 +175,9 @@ class BusinessManagerService:
     async def list_business_managers(
         self, query: BusinessManagerListRequestSchema
     ) -> Page[BusinessManagerResponseSchema]:
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="business_managers",
-            filters=filters,
+            "business_managers",
             fetch=lambda after, limit: self._repository.list_business_managers(
                 ownership=query.ownership,
                 status=query.status,
@@ -170,7 +186,6 @@ class BusinessManagerService:
                 limit=limit,
             ),
             convert=to_schema,
-            key=lambda business_manager: business_manager.id,
         )
 
     async def update_business_manager(
@@ -245,7 +260,7 @@ class BusinessManagerService:
         idempotency_key: str | None = None,
     ) -> RequestResponseSchema:
         """Queue a request to connect the workspace's own Meta business (staff approve it)."""
-        workspace = await self._repository.get_workspace(workspace_id)
+        workspace = await self._workspaces.get(workspace_id)
         if workspace is None:
             raise WorkspaceNotFoundException(workspace_id)
         if workspace.status is WorkspaceStatus.ARCHIVED:
@@ -258,22 +273,16 @@ class BusinessManagerService:
         self, workspace_id: uuid.UUID, query: WorkspaceBusinessManagerListRequestSchema
     ) -> Page[BusinessManagerResponseSchema]:
         """The workspace's own live client business managers and the platform ones it is offered."""
+        if await self._workspaces.get(workspace_id) is None:
+            raise WorkspaceNotFoundException(workspace_id)
         # The workspace is part of the filters, so one workspace's page token is useless to another.
-        filters = {"workspace_id": str(workspace_id)}
-        page = await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="workspace_business_managers",
-            filters=filters,
+            "workspace_business_managers",
+            filters={"workspace_id": str(workspace_id)},
             fetch=lambda after, limit: self._repository.list_for_workspace(workspace_id, after=after, limit=limit),
             convert=to_schema,
-            key=lambda business_manager: business_manager.id,
         )
-        # The list query only matches when the workspace exists; look it up only when nothing came
-        # back, so the common case stays one query.
-        if not page.items and await self._repository.get_workspace(workspace_id) is None:
-            raise WorkspaceNotFoundException(workspace_id)
-        return page
 
     async def flag_token_refused(self, business_manager_id: uuid.UUID, *, token_ciphertext: str) -> bool:
         """Meta refused the business manager's system-user token (code 190): make it

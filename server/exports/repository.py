@@ -1,3 +1,7 @@
+"""Every statement over `exports`: reads narrowed to the caller's workspace, pages, and the upsert of
+a day's export under a lock per workspace and day.
+"""
+
 import datetime as dt
 import uuid
 from typing import Protocol
@@ -6,7 +10,6 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.models import Account
 from server.db import new_id, utcnow
 from server.exports.models import Export
 from server.exports.schemas import ExportListRequestSchema
@@ -23,8 +26,6 @@ class IExportRepository(Protocol):
     async def upsert(
         self, *, workspace_id: uuid.UUID, export_date: dt.date, object_key: str, row_count: int, size_bytes: int
     ) -> Export: ...
-    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
-    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]: ...
 
 
 class ExportRepository:
@@ -90,15 +91,3 @@ class ExportRepository:
         )
         returning = statement.returning(Export).execution_options(populate_existing=True)
         return (await self._session.scalars(returning)).one()
-
-    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
-        """Ids of workspaces that own at least one ad account, in id order, after `after`."""
-        statement = select(Account.workspace_id).distinct().order_by(Account.workspace_id).limit(limit)
-        if after is not None:
-            statement = statement.where(Account.workspace_id > after)
-        return list(await self._session.scalars(statement))
-
-    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]:
-        """Every ad account of the workspace, archived ones included, in creation order."""
-        statement = select(Account).where(Account.workspace_id == workspace_id).order_by(Account.id)
-        return list(await self._session.scalars(statement))

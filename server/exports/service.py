@@ -1,3 +1,8 @@
+"""Daily spend exports: one CSV per workspace written to object storage by the scheduled job, listed
+and downloaded through short-lived presigned URLs. The exports module owns `exports` (one row per
+workspace and day) and the objects; the accounts whose spend is exported are the accounts module's.
+"""
+
 import csv
 import datetime as dt
 import io
@@ -11,7 +16,7 @@ from server.exports.models import Export
 from server.exports.repository import IExportRepository
 from server.exports.schemas import ExportDownloadUrlSchema, ExportListRequestSchema, ExportResponseSchema
 from server.exports.storage import IExportStorage
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 
 EXPORT_ENTITY = "export"
@@ -38,6 +43,13 @@ def spend_object_key(workspace_id: uuid.UUID, day: dt.date) -> str:
     return f"exports/{workspace_id}/{spend_file_name(day)}"
 
 
+class IAccountSpend(Protocol):
+    """The ad accounts whose spend is exported (the accounts module's repository)."""
+
+    async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
+    async def accounts_of(self, workspace_id: uuid.UUID) -> list[Account]: ...
+
+
 class IExportService(Protocol):
     async def list_workspace_exports(
         self, workspace_id: uuid.UUID, query: ExportListRequestSchema
@@ -46,6 +58,7 @@ class IExportService(Protocol):
     async def get_download_url(self, export_id: uuid.UUID, *, scope: TenantScope) -> ExportDownloadUrlSchema: ...
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None: ...
+    async def ensure_bucket(self) -> None: ...
 
 
 class ExportService:
@@ -55,12 +68,14 @@ class ExportService:
         self,
         *,
         repository: IExportRepository,
+        accounts: IAccountSpend,
         storage: IExportStorage,
         audit: IAuditTrail,
         page_tokens: PageTokenCodec,
         url_ttl: dt.timedelta,
     ) -> None:
         self._repository = repository
+        self._accounts = accounts
         self._storage = storage
         self._audit = audit
         self._page_tokens = page_tokens
@@ -101,7 +116,12 @@ class ExportService:
     # -- the daily job -------------------------------------------------------------------------
 
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
-        return await self._repository.workspaces_with_accounts(after=after, limit=limit)
+        return await self._accounts.workspaces_with_accounts(after=after, limit=limit)
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket when it is missing: development's moto starts empty. Production buckets
+        are provisioned, and the worker's credentials need not be allowed to create them."""
+        await self._storage.ensure_bucket()
 
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None:
         """Write the workspace's spend CSV of `day` to storage and record it; None when the workspace
@@ -118,7 +138,7 @@ class ExportService:
         nothing but another export of the same workspace and day.
         """
         await self._repository.lock_workspace_day(workspace_id, day)
-        accounts = await self._repository.accounts_of(workspace_id)
+        accounts = await self._accounts.accounts_of(workspace_id)
         if not accounts:
             return None
         body = spend_csv(accounts)
@@ -151,15 +171,11 @@ class ExportService:
     async def _list(
         self, query: ExportListRequestSchema, *, scope: TenantScope, collection: str
     ) -> Page[ExportResponseSchema]:
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection=collection,
-            filters=filters,
+            collection,
             fetch=lambda after, limit: self._repository.list_exports(query, scope=scope, before=after, limit=limit),
             convert=_to_schema,
-            key=lambda export: export.id,
         )
 
 

@@ -13,8 +13,6 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
-import aioboto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from server.config import Settings
@@ -59,17 +57,18 @@ class S3ExportStorage:
         self._client_options: dict[str, Any] = {
             "region_name": region,
             "endpoint_url": endpoint_url or None,
-            "config": Config(
+            # botocore.config.Config's arguments (made with the client: see `_s3`).
+            "config": {
                 # SigV4 everywhere: presigned URLs then carry X-Amz-Expires and work in every region
                 # (botocore would otherwise presign with the legacy signature in us-east-1).
-                signature_version="s3v4",
+                "signature_version": "s3v4",
                 # S3-compatible stores (moto, MinIO) on an IP or a plain host name have no
                 # per-bucket DNS names; AWS itself gets its default (virtual-hosted) addressing.
-                s3={"addressing_style": "path"} if endpoint_url else {},
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=5,
-                read_timeout=30,
-            ),
+                "s3": {"addressing_style": "path"} if endpoint_url else {},
+                "retries": {"mode": "standard", "max_attempts": 3},
+                "connect_timeout": 5,
+                "read_timeout": 30,
+            },
         }
         # Without explicit keys boto's default chain applies (environment, instance or task role).
         if access_key_id and secret_access_key:
@@ -80,7 +79,6 @@ class S3ExportStorage:
         self._public_client_options: dict[str, Any] | None = None
         if public_endpoint_url and public_endpoint_url != endpoint_url:
             self._public_client_options = {**self._client_options, "endpoint_url": public_endpoint_url}
-        self._session = aioboto3.Session()
         self._stack = AsyncExitStack()
         self._clients: dict[bool, S3Client] = {}
         self._opening = asyncio.Lock()
@@ -107,9 +105,16 @@ class S3ExportStorage:
             async with self._opening:
                 client = self._clients.get(public)
                 if client is None:
-                    options = self._public_client_options if public else self._client_options
+                    # Imported here: aioboto3 and botocore's config take about a second of CPU to
+                    # import, which every process (and every CLI command) paid at start-up
+                    # whether or not it ever touched S3.
+                    import aioboto3  # noqa: PLC0415
+                    from botocore.config import Config  # noqa: PLC0415
+
+                    chosen = (public and self._public_client_options) or self._client_options
+                    options = {**chosen, "config": Config(**chosen["config"])}
                     client = self._clients[public] = await self._stack.enter_async_context(
-                        self._session.client("s3", **(options or {}))
+                        aioboto3.Session().client("s3", **options)
                     )
         return client
 

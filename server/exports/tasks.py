@@ -11,15 +11,13 @@ that day's file.
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Protocol
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
-from taskiq import Context, TaskiqDepends
 
-from server.composition import Infrastructure
-from server.config import Environment
-from server.tasks.resources import worker_resources
+from server.exports.service import IExportService
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.exports")
 
@@ -37,6 +35,11 @@ class SpendExportSummary:
     failed: list[uuid.UUID] = field(default_factory=list)
 
 
+class ExportUnit(Protocol):
+    @property
+    def exports(self) -> IExportService: ...
+
+
 class SpendExportIncomplete(Exception):
     def __init__(self, summary: SpendExportSummary) -> None:
         ids = ", ".join(str(workspace_id) for workspace_id in summary.failed)
@@ -45,7 +48,7 @@ class SpendExportIncomplete(Exception):
 
 
 async def run_daily_spend_export(
-    infrastructure: Infrastructure, *, day: dt.date, batch_size: int = WORKSPACE_BATCH
+    units: UnitOfWorkFactory[ExportUnit], *, day: dt.date, create_bucket: bool, batch_size: int = WORKSPACE_BATCH
 ) -> SpendExportSummary:
     """Export the spend of every workspace that has ad accounts, named by `day`.
 
@@ -53,18 +56,17 @@ async def run_daily_spend_export(
     transaction stays open across more than one upload. Database errors are not caught: without
     the database nothing can be recorded, so the run stops.
     """
-    if infrastructure.settings.environment is not Environment.PRODUCTION:
-        # moto starts empty in development; production buckets are provisioned, and the worker's
-        # credentials need not be allowed to create them.
-        await infrastructure.export_storage.ensure_bucket()
+    if create_bucket:
+        async with units() as uow:
+            await uow.exports.ensure_bucket()
     summary = SpendExportSummary(export_date=day)
     after: uuid.UUID | None = None
     while True:
-        async with infrastructure.unit_of_work() as uow:
+        async with units() as uow:
             workspace_ids = await uow.exports.workspaces_with_accounts(after=after, limit=batch_size)
         for workspace_id in workspace_ids:
             try:
-                async with infrastructure.unit_of_work() as uow:
+                async with units() as uow:
                     export = await uow.exports.export_workspace_spend(workspace_id, day)
             except (BotoCoreError, ClientError):
                 logger.exception("spend export failed", workspace_id=str(workspace_id), export_date=day.isoformat())
@@ -84,16 +86,3 @@ async def run_daily_spend_export(
         failed=len(summary.failed),
     )
     return summary
-
-
-async def export_daily_spend(context: Annotated[Context, TaskiqDepends()]) -> dict[str, Any]:
-    """Scheduled daily (SPEND_EXPORT_CRON): today's (UTC) spend export of every workspace.
-
-    Fails, after exporting every workspace it could, when some uploads failed, so the run shows
-    as failed; rerunning it is safe.
-    """
-    resources = worker_resources(context)
-    summary = await run_daily_spend_export(resources.infrastructure, day=dt.datetime.now(dt.UTC).date())
-    if summary.failed:
-        raise SpendExportIncomplete(summary)
-    return {"export_date": summary.export_date.isoformat(), "workspaces": summary.workspaces, "rows": summary.rows}

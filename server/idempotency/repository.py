@@ -1,3 +1,7 @@
+"""Every statement over `idempotency_keys`: claiming a (scope, caller, key) before the work, and
+recording what the first call created.
+"""
+
 import uuid
 from typing import Protocol
 

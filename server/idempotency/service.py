@@ -1,3 +1,8 @@
+"""Idempotent creates, requests and approvals (AIP-155 `request_id`): the first call with a key does
+the work and records what it created; a retry with the same key and payload gets that result again,
+another payload REQUEST_ID_REUSED. The idempotency module owns `idempotency_keys`.
+"""
+
 import uuid
 from collections.abc import Awaitable, Callable
 

@@ -7,6 +7,7 @@ returned or raised: this step sits outside error mapping, which has set the fina
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,10 +33,10 @@ class _MethodMetrics:
         self.in_flight.inc()
         return time.perf_counter()
 
-    def end(self, context: Context, started: float) -> None:
+    def end(self, context: Context, started: float, *, cancelled: bool = False) -> None:
         self.duration.observe(time.perf_counter() - started)
         self.in_flight.dec()
-        code = code_name(context)
+        code = code_name(context, cancelled=cancelled)
         handled = self._handled.get(code)
         if handled is None:
             handled = self._handled[code] = RPCS_HANDLED.labels(*self._labels, code)
@@ -48,10 +49,14 @@ class RpcMetrics(Step):
 
         async def measured(request: Any, context: Context) -> Any:
             started = metrics.begin()
+            cancelled = False
             try:
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                metrics.end(context, started)
+                metrics.end(context, started, cancelled=cancelled)
 
         return measured
 
@@ -60,10 +65,14 @@ class RpcMetrics(Step):
 
         async def measured(request: Any, context: Context) -> AsyncIterator[Any]:
             started = metrics.begin()
+            cancelled = False
             try:
                 async for response in behavior(request, context):
                     yield response
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                metrics.end(context, started)
+                metrics.end(context, started, cancelled=cancelled)
 
         return measured

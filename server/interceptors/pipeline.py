@@ -56,8 +56,9 @@ _call_metadata: ContextVar[tuple[object, Metadata]] = ContextVar("adplane_call_m
 
 
 def call_metadata(context: Context) -> Metadata:
-    """The call's metadata. grpc builds a new tuple on every `context.invocation_metadata()` (about
-    10 µs with the dozen headers a call through Envoy has); steps read it here, once per call."""
+    """The call's metadata. grpc builds a new tuple on every `context.invocation_metadata()` (a cost
+    that grows with the dozen headers a call through Envoy has: bench/README.md, "Measurements behind
+    the code"); steps read it here, once per call."""
     owner, metadata = _call_metadata.get()
     if owner is not context:
         metadata = cast(Metadata, context.invocation_metadata() or ())

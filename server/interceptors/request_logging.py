@@ -8,6 +8,7 @@ and the outcome line is only built when INFO is enabled for `adplane.rpc`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -39,13 +40,22 @@ def _request_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     return uuid.uuid4().hex
 
 
-def code_name(context: Context) -> str:
-    # grpc.aio reports the code a handler set or aborted with (a grpc.StatusCode), and before
-    # that its own "ok" (the integer 0); anything else is logged as it is rather than guessed at.
+def code_name(context: Context, *, cancelled: bool = False) -> str:
+    """The call's status code as logged and counted. grpc.aio reports the code a handler set or
+    aborted with (a grpc.StatusCode), and before that its own "ok" (the integer 0); anything else is
+    logged as it is rather than guessed at. A call whose deadline passed, or that its client or the
+    server's shutdown cancelled, ends with its handler cancelled (`cancelled`) and no code set: it did
+    not succeed."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
-    return grpc.StatusCode.OK.name if not code else str(code)
+    if code:
+        return str(code)
+    if cancelled:
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        return (grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED).name
+    return grpc.StatusCode.OK.name
 
 
 def _begin(method: Method, context: Context) -> float:
@@ -56,29 +66,38 @@ def _begin(method: Method, context: Context) -> float:
     return time.perf_counter()
 
 
-def _end(context: Context, started: float) -> None:
+def _end(context: Context, started: float, *, cancelled: bool = False) -> None:
     if _stdlib_logger.isEnabledFor(logging.INFO):
-        logger.info("rpc", code=code_name(context), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        code = code_name(context, cancelled=cancelled)
+        logger.info("rpc", code=code, duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 class RequestLogging(Step):
     def unary(self, method: Method, behavior: UnaryBehavior) -> UnaryBehavior:
         async def logged(request: Any, context: Context) -> Any:
             started = _begin(method, context)
+            cancelled = False
             try:
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                _end(context, started)
+                _end(context, started, cancelled=cancelled)
 
         return logged
 
     def server_stream(self, method: Method, behavior: StreamBehavior) -> StreamBehavior:
         async def logged(request: Any, context: Context) -> AsyncIterator[Any]:
             started = _begin(method, context)
+            cancelled = False
             try:
                 async for response in behavior(request, context):
                     yield response
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                _end(context, started)
+                _end(context, started, cancelled=cancelled)
 
         return logged

@@ -12,17 +12,18 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry.trace import SpanKind
 
-from server.composition import Infrastructure
 from server.db import utcnow
 from server.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
 from server.outages import is_outage
 from server.outbox.models import OutboxMessage
+from server.outbox.repository import OutboxRepository
 from server.tracing import REQUEST_ID_KEY, extract, outbox_context, tracer, untraced
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.outbox")
 
@@ -38,11 +39,16 @@ class UnroutableMessage(LookupError):
     """No task handles the message's topic."""
 
 
+class OutboxUnit(Protocol):
+    @property
+    def outbox_repository(self) -> OutboxRepository: ...
+
+
 class OutboxRelay:
     def __init__(
-        self, infrastructure: Infrastructure, publish: Publish, *, batch_size: int, poll_seconds: float
+        self, units: UnitOfWorkFactory[OutboxUnit], publish: Publish, *, batch_size: int, poll_seconds: float
     ) -> None:
-        self._infrastructure = infrastructure
+        self._units = units
         self._publish = publish
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -54,7 +60,7 @@ class OutboxRelay:
             return await self._relay_batch()
 
     async def _relay_batch(self) -> int:
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             repository = uow.outbox_repository
             messages = await repository.claim_pending(limit=self._batch_size)
             routed: list[tuple[str, dt.datetime]] = []  # topic, created_at
@@ -89,7 +95,7 @@ class OutboxRelay:
 
     async def count_backlog(self) -> None:
         with untraced():
-            async with self._infrastructure.unit_of_work() as uow:
+            async with self._units() as uow:
                 OUTBOX_BACKLOG.set(await uow.outbox_repository.count_pending())
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,3 +1,7 @@
+"""Every statement over `outbox_messages`: rows added in the writing transaction, and the relay's claim
+(FOR UPDATE SKIP LOCKED), publication marks and backlog count.
+"""
+
 import uuid
 from typing import Any, Protocol
 

@@ -1,3 +1,7 @@
+"""Every statement over `pixels` and `pixels_accounts` (which ad accounts a pixel is shared with):
+reads narrowed to a tenant scope, shares, and what the pixel sync reads and writes.
+"""
+
 import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
@@ -8,7 +12,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.business_managers.models import BusinessManager, BusinessManagerStatus
 from server.db import utcnow
 from server.pixels.models import Pixel, PixelAccount
 from server.tenancy import TenantScope, narrowed
@@ -84,21 +87,15 @@ class PixelRepository:
 
     # The periodic sync with Meta (server/pixels/sync.py)
 
-    async def list_sync_targets(self) -> list[tuple[BusinessManager, int]]:
-        """ACTIVE business managers with a token, each with how many pixels Meta created in it;
-        business managers without such pixels are left out. One statement."""
+    async def syncable_business_manager_ids(self) -> list[uuid.UUID]:
+        """The business managers holding pixels Meta created (they have a meta_pixel_id), in id order."""
         statement = (
-            select(BusinessManager, func.count(Pixel.id))
-            .join(Pixel, Pixel.business_manager_id == BusinessManager.id)
-            .where(
-                BusinessManager.status == BusinessManagerStatus.ACTIVE,
-                BusinessManager.encrypted_token.is_not(None),
-                Pixel.meta_pixel_id.is_not(None),
-            )
-            .group_by(BusinessManager.id)
-            .order_by(BusinessManager.id)
+            select(Pixel.business_manager_id)
+            .where(Pixel.meta_pixel_id.is_not(None))
+            .distinct()
+            .order_by(Pixel.business_manager_id)
         )
-        return [(business_manager, int(count)) for business_manager, count in await self._session.execute(statement)]
+        return list(await self._session.scalars(statement))
 
     async def list_for_sync(self, business_manager_id: uuid.UUID) -> list[Pixel]:
         """The business manager's pixels that Meta created, with their shares (one more statement)."""

@@ -5,22 +5,19 @@ attempt's transaction (see `server.requests.handlers` for the contract and `serv
 for the lifecycle around it, creation markers included).
 """
 
-import structlog
-
 from server.accounts.models import AccountStatus
 from server.accounts.repository import AccountRepository
 from server.audit_logs.service import IAuditTrail
+from server.business_managers.meta_creation import MetaCreation, create_or_adopt, same_name_ids
 from server.business_managers.meta_steps import BusinessCredentials, MetaSteps, WorkRefused
 from server.business_managers.repository import BusinessManagerRepository
 from server.clients.meta.models import MetaPixel
 from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
 from server.pixels.service import ENTITY as PIXEL_ENTITY
-from server.requests.handlers import ApprovedWork, CreationMarker, MetaIdTaken, SameNameLookup
+from server.requests.handlers import ApprovedWork, MetaIdTaken, SameNameLookup
 from server.requests.schemas import PixelCreationPayload, PixelSharePayload, RequestPayload, RequestResultSchema
 from server.tenancy import WorkspaceScope
-
-logger = structlog.get_logger("adplane.pixels.request_work")
 
 
 class PixelRequestWork:
@@ -53,22 +50,34 @@ class PixelRequestWork:
         if not isinstance(payload, PixelCreationPayload):
             raise WorkRefused(f"{payload.type.value} requests create no pixel")
         credentials = await self._steps.credentials_of(self._business_managers, payload.business_manager_id)
+        return lambda: same_name_ids(self._steps, credentials, self._creation(credentials, payload))
 
-        async def lookup() -> list[str]:
-            return [pixel.id for pixel in await self._same_name_pixels(credentials, payload)]
+    def _creation(self, credentials: BusinessCredentials, payload: PixelCreationPayload) -> MetaCreation[MetaPixel]:
+        business_id = credentials.meta_business_id
 
-        return lookup
+        async def same_name(token: str) -> list[MetaPixel]:
+            owned = self._meta.list_owned_pixels(business_id, token=token)
+            return [pixel async for pixel in owned if pixel.name == payload.name]
+
+        return MetaCreation(
+            what="pixel",
+            same_name=same_name,
+            create=lambda token: self._meta.create_pixel(business_id, name=payload.name, token=token),
+            known=self._pixels.known_meta_pixel_ids,
+            order=lambda pixel: int(pixel.id),
+        )
 
     async def _create(self, work: ApprovedWork, payload: PixelCreationPayload) -> RequestResultSchema:
         credentials = await self._steps.creation_credentials(
             self._business_managers, payload.business_manager_id, workspace_id=work.workspace_id
         )
-        meta_pixel = await self._adoptable(credentials, payload, work.marker) if work.adopt else None
-        if meta_pixel is None:
-            meta_pixel = await self._steps.call(
-                credentials,
-                lambda token: self._meta.create_pixel(credentials.meta_business_id, name=payload.name, token=token),
-            )
+        meta_pixel = await create_or_adopt(
+            self._steps,
+            credentials,
+            self._creation(credentials, payload),
+            adopt=work.adopt,
+            preexisting=work.marker.preexisting_meta_ids if work.marker else (),
+        )
         pixel = await self._pixels.add_created(
             workspace_id=work.workspace_id,
             business_manager_id=credentials.business_manager_id,
@@ -86,31 +95,6 @@ class PixelRequestWork:
             after=PixelResponseSchema.model_validate(pixel),
         )
         return RequestResultSchema(pixel_id=pixel.id, meta_id=meta_pixel.id)
-
-    async def _same_name_pixels(
-        self, credentials: BusinessCredentials, payload: PixelCreationPayload
-    ) -> list[MetaPixel]:
-        async def named(token: str) -> list[MetaPixel]:
-            owned = self._meta.list_owned_pixels(credentials.meta_business_id, token=token)
-            return [pixel async for pixel in owned if pixel.name == payload.name]
-
-        return await self._steps.call(credentials, named)
-
-    async def _adoptable(
-        self, credentials: BusinessCredentials, payload: PixelCreationPayload, marker: CreationMarker | None
-    ) -> MetaPixel | None:
-        """A pixel an earlier attempt of this request created but never recorded (see the accounts' twin)."""
-        preexisting = set(marker.preexisting_meta_ids) if marker else set()
-        candidates = [
-            pixel for pixel in await self._same_name_pixels(credentials, payload) if pixel.id not in preexisting
-        ]
-        known = await self._pixels.known_meta_pixel_ids([pixel.id for pixel in candidates])
-        unknown = [pixel for pixel in candidates if pixel.id not in known]
-        if not unknown:
-            return None
-        adopted = min(unknown, key=lambda pixel: int(pixel.id))
-        logger.info("adopting a pixel an earlier attempt created", meta_pixel_id=adopted.id)
-        return adopted
 
     async def _share(self, work: ApprovedWork, payload: PixelSharePayload) -> RequestResultSchema:
         scope = WorkspaceScope(work.workspace_id)

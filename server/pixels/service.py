@@ -1,3 +1,9 @@
+"""Pixels (Meta datasets): workspaces request them and request to share them with their ad accounts;
+unsharing needs no approval (the share goes at once here, and on Meta through background work). The
+pixels module owns `pixels` and `pixels_accounts`; accounts and business managers are asked of
+their owners through the Protocols below.
+"""
+
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Protocol
@@ -8,7 +14,7 @@ from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
 from server.business_managers.models import BusinessManager
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.pixels.exceptions import (
     AlreadySharedException,
     PixelNotFoundException,
@@ -175,12 +181,9 @@ class PixelService:
     ) -> Page[PixelResponseSchema]:
         # The filters (the workspace among them) are bound into the token: a token of one
         # workspace's list cannot page through another's.
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection=collection,
-            filters=filters,
+            collection,
             fetch=lambda after, limit: self._repository.list_pixels(
                 scope=scope,
                 business_manager_id=query.business_manager_id,
@@ -188,7 +191,6 @@ class PixelService:
                 limit=limit,
             ),
             convert=_to_schema,
-            key=lambda pixel: pixel.id,
         )
 
 

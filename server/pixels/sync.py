@@ -7,100 +7,88 @@ meanwhile); pixels whose `last_fired_at` differs are written in one statement an
 NEEDS_ATTENTION and the others go on.
 """
 
-import asyncio
 import datetime as dt
 import uuid
-from dataclasses import asdict, dataclass
-from typing import Annotated
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import structlog
-from taskiq import Context, TaskiqDepends
 
-from server.audit_logs.service import AuditEntry
-from server.business_managers.meta_steps import FailureKind, MetaStepFailure, WorkRefused
+from server.audit_logs.service import AuditEntry, IAuditTrail
+from server.business_managers.meta_steps import BusinessCredentials, MetaStepFailure, MetaSteps
+from server.business_managers.meta_sync import BusinessManagerCounts, sync_each
 from server.business_managers.models import BusinessManager
 from server.clients.meta.models import MetaPixel
-from server.clients.meta.protocol import IMetaClient
-from server.composition import Infrastructure
-from server.config import Settings
+from server.pixels.repository import PixelRepository
 from server.pixels.schemas import PixelResponseSchema
 from server.pixels.service import ENTITY
-from server.tasks.resources import worker_resources
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.sync.pixels")
 
 SYNC_ACTION = "sync"
 
 
+class ISyncTargets(Protocol):
+    """The business managers a sync may read (the business managers repository)."""
+
+    async def list_syncable(self, business_manager_ids: Sequence[uuid.UUID]) -> list[BusinessManager]: ...
+
+
+class PixelSyncUnit(Protocol):
+    """What the pixel sync uses of a unit of work."""
+
+    @property
+    def pixel_repository(self) -> PixelRepository: ...
+    @property
+    def business_manager_repository(self) -> ISyncTargets: ...
+    @property
+    def audit(self) -> IAuditTrail: ...
+
+
 @dataclass
 class PixelSyncSummary:
-    business_managers: int = 0
-    business_managers_failed: int = 0
-    business_managers_token_refused: int = 0
+    business_managers: BusinessManagerCounts = field(default_factory=BusinessManagerCounts)
     pixels_checked: int = 0
     pixels_updated: int = 0
     # Local pixels Meta did not list (deleted, or no longer owned by the business).
     pixels_not_found: int = 0
 
 
-async def sync_pixels_task(context: Annotated[Context, TaskiqDepends()]) -> dict[str, int]:
-    """Scheduled task (SYNC_PIXELS_CRON)."""
-    resources = worker_resources(context)
-    summary = await sync_pixels(resources.infrastructure, resources.meta, resources.settings)
-    return asdict(summary)
-
-
-async def sync_pixels(infrastructure: Infrastructure, meta: IMetaClient, settings: Settings) -> PixelSyncSummary:
-    async with infrastructure.unit_of_work() as uow:
-        targets = [business_manager for business_manager, _ in await uow.pixel_repository.list_sync_targets()]
+async def sync_pixels(
+    units: UnitOfWorkFactory[PixelSyncUnit], steps: MetaSteps, *, concurrency: int
+) -> PixelSyncSummary:
+    async with units() as uow:
+        holding = await uow.pixel_repository.syncable_business_manager_ids()
+        targets = await uow.business_manager_repository.list_syncable(holding)
     summary = PixelSyncSummary()
-    steps = infrastructure.meta_steps(meta, settings)
-    meta_slots = asyncio.Semaphore(settings.meta_max_concurrency)
 
-    async def sync(business_manager: BusinessManager) -> None:
-        try:
-            credentials = steps.credentials(business_manager, require_active=False)
-        except WorkRefused:
-            summary.business_managers_failed += 1
-            return
-        business_id = business_manager.meta_business_id
+    async def read(credentials: BusinessCredentials) -> dict[str, MetaPixel] | MetaStepFailure:
+        business_id = credentials.meta_business_id
 
         async def owned(token: str) -> dict[str, MetaPixel]:
-            return {pixel.id: pixel async for pixel in meta.list_owned_pixels(business_id, token=token)}
+            return {pixel.id: pixel async for pixel in steps.meta.list_owned_pixels(business_id, token=token)}
 
-        async with meta_slots:
-            reported = await steps.run(
-                lambda: steps.call(credentials, owned), what=f"list pixels of business {business_id}"
-            )
-        if isinstance(reported, MetaStepFailure):
-            if reported.kind is FailureKind.TOKEN_REFUSED:
-                summary.business_managers_token_refused += 1
-                return
-            summary.business_managers_failed += 1
-            logger.warning(
-                "reading pixels from Meta failed; tried again next run",
-                business_manager_id=str(business_manager.id),
-                error=reported.reason,
-            )
-            return
-        summary.business_managers += 1
-        await _write(infrastructure, business_manager.id, reported, summary)
+        return await steps.run(lambda: steps.call(credentials, owned), what=f"list pixels of business {business_id}")
 
-    # A Meta failure ends the work on one business manager only; anything else cancels the run.
-    async with asyncio.TaskGroup() as group:
-        for business_manager in targets:
-            group.create_task(sync(business_manager))
+    async def write(credentials: BusinessCredentials, reported: dict[str, MetaPixel]) -> None:
+        await _write(units, credentials.business_manager_id, reported, summary)
+
+    summary.business_managers = await sync_each(
+        steps, targets, concurrency=concurrency, read=read, write=write, what="pixels"
+    )
     logger.info("pixels synced", **asdict(summary))
     return summary
 
 
 async def _write(
-    infrastructure: Infrastructure,
+    units: UnitOfWorkFactory[PixelSyncUnit],
     business_manager_id: uuid.UUID,
     reported: dict[str, MetaPixel],
     summary: PixelSyncSummary,
 ) -> None:
-    async with infrastructure.unit_of_work() as uow:
+    async with units() as uow:
         repository = uow.pixel_repository
         changes: list[tuple[uuid.UUID, int, dt.datetime | None]] = []
         before: dict[uuid.UUID, PixelResponseSchema] = {}

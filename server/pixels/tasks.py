@@ -4,21 +4,18 @@ Sharing is done by the request work (server.requests.work); unsharing needs no a
 RPC removes the share here at once and this task removes it on Meta's side.
 """
 
-import asyncio
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Protocol
 
 import structlog
-from taskiq import Context, TaskiqDepends
 
+from server.accounts.schemas import AccountResponseSchema
 from server.business_managers.meta_steps import BusinessCredentials, FailureKind, MetaStepFailure, MetaSteps
-from server.clients.meta.protocol import IMetaClient
-from server.composition import Infrastructure
-from server.config import Settings
-from server.tasks.resources import worker_resources
-from server.tasks.retry import Sleep
-from server.tenancy import SYSTEM
+from server.business_managers.repository import IBusinessManagerRepository
+from server.pixels.repository import PixelRepository
+from server.tenancy import SYSTEM, TenantScope
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.pixels.tasks")
 
@@ -29,27 +26,25 @@ class PixelUnshareOutcome(StrEnum):
     FAILED = "failed"  # Meta refused or kept failing, logged
 
 
-async def apply_pixel_unshare(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> str:
-    """`pixel.unshared`: stop sharing the pixel with the ad account on Meta's side."""
-    resources = worker_resources(context)
-    outcome = await apply_pixel_unshare_now(
-        resources.infrastructure,
-        resources.meta,
-        resources.settings,
-        pixel_id=uuid.UUID(payload["pixel_id"]),
-        account_id=uuid.UUID(payload["account_id"]),
-    )
-    return outcome.value
+class IAccountReader(Protocol):
+    """The ad account a pixel was shared with (the accounts repository)."""
+
+    async def get(self, account_id: uuid.UUID, *, scope: TenantScope) -> AccountResponseSchema | None: ...
 
 
-async def apply_pixel_unshare_now(
-    infrastructure: Infrastructure,
-    meta: IMetaClient,
-    settings: Settings,
-    *,
-    pixel_id: uuid.UUID,
-    account_id: uuid.UUID,
-    sleep: Sleep = asyncio.sleep,
+class PixelTaskUnit(Protocol):
+    """What the unshare task uses of a unit of work."""
+
+    @property
+    def pixel_repository(self) -> PixelRepository: ...
+    @property
+    def account_repository(self) -> IAccountReader: ...
+    @property
+    def business_manager_repository(self) -> IBusinessManagerRepository: ...
+
+
+async def apply_pixel_unshare(
+    units: UnitOfWorkFactory[PixelTaskUnit], steps: MetaSteps, *, pixel_id: uuid.UUID, account_id: uuid.UUID
 ) -> PixelUnshareOutcome:
     """Unshare on Meta, unless the pixel is shared with the account here again (a later share
     request won; Meta must keep it). Unsharing what Meta does not share is a no-op, so running
@@ -57,10 +52,10 @@ async def apply_pixel_unshare_now(
     across the Meta call: the only race left is a share request carried out in that same instant,
     which the next pixel sync brings to light."""
     log = logger.bind(pixel_id=str(pixel_id), account_id=str(account_id))
-    steps = infrastructure.meta_steps(meta, settings, sleep=sleep)
+    meta = steps.meta
 
     async def attempt() -> PixelUnshareOutcome:
-        target = await _unshare_target(infrastructure, steps, pixel_id=pixel_id, account_id=account_id)
+        target = await _unshare_target(units, steps, pixel_id=pixel_id, account_id=account_id)
         if target is None:
             return PixelUnshareOutcome.SKIPPED
         credentials, meta_pixel_id, meta_account_id = target
@@ -84,10 +79,10 @@ async def apply_pixel_unshare_now(
 
 
 async def _unshare_target(
-    infrastructure: Infrastructure, steps: MetaSteps, *, pixel_id: uuid.UUID, account_id: uuid.UUID
+    units: UnitOfWorkFactory[PixelTaskUnit], steps: MetaSteps, *, pixel_id: uuid.UUID, account_id: uuid.UUID
 ) -> tuple[BusinessCredentials, str, str] | None:
     """The credentials and Meta ids to unshare with; None when there is nothing to do."""
-    async with infrastructure.unit_of_work() as uow:
+    async with units() as uow:
         # Background work acts for every workspace.
         pixel = await uow.pixel_repository.get(pixel_id, scope=SYSTEM)
         account = await uow.account_repository.get(account_id, scope=SYSTEM)

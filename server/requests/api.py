@@ -1,7 +1,7 @@
 """RequestService servicer: proto -> schema, call the service, schema -> proto."""
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -9,24 +9,36 @@ from adplane.v1 import request_service_pb2 as pb
 from adplane.v1 import request_service_pb2_grpc
 from server.api_helpers import parse_id, parse_idempotency_key
 from server.auth.principal import current_principal
-from server.composition import Infrastructure
 from server.requests import converters
 from server.requests.schemas import RequestListRequestSchema, RequestResponseSchema
-from server.requests.watch import SNAPSHOT_LIMIT, Change, Heartbeat, SnapshotPart, matching, watch
+from server.requests.service import IRequestService
+from server.requests.watch import SNAPSHOT_LIMIT, Change, Heartbeat, RequestEventHub, SnapshotPart, matching, watch
+from server.units import UnitOfWorkFactory
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
 
+class RequestUnit(Protocol):
+    """What the servicer uses of a unit of work."""
+
+    @property
+    def requests(self) -> IRequestService: ...
+
+
 class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
-    def __init__(self, infrastructure: Infrastructure) -> None:
-        self._infrastructure = infrastructure
+    def __init__(
+        self, units: UnitOfWorkFactory[RequestUnit], *, events: RequestEventHub, heartbeat_seconds: float
+    ) -> None:
+        self._units = units
+        self._events = events
+        self._heartbeat_seconds = heartbeat_seconds
 
     async def ListWorkspaceRequests(
         self, request: pb.ListWorkspaceRequestsRequest, context: Context
     ) -> pb.ListWorkspaceRequestsResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work(read_only=True) as uow:
+        async with self._units(read_only=True) as uow:
             page = await uow.requests.list_workspace_requests(workspace_id, query)
         return pb.ListWorkspaceRequestsResponse(
             requests=[converters.request_to_proto(r) for r in page.items], next_page_token=page.next_page_token
@@ -35,20 +47,20 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def GetRequest(self, request: pb.GetRequestRequest, context: Context) -> pb.GetRequestResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         request_id = parse_id(request.id, field="id")
-        async with self._infrastructure.unit_of_work(read_only=True) as uow:
+        async with self._units(read_only=True) as uow:
             found = await uow.requests.get_request(request_id, workspace_id=workspace_id)
         return pb.GetRequestResponse(request=converters.request_to_proto(found))
 
     async def CancelRequest(self, request: pb.CancelRequestRequest, context: Context) -> pb.CancelRequestResponse:
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         request_id = parse_id(request.id, field="id")
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             cancelled = await uow.requests.cancel_request(request_id, workspace_id=workspace_id)
         return pb.CancelRequestResponse(request=converters.request_to_proto(cancelled))
 
     async def ListRequests(self, request: pb.ListRequestsRequest, context: Context) -> pb.ListRequestsResponse:
         query = converters.list_request_from_proto(request)
-        async with self._infrastructure.unit_of_work(read_only=True) as uow:
+        async with self._units(read_only=True) as uow:
             page = await uow.requests.list_requests(query)
         return pb.ListRequestsResponse(
             requests=[converters.request_to_proto(r) for r in page.items], next_page_token=page.next_page_token
@@ -57,7 +69,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def ApproveRequest(self, request: pb.ApproveRequestRequest, context: Context) -> pb.ApproveRequestResponse:
         request_id = parse_id(request.id, field="id")
         idempotency_key = parse_idempotency_key(request.request_id)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             approved = await uow.requests.approve_request(
                 request_id, actor=current_principal(), idempotency_key=idempotency_key
             )
@@ -66,7 +78,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def RetryRequest(self, request: pb.RetryRequestRequest, context: Context) -> pb.RetryRequestResponse:
         request_id = parse_id(request.id, field="id")
         idempotency_key = parse_idempotency_key(request.request_id)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             retried = await uow.requests.retry_request(
                 request_id, actor=current_principal(), idempotency_key=idempotency_key
             )
@@ -75,7 +87,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def RejectRequest(self, request: pb.RejectRequestRequest, context: Context) -> pb.RejectRequestResponse:
         request_id = parse_id(request.id, field="id")
         rejection = converters.rejection_from_proto(request)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             rejected = await uow.requests.reject_request(request_id, rejection, actor=current_principal())
         return pb.RejectRequestResponse(request=converters.request_to_proto(rejected))
 
@@ -101,7 +113,7 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
         async def snapshot() -> tuple[list[RequestResponseSchema], bool]:
             found: list[RequestResponseSchema] = []
             page_query = query
-            async with self._infrastructure.unit_of_work(read_only=True) as uow:
+            async with self._units(read_only=True) as uow:
                 while True:
                     if workspace and query.workspace_id is not None:
                         page = await uow.requests.list_workspace_requests(query.workspace_id, page_query)
@@ -114,11 +126,11 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
             return found[:SNAPSHOT_LIMIT], len(found) > SNAPSHOT_LIMIT or bool(page.next_page_token)
 
         items = watch(
-            self._infrastructure.request_events,
+            self._events,
             matches=matching(query),
             snapshot=snapshot,
             resume_token=resume_token or None,
-            heartbeat_seconds=self._infrastructure.settings.watch_heartbeat_seconds,
+            heartbeat_seconds=self._heartbeat_seconds,
         )
         async for item in items:
             match item:

@@ -38,16 +38,6 @@ class RequestExpiredException(FailedPreconditionException):
         )
 
 
-class WorkspaceNotActiveException(FailedPreconditionException):
-    reason = "WORKSPACE_NOT_ACTIVE"
-
-    def __init__(self, workspace_id: uuid.UUID) -> None:
-        super().__init__(
-            f"workspace {workspace_id} is suspended or archived; no work is done for it",
-            metadata={"workspace_id": str(workspace_id)},
-        )
-
-
 class RequestNotRetryableException(FailedPreconditionException):
     reason = "REQUEST_NOT_RETRYABLE"
 

@@ -5,7 +5,7 @@ before they reach Meta, retries, and completes, holds or fails the request (`ser
 What a request *does* belongs to the module whose data it changes: accounts create ad accounts
 and change spend caps, pixels create and share pixels, business managers connect client
 businesses. Each of them implements `RequestHandler`, and the composition root registers a
-factory per `RequestType` (`Infrastructure.request_work`), so requests imports none of them.
+factory per `RequestType` (`server.composition.request_handlers`), so requests imports none of them.
 
 A handler runs inside the attempt's transaction (its repositories are bound to the attempt's unit
 of work by its factory); it raises `WorkRefused` (server.business_managers.meta_steps) when the
@@ -16,15 +16,12 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from server.requests.models import RequestType
 from server.requests.schemas import RequestPayload, RequestResultSchema
-
-if TYPE_CHECKING:
-    from server.composition import UnitOfWork
 
 
 class MetaIdTaken(Exception):
@@ -96,8 +93,9 @@ class RequestHandler(Protocol):
         ...
 
 
-type HandlerFactory = Callable[["UnitOfWork"], RequestHandler]
-type RequestHandlers = Mapping[RequestType, HandlerFactory]
+# The handler of a request type, built on the attempt's unit of work (of the root's type `U`).
+type HandlerFactory[U] = Callable[[U], RequestHandler]
+type RequestHandlers[U] = Mapping[RequestType, HandlerFactory[U]]
 
 # The request types that create an object on Meta (and so are marked before their first attempt).
 CREATION_TYPES = frozenset({RequestType.ACCOUNT_CREATION, RequestType.PIXEL_CREATION})

@@ -1,3 +1,7 @@
+"""Every statement over `requests`: reads narrowed to a tenant scope, the row lock of a transition,
+conditional state changes, the creation marker, and the set-based expiry and requeue.
+"""
+
 import datetime as dt
 import uuid
 from typing import Any, Protocol

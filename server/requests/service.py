@@ -1,3 +1,9 @@
+"""The approval queue: one lifecycle for everything a workspace asks for (`waiting_for_approval ->
+approved -> completed | failed`, or `-> rejected | cancelled | expired`). Asset modules submit
+requests; staff approve or reject them; approving records the work in the outbox in the same
+transaction, and every change is an event for watchers. The requests module owns `requests`.
+"""
+
 import datetime as dt
 import uuid
 from typing import Protocol
@@ -7,14 +13,13 @@ from server.auth.principal import Principal
 from server.db import utcnow
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.requests.events import IRequestEvents
 from server.requests.exceptions import (
     IllegalTransitionException,
     RequestExpiredException,
     RequestNotFoundException,
     RequestNotRetryableException,
-    WorkspaceNotActiveException,
 )
 from server.requests.models import Request, RequestStatus
 from server.requests.repository import IRequestRepository
@@ -28,7 +33,7 @@ from server.requests.schemas import (
     SubmissionSchema,
 )
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import Workspace, WorkspaceStatus
 
 
@@ -352,7 +357,7 @@ class RequestService:
         if workspace is None:
             raise WorkspaceNotFoundException(workspace_id)
         if workspace.status is not WorkspaceStatus.ACTIVE:
-            raise WorkspaceNotActiveException(workspace_id)
+            raise WorkspaceNotActiveException(workspace_id, workspace.status.value)
 
     async def _get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request:
         request = await self._repository.get(request_id, scope=scope)
@@ -387,17 +392,13 @@ class RequestService:
     async def _list(
         self, query: RequestListRequestSchema, *, scope: TenantScope, collection: str, newest_first: bool
     ) -> Page[RequestResponseSchema]:
-        filters = query.filters()
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection=collection,
-            filters=filters,
+            collection,
             fetch=lambda after, limit: self._repository.list_requests(
                 query, scope=scope, after=after, limit=limit, newest_first=newest_first
             ),
             convert=_to_schema,
-            key=lambda request: request.id,
         )
 
 

@@ -1,19 +1,18 @@
-"""Tasks of the request lifecycle: carrying out approved requests, expiring forgotten ones.
+"""Background jobs of the request lifecycle: expiring forgotten requests, queueing stalled work again.
 
-The task functions are thin shells over plain functions (`Infrastructure.request_work`, `expire_stale`)
-that tests and CLI commands call directly.
+Carrying out an approved request is `server.requests.work.RequestWork`. These are plain functions
+over a unit-of-work factory; the task registry (`server.background.registry`) runs them on their
+schedules, and tests and CLI commands call them directly.
 """
 
 import datetime as dt
-import uuid
-from typing import Annotated, Any
+from typing import Protocol
 
 import structlog
-from taskiq import Context, TaskiqDepends
 
-from server.composition import Infrastructure
 from server.db import utcnow
-from server.tasks.resources import worker_resources
+from server.requests.service import IRequestService
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.requests.tasks")
 
@@ -21,34 +20,21 @@ logger = structlog.get_logger("adplane.requests.tasks")
 EXPIRY_BATCH_SIZE = 500
 
 
-async def carry_out_request(payload: dict[str, Any], context: Annotated[Context, TaskiqDepends()]) -> str | None:
-    """`request.approved`: do the approved work on Meta and complete (or fail) the request.
-
-    Returns the status the request ended in (the task result, for operators).
-    """
-    resources = worker_resources(context)
-    request_id = uuid.UUID(payload["request_id"])
-    with structlog.contextvars.bound_contextvars(request_id=str(request_id), outbox_id=payload.get("outbox_id")):
-        work = resources.infrastructure.request_work(resources.meta, resources.settings)
-        status = await work.carry_out(request_id)
-    return status.value if status is not None else None
-
-
-async def expire_stale_requests(context: Annotated[Context, TaskiqDepends()]) -> int:
-    """Scheduled: expire requests that waited for approval past their deadline; how many."""
-    return await expire_stale(worker_resources(context).infrastructure)
+class RequestJobUnit(Protocol):
+    @property
+    def requests(self) -> IRequestService: ...
 
 
 async def expire_stale(
-    infrastructure: Infrastructure, *, now: dt.datetime | None = None, batch_size: int = EXPIRY_BATCH_SIZE
+    units: UnitOfWorkFactory[RequestJobUnit], *, now: dt.datetime | None = None, batch_size: int = EXPIRY_BATCH_SIZE
 ) -> int:
     """Expire every waiting request past its deadline at `now`, a batch per transaction (short
-    transactions, and a crash keeps what was done). Runs until a batch expires none: rows a batch
-    did not expire were reviewed meanwhile and are no longer waiting, so the loop ends."""
+    transactions, and a crash keeps what was done); how many. Runs until a batch expires none: rows
+    a batch did not expire were reviewed meanwhile and are no longer waiting, so the loop ends."""
     now = now or utcnow()
     total = 0
     while True:
-        async with infrastructure.unit_of_work() as uow:
+        async with units() as uow:
             expired = await uow.requests.expire_stale_requests(now=now, limit=batch_size)
         total += expired
         if expired == 0:
@@ -58,9 +44,7 @@ async def expire_stale(
     return total
 
 
-async def requeue_stalled_requests(context: Annotated[Context, TaskiqDepends()]) -> int:
-    """Scheduled: queue again the work of approved requests that should have finished long ago."""
-    resources = worker_resources(context)
-    cutoff = utcnow() - dt.timedelta(seconds=resources.settings.requeue_stalled_after_seconds)
-    async with resources.infrastructure.unit_of_work() as uow:
-        return await uow.requests.requeue_stalled_requests(cutoff=cutoff)
+async def requeue_stalled(units: UnitOfWorkFactory[RequestJobUnit], *, stalled_after: dt.timedelta) -> int:
+    """Queue again the work of approved requests that should have finished `stalled_after` ago; how many."""
+    async with units() as uow:
+        return await uow.requests.requeue_stalled_requests(cutoff=utcnow() - stalled_after)

@@ -19,14 +19,14 @@ person can act on. It is safe to run twice, also at the same time:
 
 Errors: a rejected system-user token fails the request and flags its business manager
 NEEDS_ATTENTION; any other error Meta will not get over by itself (permissions, invalid parameters)
-fails it; rate limits and transient errors are retried (server.tasks.retry), and hold the request
+fails it; rate limits and transient errors are retried (server.taskqueue.retry), and hold the request
 for a later run when the attempts run out: all of it through the Meta toolkit the composition root
 passes in as the `StepRunner`.
 """
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import structlog
 from pydantic import TypeAdapter
@@ -41,11 +41,11 @@ from server.requests.handlers import (
     StepRunner,
 )
 from server.requests.models import RequestStatus
+from server.requests.repository import RequestRepository
 from server.requests.schemas import RequestPayload, RequestResultSchema
+from server.requests.service import IRequestService
 from server.tenancy import SYSTEM
-
-if TYPE_CHECKING:  # the composition root builds RequestWork (Infrastructure.request_work)
-    from server.composition import Infrastructure
+from server.units import UnitOfWorkFactory
 
 logger = structlog.get_logger("adplane.requests.work")
 
@@ -68,18 +68,28 @@ class CreationNotMarked(Exception):
         super().__init__(f"request {request_id} has no creation marker")
 
 
-class RequestWork:
-    """Carries out approved requests; built per task run (or per test) by `Infrastructure.request_work`."""
+class RequestWorkUnit(Protocol):
+    """What the lifecycle uses of a unit of work (each attempt's handler gets the same unit)."""
+
+    @property
+    def request_repository(self) -> RequestRepository: ...
+    @property
+    def requests(self) -> IRequestService: ...
+
+
+class RequestWork[U: RequestWorkUnit]:
+    """Carries out approved requests; built by the composition root (`Infrastructure.request_work`)
+    with the handler of each request type, on units of work of the root's type `U`."""
 
     def __init__(
         self,
-        infrastructure: "Infrastructure",
+        units: UnitOfWorkFactory[U],
         steps: StepRunner,
-        handlers: RequestHandlers,
+        handlers: RequestHandlers[U],
         *,
         retry_deadline: dt.timedelta,
     ) -> None:
-        self._infrastructure = infrastructure
+        self._units = units
         self._steps = steps
         self._handlers = handlers
         self._retry_deadline = retry_deadline
@@ -101,7 +111,7 @@ class RequestWork:
         """Rate limits or transient errors outlasted this run: the request waits for the requeue
         job (until Meta's regain time), or fails, retryable, past TASK_RETRY_DEADLINE_SECONDS."""
         retry_after = dt.timedelta(seconds=failure.retry_after) if failure.retry_after else None
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 return None
@@ -135,7 +145,7 @@ class RequestWork:
         this lock is taken), since the mark must survive this transaction's rollback.
         """
         first_creation = await self._mark_creation(request_id)
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 logger.warning("approved request not found; nothing to do", request_id=str(request_id))
@@ -170,7 +180,7 @@ class RequestWork:
         No lock is held meanwhile: the request is read in one short transaction, Meta is asked for
         the same-name objects outside any, and the conditional update lets one delivery win.
         """
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             request = await uow.request_repository.get(request_id, scope=SYSTEM)
             if request is None or request.status is not RequestStatus.APPROVED:
                 return False
@@ -180,7 +190,7 @@ class RequestWork:
             lookup = await self._handlers[payload.type](uow).same_name_lookup(payload)
         preexisting = await lookup()
         marker = CreationMarker(creation_started_at=utcnow(), preexisting_meta_ids=tuple(sorted(preexisting)))
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             marked = await uow.request_repository.mark_creation_started(request_id, marker.model_dump(mode="json"))
         if marked:
             logger.info("creation starting", request_id=str(request_id), preexisting=len(preexisting))
@@ -188,7 +198,7 @@ class RequestWork:
 
     async def _fail(self, request_id: uuid.UUID, reason: str) -> RequestStatus | None:
         """Fail the request for good (in a transaction of its own: the attempt's was rolled back)."""
-        async with self._infrastructure.unit_of_work() as uow:
+        async with self._units() as uow:
             request = await uow.request_repository.lock(request_id, scope=SYSTEM)
             if request is None:
                 return None

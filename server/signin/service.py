@@ -1,23 +1,28 @@
+"""Signing in: email and password to a token pair, refreshing it, signing out, the current caller.
+
+The sign-in module owns the refresh tokens (`server.signin.repository`: one family per sign-in).
+Passwords are the users module's: it checks them (`IUserService.check_password`); failed attempts
+are throttled here (`server.auth.throttle`).
+"""
+
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
 from server.auth.exceptions import InvalidCredentialsException, InvalidRefreshTokenException
-from server.auth.passwords import Passwords
 from server.auth.permissions import SYSTEM_PERMISSIONS
 from server.auth.principal import Principal, PrincipalKind
-from server.auth.repository import IAuthRepository
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer, hash_secret
 from server.db import new_id, utcnow
 from server.pagination import MAX_PAGE_SIZE
+from server.signin.repository import IRefreshTokenRepository
 from server.signin.schemas import (
     CurrentUserSchema,
     LoginRequestSchema,
     RefreshTokenRequestSchema,
     TokenPairSchema,
 )
-from server.users.models import User
 from server.users.service import IUserService
 from server.workspaces.schemas import MyWorkspacesRequestSchema
 from server.workspaces.service import IWorkspaceService
@@ -29,35 +34,25 @@ class RefreshTokenReplayed:
     before the caller is told UNAUTHENTICATED (so it is returned, not raised)."""
 
 
-class IUserCredentials(Protocol):
-    """The users' email and password hash (the users module's repository)."""
-
-    async def find_for_login(self, email: str) -> User | None: ...
-    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
-
-
-class IAuthService(Protocol):
+class ISigninService(Protocol):
     async def login(self, data: LoginRequestSchema, *, address: str) -> TokenPairSchema: ...
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed: ...
     async def logout(self, data: RefreshTokenRequestSchema) -> None: ...
     async def current_user(self, principal: Principal) -> CurrentUserSchema: ...
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> None: ...
 
 
-class AuthService:
+class SigninService:
     def __init__(
         self,
         *,
-        repository: IAuthRepository,
-        credentials: IUserCredentials,
-        passwords: Passwords,
+        repository: IRefreshTokenRepository,
         tokens: TokenIssuer,
         throttle: LoginThrottle,
         users: IUserService,
         workspaces: IWorkspaceService,
     ) -> None:
         self._repository = repository
-        self._credentials = credentials
-        self._passwords = passwords
         self._tokens = tokens
         self._throttle = throttle
         self._users = users
@@ -69,27 +64,20 @@ class AuthService:
         Unknown email, wrong password and deactivated user all fail alike, in the same time.
         """
         await self._throttle.before_attempt(email=data.email, address=address)
-        user = await self._credentials.find_for_login(data.email)
-        password_ok = await self._passwords.verify(
-            user.password_hash if user else None, data.password.get_secret_value()
-        )
-        if user is None or not password_ok or not user.is_active:
+        user_id = await self._users.check_password(data.email, data.password.get_secret_value())
+        if user_id is None:
             # Counted as a failure already (before_attempt), so concurrent guesses cannot slip in.
             raise InvalidCredentialsException()
         await self._throttle.record_success(email=data.email, address=address)
-        if self._passwords.needs_rehash(user.password_hash):
-            # Hashed with older argon2 parameters: the password is at hand, so upgrade it now.
-            rehashed = await self._passwords.hash(data.password.get_secret_value())
-            await self._credentials.set_password_hash(user.id, rehashed)
-        return await self._issue(user_id=user.id, family_id=new_id())
+        return await self._issue(user_id=user_id, family_id=new_id())
 
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed:
         now = utcnow()
         token_hash = hash_secret(data.refresh_token)
-        spent = await self._repository.spend_refresh_token(token_hash=token_hash, now=now)
+        spent = await self._repository.spend(token_hash=token_hash, now=now)
         if spent is not None:
             return await self._issue(user_id=spent.user_id, family_id=spent.family_id)
-        known = await self._repository.find_refresh_token(token_hash=token_hash)
+        known = await self._repository.find(token_hash=token_hash)
         if known is not None and known.used_at is not None and known.revoked_at is None:
             # Someone holds a copy of a token that was already exchanged: end the whole sign-in.
             await self._repository.revoke_family(family_id=known.family_id, now=now)
@@ -97,7 +85,7 @@ class AuthService:
         raise InvalidRefreshTokenException()
 
     async def logout(self, data: RefreshTokenRequestSchema) -> None:
-        known = await self._repository.find_refresh_token(token_hash=hash_secret(data.refresh_token))
+        known = await self._repository.find(token_hash=hash_secret(data.refresh_token))
         if known is not None:
             await self._repository.revoke_family(family_id=known.family_id, now=utcnow())
 
@@ -115,11 +103,16 @@ class AuthService:
             workspaces=memberships.items,
         )
 
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> None:
+        """End every sign-in of the user (deactivation): their refresh tokens and, through the
+        standing check, their access tokens stop working at once."""
+        await self._repository.revoke_user_families(user_id=user_id, now=utcnow())
+
     async def _issue(self, *, user_id: uuid.UUID, family_id: uuid.UUID) -> TokenPairSchema:
         now = utcnow()
         access = self._tokens.issue_access(user_id=user_id, family_id=family_id, now=now)
         refresh = self._tokens.issue_refresh(now=now)
-        await self._repository.add_refresh_token(
+        await self._repository.add(
             user_id=user_id, family_id=family_id, token_hash=hash_secret(refresh.token), expires_at=refresh.expires_at
         )
         return TokenPairSchema(

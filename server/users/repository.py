@@ -1,5 +1,10 @@
+"""Every statement over `users`, `roles` and `users_roles`, and the light contact lookup
+(`contacts`: id, email, name) other modules compose their responses with.
+"""
+
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy.exc
@@ -13,9 +18,18 @@ from server.users.models import Role, User, users_roles
 _EMAIL_INDEX = "uq_users_email"
 
 
+@dataclass(frozen=True)
+class UserContact:
+    id: uuid.UUID
+    email: str
+    full_name: str
+    is_active: bool
+
+
 class IRoleRepository(Protocol):
     async def list_all(self) -> list[Role]: ...
     async def get_by_names(self, names: Collection[str]) -> list[Role]: ...
+    async def get_by_ids(self, role_ids: Collection[uuid.UUID]) -> list[Role]: ...
 
 
 class RoleRepository:
@@ -31,10 +45,17 @@ class RoleRepository:
             return []
         return list(await self._session.scalars(select(Role).where(Role.name.in_(names)).order_by(Role.name)))
 
+    async def get_by_ids(self, role_ids: Collection[uuid.UUID]) -> list[Role]:
+        """The roles with these ids, by name; ids that match no role are simply absent."""
+        if not role_ids:
+            return []
+        return list(await self._session.scalars(select(Role).where(Role.id.in_(role_ids)).order_by(Role.name)))
+
 
 class IUserRepository(Protocol):
     async def add(self, *, email: str, full_name: str, password_hash: str) -> User: ...
     async def get(self, user_id: uuid.UUID) -> User | None: ...
+    async def contacts(self, user_ids: Collection[uuid.UUID]) -> list[UserContact]: ...
     async def get_by_email(self, email: str) -> User | None: ...
     async def list(self, *, active_only: bool, after: uuid.UUID | None, limit: int) -> list[User]: ...
     async def update(
@@ -42,6 +63,7 @@ class IUserRepository(Protocol):
     ) -> User | None: ...
     async def set_roles(self, user_id: uuid.UUID, *, role_ids: Collection[uuid.UUID]) -> User | None: ...
     async def deactivate(self, user_id: uuid.UUID) -> User | None: ...
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
 
 
 class UserRepository:
@@ -64,6 +86,14 @@ class UserRepository:
 
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self._session.get(User, user_id)
+
+    async def contacts(self, user_ids: Collection[uuid.UUID]) -> list[UserContact]:
+        """Who these users are (id, email, full name, active), for other modules' responses; users
+        that do not exist are absent. One light statement: no roles are loaded."""
+        if not user_ids:
+            return []
+        statement = select(User.id, User.email, User.full_name, User.is_active).where(User.id.in_(set(user_ids)))
+        return [UserContact(*row) for row in await self._session.execute(statement)]
 
     async def get_by_email(self, email: str) -> User | None:
         # Served by the unique index on lower(email).
@@ -125,10 +155,6 @@ class UserRepository:
         )
         user: User | None = (await self._session.scalars(statement)).one_or_none()
         return user
-
-    async def find_for_login(self, email: str) -> User | None:
-        """The user with this email, compared lower-cased (served by the uq_users_email index)."""
-        return await self._session.scalar(select(User).where(func.lower(User.email) == email.lower()))
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self._session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))

@@ -1,7 +1,7 @@
 import datetime as dt
 import unicodedata
 import uuid
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -81,6 +81,9 @@ class UserUpdateRequestSchema(BaseModel):
 
 class UserListRequestSchema(PageRequestSchema):
     active_only: bool = False
+
+    def filters(self) -> dict[str, Any]:
+        return {"active_only": self.active_only}
 
 
 class UserResponseSchema(BaseModel):

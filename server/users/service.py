@@ -1,3 +1,9 @@
+"""Users and their system roles: staff create, update, deactivate users and set their roles; the
+sign-in module asks this service to check a password. The users module owns `users`, `roles` (seeded
+by migrations) and `users_roles`; ending a deactivated user's sign-ins is the sign-in module's, asked
+through `ISessionRevoker`.
+"""
+
 import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
@@ -5,12 +11,10 @@ from typing import Any, Protocol
 from server.audit_logs.service import IAuditTrail
 from server.auth.passwords import Passwords
 from server.auth.principal import Principal
-from server.auth.repository import IAuthRepository
-from server.db import utcnow
 from server.etags import version_of
 from server.idempotency.exceptions import RequestIdReusedException
 from server.idempotency.service import IdempotencyService
-from server.pagination import Page, PageTokenCodec, keyset_page
+from server.pagination import Page, PageTokenCodec
 from server.users.exceptions import (
     CannotDeactivateSelfException,
     UnknownRoleException,
@@ -31,6 +35,12 @@ from server.users.schemas import (
 USER = "user"
 
 
+class ISessionRevoker(Protocol):
+    """Ends a user's sign-ins (the sign-in module owns them; wired in the composition root)."""
+
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> None: ...
+
+
 class IUserService(Protocol):
     async def create_user(
         self, data: UserCreateRequestSchema, *, actor: Principal | None = None, idempotency_key: str | None = None
@@ -44,6 +54,7 @@ class IUserService(Protocol):
     async def ensure_superuser(
         self, data: UserCreateRequestSchema, *, keep_existing: bool = False
     ) -> UserResponseSchema: ...
+    async def check_password(self, email: str, password: str) -> uuid.UUID | None: ...
 
 
 class UserService:
@@ -52,7 +63,7 @@ class UserService:
         *,
         repository: IUserRepository,
         roles: IRoleRepository,
-        auth_repository: IAuthRepository,
+        sessions: ISessionRevoker,
         audit: IAuditTrail,
         passwords: Passwords,
         idempotency: IdempotencyService,
@@ -61,7 +72,7 @@ class UserService:
         self._audit = audit
         self._repository = repository
         self._roles = roles
-        self._auth_repository = auth_repository
+        self._sessions = sessions
         self._passwords = passwords
         self._idempotency = idempotency
         self._page_tokens = page_tokens
@@ -108,19 +119,15 @@ class UserService:
         return _to_schema(await self._get(user_id))
 
     async def list_users(self, query: UserListRequestSchema) -> Page[UserResponseSchema]:
-        filters = {"active_only": query.active_only}
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="users",
-            filters=filters,
+            "users",
             fetch=lambda after, limit: self._repository.list(
                 active_only=query.active_only,
                 after=after,
                 limit=limit,
             ),
             convert=_to_schema,
-            key=lambda user: user.id,
         )
 
     async def update_user(self, user_id: uuid.UUID, data: UserUpdateRequestSchema) -> UserResponseSchema:
@@ -158,7 +165,7 @@ class UserService:
             raise UserEtagMismatchException(user_id)
         else:
             result = before
-        await self._auth_repository.revoke_user_tokens(user_id=user_id, now=utcnow())
+        await self._sessions.revoke_user_sessions(user_id)
         return result
 
     async def set_user_roles(self, user_id: uuid.UUID, role_names: Collection[str]) -> UserResponseSchema:
@@ -175,6 +182,19 @@ class UserService:
         after = _to_schema(user)
         await self._record("set_roles", before=before, after=after)
         return after
+
+    async def check_password(self, email: str, password: str) -> uuid.UUID | None:
+        """The id of the active user with this email and password; None otherwise. An unknown
+        email, a wrong password and a deactivated user fail alike, in the same time (the hash is
+        checked against a dummy when there is no user). A password hashed with older argon2
+        parameters is hashed again now, while it is at hand."""
+        user = await self._repository.get_by_email(email)
+        password_ok = await self._passwords.verify(user.password_hash if user else None, password)
+        if user is None or not password_ok or not user.is_active:
+            return None
+        if self._passwords.needs_rehash(user.password_hash):
+            await self._repository.set_password_hash(user.id, await self._passwords.hash(password))
+        return user.id
 
     async def list_roles(self) -> list[RoleResponseSchema]:
         return [RoleResponseSchema.model_validate(role) for role in await self._roles.list_all()]

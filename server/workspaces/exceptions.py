@@ -33,6 +33,18 @@ class WorkspaceArchivedException(FailedPreconditionException):
         )
 
 
+class WorkspaceNotActiveException(FailedPreconditionException):
+    """Work is asked for, approved and moved only into active workspaces (not suspended or archived)."""
+
+    reason = "WORKSPACE_NOT_ACTIVE"
+
+    def __init__(self, workspace_id: uuid.UUID, status: str) -> None:
+        super().__init__(
+            f"workspace {workspace_id} is {status}; only an active workspace takes new work or accounts",
+            metadata={"workspace_id": str(workspace_id), "status": status},
+        )
+
+
 class WorkspaceEtagMismatchException(ConflictException):
     def __init__(self, workspace_id: uuid.UUID) -> None:
         super().__init__(

@@ -1,15 +1,11 @@
 import uuid
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Enum, ForeignKey, Index, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from server.auth.roles import WorkspaceRole
 from server.db import Base, IdMixin, TimestampMixin
-
-if TYPE_CHECKING:
-    from server.users.models import User
 
 
 class WorkspaceStatus(StrEnum):
@@ -50,9 +46,6 @@ class WorkspaceUser(TimestampMixin, Base):
     role: Mapped[WorkspaceRole] = mapped_column(
         Enum(WorkspaceRole, name="workspace_role", values_callable=lambda e: [m.value for m in e])
     )
-
-    user: Mapped["User"] = relationship(lazy="joined", innerjoin=True)
-    workspace: Mapped[Workspace] = relationship(lazy="raise")
 
     __table_args__ = (
         # Keyset orders: a workspace's members by joining time, a user's workspaces by id.

@@ -1,3 +1,7 @@
+"""Every statement over `workspaces` and `workspaces_users`: the workspace's row lock that serialises
+owner changes, membership reads locked FOR KEY SHARE, and keyset pages of members and memberships.
+"""
+
 import datetime as dt
 import uuid
 from typing import Any, Protocol

@@ -1,6 +1,6 @@
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,9 @@ class WorkspaceUpdateRequestSchema(BaseModel):
 
 class WorkspaceListRequestSchema(PageRequestSchema):
     status: WorkspaceStatus | None = None
+
+    def filters(self) -> dict[str, Any]:
+        return {"status": self.status}
 
 
 class WorkspaceResponseSchema(BaseModel):
@@ -84,3 +87,8 @@ class MembershipResponseSchema(BaseModel):
 
     workspace: WorkspaceResponseSchema
     role: WorkspaceRole
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A membership of the caller's is known by its workspace (the order of their list)."""
+        return self.workspace.id

@@ -1,5 +1,12 @@
+"""Workspaces and their members: staff create and manage workspaces; owners and admins manage
+members (at least one owner stays). The workspaces module owns `workspaces` and `workspaces_users`;
+users are asked of the users module, and a leaving member's ad account access of the accounts
+module, through the Protocols below.
+"""
+
 import datetime as dt
 import uuid
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from server.audit_logs.service import IAuditTrail
@@ -9,7 +16,7 @@ from server.auth.roles import WorkspaceRole
 from server.etags import version_of
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
-from server.pagination import Page, PageTokenCodec, keyset_page, paginate
+from server.pagination import Page, PageTokenCodec, paginate
 from server.workspaces.exceptions import (
     LastOwnerException,
     MemberNotFoundException,
@@ -40,15 +47,21 @@ WORKSPACE = "workspace"
 MEMBER = "workspace_member"
 
 
-class IUserLookup(Protocol):
-    """What membership rules need to know of a user (implemented by the users repository)."""
-
-    async def get(self, user_id: uuid.UUID) -> "UserState | None": ...
-
-
 class UserState(Protocol):
     @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
     def is_active(self) -> bool: ...
+
+
+class IUserLookup(Protocol):
+    """What memberships need to know of users (the users module's repository)."""
+
+    async def contacts(self, user_ids: Collection[uuid.UUID]) -> Sequence[UserState]: ...
 
 
 class IMemberAccess(Protocol):
@@ -128,7 +141,7 @@ class WorkspaceService:
                     entity_id=owner.user_id,
                     action="create",
                     workspace_id=workspace.id,
-                    after=_member_schema(owner),
+                    after=await self._member_schema(owner),
                 )
             return workspace.id, created
 
@@ -145,19 +158,15 @@ class WorkspaceService:
         return _to_schema(await self._get(workspace_id))
 
     async def list_workspaces(self, query: WorkspaceListRequestSchema) -> Page[WorkspaceResponseSchema]:
-        filters = {"status": query.status}
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="workspaces",
-            filters=filters,
+            "workspaces",
             fetch=lambda after, limit: self._repository.list(
                 status=query.status,
                 after=after,
                 limit=limit,
             ),
             convert=_to_schema,
-            key=lambda workspace: workspace.id,
         )
 
     async def update_workspace(
@@ -207,15 +216,12 @@ class WorkspaceService:
         self, user_id: uuid.UUID, query: MyWorkspacesRequestSchema
     ) -> Page[MembershipResponseSchema]:
         # The user is part of the filters, so one user's page token is useless to another.
-        filters = {"user_id": str(user_id)}
-        return await keyset_page(
+        return await self._page_tokens.page(
             query,
-            codec=self._page_tokens,
-            collection="my_workspaces",
-            filters=filters,
+            "my_workspaces",
+            filters={"user_id": str(user_id)},
             fetch=lambda after, limit: self._members.list_memberships(user_id, after=after, limit=limit),
             convert=lambda row: MembershipResponseSchema(workspace=_to_schema(row[0]), role=row[1]),
-            key=lambda membership: membership.workspace.id,
         )
 
     async def list_members(self, workspace_id: uuid.UUID, query: MemberListRequestSchema) -> Page[MemberResponseSchema]:
@@ -227,9 +233,10 @@ class WorkspaceService:
             after=(dt.datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
             limit=query.limit + 1,
         )
+        users = {user.id: user for user in await self._users.contacts([row.user_id for row in rows[: query.limit]])}
         return paginate(
             rows,
-            convert=_member_schema,
+            convert=lambda member: _member_schema(member, users[member.user_id]),
             limit=query.limit,
             codec=self._page_tokens,
             collection="members",
@@ -243,12 +250,14 @@ class WorkspaceService:
         if data.role is WorkspaceRole.OWNER:
             _require_owner(actor, workspace_id)
         await self._live_workspace(workspace_id)
-        user = await self._users.get(data.user_id)
+        user = await self._user(data.user_id)
         if user is None:
             raise MemberUserNotFoundException(data.user_id)
         if not user.is_active:
             raise MemberUserInactiveException(data.user_id)
-        added = _member_schema(await self._members.add(workspace_id=workspace_id, user_id=data.user_id, role=data.role))
+        added = _member_schema(
+            await self._members.add(workspace_id=workspace_id, user_id=data.user_id, role=data.role), user
+        )
         await self._audit.record(
             entity_type=MEMBER, entity_id=data.user_id, action="create", workspace_id=workspace_id, after=added
         )
@@ -263,10 +272,10 @@ class WorkspaceService:
         if member.role is WorkspaceRole.OWNER and data.role is not WorkspaceRole.OWNER:
             await self._keep_an_owner(workspace_id)
         if member.role is data.role:
-            return _member_schema(member)  # nothing changes, so nothing to audit
+            return await self._member_schema(member)  # nothing changes, so nothing to audit
         # Snapshot first: set_role changes `member` in place.
-        before = _member_schema(member)
-        after = _member_schema(await self._members.set_role(member, data.role))
+        before = await self._member_schema(member)
+        after = before.model_copy(update=_role_change(await self._members.set_role(member, data.role)))
         await self._audit.record(
             entity_type=MEMBER,
             entity_id=user_id,
@@ -285,7 +294,7 @@ class WorkspaceService:
         if member.role is WorkspaceRole.OWNER:
             _require_owner(actor, workspace_id)
             await self._keep_an_owner(workspace_id)
-        before = _member_schema(member)
+        before = await self._member_schema(member)
         # The membership first: an assignment still in flight holds the member row (see
         # WorkspaceMemberRepository.get), so this waits for it and the access below includes it.
         await self._members.remove(member)
@@ -293,6 +302,16 @@ class WorkspaceService:
             entity_type=MEMBER, entity_id=user_id, action="delete", workspace_id=workspace_id, before=before
         )
         await self._member_access.revoke_member_access(workspace_id, user_id, email=before.email)
+
+    async def _user(self, user_id: uuid.UUID) -> UserState | None:
+        found = await self._users.contacts([user_id])
+        return found[0] if found else None
+
+    async def _member_schema(self, member: WorkspaceUser) -> MemberResponseSchema:
+        user = await self._user(member.user_id)
+        if user is None:  # pragma: no cover - a foreign key, and users are never deleted
+            raise MemberUserNotFoundException(member.user_id)
+        return _member_schema(member, user)
 
     async def _locked_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceUser:
         """The member, read after taking the workspace's lock: role changes of one workspace run one
@@ -340,16 +359,20 @@ def _to_schema(workspace: Workspace) -> WorkspaceResponseSchema:
     return WorkspaceResponseSchema.model_validate(workspace)
 
 
-def _member_schema(member: WorkspaceUser) -> MemberResponseSchema:
+def _member_schema(member: WorkspaceUser, user: UserState) -> MemberResponseSchema:
     return MemberResponseSchema(
         workspace_id=member.workspace_id,
         user_id=member.user_id,
-        email=member.user.email,
-        full_name=member.user.full_name,
+        email=user.email,
+        full_name=user.full_name,
         role=member.role,
         created_at=member.created_at,
         updated_at=member.updated_at,
     )
+
+
+def _role_change(member: WorkspaceUser) -> dict[str, Any]:
+    return {"role": member.role, "updated_at": member.updated_at}
 
 
 def _require_owner(actor: Principal, workspace_id: uuid.UUID) -> None:

@@ -23,7 +23,7 @@ NO_CONTEXT = cast(Context, None)
 
 @pytest.fixture
 def servicer(infrastructure: Infrastructure) -> AccountServicer:
-    return AccountServicer(infrastructure)
+    return AccountServicer(infrastructure.unit_of_work)
 
 
 def fields_of(error: InvalidRequestException) -> list[str]:

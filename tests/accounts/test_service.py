@@ -19,7 +19,6 @@ from server.accounts.exceptions import (
     BusinessManagerNotUsableException,
     NotAMemberException,
     SpendCapCurrencyMismatchException,
-    WorkspaceNotActiveException,
 )
 from server.accounts.models import MAX_USERS_PER_ACCOUNT, Account, AccountStatus, AccountUserTask
 from server.accounts.models import MetaAccountStatus as Meta
@@ -39,7 +38,7 @@ from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import AccountCreationPayload, SpendCapChangePayload
 from server.statement_log import sent_statements
 from server.tenancy import SYSTEM, WorkspaceScope
-from server.workspaces.exceptions import WorkspaceNotFoundException
+from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
 from server.workspaces.models import WorkspaceStatus, WorkspaceUser
 from tests.accounts.conftest import (
     World,
@@ -53,6 +52,7 @@ from tests.accounts.conftest import (
     new_workspace,
     outbox_messages,
 )
+from tests.waits import blocked_on_a_lock
 
 MANAGE, ADVERTISE, ANALYZE = AccountUserTask.MANAGE, AccountUserTask.ADVERTISE, AccountUserTask.ANALYZE
 
@@ -283,7 +283,8 @@ async def test_lists_cost_the_same_statements_at_any_page_size(infrastructure: I
             counts.append(len(sent))
         assert len(users) == 4
         assert len(page.items) == min(size, 5)
-    assert counts[0] == counts[1] == 3
+    # Each list one statement, and the account's users one more for their emails (the users module's).
+    assert counts[0] == counts[1] == 4
 
 
 async def test_read_only_units_read_accounts_from_the_read_pool_as_transactions_do(
@@ -530,9 +531,12 @@ async def test_the_user_limit_holds_under_concurrent_assignments(infrastructure:
             await uow.accounts.assign_account_user(
                 world.account_id, user_id, tasks(ANALYZE), workspace_id=world.workspace_id
             )
-            await asyncio.sleep(0.05)  # hold the transaction open while the others try
+            # Whoever holds the account's lock keeps it until the others wait for it: they all try
+            # while it is open, and only one of them may take the last place.
+            await blocked_on_a_lock(infrastructure, len(contenders) - 1)
 
-    results = await asyncio.gather(*(assign(u) for u in members[MAX_USERS_PER_ACCOUNT - 1 :]), return_exceptions=True)
+    contenders = members[MAX_USERS_PER_ACCOUNT - 1 :]
+    results = await asyncio.gather(*(assign(u) for u in contenders), return_exceptions=True)
     assert sum(result is None for result in results) == 1
     assert all(isinstance(r, AccountUserLimitException) for r in results if r is not None)
     assert len(await account_users(infrastructure, world.account_id)) == MAX_USERS_PER_ACCOUNT
@@ -618,7 +622,7 @@ async def test_an_update_waiting_for_another_audits_what_that_one_wrote_as_befor
                 await uow.accounts.update_account(world.account_id, update(name="Second"))
 
         waiting = asyncio.create_task(second())
-        await asyncio.sleep(0.2)  # the second update is now waiting for the row
+        await blocked_on_a_lock(infrastructure)  # the second update waits for the row
         assert not waiting.done()
     await waiting
 

@@ -18,7 +18,7 @@ NO_CONTEXT = cast(Context, None)
 
 @pytest.fixture
 def servicer(infrastructure: Infrastructure) -> ApiKeyServicer:
-    return ApiKeyServicer(infrastructure)
+    return ApiKeyServicer(infrastructure.unit_of_work)
 
 
 @pytest.fixture

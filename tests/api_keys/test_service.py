@@ -85,7 +85,8 @@ async def test_create_attaches_roles_and_collapses_duplicates(infrastructure: In
     async with infrastructure.unit_of_work() as uow:
         stored = await uow.session.scalar(select(ApiKey).where(ApiKey.id == created.api_key.id))
         assert stored is not None
-        assert stored.role_names == ["administrator", "staff"]
+        roles = await uow.roles.get_by_ids(stored.role_ids)
+        assert sorted(role.name for role in roles) == ["administrator", "staff"]
 
 
 async def test_create_without_roles_holds_none(infrastructure: Infrastructure, admin: Principal) -> None:

@@ -706,7 +706,7 @@ async def test_a_page_token_is_bound_to_its_filters(infrastructure: Infrastructu
 async def test_workspace_listing_through_the_servicer_sees_only_that_workspace(infrastructure: Infrastructure) -> None:
     workspace = await create_workspace(infrastructure, "Mine")
     other = await create_workspace(infrastructure, "Theirs")
-    servicer = AuditLogServicer(infrastructure)
+    servicer = AuditLogServicer(infrastructure.unit_of_work)
     response = await servicer.ListWorkspaceAuditLogs(
         pb.ListWorkspaceAuditLogsRequest(workspace_id=str(workspace.id)), NO_CONTEXT
     )

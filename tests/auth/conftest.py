@@ -3,10 +3,9 @@
 import dataclasses
 
 import pytest
-from argon2 import PasswordHasher
 
-from server.auth.passwords import Passwords
 from server.composition import Infrastructure
+from tests.callers import CHEAP_PASSWORDS
 
 
 @pytest.fixture
@@ -19,5 +18,4 @@ def fast_infrastructure(infrastructure: Infrastructure) -> Infrastructure:
     delays show, and tests that fail many sign-ins in a row stay quick. The engine is shared, so
     this copy is never closed.
     """
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    return dataclasses.replace(infrastructure, passwords=Passwords(cheap))
+    return dataclasses.replace(infrastructure, passwords=CHEAP_PASSWORDS)

@@ -1,4 +1,4 @@
-"""AuthService.login against the real database and Redis: credentials and deactivation (throttling:
+"""SigninService.login against the real database and Redis: credentials and deactivation (throttling:
 test_throttle.py)."""
 
 import uuid
@@ -21,17 +21,12 @@ async def login(
     infrastructure: Infrastructure, email: str, password: str = PASSWORD, *, address: str = ADDRESS
 ) -> TokenPairSchema:
     async with infrastructure.unit_of_work() as uow:
-        return await uow.auth.login(LoginRequestSchema(email=email, password=password), address=address)
+        return await uow.signin.login(LoginRequestSchema(email=email, password=password), address=address)
 
 
 async def fail_login(infrastructure: Infrastructure, email: str, *, address: str = ADDRESS) -> None:
     with pytest.raises(InvalidCredentialsException):
         await login(infrastructure, email, WRONG_PASSWORD, address=address)
-
-
-def other_address(n: int) -> str:
-    """A distinct client address per attempt, so only the email's counter adds up."""
-    return f"198.51.100.{n}"
 
 
 async def test_login_returns_tokens_for_the_user(infrastructure: Infrastructure) -> None:

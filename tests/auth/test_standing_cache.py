@@ -2,7 +2,6 @@
 standing (a revoked sign-in, a deactivation, a membership change, a role change, a revoked API key)
 empties it at once, whichever connection or process committed it."""
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -23,11 +22,12 @@ from server.statement_log import sent_statements
 from server.workspaces.schemas import MemberUpdateRequestSchema, WorkspaceCreateRequestSchema
 from tests.callers import Caller, make_caller
 from tests.conftest import _admin_dsn
+from tests.waits import eventually
 
 
 def resolver(infrastructure: Infrastructure) -> PrincipalResolver:
     """What the server builds: the autocommit engine and the process's cache."""
-    return PrincipalResolver(infrastructure.read_engine, cache=infrastructure.standing_cache)
+    return infrastructure.principal_resolver()
 
 
 async def resolve(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:
@@ -76,7 +76,7 @@ async def test_logout_refuses_the_cached_caller_at_once(infrastructure: Infrastr
     caller = await make_caller(infrastructure)
     await cached(infrastructure, caller)
     async with infrastructure.unit_of_work() as uow:
-        await uow.auth.logout(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+        await uow.signin.logout(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
     with pytest.raises(CallerRevokedException):
         await resolve(infrastructure, caller)
 
@@ -90,7 +90,7 @@ async def test_deactivation_refuses_the_cached_caller_at_once(infrastructure: In
         await resolve(infrastructure, caller)
     async with infrastructure.unit_of_work() as uow:
         with pytest.raises(InvalidRefreshTokenException):
-            await uow.auth.refresh(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
+            await uow.signin.refresh(RefreshTokenRequestSchema(refresh_token=caller.refresh_token))
 
 
 async def test_a_membership_change_applies_at_once(infrastructure: Infrastructure) -> None:
@@ -147,13 +147,15 @@ async def test_a_change_committed_elsewhere_reaches_the_cache(infrastructure: In
         await elsewhere.execute("UPDATE users SET is_active = false WHERE id = $1", caller.user_id)
     finally:
         await elsewhere.close()
-    for _ in range(100):
+
+    async def revoked() -> bool:
         try:
             await resolve(infrastructure, caller)
         except CallerRevokedException:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail("the cached standing outlived the change by two seconds")
+            return True
+        return False
+
+    await eventually(revoked, within=2, what="the deactivation reaching the cached standing")
 
 
 async def test_without_a_listening_connection_nothing_is_answered_from_the_cache(
@@ -163,8 +165,10 @@ async def test_without_a_listening_connection_nothing_is_answered_from_the_cache
     the cache, and it answers again only once a connection listens."""
     caller = await make_caller(infrastructure)
     await cached(infrastructure, caller)
+    emptied = infrastructure.standing_cache.generation
     await infrastructure.engine.dispose()
-    await asyncio.sleep(0.05)  # asyncpg runs termination listeners soon after the close
+    # asyncpg runs the termination listeners soon after the close; the last one empties the cache.
+    await eventually(lambda: infrastructure.standing_cache.generation > emptied, within=5, what="the cache emptied")
     with sent_statements(infrastructure) as seen:
         await resolve(infrastructure, caller)
     assert len(seen) == 1

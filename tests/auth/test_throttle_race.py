@@ -22,7 +22,7 @@ async def test_concurrent_wrong_passwords_are_cut_off_at_the_limit(infrastructur
     async def guess() -> BaseException | None:
         try:
             async with throttled.unit_of_work() as uow:
-                await uow.auth.login(LoginRequestSchema(email=caller.email, password="wrong guess"), address="a")
+                await uow.signin.login(LoginRequestSchema(email=caller.email, password="wrong guess"), address="a")
         except (UnauthenticatedException, TooManyLoginAttemptsException) as error:
             return error
         return None

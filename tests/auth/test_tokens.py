@@ -20,7 +20,7 @@ from server.auth.credentials import (
 )
 from server.auth.exceptions import CallerRevokedException, InvalidRefreshTokenException
 from server.auth.principal import Principal, PrincipalKind
-from server.auth.repository import AuthRepository
+from server.auth.repository import StandingRepository
 from server.auth.resolver import PrincipalResolver
 from server.auth.roles import WorkspaceRole
 from server.auth.tokens import InvalidTokenException, TokenIssuer, hash_secret
@@ -28,6 +28,7 @@ from server.composition import Infrastructure
 from server.config import Settings
 from server.db import new_id, utcnow
 from server.exceptions import UnauthenticatedException
+from server.signin.repository import RefreshTokenRepository
 from server.signin.schemas import LoginRequestSchema, RefreshTokenRequestSchema, TokenPairSchema
 from server.signin.service import RefreshTokenReplayed
 from server.users.models import User
@@ -37,7 +38,7 @@ from tests.callers import PASSWORD, Caller, make_caller
 
 async def refresh(infrastructure: Infrastructure, token: str) -> TokenPairSchema | RefreshTokenReplayed:
     async with infrastructure.unit_of_work() as uow:
-        return await uow.auth.refresh(RefreshTokenRequestSchema(refresh_token=token))
+        return await uow.signin.refresh(RefreshTokenRequestSchema(refresh_token=token))
 
 
 async def refreshed(infrastructure: Infrastructure, token: str) -> TokenPairSchema:
@@ -48,14 +49,16 @@ async def refreshed(infrastructure: Infrastructure, token: str) -> TokenPairSche
 
 async def logout(infrastructure: Infrastructure, token: str) -> None:
     async with infrastructure.unit_of_work() as uow:
-        await uow.auth.logout(RefreshTokenRequestSchema(refresh_token=token))
+        await uow.signin.logout(RefreshTokenRequestSchema(refresh_token=token))
 
 
 async def resolve(
     infrastructure: Infrastructure, access_token: str, *, workspace_id: uuid.UUID | None = None
 ) -> Principal:
     claims = infrastructure.tokens.decode_access(access_token)
-    return await PrincipalResolver(infrastructure.sessions).resolve(UserCredentials(claims), workspace_id=workspace_id)
+    return await PrincipalResolver(StandingRepository(infrastructure.read_engine)).resolve(
+        UserCredentials(claims), workspace_id=workspace_id
+    )
 
 
 async def create_workspace(infrastructure: Infrastructure, name: str) -> uuid.UUID:
@@ -134,7 +137,7 @@ async def test_logout_revokes_the_sign_in(infrastructure: Infrastructure) -> Non
 async def test_logout_of_one_sign_in_keeps_the_others(infrastructure: Infrastructure) -> None:
     caller = await make_caller(infrastructure)
     async with infrastructure.unit_of_work() as uow:
-        second = await uow.auth.login(LoginRequestSchema(email=caller.email, password=PASSWORD), address="192.0.2.9")
+        second = await uow.signin.login(LoginRequestSchema(email=caller.email, password=PASSWORD), address="192.0.2.9")
 
     await logout(infrastructure, caller.refresh_token)
 
@@ -159,14 +162,14 @@ async def test_expired_refresh_token_is_rejected(infrastructure: Infrastructure)
     expired = "an-expired-refresh-token-0123456789"
     sibling = "a-live-refresh-token-of-the-same-family"
     async with infrastructure.unit_of_work() as uow:
-        repository = AuthRepository(uow.session)
-        await repository.add_refresh_token(
+        repository = RefreshTokenRepository(uow.session)
+        await repository.add(
             user_id=caller.user_id,
             family_id=family_id,
             token_hash=hash_secret(expired),
             expires_at=utcnow() - dt.timedelta(seconds=1),
         )
-        await repository.add_refresh_token(
+        await repository.add(
             user_id=caller.user_id,
             family_id=family_id,
             token_hash=hash_secret(sibling),
@@ -183,9 +186,9 @@ async def test_expired_refresh_token_is_rejected(infrastructure: Infrastructure)
 async def test_refresh_tokens_are_not_stored_in_clear(infrastructure: Infrastructure) -> None:
     caller = await make_caller(infrastructure)
     async with infrastructure.unit_of_work() as uow:
-        repository = AuthRepository(uow.session)
-        assert await repository.find_refresh_token(token_hash=caller.refresh_token) is None
-        assert await repository.find_refresh_token(token_hash=hash_secret(caller.refresh_token)) is not None
+        repository = RefreshTokenRepository(uow.session)
+        assert await repository.find(token_hash=caller.refresh_token) is None
+        assert await repository.find(token_hash=hash_secret(caller.refresh_token)) is not None
 
 
 # --- access tokens (JWT) ----------------------------------------------------------------------
@@ -347,7 +350,9 @@ async def test_token_of_a_deleted_user_is_revoked(infrastructure: Infrastructure
 async def test_invalid_credentials_raise_their_error(infrastructure: Infrastructure) -> None:
     error = InvalidTokenException("the access token is invalid")
     with pytest.raises(InvalidTokenException) as raised:
-        await PrincipalResolver(infrastructure.sessions).resolve(InvalidCredentials(error), workspace_id=None)
+        await PrincipalResolver(StandingRepository(infrastructure.read_engine)).resolve(
+            InvalidCredentials(error), workspace_id=None
+        )
     assert raised.value is error
 
 
@@ -363,7 +368,9 @@ async def create_api_key(infrastructure: Infrastructure, creator: Caller, *, rol
 
 
 async def resolve_key(infrastructure: Infrastructure, key: str, *, workspace_id: uuid.UUID | None = None) -> Principal:
-    return await PrincipalResolver(infrastructure.sessions).resolve(ApiKeyCredentials(key), workspace_id=workspace_id)
+    return await PrincipalResolver(StandingRepository(infrastructure.read_engine)).resolve(
+        ApiKeyCredentials(key), workspace_id=workspace_id
+    )
 
 
 async def test_api_key_resolves_with_its_roles_permissions(infrastructure: Infrastructure) -> None:

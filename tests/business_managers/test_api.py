@@ -28,7 +28,7 @@ NEW_TOKEN = "EAAG-rotated-token-fedcba9876543210"
 
 @pytest.fixture
 def servicer(infrastructure: Infrastructure) -> BusinessManagerServicer:
-    return BusinessManagerServicer(infrastructure)
+    return BusinessManagerServicer(infrastructure.unit_of_work)
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import BusinessManagerConnectionPayload
 from server.workspaces.exceptions import WorkspaceArchivedException, WorkspaceNotFoundException
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
+from tests.waits import blocked_on_a_lock
 
 TOKEN = "EAAG-system-user-token-0123456789abcdef"
 OTHER_TOKEN = "EAAG-rotated-token-fedcba9876543210"
@@ -624,7 +625,7 @@ async def test_an_account_added_under_get_usable_blocks_a_concurrent_delete(infr
     async with infrastructure.unit_of_work() as uow:
         assert await BusinessManagerRepository(uow.session).get_usable(created.id, workspace_id=workspace) is not None
         deleting = asyncio.create_task(delete())
-        await asyncio.sleep(0.3)
+        await blocked_on_a_lock(infrastructure)
         assert not deleting.done()
         uow.session.add(
             Account(
@@ -651,6 +652,6 @@ async def test_get_usable_after_a_concurrent_archive_finds_nothing(infrastructur
     async with infrastructure.unit_of_work() as uow:
         await uow.business_managers.delete_business_manager(created.id)
         looking = asyncio.create_task(usable())
-        await asyncio.sleep(0.3)
+        await blocked_on_a_lock(infrastructure)
         assert not looking.done()
     assert await asyncio.wait_for(looking, timeout=10) is None

@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +12,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.embedded import EmbeddedPostgres, free_port, is_port_free, start_postgres, start_redis
+from tests.conftest import postgres_data_dir
+from tests.waits import wait_until
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", ephemeral=True)
-    yield server
-    server.stop()
+def postgres() -> Iterator[EmbeddedPostgres]:
+    with postgres_data_dir() as pgdata:
+        server = start_postgres(pgdata, ephemeral=True)
+        yield server
+        server.stop()
 
 
 async def _current_database(url: str) -> str:
@@ -53,19 +55,19 @@ def test_create_database_refuses_names_that_need_quoting(postgres: EmbeddedPostg
         postgres.create_database('x"; DROP DATABASE postgres; --')
 
 
-def test_ephemeral_stop_deletes_the_data_directory(tmp_path: Path) -> None:
-    server = start_postgres(tmp_path / "data", ephemeral=True)
+def test_ephemeral_stop_deletes_the_data_directory(postgres_dir: Path) -> None:
+    server = start_postgres(postgres_dir, ephemeral=True)
     server.stop()
 
-    assert not (tmp_path / "data").exists()
+    assert not postgres_dir.exists()
 
 
 @pytest.mark.asyncio
-async def test_persistent_data_survives_a_restart(tmp_path: Path) -> None:
-    server = start_postgres(tmp_path / "data", ephemeral=False)
+async def test_persistent_data_survives_a_restart(postgres_dir: Path) -> None:
+    server = start_postgres(postgres_dir, ephemeral=False)
     url = server.create_database("kept")
     server.stop()
-    assert (tmp_path / "data" / "PG_VERSION").exists()
+    assert (postgres_dir / "PG_VERSION").exists()
 
     server.start()
     try:
@@ -75,12 +77,12 @@ async def test_persistent_data_survives_a_restart(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_server_left_behind_by_a_dead_supervisor_is_adopted(tmp_path: Path) -> None:
-    first = start_postgres(tmp_path / "data", ephemeral=False)
+async def test_server_left_behind_by_a_dead_supervisor_is_adopted(postgres_dir: Path) -> None:
+    first = start_postgres(postgres_dir, ephemeral=False)
     pid = _postmaster_pid(first.pgdata)
 
     # A new handle, as after `kill -9` of the supervisor: the server is still running.
-    second = start_postgres(tmp_path / "data", ephemeral=False)
+    second = start_postgres(postgres_dir, ephemeral=False)
     try:
         assert _postmaster_pid(second.pgdata) == pid
         assert await _current_database(second.url) == "postgres"
@@ -89,8 +91,8 @@ async def test_server_left_behind_by_a_dead_supervisor_is_adopted(tmp_path: Path
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="tells processes apart through /proc")
-def test_stale_pid_file_whose_pid_was_reused_does_not_block_start(tmp_path: Path) -> None:
-    server = start_postgres(tmp_path / "data", ephemeral=False)
+def test_stale_pid_file_whose_pid_was_reused_does_not_block_start(postgres_dir: Path) -> None:
+    server = start_postgres(postgres_dir, ephemeral=False)
     os.kill(_postmaster_pid(server.pgdata), signal.SIGKILL)
     _wait_until_no_process_runs_in(server.pgdata)  # the backends exit once the postmaster is gone
     # After a reboot or in a new container the recorded pid can belong to an unrelated process of
@@ -116,9 +118,7 @@ def _wait_until_no_process_runs_in(directory: Path) -> None:
                 continue
         return False
 
-    deadline = time.monotonic() + 10
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not running(), within=10, what=f"every process in {directory} gone")
 
 
 def _redis_command(port: int, *arguments: str) -> bytes:

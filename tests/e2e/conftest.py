@@ -4,7 +4,6 @@ on free ports, against the test database."""
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.embedded import free_port, free_port_block
 from server.composition import Infrastructure
 from server.config import Settings
+from tests import waits
 from tests.callers import Caller, make_caller
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
@@ -58,20 +58,39 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "LOG_FORMAT": "json",
         # No drain pause: tests stop servers often (test_readiness checks the pause).
         "GRPC_DRAIN_SECONDS": "0",
+        # Workers' and schedulers' heartbeat files stay in the test's data, not the machine's /tmp.
+        "ADPLANE_HEARTBEAT_DIR": str(settings.data_dir),
     }
     env.update(overrides)
     return env
 
 
+# A bound, not an expectation: a process is ready in a second or two, but the test processes share
+# two cores with the servers, workers and Envoys they start.
+START_WITHIN_SECONDS = 60
+
+
 def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    """Until `check()` holds for a process we started; fails at once if the process exits, and
+    kills a process that is not ready in time (it would outlive the test)."""
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not become ready:\n{log.read_text()[-4000:]}")
+        return check()
+
+    try:
+        waits.wait_until(
+            ready, within=START_WITHIN_SECONDS, what=f"{what} ready", every=0.05, detail=lambda: log.read_text()[-4000:]
+        )
+    except AssertionError:
+        process.terminate()  # not SIGKILL: `serve --workers N` stops the processes it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
 
 
 def _serving(target: str, *, any_status: bool = False) -> bool:

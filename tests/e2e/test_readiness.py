@@ -1,9 +1,7 @@
 """Health tells the truth: NOT_SERVING while PostgreSQL is unreachable; SIGTERM turns it
 NOT_SERVING while the server still answers for GRPC_DRAIN_SECONDS."""
 
-import asyncio
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
@@ -13,8 +11,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.embedded import free_port
 from server.config import Settings
 from tests.e2e.conftest import ADPLANE, stack_env, start_server
+from tests.waits import eventually
 
 pytestmark = pytest.mark.usefixtures("infrastructure")
+
+NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def _status(target: str) -> int | None:
@@ -42,11 +43,14 @@ async def test_not_serving_while_postgres_is_unreachable(settings: Settings, tmp
     process = _spawn(settings, port, unreachable, log)
     try:
         statuses: list[int | None] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and health_pb2.HealthCheckResponse.NOT_SERVING not in statuses:
+
+        async def answered_not_serving() -> bool:
             statuses.append(await _status(f"127.0.0.1:{port}"))
-            await asyncio.sleep(0.2)
-        assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses, log.read_text()[-2000:]
+            return statuses[-1] == NOT_SERVING
+
+        await eventually(
+            answered_not_serving, within=20, what="NOT_SERVING", every=0.2, detail=lambda: log.read_text()[-2000:]
+        )
         assert health_pb2.HealthCheckResponse.SERVING not in statuses
     finally:
         process.terminate()
@@ -58,7 +62,11 @@ async def test_sigterm_drains_not_serving_before_stopping(settings: Settings, tm
     assert await _status(server.target) == health_pb2.HealthCheckResponse.SERVING
 
     server.process.terminate()
-    await asyncio.sleep(0.5)
-    assert await _status(server.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def not_serving() -> bool:
+        return await _status(server.target) == NOT_SERVING
+
+    # At once, well within the drain pause (GRPC_DRAIN_SECONDS) that the server then waits out.
+    await eventually(not_serving, within=1, what="NOT_SERVING after SIGTERM")
     assert server.process.poll() is None  # still draining
     assert server.stop() == 0

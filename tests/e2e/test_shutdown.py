@@ -3,6 +3,7 @@
 import asyncio
 import signal
 import uuid
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,17 @@ from server.composition import Infrastructure
 from server.config import Settings
 from tests.callers import Caller
 from tests.e2e.conftest import start_server
+from tests.waits import blocked_on_a_lock, eventually
+
+
+async def _refuses_calls(target: str) -> bool:
+    """Whether a new call to `target` is refused (a health check on a channel of its own)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError as error:
+            return error.code() is grpc.StatusCode.UNAVAILABLE
+    return False
 
 
 async def test_sigterm_during_a_slow_rpc_lets_it_finish(
@@ -50,13 +62,14 @@ async def test_sigterm_during_a_slow_rpc_lets_it_finish(
                         metadata=admin.metadata,
                     )
                 )
-                await asyncio.sleep(0.5)
+                await blocked_on_a_lock(infrastructure)  # the update waits inside the server
                 assert not update.done()
 
                 server.process.send_signal(signal.SIGTERM)
                 assert (await health.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
                 health.cancel()
-                await asyncio.sleep(0.5)
+                # Refusing new calls, the server is in its stop, waiting for the calls in flight.
+                await eventually(partial(_refuses_calls, server.target), within=10, what="the server's stop")
                 assert server.process.poll() is None, "the server quit with an RPC in flight"
                 await transaction.commit()
 

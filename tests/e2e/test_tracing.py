@@ -2,10 +2,8 @@
 `traceparent`), the server's RPC and SQL, the outbox row, the relay, the worker's task and its Graph
 API calls, as a collector receives them from the real processes (OTLP over HTTP)."""
 
-import asyncio
 import secrets
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_envoy, start_server
 from tests.faults.test_worker_faults import META_BUSINESS_ID, TOKEN, _ask, _workspace_and_manager
 from tests.otlp_collector import Collector, ReceivedSpan, otlp_collector
+from tests.waits import eventually
 
 APPROVE = "/adplane.v1.RequestService/ApproveRequest"
 
@@ -93,16 +92,18 @@ async def test_an_approval_is_one_trace_from_the_rest_call_to_the_graph_api(
                 )
             assert approved.status_code == 200, approved.text
 
-            status = RequestStatus.APPROVED
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                status = await _status(infrastructure, request_id)
+            async def traced_to_the_end() -> bool:
                 names = {span.name for span in collector.trace(trace_id)}
                 graph_called = any(name.startswith("POST") for name in names)
-                if status is RequestStatus.COMPLETED and "task requests.carry_out" in names and graph_called:
-                    break
-                await asyncio.sleep(0.2)
-            assert status is RequestStatus.COMPLETED, worker_log.read_text()[-3000:]
+                completed = await _status(infrastructure, request_id) is RequestStatus.COMPLETED
+                return completed and "task requests.carry_out" in names and graph_called
+
+            await eventually(
+                traced_to_the_end,
+                within=60,
+                what="the request completed, its task and Graph API call traced",
+                detail=lambda: worker_log.read_text()[-3000:],
+            )
             spans = collector.trace(trace_id)
 
             # Envoy passed the caller's traceparent on: the RPC is the caller's child.

@@ -35,6 +35,7 @@ from server.edge.envoy import (
     write_envoy_config,
 )
 from server.interceptors.request_logging import REQUEST_ID_PATTERN
+from tests.waits import eventually
 
 type Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -161,15 +162,16 @@ async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     envoy = await asyncio.create_subprocess_exec(*envoy_command(config))
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(300):
+
+            async def ready() -> bool:
                 assert envoy.returncode is None, "envoy exited"
                 try:
-                    ready = await client.get(f"http://127.0.0.1:{settings.envoy_admin_port}/ready")
-                    if ready.status_code == 200:
-                        break
+                    answer = await client.get(f"http://127.0.0.1:{settings.envoy_admin_port}/ready")
                 except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+                    return False
+                return answer.status_code == 200
+
+            await eventually(ready, within=30, what="envoy ready", every=0.05)
         yield Edge(url=f"http://127.0.0.1:{settings.http_port}", stub=stub)
     finally:
         envoy.terminate()

@@ -24,7 +24,7 @@ DAY = dt.date(2026, 11, 26)
 
 @pytest.fixture
 def servicer(exports_infrastructure: Infrastructure) -> ExportServicer:
-    return ExportServicer(exports_infrastructure)
+    return ExportServicer(exports_infrastructure.unit_of_work)
 
 
 @pytest.fixture

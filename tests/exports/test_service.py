@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -30,6 +31,7 @@ from tests.exports.conftest import (
     new_workspace,
     set_spend,
 )
+from tests.waits import eventually, lock_waiters
 
 DAY = dt.date(2026, 11, 26)
 
@@ -149,20 +151,28 @@ async def test_another_day_is_another_export(exports_infrastructure: Infrastruct
 
 
 class MeetingStorage:
-    """Holds each upload for `patience` seconds and notes whether another upload began meanwhile:
-    two runs that nothing kept apart would overlap in their uploads."""
+    """Holds the first upload until another run either uploads too or is seen waiting for a lock,
+    and notes whether two uploads overlapped: two runs that nothing kept apart would."""
 
-    def __init__(self, storage: IExportStorage, *, patience: float) -> None:
+    def __init__(self, storage: IExportStorage, *, other_run_blocked: Callable[[], Awaitable[bool]]) -> None:
         self._storage = storage
-        self._patience = patience
+        self._other_run_blocked = other_run_blocked
+        self._uploads = 0
         self._uploading = 0
         self.overlapped = False
 
     async def put(self, key: str, body: bytes, *, content_type: str) -> None:
+        self._uploads += 1
         self._uploading += 1
         try:
             self.overlapped = self.overlapped or self._uploading > 1
-            await asyncio.sleep(self._patience)
+            if self._uploads == 1:
+
+                async def met_or_blocked() -> bool:
+                    return self._uploading > 1 or await self._other_run_blocked()
+
+                await eventually(met_or_blocked, within=10, what="the other run uploading or waiting for a lock")
+                self.overlapped = self.overlapped or self._uploading > 1
             await self._storage.put(key, body, content_type=content_type)
         finally:
             self._uploading -= 1
@@ -182,7 +192,11 @@ async def test_concurrent_runs_of_the_same_day_take_turns(
 ) -> None:
     """Two runs at once (two schedulers, a redelivered message): the second waits for the first,
     so it sees the first one's row and records an update, and the row describes the file."""
-    meeting = MeetingStorage(storage, patience=0.5)
+
+    async def other_run_blocked() -> bool:
+        return await lock_waiters(exports_infrastructure) >= 1
+
+    meeting = MeetingStorage(storage, other_run_blocked=other_run_blocked)
     infrastructure = dataclasses.replace(exports_infrastructure, export_storage=meeting)
     workspace_id = await new_workspace(infrastructure)
     await new_account(

@@ -8,11 +8,12 @@ from typing import cast
 
 import pytest
 from botocore.exceptions import ClientError
-from taskiq import Context
 
+from server.background.registry import export_daily_spend
+from server.background.resources import WorkerResources
 from server.composition import Infrastructure
 from server.exports.storage import IExportStorage, S3ExportStorage
-from server.exports.tasks import SpendExportIncomplete, export_daily_spend, run_daily_spend_export
+from server.exports.tasks import SpendExportIncomplete, run_daily_spend_export
 from tests.exports.conftest import Bucket, export_rows, make_storage, new_account, new_business_manager, new_workspace
 
 DAY = dt.date(2026, 11, 26)
@@ -33,7 +34,9 @@ async def three_workspaces(exports_infrastructure: Infrastructure) -> list[uuid.
 async def test_one_file_per_workspace_with_accounts(
     exports_infrastructure: Infrastructure, bucket: Bucket, three_workspaces: list[uuid.UUID], batch_size: int
 ) -> None:
-    summary = await run_daily_spend_export(exports_infrastructure, day=DAY, batch_size=batch_size)
+    summary = await run_daily_spend_export(
+        exports_infrastructure.unit_of_work, create_bucket=True, day=DAY, batch_size=batch_size
+    )
 
     first, second, _ = three_workspaces
     assert (summary.export_date, summary.workspaces, summary.rows, summary.failed) == (DAY, 2, 3, [])
@@ -50,10 +53,10 @@ async def test_one_file_per_workspace_with_accounts(
 async def test_a_rerun_replaces_and_never_duplicates(
     exports_infrastructure: Infrastructure, bucket: Bucket, three_workspaces: list[uuid.UUID]
 ) -> None:
-    await run_daily_spend_export(exports_infrastructure, day=DAY)
+    await run_daily_spend_export(exports_infrastructure.unit_of_work, create_bucket=True, day=DAY)
     rows_before = await export_rows(exports_infrastructure)
 
-    again = await run_daily_spend_export(exports_infrastructure, day=DAY)
+    again = await run_daily_spend_export(exports_infrastructure.unit_of_work, create_bucket=True, day=DAY)
 
     assert (again.workspaces, again.rows) == (2, 3)
     assert len(await bucket.objects()) == 2
@@ -66,7 +69,7 @@ async def test_outside_production_the_run_creates_the_bucket(
     storage = make_storage(s3_endpoint)  # its bucket does not exist yet
     try:
         infrastructure = dataclasses.replace(exports_infrastructure, export_storage=storage)
-        summary = await run_daily_spend_export(infrastructure, day=DAY)
+        summary = await run_daily_spend_export(infrastructure.unit_of_work, create_bucket=True, day=DAY)
         assert summary.workspaces == 2
         assert len(await Bucket(s3_endpoint, storage.bucket).objects()) == 2
     finally:
@@ -95,11 +98,9 @@ class FailingFor:
         await self._storage.close()
 
 
-def _context(infrastructure: Infrastructure) -> Context:
-    """What the task reads of taskiq's context: the worker's resources."""
-    return cast(
-        Context, SimpleNamespace(state=SimpleNamespace(resources=SimpleNamespace(infrastructure=infrastructure)))
-    )
+def _resources(infrastructure: Infrastructure) -> WorkerResources:
+    """What the task reads of the worker's resources."""
+    return cast(WorkerResources, SimpleNamespace(infrastructure=infrastructure, settings=infrastructure.settings))
 
 
 async def test_a_failed_upload_loses_only_that_workspace(
@@ -111,21 +112,21 @@ async def test_a_failed_upload_loses_only_that_workspace(
     first, second, _ = three_workspaces
     infrastructure = dataclasses.replace(exports_infrastructure, export_storage=FailingFor(storage, first))
 
-    summary = await run_daily_spend_export(infrastructure, day=DAY)
+    summary = await run_daily_spend_export(infrastructure.unit_of_work, create_bucket=True, day=DAY)
 
     assert (summary.workspaces, summary.rows, summary.failed) == (1, 1, [first])
     assert list(await bucket.objects()) == [f"exports/{second}/spend-2026-11-26.csv"]
     assert [row.workspace_id for row in await export_rows(exports_infrastructure)] == [second]
     # The scheduled task reports the run as failed, naming the workspace, once the others are done.
     with pytest.raises(SpendExportIncomplete, match=str(first)):
-        await export_daily_spend(_context(infrastructure))
+        await export_daily_spend(_resources(infrastructure))
 
 
 async def test_the_task_exports_under_todays_utc_date(
     exports_infrastructure: Infrastructure, bucket: Bucket, three_workspaces: list[uuid.UUID]
 ) -> None:
     today = dt.datetime.now(dt.UTC).date()
-    result = await export_daily_spend(_context(exports_infrastructure))
+    result = await export_daily_spend(_resources(exports_infrastructure))
 
     if dt.datetime.now(dt.UTC).date() != today:  # pragma: no cover - ran across midnight UTC
         pytest.skip("the run crossed midnight UTC")

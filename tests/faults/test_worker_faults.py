@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from adplane.v1 import request_pb2
@@ -36,13 +37,14 @@ from server.outbox.models import OutboxMessage
 from server.outbox.relay import BACKLOG_COUNT_SECONDS
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
-from server.tasks.broker import create_broker
-from server.tasks.heartbeat import HEARTBEAT_SECONDS
+from server.taskqueue.broker import CONSUMER_GROUP, QUEUE, create_broker
+from server.taskqueue.heartbeat import HEARTBEAT_SECONDS
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until
 from tests.scrape import label_values, scrape, total
-from tests.tasks.test_heartbeat import liveness
+from tests.taskqueue.test_heartbeat import liveness
+from tests.waits import eventually
 
 META_BUSINESS_ID = "900000000000001"
 TOKEN = "fault-test-system-user-token-0001"
@@ -77,22 +79,29 @@ class Workers:
         )
         self._tmp = tmp
         self.processes: list[subprocess.Popen[bytes]] = []
+        # Each worker's /metrics, in the order they started.
+        self.metrics: list[str] = []
 
     def start(self, **env: str) -> subprocess.Popen[bytes]:
         log = (self._tmp / f"worker-{len(self.processes)}.log").open("wb")
+        env = {"WORKER_METRICS_PORT": str(free_port()), "METRICS_HOST": "127.0.0.1", **env}
         process = subprocess.Popen([ADPLANE, "worker"], env={**self._env, **env}, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
+        self.metrics.append(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
         return process
 
-    async def wait_until_listening(self, *, within: float = 30) -> None:
+    async def wait_until_listening(self, *, within: float = 60) -> None:
         """Until every started worker logged that it listens on the broker."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             logs = [(self._tmp / f"worker-{n}.log").read_text() for n in range(len(self.processes))]
-            if all("worker started" in log for log in logs):
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"workers did not start within {within:.0f}s\n{self.logs()}")
+            return all("worker started" in log for log in logs)
+
+        await eventually(listening, within=within, what="every worker listening", every=0.05, detail=self.logs)
+
+    async def sample(self, name: str, *, worker: int = -1, **labels: str) -> float:
+        """The total of metric `name` (with `labels`) on a worker's /metrics, the last started by default."""
+        return total(await asyncio.to_thread(scrape, self.metrics[worker]), name, **labels)
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -156,13 +165,29 @@ async def _status(infrastructure: Infrastructure, request_id: uuid.UUID) -> tupl
         return request.status, str((request.result or {}).get("failure_reason") or "")
 
 
-async def _wait_for(check: Callable[[], Awaitable[bool]], *, within: float, what: str, workers: Workers) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {within:.0f}s\n{workers.logs()}")
+async def _wait_for(check: Callable[[], bool | Awaitable[bool]], *, within: float, what: str, workers: Workers) -> None:
+    await eventually(check, within=within, what=what, every=0.1, detail=workers.logs)
+
+
+async def _run_periodic_task(settings: Settings, redis: EmbeddedRedis, name: str) -> object:
+    """Sends periodic task `name` as the scheduler does; what it returned once a worker ran it."""
+    broker = create_broker(settings.model_copy(update={"redis_url": redis.url}))
+    register_tasks(broker, settings)
+    await broker.startup()
+    try:
+        task = broker.find_task(name)
+        assert task is not None
+        result = await (await task.kiq()).wait_result(check_interval=0.05, timeout=30)
+    finally:
+        await broker.shutdown()
+    assert not result.is_err, result.error
+    return result.return_value
+
+
+async def _unacknowledged(redis: EmbeddedRedis) -> int:
+    """Task messages delivered to a worker and not acknowledged: what redelivery would run again."""
+    async with Redis.from_url(redis.url) as client:
+        return int((await client.xpending(QUEUE, CONSUMER_GROUP))["pending"])
 
 
 def _finished(infrastructure: Infrastructure, *request_ids: uuid.UUID) -> Callable[[], Awaitable[bool]]:
@@ -222,8 +247,15 @@ async def test_approvals_while_redis_is_down_are_carried_out_once_it_is_back(
                     pb.ApproveRequestRequest(id=str(request_id)), metadata=approver.metadata
                 )
                 assert approved.request.status == request_pb2.REQUEST_STATUS_APPROVED
-        await asyncio.sleep(2)
-        assert control.counters().objects.ad_accounts == 0  # nothing could be published yet
+        # The worker's relay took the approvals' rows and could not publish them.
+        await _wait_for(
+            lambda: "outbox relay failed" in workers.logs(tail=None),
+            within=30,
+            what="the relay failing to publish",
+            workers=workers,
+        )
+        assert control.counters().objects.ad_accounts == 0
+        assert [(await _status(infrastructure, r))[0] for r in request_ids] == [RequestStatus.APPROVED] * 3
         redis.start()
         await _wait_for(_finished(infrastructure, *request_ids), within=60, what="the queued work", workers=workers)
     finally:
@@ -248,7 +280,11 @@ async def test_rate_limited_calls_back_off_and_finish(
 
 
 async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager_without_retrying(
-    infrastructure: Infrastructure, workers: Workers, simulator: tuple[str, SimulatorControl]
+    settings: Settings,
+    infrastructure: Infrastructure,
+    workers: Workers,
+    redis: EmbeddedRedis,
+    simulator: tuple[str, SimulatorControl],
 ) -> None:
     _, control = simulator
     workspace_id, manager_id = await _workspace_and_manager(infrastructure)
@@ -267,7 +303,14 @@ async def test_a_revoked_token_fails_the_request_and_flags_the_business_manager_
     assert manager is not None
     assert manager.status is BusinessManagerStatus.NEEDS_ATTENTION
     calls = control.counters().calls.http_calls
-    await asyncio.sleep(3)
+    # Nothing is left that would call Meta again: every message is acknowledged (none to
+    # redeliver), and the periodic requeue, run now through the same worker, finds nothing to run.
+
+    async def all_acknowledged() -> bool:
+        return await _unacknowledged(redis) == 0
+
+    await _wait_for(all_acknowledged, within=30, what="every message acknowledged", workers=workers)
+    assert await _run_periodic_task(settings, redis, "requests.requeue_stalled") == 0
     assert control.counters().calls.http_calls == calls, "something kept calling Meta with a revoked token"
     assert calls <= 2 * len(request_ids) + 2
 
@@ -286,8 +329,22 @@ async def test_after_a_redis_restart_the_relay_publishes_within_seconds_and_noth
     request_ids = [await _ask(infrastructure, workspace_id, manager_id, f"Restart {n}") for n in range(3)]
     for request_id in request_ids:
         await _approve(infrastructure, request_id)
-    # Long enough for the relay's old back-off (doubling from OUTBOX_POLL_SECONDS) to reach 6 s.
-    await asyncio.sleep(6)
+    # The relay took the rows and could not publish them. From then on the worker's only database
+    # work is the relay's looks, a connection each (and one per backlog count): four more of them
+    # failed, and the relay's old back-off, doubling from OUTBOX_POLL_SECONDS, would now wait 3.2 s
+    # or more before the next look.
+    await _wait_for(
+        lambda: "outbox relay failed" in workers.logs(tail=None),
+        within=30,
+        what="the relay failing to publish",
+        workers=workers,
+    )
+    looked = await workers.sample("adplane_db_pool_checkouts_total")
+
+    async def looked_four_more_times() -> bool:
+        return await workers.sample("adplane_db_pool_checkouts_total") >= looked + 4
+
+    await _wait_for(looked_four_more_times, within=30, what="four more looks of the relay", workers=workers)
     redis.start()
     back = time.monotonic()
 
@@ -342,17 +399,14 @@ async def test_a_long_throttle_holds_the_request_past_its_runs_then_fails_retrya
     assert control.counters().calls.faults_served == 1  # the run ended when Meta said to wait
 
     # The periodic requeue job, as the scheduler sends it, once retry_at (the deadline here) came.
-    await asyncio.sleep(3.2)
-    broker = create_broker(settings.model_copy(update={"redis_url": redis.url}))
-    register_tasks(broker, settings)
-    await broker.startup()
-    try:
-        requeue = broker.find_task("requests.requeue_stalled")
-        assert requeue is not None
-        await requeue.kiq()
-        await _wait_for(_finished(infrastructure, request_id), within=30, what="the requeued run", workers=workers)
-    finally:
-        await broker.shutdown()
+    async def due() -> bool:
+        async with infrastructure.unit_of_work() as uow:
+            retry_at = select(Request.retry_at <= func.now()).where(Request.id == request_id)
+            return bool(await uow.session.scalar(retry_at))
+
+    await _wait_for(due, within=30, what="the request's retry time", workers=workers)
+    assert await _run_periodic_task(settings, redis, "requests.requeue_stalled") == 1
+    await _wait_for(_finished(infrastructure, request_id), within=30, what="the requeued run", workers=workers)
     status, reason = await _status(infrastructure, request_id)
     assert status is RequestStatus.FAILED
     assert "limit" in reason.lower()
@@ -397,13 +451,24 @@ async def test_a_running_worker_beats_and_a_frozen_or_stopped_one_does_not(worke
     alive = await asyncio.to_thread(liveness, "worker", heartbeats)
     assert alive.returncode == 0, alive.stdout + alive.stderr
     first = path.stat().st_mtime_ns
-    await asyncio.sleep(HEARTBEAT_SECONDS + 1)
-    assert path.stat().st_mtime_ns > first, "a running worker touches its heartbeat"
+    await _wait_for(
+        lambda: path.stat().st_mtime_ns > first,
+        within=HEARTBEAT_SECONDS * 3,
+        what="a running worker touching its heartbeat again",
+        workers=workers,
+    )
 
     worker.send_signal(signal.SIGSTOP)
     try:
         frozen = path.stat().st_mtime_ns
-        await asyncio.sleep(HEARTBEAT_SECONDS + 1)
+        # Frozen right after a beat: the next one is overdue once HEARTBEAT_SECONDS (and a second
+        # to spare) have passed since the file was touched.
+        await eventually(
+            lambda: time.time_ns() - frozen > (HEARTBEAT_SECONDS + 1) * 1e9,
+            within=HEARTBEAT_SECONDS * 3,
+            what="a heartbeat overdue",
+            every=0.1,
+        )
         assert path.stat().st_mtime_ns == frozen, "a frozen event loop must not look alive"
     finally:
         worker.send_signal(signal.SIGCONT)

@@ -22,6 +22,7 @@ from adplane.v1 import account_service_pb2
 from server.app import REGISTRATIONS, build_server
 from server.auth.policies import AccessPolicy, PolicyKind, PolicyTable
 from server.auth.principal import current_principal
+from server.auth.repository import StandingRepository
 from server.auth.resolver import PrincipalResolver
 from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
@@ -108,7 +109,7 @@ async def piped(infrastructure: Infrastructure) -> AsyncIterator[tuple[grpc.aio.
         ErrorMapping(),
         counting,
         Authentication(infrastructure.tokens),
-        Authorization(policies, PrincipalResolver(infrastructure.read_sessions)),
+        Authorization(policies, PrincipalResolver(StandingRepository(infrastructure.read_engine))),
     ]
     server = grpc.aio.server()
     pipeline = PipelineServer(server, steps)

@@ -1,29 +1,12 @@
+"""The simulator itself (tests/simulator.py), checked over plain HTTP without our client."""
+
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from devstack.meta_simulator import SimulatorControl, SimulatorServer
+from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.schemas import SeededBusiness
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as server:
-        yield server
-
-
-@pytest.fixture
-def control(simulator: SimulatorServer) -> Iterator[SimulatorControl]:
-    """The control API, on a simulator emptied for each test."""
-    with SimulatorControl(simulator.base_url) as control:
-        control.reset()
-        yield control
-
-
-@pytest.fixture
-def business(control: SimulatorControl) -> SeededBusiness:
-    return control.add_business("Agency")
 
 
 @pytest.fixture

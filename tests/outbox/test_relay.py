@@ -10,18 +10,21 @@ from sqlalchemy import select
 from server.composition import Infrastructure
 from server.outbox.models import OutboxMessage
 from server.outbox.relay import OutboxRelay, UnroutableMessage
+from tests.waits import eventually
 
 
 class Recorder:
     def __init__(self, *, fail: bool = False, delay: float = 0.0, unroutable: frozenset[str] = frozenset()) -> None:
         self.published: list[tuple[str, dict[str, Any]]] = []
+        self.refused = 0
         self.fail = fail
         self.delay = delay
         self.unroutable = unroutable
 
     async def __call__(self, topic: str, payload: dict[str, Any], labels: Mapping[str, str]) -> None:
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)  # a broker that takes this long to answer
         if self.fail:
+            self.refused += 1
             raise ConnectionError("broker unreachable")
         if topic in self.unroutable:
             raise UnroutableMessage(topic)
@@ -40,7 +43,7 @@ async def pending(infrastructure: Infrastructure) -> list[OutboxMessage]:
 
 
 def relay(infrastructure: Infrastructure, publish: Recorder, batch: int = 10) -> OutboxRelay:
-    return OutboxRelay(infrastructure, publish, batch_size=batch, poll_seconds=0.01)
+    return OutboxRelay(infrastructure.unit_of_work, publish, batch_size=batch, poll_seconds=0.01)
 
 
 async def test_publishes_oldest_first_in_batches_and_marks_them(infrastructure: Infrastructure) -> None:
@@ -92,12 +95,9 @@ async def test_run_stops_when_asked_and_keeps_going_after_failures(infrastructur
     recorder = Recorder(fail=True)
     stop = asyncio.Event()
     running = asyncio.create_task(relay(infrastructure, recorder).run(stop))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: recorder.refused >= 2, within=5, what="the relay trying again after a failure")
     recorder.fail = False  # the broker comes back
-    for _ in range(100):
-        if len(recorder.published) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(recorder.published) == 2, within=5, what="both rows published")
     stop.set()
     await asyncio.wait_for(running, timeout=5)
     assert len(recorder.published) == 2

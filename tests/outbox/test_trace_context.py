@@ -19,7 +19,7 @@ from taskiq import TaskiqMessage, TaskiqResult
 
 from server.composition import Infrastructure
 from server.outbox.relay import OutboxRelay
-from server.tasks.tracing import TaskTracing
+from server.taskqueue.tracing import TaskTracing
 from server.tracing import REQUEST_ID_KEY, tracer
 
 _EXPORTER = InMemorySpanExporter()
@@ -58,7 +58,7 @@ async def test_a_task_runs_in_the_trace_of_the_call_that_wrote_its_outbox_row(
             await uow.outbox.add(topic, {"n": 1})
 
     recorder = Recorder()
-    relay = OutboxRelay(infrastructure, recorder, batch_size=100, poll_seconds=0.01)
+    relay = OutboxRelay(infrastructure.unit_of_work, recorder, batch_size=100, poll_seconds=0.01)
     while not any(published[0] == topic for published in recorder.published):
         assert await relay.relay_once() > 0
     _, payload, labels = next(published for published in recorder.published if published[0] == topic)
@@ -94,7 +94,7 @@ async def test_without_a_trace_the_task_still_gets_the_request_id(
         async with infrastructure.unit_of_work() as uow:
             await uow.outbox.add(topic, {})
     recorder = Recorder()
-    relay = OutboxRelay(infrastructure, recorder, batch_size=100, poll_seconds=0.01)
+    relay = OutboxRelay(infrastructure.unit_of_work, recorder, batch_size=100, poll_seconds=0.01)
     while not any(published[0] == topic for published in recorder.published):
         assert await relay.relay_once() > 0
     _, _, labels = next(published for published in recorder.published if published[0] == topic)

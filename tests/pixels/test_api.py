@@ -23,7 +23,7 @@ NO_CONTEXT = cast(Context, None)
 
 @pytest.fixture
 def servicer(infrastructure: Infrastructure) -> PixelServicer:
-    return PixelServicer(infrastructure)
+    return PixelServicer(infrastructure.unit_of_work)
 
 
 @pytest.fixture

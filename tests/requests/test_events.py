@@ -51,8 +51,8 @@ async def test_a_change_is_appended_after_commit_and_the_relay_does_not_repeat_i
     assert await stream_kinds(infrastructure) == [("created", str(fast.id))]
 
     relay = OutboxRelay(
-        infrastructure,
-        partial(publish, InMemoryBroker(), streams=event_streams(infrastructure)),
+        infrastructure.unit_of_work,
+        partial(publish, InMemoryBroker(), streams=event_streams(infrastructure.request_event_publisher)),
         batch_size=10,
         poll_seconds=0.01,
     )

@@ -8,9 +8,10 @@ import pytest
 
 from server.composition import Infrastructure
 from server.db import utcnow
-from server.requests.exceptions import RequestExpiredException, WorkspaceNotActiveException
+from server.requests.exceptions import RequestExpiredException
 from server.requests.models import RequestStatus
 from server.requests.schemas import AccountCreationPayload
+from server.workspaces.exceptions import WorkspaceNotActiveException
 from server.workspaces.models import WorkspaceStatus
 from server.workspaces.schemas import WorkspaceUpdateRequestSchema
 from tests.requests.test_service import force, member, new_workspace, pixel, reviewer, stored, submit

@@ -29,7 +29,7 @@ def as_api_key() -> Iterator[None]:
 
 @pytest.fixture
 def servicer(infrastructure: Infrastructure) -> UserServicer:
-    return UserServicer(infrastructure)
+    return UserServicer(infrastructure.unit_of_work)
 
 
 async def test_user_lifecycle_through_the_servicer(servicer: UserServicer) -> None:

@@ -1,18 +1,20 @@
 """UserService against the real database."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 
 import pytest
 from pydantic import ValidationError
 
+from server.auth.passwords import Passwords
 from server.auth.principal import Principal, PrincipalKind
-from server.auth.repository import AuthRepository
 from server.auth.tokens import hash_secret
 from server.composition import Infrastructure
 from server.exceptions import InvalidRequestException
 from server.idempotency.exceptions import RequestIdReusedException
+from server.signin.repository import RefreshTokenRepository
 from server.users.exceptions import (
     CannotDeactivateSelfException,
     EmailTakenException,
@@ -27,6 +29,7 @@ from server.users.schemas import (
     UserResponseSchema,
     UserUpdateRequestSchema,
 )
+from tests.callers import CHEAP_PASSWORDS
 
 PASSWORD = "correct horse battery staple"
 
@@ -38,7 +41,11 @@ async def create(
     full_name: str = "",
     password: str = PASSWORD,
     request_id: str | None = None,
+    passwords: Passwords = CHEAP_PASSWORDS,
 ) -> UserResponseSchema:
+    """A user created through the service; its password hashed cheaply unless `passwords` says how
+    (a production-cost hash costs 0.2 s of CPU: tests/callers.py)."""
+    infrastructure = dataclasses.replace(infrastructure, passwords=passwords)
     async with infrastructure.unit_of_work() as uow:
         return await uow.users.create_user(
             UserCreateRequestSchema.model_validate({"email": email, "full_name": full_name, "password": password}),
@@ -85,12 +92,13 @@ async def test_emails_are_unique_ignoring_case(infrastructure: Infrastructure) -
 
 
 async def test_password_is_stored_as_an_argon2_hash(infrastructure: Infrastructure) -> None:
-    user = await create(infrastructure, "alan@example.com")
+    user = await create(infrastructure, "alan@example.com", passwords=infrastructure.passwords)
     async with infrastructure.unit_of_work() as uow:
         row = await UserRepository(uow.session).get(user.id)
     assert row is not None
     assert PASSWORD not in row.password_hash
     assert row.password_hash.startswith("$argon2id$")
+    assert not infrastructure.passwords.needs_rehash(row.password_hash)  # the production parameters
     assert await infrastructure.passwords.verify(row.password_hash, PASSWORD)
     assert not await infrastructure.passwords.verify(row.password_hash, PASSWORD + "!")
 
@@ -257,11 +265,11 @@ async def test_deactivate_stops_the_user_and_revokes_their_tokens(infrastructure
     bystander = await create(infrastructure, "alice@example.com")
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     async with infrastructure.unit_of_work() as uow:
-        tokens = AuthRepository(uow.session)
-        await tokens.add_refresh_token(
+        tokens = RefreshTokenRepository(uow.session)
+        await tokens.add(
             user_id=user.id, family_id=uuid.uuid4(), token_hash=hash_secret("mallory"), expires_at=expires_at
         )
-        await tokens.add_refresh_token(
+        await tokens.add(
             user_id=bystander.id, family_id=uuid.uuid4(), token_hash=hash_secret("alice"), expires_at=expires_at
         )
     async with infrastructure.unit_of_work() as uow:
@@ -269,9 +277,9 @@ async def test_deactivate_stops_the_user_and_revokes_their_tokens(infrastructure
     assert not deactivated.is_active
     assert deactivated.version == user.version + 1
     async with infrastructure.unit_of_work() as uow:
-        tokens = AuthRepository(uow.session)
-        revoked = await tokens.find_refresh_token(token_hash=hash_secret("mallory"))
-        untouched = await tokens.find_refresh_token(token_hash=hash_secret("alice"))
+        tokens = RefreshTokenRepository(uow.session)
+        revoked = await tokens.find(token_hash=hash_secret("mallory"))
+        untouched = await tokens.find(token_hash=hash_secret("alice"))
         assert await uow.users.get_user(user.id) == deactivated
     assert revoked is not None
     assert revoked.revoked_at is not None

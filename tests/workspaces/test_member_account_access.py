@@ -20,6 +20,7 @@ from server.business_managers.models import (
 from server.composition import Infrastructure
 from server.outbox.models import OutboxMessage
 from server.workspaces.exceptions import LastOwnerException
+from tests.waits import blocked_on_a_lock
 from tests.workspaces.test_members import add, as_user, create_workspace, new_user, owned_workspace, remove, staff
 
 UNASSIGNED = "account_user.unassigned"
@@ -204,7 +205,7 @@ async def test_an_assignment_in_flight_is_taken_away_by_a_concurrent_removal(
             workspace_id=agency.workspace_id,
         )
         removal = asyncio.create_task(remove(infrastructure, agency.workspace_id, agency.user_id, by=staff()))
-        await asyncio.sleep(0.3)
+        await blocked_on_a_lock(infrastructure)
         assert not removal.done()
     await asyncio.wait_for(removal, timeout=5)
 

@@ -4,7 +4,6 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import text
 
 from server.auth.permissions import MEMBERS_MANAGE
 from server.auth.principal import Principal, PrincipalKind
@@ -37,6 +36,7 @@ from server.workspaces.schemas import (
     MyWorkspacesRequestSchema,
     WorkspaceCreateRequestSchema,
 )
+from tests.waits import blocked_on_a_lock
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -516,19 +516,6 @@ async def test_concurrent_removals_of_two_owners_leave_one(infrastructure: Infra
 # --- roles changed concurrently ----------------------------------------------------------------
 
 
-async def wait_for_lock_waiters(infrastructure: Infrastructure, count: int) -> None:
-    """Until `count` sessions of the test database wait on a lock (one transaction blocks another)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    async with asyncio.timeout(10):
-        while True:
-            async with infrastructure.engine.connect() as connection:
-                if (await connection.scalar(query) or 0) >= count:
-                    return
-            await asyncio.sleep(0.02)
-
-
 async def test_admin_cannot_demote_a_member_who_concurrently_became_owner(infrastructure: Infrastructure) -> None:
     """The owner checks must see the role as it is when the change is written, not as it was read."""
     workspace_id, owner_id = await owned_workspace(infrastructure, "Stale Role Demotion")
@@ -547,7 +534,7 @@ async def test_admin_cannot_demote_a_member_who_concurrently_became_owner(infras
         demotion = asyncio.create_task(
             update(infrastructure, workspace_id, promoted_id, WorkspaceRole.VIEWER, by=admin)
         )
-        await wait_for_lock_waiters(infrastructure, 1)
+        await blocked_on_a_lock(infrastructure)
     (outcome,) = await asyncio.gather(demotion, return_exceptions=True)
 
     # The member was an owner when the admin's change was written: only an owner or staff may change that.
@@ -579,7 +566,7 @@ async def test_workspace_keeps_an_owner_when_a_new_owner_is_removed_concurrently
         )
         # 2. ... while an admin removes the successor, whom they read as an admin.
         removal = asyncio.create_task(admin_removes_the_successor())
-        await wait_for_lock_waiters(infrastructure, 1)
+        await blocked_on_a_lock(infrastructure)
     # 3. With two owners committed, the old owner steps down.
     await asyncio.wait([removal, asyncio.create_task(removed.wait())], return_when=asyncio.FIRST_COMPLETED)
     await update(infrastructure, workspace_id, owner_id, WorkspaceRole.ADMIN, by=owner)

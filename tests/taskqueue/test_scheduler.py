@@ -4,13 +4,26 @@ import asyncio
 from pathlib import Path
 
 from redis.asyncio import Redis
+from taskiq import ScheduledTask
 from taskiq.schedule_sources import LabelScheduleSource
 
 from devstack.embedded import start_redis
 from server.background.registry import register_tasks
 from server.background.scheduler import PersistentScheduler
 from server.config import Settings
-from server.tasks.broker import QUEUE, create_broker
+from server.taskqueue.broker import QUEUE, create_broker
+from tests.waits import eventually
+
+
+class CountingSource(LabelScheduleSource):
+    """The schedules of the tasks' labels, counting the attempts to send a run (taskiq calls
+    `pre_send` before each)."""
+
+    sends = 0
+
+    def pre_send(self, task: ScheduledTask) -> None:
+        self.sends += 1
+        super().pre_send(task)
 
 
 async def test_a_run_due_while_redis_is_down_is_sent_once_redis_is_back(settings: Settings, tmp_path: Path) -> None:
@@ -19,7 +32,7 @@ async def test_a_run_due_while_redis_is_down_is_sent_once_redis_is_back(settings
         own = settings.model_copy(update={"redis_url": redis.url})
         broker = create_broker(own)
         register_tasks(broker, own)
-        source = LabelScheduleSource(broker)
+        source = CountingSource(broker)
         await source.startup()
         [due, *_] = await source.get_schedules()
         scheduler = PersistentScheduler(broker=broker, sources=[source])
@@ -27,7 +40,8 @@ async def test_a_run_due_while_redis_is_down_is_sent_once_redis_is_back(settings
         redis.stop()
 
         sending = asyncio.create_task(scheduler.on_ready(source, due))
-        await asyncio.sleep(1.5)
+        # Two attempts: the first send was refused and the scheduler kept the run to try again.
+        await eventually(lambda: source.sends >= 2 or sending.done(), within=10, what="a second attempt to send")
         assert not sending.done(), sending.exception() if sending.done() else None
         redis.start()
         await asyncio.wait_for(sending, timeout=10)

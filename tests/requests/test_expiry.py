@@ -10,7 +10,7 @@ from server.db import utcnow
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import PixelCreationPayload
 from server.requests.tasks import expire_stale
-from tests.work.conftest import count, staff
+from tests.meta_work import count, staff
 
 
 async def waiting_request(infrastructure: Infrastructure, workspace_id: uuid.UUID, *, age: dt.timedelta) -> uuid.UUID:
@@ -27,11 +27,11 @@ async def test_expires_every_stale_waiting_request_in_batches(
     stale = [await waiting_request(infrastructure, workspace_id, age=dt.timedelta(hours=1)) for _ in range(5)]
     fresh = await waiting_request(infrastructure, workspace_id, age=-dt.timedelta(days=1))
 
-    assert await expire_stale(infrastructure, batch_size=2) == 5
+    assert await expire_stale(infrastructure.unit_of_work, batch_size=2) == 5
 
     assert await count(infrastructure, Request, Request.id.in_(stale), Request.status == RequestStatus.EXPIRED) == 5
     assert (
         await count(infrastructure, Request, Request.id == fresh, Request.status == RequestStatus.WAITING_FOR_APPROVAL)
         == 1
     )
-    assert await expire_stale(infrastructure, batch_size=2) == 0
+    assert await expire_stale(infrastructure.unit_of_work, batch_size=2) == 0

@@ -13,9 +13,9 @@ from server.clients.meta import IMetaClient
 from server.composition import Infrastructure
 from server.config import Settings
 from server.outbox.models import OutboxMessage
-from tests.sync.conftest import (
+from tests.meta_work import (
     audit_entries,
-    count_rows,
+    count,
     get_account,
     link_accounts,
     link_business,
@@ -29,7 +29,7 @@ async def _spend(infrastructure: Infrastructure, account_id: uuid.UUID, amount: 
 
 
 async def _alerts(infrastructure: Infrastructure) -> list[tuple[uuid.UUID, int]]:
-    return [(alert.account_id, alert.percent) for alert in await send_spend_cap_alerts(infrastructure)]
+    return [(alert.account_id, alert.percent) for alert in await send_spend_cap_alerts(infrastructure.unit_of_work)]
 
 
 async def test_alerts_fire_once_at_80_and_once_at_100(
@@ -83,7 +83,7 @@ async def test_past_both_thresholds_at_once_one_alert_is_raised(
 
     assert await _alerts(infrastructure) == [(account_id, 100)]
     assert await _alerts(infrastructure) == []
-    assert await count_rows(infrastructure, OutboxMessage) == 1
+    assert await count(infrastructure, OutboxMessage) == 1
 
 
 async def test_uncapped_and_archived_accounts_raise_no_alert(
@@ -109,11 +109,11 @@ async def test_runs_at_the_same_time_alert_once(
         infrastructure, control, business, workspace_id, 20, spend_cap=1_000, amount_spent=900
     )
 
-    results = await asyncio.gather(*(send_spend_cap_alerts(infrastructure) for _ in range(4)))
+    results = await asyncio.gather(*(send_spend_cap_alerts(infrastructure.unit_of_work) for _ in range(4)))
 
     assert sum(len(alerts) for alerts in results) == 20
-    assert await count_rows(infrastructure, OutboxMessage, OutboxMessage.topic == SPEND_CAP_ALERT_TOPIC) == 20
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "spend_cap_alert") == 20
+    assert await count(infrastructure, OutboxMessage, OutboxMessage.topic == SPEND_CAP_ALERT_TOPIC) == 20
+    assert await count(infrastructure, AuditLog, AuditLog.action == "spend_cap_alert") == 20
     assert {alert.account_id for alerts in results for alert in alerts} == {account_id for account_id, _ in accounts}
 
 
@@ -121,7 +121,7 @@ async def test_spend_synced_from_meta_raises_the_alert(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -129,11 +129,19 @@ async def test_spend_synced_from_meta_raises_the_alert(
         infrastructure, control, business, workspace_id, 1, spend_cap=5_000, amount_spent=100
     )
     control.change_ad_account(act_id, amount_spent=4_200)
-    await sync_accounts(infrastructure, meta, sync_settings)
+    await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
     assert await _alerts(infrastructure) == [(account_id, 80)]
 
     # A new cap on Meta's side starts over.
     control.change_ad_account(act_id, spend_cap=5_200)
-    await sync_accounts(infrastructure, meta, sync_settings)
+    await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
     assert await _alerts(infrastructure) == [(account_id, 80)]
     assert await _alerts(infrastructure) == []

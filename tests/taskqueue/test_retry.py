@@ -12,7 +12,7 @@ from server.clients.meta.exceptions import (
     MetaTokenError,
     MetaTransientError,
 )
-from server.tasks.retry import RetriesExhausted, RetryPolicy, is_retryable, retrying
+from server.taskqueue.retry import RetriesExhausted, RetryPolicy, is_retryable, retrying
 
 
 class Recorder:

@@ -11,10 +11,10 @@ from server.composition import Infrastructure
 from server.config import Settings
 from server.pixels.models import Pixel, PixelAccount
 from server.pixels.sync import sync_pixels
-from tests.sync.conftest import (
+from tests.meta_work import (
     LinkedBusiness,
     audit_entries,
-    count_rows,
+    count,
     get_business_manager,
     get_pixel,
     link_accounts,
@@ -56,7 +56,7 @@ async def test_sync_writes_new_fire_times_and_audits_them(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -70,9 +70,13 @@ async def test_sync_writes_new_fire_times_and_audits_them(
     control.change_pixel(fired_meta_id, last_fired_time=_graph_time(later))
     control.change_pixel(never_meta_id, last_fired_time=_graph_time(MAY_1))
 
-    summary = await sync_pixels(infrastructure, meta, sync_settings)
+    summary = await sync_pixels(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.pixels_checked, summary.pixels_updated) == (1, 3, 2)
+    assert (summary.business_managers.synced, summary.pixels_checked, summary.pixels_updated) == (1, 3, 2)
     fired = await get_pixel(infrastructure, fired_id)
     assert (fired.last_fired_at, fired.version) == (later, 2)
     never = await get_pixel(infrastructure, never_id)
@@ -89,16 +93,20 @@ async def test_sync_writes_new_fire_times_and_audits_them(
     assert entry.before["account_ids"] == entry.after["account_ids"] == [str(account_id)]
     assert entry.workspace_id == workspace_id
 
-    again = await sync_pixels(infrastructure, meta, sync_settings)
+    again = await sync_pixels(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
     assert (again.pixels_checked, again.pixels_updated) == (3, 0)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 2
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 2
 
 
 async def test_a_refused_token_flags_its_business_manager_and_the_others_still_sync(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
@@ -109,9 +117,13 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     control.change_pixel(healthy_meta_id, last_fired_time=_graph_time(MAY_1))
     control.revoke_token(revoked.meta.token)
 
-    summary = await sync_pixels(infrastructure, meta, sync_settings)
+    summary = await sync_pixels(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.business_managers_token_refused) == (1, 1)
+    assert (summary.business_managers.synced, summary.business_managers.token_refused) == (1, 1)
     assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
     assert (await get_pixel(infrastructure, healthy_id)).last_fired_at == MAY_1
     [entry] = await audit_entries(infrastructure, entity_type="business_manager")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.tasks.heartbeat import STALE_AFTER_SECONDS, beat, heartbeat_path
+from server.taskqueue.heartbeat import STALE_AFTER_SECONDS, beat, heartbeat_path
+from tests.waits import eventually
 
 ADPLANE = str(Path(sys.executable).parent / "adplane")
 
@@ -26,10 +27,9 @@ async def test_beat_touches_the_file_while_running_and_removes_it_when_stopped(
     path = heartbeat_path("scheduler")
     stop = asyncio.Event()
     beating = asyncio.create_task(beat("scheduler", stop, every=0.05))
-    await asyncio.sleep(0.02)
+    await eventually(path.exists, within=5, what="the first heartbeat")
     first = path.stat().st_mtime_ns
-    await asyncio.sleep(0.2)
-    assert path.stat().st_mtime_ns > first  # touched again
+    await eventually(lambda: path.stat().st_mtime_ns > first, within=5, what="the heartbeat touched again")
     stop.set()
     await asyncio.wait_for(beating, timeout=1)
     assert not path.exists()

@@ -16,14 +16,14 @@ from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaAdAccount
 from server.composition import Infrastructure
 from server.config import Settings
-from tests.sync.conftest import (
+from server.statement_log import sent_statements
+from tests.meta_work import (
     audit_entries,
-    count_rows,
+    count,
     get_account,
     get_business_manager,
     link_accounts,
     link_business,
-    statements,
 )
 
 
@@ -31,7 +31,7 @@ async def test_sync_writes_changed_accounts_only_and_audits_each(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -42,9 +42,13 @@ async def test_sync_writes_changed_accounts_only_and_audits_each(
     control.change_ad_account(disabled_act, account_status=2, disable_reason=1)
     control.change_ad_account(spent_act, amount_spent=2_500, spend_cap=60_000)
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.accounts_checked, summary.accounts_updated) == (1, 3, 2)
+    assert (summary.business_managers.synced, summary.accounts_checked, summary.accounts_updated) == (1, 3, 2)
     account = await get_account(infrastructure, disabled)
     assert (account.meta_status, account.disable_reason, account.amount_spent_minor) == (
         MetaAccountStatus.DISABLED,
@@ -86,19 +90,27 @@ async def test_a_sync_that_finds_nothing_new_writes_no_audit_entry(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
     accounts = await link_accounts(infrastructure, control, business, workspace_id, 5, amount_spent=700)
     control.change_ad_account(accounts[0][1], amount_spent=900)
-    first = await sync_accounts(infrastructure, meta, sync_settings)
+    first = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
     assert first.accounts_updated == 1
 
-    second = await sync_accounts(infrastructure, meta, sync_settings)
+    second = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
     assert (second.accounts_checked, second.accounts_updated) == (5, 0)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 1
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 1
     versions = [(await get_account(infrastructure, account_id)).version for account_id, _ in accounts]
     assert versions == [2, 1, 1, 1, 1]
 
@@ -107,7 +119,7 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
@@ -118,9 +130,13 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
     control.change_ad_account(healthy_act, amount_spent=222)
     control.revoke_token(revoked.meta.token)
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.business_managers_token_refused) == (1, 1)
+    assert (summary.business_managers.synced, summary.business_managers.token_refused) == (1, 1)
     assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
     assert (await get_business_manager(infrastructure, healthy.id)).status is BusinessManagerStatus.ACTIVE
     assert (await get_account(infrastructure, healthy_account)).amount_spent_minor == 222
@@ -135,8 +151,12 @@ async def test_a_refused_token_flags_its_business_manager_and_the_others_still_s
 
     # A business manager that needs attention is left alone until staff set a new token.
     calls = control.counters().calls.http_calls
-    again = await sync_accounts(infrastructure, meta, sync_settings)
-    assert (again.business_managers, again.business_managers_token_refused) == (1, 0)
+    again = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
+    assert (again.business_managers.synced, again.business_managers.token_refused) == (1, 0)
     assert control.counters().calls.http_calls == calls + 1
 
 
@@ -144,7 +164,7 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     async def statements_to_sync(count: int) -> int:
@@ -156,8 +176,12 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
                 control.change_ad_account(act_id, amount_spent=1_000 + n)
             if n % 10 == 1:
                 control.change_ad_account(act_id, account_status=3)
-        with statements(infrastructure) as seen:
-            summary = await sync_accounts(infrastructure, meta, sync_settings)
+        with sent_statements(infrastructure) as seen:
+            summary = await sync_accounts(
+                infrastructure.unit_of_work,
+                infrastructure.meta_steps(meta, work_settings),
+                concurrency=work_settings.meta_max_concurrency,
+            )
         assert summary.accounts_updated == count // 2 + count // 10
         # Out of the way of the next round.
         async with infrastructure.unit_of_work() as uow:
@@ -169,23 +193,26 @@ async def test_sql_statements_do_not_grow_with_the_number_of_accounts(
         return len(seen)
 
     assert await statements_to_sync(10) == await statements_to_sync(100)
-    assert await count_rows(infrastructure, AuditLog, AuditLog.action == "sync") == 5 + 1 + 50 + 10
+    assert await count(infrastructure, AuditLog, AuditLog.action == "sync") == 5 + 1 + 50 + 10
 
 
 async def test_progress_counts_accounts_up_to_a_total_known_from_the_start(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
-    for name, count in (("A", 3), ("B", 4)):
+    for name, size in (("A", 3), ("B", 4)):
         business = await link_business(infrastructure, control, name)
-        await link_accounts(infrastructure, control, business, workspace_id, count)
+        await link_accounts(infrastructure, control, business, workspace_id, size)
     reported: list[tuple[int, int]] = []
 
     await sync_accounts(
-        infrastructure, meta, sync_settings, progress=lambda done, total: reported.append((done, total))
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+        progress=lambda done, total: reported.append((done, total)),
     )
 
     assert reported[0] == (0, 7)
@@ -199,7 +226,7 @@ async def test_a_rate_limit_is_waited_out(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -214,9 +241,13 @@ async def test_a_rate_limit_is_waited_out(
         regain_minutes=0.0001,
     )
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.business_managers_failed) == (1, 0)
+    assert (summary.business_managers.synced, summary.business_managers.failed) == (1, 0)
     assert (await get_account(infrastructure, account_id)).amount_spent_minor == 5
     assert control.counters().calls.by_route["GET /{business_id}/owned_ad_accounts"] == 3
 
@@ -225,7 +256,7 @@ async def test_a_business_manager_meta_keeps_failing_for_is_left_for_the_next_ru
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     failing = await link_business(infrastructure, control, "Failing")
@@ -237,9 +268,13 @@ async def test_a_business_manager_meta_keeps_failing_for_is_left_for_the_next_ru
     # More than task_max_attempts (3).
     control.add_fault(FaultKind.SERVER_ERROR, count=10, path_prefix=f"/v26.0/{failing.meta.id}/")
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.business_managers, summary.business_managers_failed) == (1, 1)
+    assert (summary.business_managers.synced, summary.business_managers.failed) == (1, 1)
     assert (await get_account(infrastructure, failing_account)).amount_spent_minor == 0
     assert (await get_account(infrastructure, healthy_account)).amount_spent_minor == 2
     assert (await get_business_manager(infrastructure, failing.id)).status is BusinessManagerStatus.ACTIVE
@@ -249,7 +284,7 @@ async def test_accounts_the_business_does_not_list_are_read_in_a_batch(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -260,7 +295,11 @@ async def test_accounts_the_business_does_not_list_are_read_in_a_batch(
         await uow.session.execute(update(Account).where(Account.id == gone).values(meta_account_id="act_1"))
     gone_before = await get_account(infrastructure, gone)
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
     assert (summary.accounts_checked, summary.accounts_not_found, summary.accounts_updated) == (1, 1, 0)
     calls = control.counters().calls
@@ -274,7 +313,7 @@ async def test_a_new_cap_on_meta_restarts_spend_cap_alerts_and_unknown_statuses_
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -286,7 +325,11 @@ async def test_a_new_cap_on_meta_restarts_spend_cap_alerts_and_unknown_statuses_
     control.change_ad_account(recapped_act, spend_cap=20_000, account_status=999)
     control.change_ad_account(spent_act, amount_spent=9_500)
 
-    await sync_accounts(infrastructure, meta, sync_settings)
+    await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
     account = await get_account(infrastructure, recapped)
     assert (account.spend_cap_minor, account.spend_cap_alert_percent, account.meta_status) == (
@@ -302,7 +345,7 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     workspace_id: uuid.UUID,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -327,7 +370,11 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
 
     monkeypatch.setattr(meta, "list_owned_ad_accounts", read_then_change_the_cap)
 
-    summary = await sync_accounts(infrastructure, meta, sync_settings)
+    summary = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
     # Meta's stale cap (50 000) is not written over the new one: the account is left for next time.
     assert (summary.accounts_updated, summary.accounts_changed_meanwhile) == (0, 1)
@@ -336,7 +383,11 @@ async def test_an_account_changed_while_meta_is_read_is_not_overwritten(
     assert await audit_entries(infrastructure, entity_type="account", action="sync") == []
 
     monkeypatch.setattr(meta, "list_owned_ad_accounts", read_owned)
-    again = await sync_accounts(infrastructure, meta, sync_settings)
+    again = await sync_accounts(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
     assert (again.accounts_updated, again.accounts_changed_meanwhile) == (1, 0)
     account = await get_account(infrastructure, account_id)

@@ -4,25 +4,30 @@ import pytest
 from sqlalchemy import update
 
 from devstack.meta_simulator import SimulatorControl
+from server.business_managers.meta_sync import BusinessManagerCounts
 from server.business_managers.models import BusinessManager, BusinessManagerStatus, BusinessVerificationStatus
-from server.business_managers.tasks import refresh_business_managers
+from server.business_managers.sync import sync_business_managers
 from server.clients.meta import IMetaClient
 from server.clients.meta.models import MetaBusiness
 from server.composition import Infrastructure
 from server.config import Settings
-from tests.sync.conftest import audit_entries, get_business_manager, link_business
+from tests.meta_work import audit_entries, get_business_manager, link_business
 
 
 async def test_verification_status_follows_meta_and_changes_are_audited(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     pending = await link_business(infrastructure, control, "Pending", meta_verification_status="pending")
     unchanged = await link_business(infrastructure, control, "Unchanged")
     before = await get_business_manager(infrastructure, unchanged.id)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.checked, summary.changed) == (2, 1)
+    assert (summary.business_managers.synced, summary.changed) == (2, 1)
     business_manager = await get_business_manager(infrastructure, pending.id)
     assert business_manager.verification_status is BusinessVerificationStatus.PENDING
     assert business_manager.version == 2
@@ -37,13 +42,17 @@ async def test_verification_status_follows_meta_and_changes_are_audited(
     assert entry.after is not None
     assert (entry.before["verification_status"], entry.after["verification_status"]) == ("verified", "pending")
 
-    again = await refresh_business_managers(infrastructure, meta, sync_settings)
-    assert (again.checked, again.changed) == (2, 0)
+    again = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
+    assert (again.business_managers.synced, again.changed) == (2, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 1
 
 
 async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     revoked = await link_business(infrastructure, control, "Revoked")
     recovering = await link_business(
@@ -51,9 +60,13 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
     )
     control.revoke_token(revoked.meta.token)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.needs_attention, summary.recovered, summary.checked) == (1, 1, 1)
+    assert (summary.business_managers.token_refused, summary.recovered, summary.business_managers.synced) == (1, 1, 1)
     assert (await get_business_manager(infrastructure, revoked.id)).status is BusinessManagerStatus.NEEDS_ATTENTION
     assert (await get_business_manager(infrastructure, recovering.id)).status is BusinessManagerStatus.ACTIVE
     entries = {entry.entity_id: entry for entry in await audit_entries(infrastructure, entity_type="business_manager")}
@@ -67,9 +80,14 @@ async def test_a_refused_token_needs_attention_and_a_working_one_recovers(
         assert entry.after is not None
         assert (entry.action, entry.before["status"], entry.after["status"]) == (action, was, now)
 
-    # Still refused: it stays flagged, with no new audit entry.
-    again = await refresh_business_managers(infrastructure, meta, sync_settings)
-    assert (again.needs_attention, again.recovered) == (0, 0)
+    # Still refused: it stays flagged, with no new audit entry, and the run counts the refusal it
+    # saw, as the account and pixel syncs count theirs (it used to count only what it flagged).
+    again = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
+    assert (again.business_managers.token_refused, again.recovered) == (1, 0)
     assert len(await audit_entries(infrastructure, entity_type="business_manager")) == 2
 
 
@@ -77,7 +95,7 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
     infrastructure: Infrastructure,
     control: SimulatorControl,
     meta: IMetaClient,
-    sync_settings: Settings,
+    work_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     business = await link_business(infrastructure, control)
@@ -95,15 +113,20 @@ async def test_a_token_replaced_while_meta_refused_the_old_one_is_not_flagged(
 
     monkeypatch.setattr(meta, "get_business", refused_after_staff_set_a_new_token)
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert (summary.needs_attention, summary.checked) == (0, 0)
+    # Meta refused the token the run read with (counted), but the new one is not flagged.
+    assert (summary.business_managers.token_refused, summary.business_managers.synced) == (1, 0)
     assert (await get_business_manager(infrastructure, business.id)).status is BusinessManagerStatus.ACTIVE
     assert await audit_entries(infrastructure, entity_type="business_manager") == []
 
 
 async def test_archived_and_tokenless_business_managers_are_not_read(
-    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, sync_settings: Settings
+    infrastructure: Infrastructure, control: SimulatorControl, meta: IMetaClient, work_settings: Settings
 ) -> None:
     archived = await link_business(infrastructure, control, "Archived")
     tokenless = await link_business(infrastructure, control, "Tokenless")
@@ -117,7 +140,11 @@ async def test_archived_and_tokenless_business_managers_are_not_read(
             update(BusinessManager).where(BusinessManager.id == tokenless.id).values(encrypted_token=None)
         )
 
-    summary = await refresh_business_managers(infrastructure, meta, sync_settings)
+    summary = await sync_business_managers(
+        infrastructure.unit_of_work,
+        infrastructure.meta_steps(meta, work_settings),
+        concurrency=work_settings.meta_max_concurrency,
+    )
 
-    assert summary.checked == 0
+    assert summary.business_managers == BusinessManagerCounts()
     assert control.counters().calls.http_calls == 0

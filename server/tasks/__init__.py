@@ -1,1 +1,0 @@
-"""Background work: the taskiq broker, the outbox relay, the worker and the scheduler."""
