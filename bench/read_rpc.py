@@ -175,7 +175,9 @@ async def _check(grpc_port: int, http_port: int, picked: Sequence[Triple]) -> No
 class Stack:
     """`adplane serve --workers N` and Envoy, on free ports, for the length of a `with` block."""
 
-    def __init__(self, env: dict[str, str], *, workers: int, log_dir: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int, log_dir: Path, server_command: Sequence[str] = (ADPLANE, "serve")
+    ) -> None:
         # The server's warnings and errors: h2load cannot see a gRPC error (HTTP 200, status in a
         # trailer), so the bench counts what the server logged during each run instead.
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -192,11 +194,12 @@ class Stack:
             "LOG_LEVEL": "WARNING",
         }
         self.workers = workers
+        self.server_command = list(server_command)
 
     @contextmanager
     def running(self) -> Iterator[Stack]:
         server = subprocess.Popen(
-            [ADPLANE, "serve"], env=self.env, stdout=self.server_log.open("wb"), stderr=subprocess.STDOUT
+            self.server_command, env=self.env, stdout=self.server_log.open("wb"), stderr=subprocess.STDOUT
         )
         envoy = subprocess.Popen([ADPLANE, "envoy"], env=self.env)
         self.server_pid, self.envoy_pid = server.pid, envoy.pid

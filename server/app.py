@@ -49,6 +49,8 @@ from server.business_managers.api import BusinessManagerServicer
 from server.composition import Infrastructure
 from server.config import Settings
 from server.edge.envoy import DESCRIPTOR_PATH
+from server.edge.header_limit import HeaderLimit, core_metadata_limit
+from server.edge.stream_end import StreamEndForRest
 from server.exports.api import ExportServicer
 from server.interceptors.authentication import Authentication
 from server.interceptors.authorization import Authorization
@@ -149,8 +151,9 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
-        ("grpc.max_metadata_size", settings.server_max_metadata_bytes),
-        ("grpc.absolute_max_metadata_size", settings.server_max_metadata_bytes),
+        # Above ours (HeaderLimit answers between the two, with a message of its own).
+        ("grpc.max_metadata_size", core_metadata_limit(settings.server_max_metadata_bytes)),
+        ("grpc.absolute_max_metadata_size", core_metadata_limit(settings.server_max_metadata_bytes)),
         ("grpc.keepalive_time_ms", settings.grpc_keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", settings.grpc_keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -163,12 +166,16 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
     """The request pipeline, outermost first; composed around every method once, at start-up.
 
     Error mapping wraps authentication and authorization so that their refusals become the same
-    google.rpc.Status as every other error. A new concern (metrics, tracing) is one more step here.
+    google.rpc.Status as every other error; the stream end for REST callers sits between them, so
+    a stream ended by a re-check sends its reason too. A new concern (metrics, tracing) is one more
+    step here.
     """
     return [
         RequestLogging(),
         RpcMetrics(),
         ErrorMapping(),
+        HeaderLimit(infrastructure.settings.server_max_metadata_bytes),
+        StreamEndForRest(),
         PathBindings(),
         Authentication(infrastructure.tokens),
         Authorization(

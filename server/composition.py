@@ -117,15 +117,13 @@ class Infrastructure:
             export_storage=S3ExportStorage.from_settings(settings),
             redis=redis,
             request_event_publisher=RequestEventPublisher(redis, retention=watch_retention) if redis else None,
-            request_events=RequestEventHub(redis, buffer_size=settings.watch_buffer_size, retention=watch_retention),
-            login_throttle=LoginThrottle(
+            request_events=RequestEventHub(
                 redis,
-                window=dt.timedelta(seconds=settings.login_failure_window_seconds),
-                slowdown_after=settings.login_slowdown_after,
-                slowdown=dt.timedelta(seconds=settings.login_slowdown_seconds),
-                lockout_after=settings.login_lockout_after,
-                lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+                buffer_size=settings.watch_buffer_size,
+                retention=watch_retention,
+                outage=dt.timedelta(seconds=settings.watch_outage_seconds),
             ),
+            login_throttle=LoginThrottle.from_settings(redis, settings),
         )
 
     @asynccontextmanager

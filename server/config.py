@@ -1,11 +1,12 @@
 """Settings, read from environment variables and `.env` (see `.env.example` for every variable)."""
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -18,6 +19,13 @@ DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 # What Envoy adds to a request's headers (x-forwarded-*, x-request-id, x-envoy-*) plus gRPC's 32-byte
 # overhead per entry for Envoy's at most 100 headers.
 EDGE_HEADER_ALLOWANCE_BYTES = 8192
+
+
+# A browser origin as CORS_ALLOWED_ORIGINS takes it: scheme, host, and a port or `*` for any port.
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}|\*))?$")
+# CORS_ALLOWED_ORIGINS when unset outside production: pages served from this machine, on any port
+# (`make run`'s own pages, local front-end dev servers).
+DEVELOPMENT_ORIGINS = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
 
 
 # The Graph API version adplane calls (META_GRAPH_API_VERSION), in one place. Meta retires a Marketing
@@ -145,6 +153,9 @@ class Settings(BaseSettings):
     watch_buffer_size: int = Field(default=256, ge=1)
     # A heartbeat is sent after this long without a message.
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Redis out of reach for longer than this ends open watches with UNAVAILABLE (and a resume
+    # token); a shorter outage passes unnoticed by their clients, without a change lost.
+    watch_outage_seconds: float = Field(default=10.0, gt=0)
     # How often an open stream's caller is checked again (deactivated, signed out, role lost,
     # token expired -> the stream ends with PERMISSION_DENIED or UNAUTHENTICATED).
     stream_reauthorize_seconds: float = Field(default=5.0, gt=0)
@@ -164,7 +175,15 @@ class Settings(BaseSettings):
     server_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    metrics_host: str = "0.0.0.0"
+    # The address those listeners (and Envoy's stats listener) bind to. Unset: 127.0.0.1 in
+    # development and test, every interface (0.0.0.0) in production, where a scraper on the
+    # network (compose's) reaches them.
+    metrics_host: str = ""
+
+    # Browser origins whose pages may call the API (CORS), comma-separated, each
+    # `scheme://host[:port]` with `*` for any port (`https://app.example.com,http://localhost:*`).
+    # Unset: this machine's origins (DEVELOPMENT_ORIGINS) in development and test, none in production.
+    cors_allowed_origins: str = ""
 
     # Meta Graph API. `make run` points META_GRAPH_URL at the local Graph API simulator.
     meta_graph_url: str = "https://graph.facebook.com"
@@ -222,14 +241,20 @@ class Settings(BaseSettings):
     # Access tokens are JWTs checked without a database read for their signature; keep them short.
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
-    # Failed logins per email or per client address within the window: after
-    # LOGIN_SLOWDOWN_AFTER each attempt waits LOGIN_SLOWDOWN_SECONDS, after LOGIN_LOCKOUT_AFTER
-    # attempts are refused with RESOURCE_EXHAUSTED for LOGIN_LOCKOUT_SECONDS.
+    # Sign-in throttling (server/auth/throttle.py), which locks no one out. Failures count within
+    # this many seconds of the last one.
     login_failure_window_seconds: int = Field(default=900, ge=1)
-    login_slowdown_after: int = Field(default=5, ge=1)
-    login_slowdown_seconds: float = Field(default=1.0, ge=0)
-    login_lockout_after: int = Field(default=10, ge=1)
-    login_lockout_seconds: int = Field(default=900, ge=1)
+    # After this many failures from one address at one account, that address's attempts at that
+    # account are refused (RESOURCE_EXHAUSTED, RetryInfo) until a delay has passed since its last
+    # failure: LOGIN_FIRST_DELAY_SECONDS, doubled by each further failure, at most LOGIN_MAX_DELAY_SECONDS.
+    login_delay_after: int = Field(default=5, ge=1)
+    login_max_delay_seconds: float = Field(default=300.0, gt=0)
+    # After this many failures at one account (from anywhere), or from one address (at any account),
+    # each attempt there waits before its password is checked, the same way up to
+    # LOGIN_MAX_WAIT_SECONDS; it is never refused for them.
+    login_wait_after: int = Field(default=10, ge=1)
+    login_max_wait_seconds: float = Field(default=10.0, ge=0)
+    login_first_delay_seconds: float = Field(default=1.0, gt=0)
 
     # The event loop of the server, worker and scheduler processes. uvloop costs the server about a
     # tenth less CPU per request than asyncio's own loop (bench/README.md); `asyncio` is the way back
@@ -242,6 +267,32 @@ class Settings(BaseSettings):
     # The same error (logger, event, exception) is written at most once per this many seconds,
     # then one line with how many more times it happened.
     log_repeat_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_environment(cls, data: Any) -> Any:
+        """METRICS_HOST and CORS_ALLOWED_ORIGINS default to what the environment calls for."""
+        if not isinstance(data, dict):
+            return data
+        production = str(data.get("environment") or "").lower() == Environment.PRODUCTION
+        if not data.get("metrics_host"):
+            data = {**data, "metrics_host": "0.0.0.0" if production else "127.0.0.1"}
+        if not data.get("cors_allowed_origins"):
+            data = {**data, "cors_allowed_origins": "" if production else DEVELOPMENT_ORIGINS}
+        return data
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            # `null` (sandboxed frames, file: pages) and `*` would let any page in.
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"not an origin (scheme://host[:port], port * for any): {origin!r}")
+        return value
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,9 @@ from redis.exceptions import ConnectionError, TimeoutError
 # A PING before reusing a connection idle this long; busy connections are never pinged.
 HEALTH_CHECK_INTERVAL_SECONDS = 15
 CONNECT_TIMEOUT_SECONDS = 2.0
+# How long a reply may take before the command fails with TimeoutError (redis-py's own default,
+# stated here because a blocking command must block for less: see `server.requests.watch`).
+SOCKET_TIMEOUT_SECONDS = 5.0
 
 
 def connection_options() -> dict[str, Any]:
@@ -28,6 +31,7 @@ def connection_options() -> dict[str, Any]:
         "retry_on_error": [ConnectionError, TimeoutError],
         "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "socket_keepalive": True,
     }
 

@@ -155,7 +155,9 @@ def settings(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPat
         database_url=database_url,
         redis_url=redis_url,
         # Fast enough for tests that run into the limits on purpose.
-        login_slowdown_seconds=0.05,
+        login_first_delay_seconds=0.05,
+        login_max_delay_seconds=1.0,
+        login_max_wait_seconds=0.2,
         data_dir=tmp_path_factory.mktemp("data"),
         secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
     )

@@ -4,9 +4,12 @@ The transcoder needs the list of services to translate; it is read from the desc
 `*_service.proto` is served over REST without touching the config.
 """
 
+import base64
+import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from string import Template
@@ -16,12 +19,17 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from server.config import PROJECT_ROOT, Settings
 from server.edge.local_replies import local_reply_config
+from server.edge.strict_json import lua_source
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
 API_REFERENCE_PATH = PROJECT_ROOT / "generated" / "api-reference.html"
 TEMPLATE_PATH = PROJECT_ROOT / "envoy" / "envoy.yaml"
 API_PACKAGE = "adplane.v1"
+# Envoy's codec takes header blocks this many times MAX_REQUEST_HEADERS_KB, so that the Lua filter
+# answers the ones in between with the edge's own message (the codec's refusal of an HTTP/2 stream
+# is a reset, which a gRPC client sees as INTERNAL).
+CODEC_HEADERS_FACTOR = 4
 
 
 def adplane_services(descriptor_path: Path = DESCRIPTOR_PATH) -> list[str]:
@@ -54,11 +62,69 @@ def render_envoy_config(
         DESCRIPTOR_PATH=json.dumps(str(descriptor_path.resolve())),
         SERVICES=json.dumps(services),
         MAX_BODY_BYTES=settings.grpc_max_message_bytes,
-        MAX_HEADERS_KB=settings.max_request_headers_kb,
+        MAX_HEADERS_BYTES=settings.max_request_headers_kb * 1024,
+        # Envoy accepts at most 8 MiB of headers.
+        CODEC_MAX_HEADERS_KB=min(CODEC_HEADERS_FACTOR * settings.max_request_headers_kb, 8192),
+        METRICS_HOST=json.dumps(settings.metrics_host),
         OPENAPI_PATH=json.dumps(str(OPENAPI_PATH.resolve())),
         API_REFERENCE_PATH=json.dumps(str(API_REFERENCE_PATH.resolve())),
+        OPENAPI_CSP=json.dumps(DOCUMENT_CSP),
+        API_REFERENCE_CSP=json.dumps(reference_page_csp(API_REFERENCE_PATH.read_text(encoding="utf-8"))),
         LOCAL_REPLY_CONFIG=json.dumps(local_reply_config()),
+        STRICT_JSON_LUA=json.dumps(lua_source(descriptor_path, API_PACKAGE)),
+        CORS_POLICY=json.dumps(cors_policy(settings.cors_origins)),
+        VARY_ORIGIN=json.dumps(
+            [{"append": {"header": {"key": "vary", "value": "Origin"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}}]
+            if settings.cors_origins
+            else []
+        ),
     )
+
+
+# The OpenAPI document is data: nothing in it may run or be framed.
+DOCUMENT_CSP = "default-src 'none'; frame-ancestors 'none'"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def reference_page_csp(page: str) -> str:
+    """The reference page's policy: its own inline scripts (by hash) and styles, images from the
+    page or data: URLs, fetches (the OpenAPI document) from this origin only."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(page)
+    )
+    return (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+CORS_ALLOW_HEADERS = "authorization, content-type, x-api-key, x-request-id, x-grpc-web, x-user-agent, grpc-timeout"
+CORS_EXPOSE_HEADERS = "x-request-id, grpc-status, grpc-message, grpc-status-details-bin"
+
+
+def cors_policy(origins: list[str]) -> dict[str, object]:
+    """The virtual host's per-filter config: a CORS policy for `origins` (none: no policy)."""
+    if not origins:
+        return {}
+    matchers: list[dict[str, object]] = []
+    for origin in origins:
+        if origin.endswith(":*"):
+            # Any port, or none (the scheme's default).
+            matchers.append({"safe_regex": {"regex": f"^{re.escape(origin[:-2])}(:[0-9]{{1,5}})?$"}})
+        else:
+            matchers.append({"exact": origin, "ignore_case": True})
+    return {
+        "envoy.filters.http.cors": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+            "allow_origin_string_match": matchers,
+            "allow_credentials": False,
+            "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+            "allow_headers": CORS_ALLOW_HEADERS,
+            "expose_headers": CORS_EXPOSE_HEADERS,
+            "max_age": "86400",
+        }
+    }
 
 
 def upstream_endpoints(settings: Settings) -> list[dict[str, object]]:

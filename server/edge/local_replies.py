@@ -105,29 +105,32 @@ def local_reply_config() -> dict[str, Any]:
             "content_type": "application/json",
         },
     }
-    # A gRPC call over the body limit: RESOURCE_EXHAUSTED, as the server itself answers it (Envoy's
-    # own mapping of 413 would be UNKNOWN).
-    grpc_too_large = {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    _status_filter("EQ", 413),
-                    {
-                        "header_filter": {
-                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-                        }
-                    },
-                ]
-            }
-        },
-        "headers_to_add": [
-            {
-                "header": {"key": "grpc-status", "value": str(code_pb2.RESOURCE_EXHAUSTED)},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
-    }
-    mappers = [already_json, grpc_too_large]
+    # A gRPC call over the body or header limit: RESOURCE_EXHAUSTED, as the server itself answers it
+    # (Envoy's own mapping of 413 and 431 would be UNKNOWN).
+    grpc_too_large = [
+        {
+            "filter": {
+                "and_filter": {
+                    "filters": [
+                        _status_filter("EQ", status),
+                        {
+                            "header_filter": {
+                                "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+                            }
+                        },
+                    ]
+                }
+            },
+            "headers_to_add": [
+                {
+                    "header": {"key": "grpc-status", "value": str(code_pb2.RESOURCE_EXHAUSTED)},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+        }
+        for status in (413, 431)
+    ]
+    mappers = [already_json, *grpc_too_large]
     for error in (*EDGE_ERRORS, FALLBACK):
         status = _status_filter("EQ", error.status) if error.status else _status_filter("GE", 400)
         mappers.append(

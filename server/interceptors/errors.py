@@ -44,10 +44,8 @@ _CODES: list[tuple[type[exc.AdplaneException], int]] = [
 OUTAGE_RETRY_AFTER = dt.timedelta(seconds=1)
 
 
-def _unavailable(error: Exception) -> status_pb2.Status:
-    """The database or Redis is out of reach: UNAVAILABLE with RetryInfo. The log collapses the
-    same error repeated, so an outage writes one traceback and a count per interval."""
-    logger.warning("dependency unavailable", exc_info=error)
+def _unavailable() -> status_pb2.Status:
+    """The database or Redis is out of reach: UNAVAILABLE with RetryInfo."""
     unavailable = exc.UnavailableException("a dependency is unavailable; retry later", retry_after=OUTAGE_RETRY_AFTER)
     return to_status(unavailable)
 
@@ -138,26 +136,42 @@ def _malformed_request() -> status_pb2.Status:
     )
 
 
-async def _map_error(context: Context, error: Exception) -> NoReturn:
-    """Abort the call with the status `error` stands for; AbortError (a status chosen already) passes."""
-    if isinstance(error, grpc.aio.AbortError):
-        raise error
+def status_for(error: Exception) -> status_pb2.Status:
+    """The google.rpc.Status a caller gets for `error` (ErrorMapping logs it; this does not)."""
     if isinstance(error, exc.AdplaneException):
-        await abort_with(context, to_status(error))
+        return to_status(error)
     if is_outage(error):
-        await abort_with(context, _unavailable(error))
+        return _unavailable()
     if _is_refused_input(error):
-        # Class 22 (data exception): a value the database refuses, e.g. a NUL in
-        # text that validation let through. The caller's input, not our failure.
-        logger.warning("input refused by the database", exc_info=error)
-        await abort_with(context, _refused_input())
-    logger.error("unhandled error", exc_info=error)
-    status = status_pb2.Status(
+        return _refused_input()
+    return status_pb2.Status(
         code=code_pb2.INTERNAL,
         message="internal error",
         details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
     )
-    await abort_with(context, status)
+
+
+def _log(error: Exception) -> None:
+    if isinstance(error, exc.AdplaneException):
+        return
+    if is_outage(error):
+        # The log collapses the same error repeated: an outage writes one traceback and a count
+        # per interval.
+        logger.warning("dependency unavailable", exc_info=error)
+    elif _is_refused_input(error):
+        # Class 22 (data exception): a value the database refuses, e.g. a NUL in
+        # text that validation let through. The caller's input, not our failure.
+        logger.warning("input refused by the database", exc_info=error)
+    else:
+        logger.error("unhandled error", exc_info=error)
+
+
+async def _map_error(context: Context, error: Exception) -> NoReturn:
+    """Abort the call with the status `error` stands for; AbortError (a status chosen already) passes."""
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    _log(error)
+    await abort_with(context, status_for(error))
 
 
 class ErrorMapping(Step):

@@ -5,6 +5,12 @@ offers each change, parsed once, to every open watch whose filter it matches. Ea
 own buffer of at most `WATCH_BUFFER_SIZE` changes: a client that reads more slowly than changes
 arrive is cut off with RESOURCE_EXHAUSTED instead of growing the process's memory, and resumes.
 
+On a quiet system the XREAD returns empty every `_READ_BLOCK_MS`; that block is shorter than the
+Redis client's socket timeout, or every idle read would fail as a timeout. When Redis does not
+answer, open watches carry on (heartbeats, nothing missed: the reader continues from its position
+once Redis is back) for up to `WATCH_OUTAGE_SECONDS`; a longer outage ends them with UNAVAILABLE,
+each with the resume token of the last message it sent in its ErrorInfo metadata.
+
 `watch()` is one stream, transport-agnostic: a snapshot (or, given a resume token, the changes
 after it read back from the stream), then the changes, then heartbeats while nothing happens.
 A position is a stream id (`<milliseconds>-<sequence>`, Redis's clock), which is the resume token.
@@ -29,7 +35,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server.exceptions import FieldViolation, InvalidRequestException
+from server.exceptions import AdplaneException, FieldViolation, InvalidRequestException
+from server.redis_client import SOCKET_TIMEOUT_SECONDS
 from server.requests.events import STREAM_KEY, RequestChanged
 from server.requests.exceptions import (
     ResumeTokenExpiredException,
@@ -41,7 +48,11 @@ from server.requests.schemas import RequestListRequestSchema, RequestResponseSch
 logger = structlog.get_logger("adplane.requests.watch")
 
 _POSITION = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-_READ_BLOCK_MS = 5000
+# An idle XREAD answers after this long; well within the client's socket timeout (a reply slower
+# than that is an error), so a quiet stream is never mistaken for an unreachable one.
+_READ_BLOCK_MS = 2000
+# A read that has not answered this long after its block is over is given up (Redis hangs).
+_READ_DEADLINE_SECONDS = _READ_BLOCK_MS / 1000 + SOCKET_TIMEOUT_SECONDS
 _READ_COUNT = 500
 SNAPSHOT_LIMIT = 1000
 SNAPSHOT_PART = 100
@@ -117,15 +128,26 @@ class Subscription:
 class RequestEventHub:
     """The process's one reader of the event stream; started by the first watch."""
 
-    def __init__(self, redis: Redis | None, *, buffer_size: int, retention: dt.timedelta) -> None:
+    def __init__(
+        self,
+        redis: Redis | None,
+        *,
+        buffer_size: int,
+        retention: dt.timedelta,
+        outage: dt.timedelta,
+    ) -> None:
         self._redis = redis
         self._buffer_size = buffer_size
         self._retention_ms = int(retention.total_seconds() * 1000)
+        self._outage_seconds = outage.total_seconds()
         self._subscriptions: set[Subscription] = set()
         self._position: Position | None = None
         self._reader: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._closed = False
+        # Set while Redis has been out of reach for longer than the outage limit: new watches are
+        # refused at once rather than sent a snapshot and then ended.
+        self._unreachable = False
 
     @property
     def position(self) -> Position:
@@ -138,6 +160,13 @@ class RequestEventHub:
 
     async def subscribe(self, matches: Callable[[RequestChanged], bool]) -> Subscription:
         redis = self._require_redis()
+        if self._unreachable:
+            # Past the outage limit: refused, unless Redis has just come back (the reader's next
+            # read will see it too).
+            try:
+                await redis.ping()
+            except RedisError as error:
+                raise _unavailable() from error
         async with self._starting:
             if self._reader is None or self._reader.done():
                 self._position = await _last_position(redis)
@@ -205,22 +234,24 @@ class RequestEventHub:
         return self._redis
 
     async def _read(self, redis: Redis) -> None:
+        loop = asyncio.get_running_loop()
+        answered_at = loop.time()
         backoff = 0.1
         while not self._closed:
             try:
                 streams: dict[Any, Any] = {STREAM_KEY: _format(self.position)}
-                reply: Any = await redis.xread(streams, count=_READ_COUNT, block=_READ_BLOCK_MS)
-                backoff = 0.1
-            except RedisError:
-                # Open watches cannot know what they miss while the stream is unreachable: they end
-                # (UNAVAILABLE) and resume from their last token once it is back.
-                logger.warning("request event stream unreachable", retry_in=backoff, exc_info=True)
-                for subscription in list(self._subscriptions):
-                    subscription.end(_unavailable())
-                self._subscriptions.clear()
+                async with asyncio.timeout(_READ_DEADLINE_SECONDS):
+                    reply: Any = await redis.xread(streams, count=_READ_COUNT, block=_READ_BLOCK_MS)
+            except (RedisError, TimeoutError) as error:
+                self._unanswered(error, down_seconds=loop.time() - answered_at, retry_in=backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, 1.0)
                 continue
+            if self._unreachable or backoff > 0.1:
+                logger.info("request event stream reachable again", down_seconds=round(loop.time() - answered_at, 1))
+            answered_at = loop.time()
+            self._unreachable = False
+            backoff = 0.1
             for _stream, raw_entries in reply or ():
                 for raw in raw_entries:
                     self._position = _position_of(raw[0])
@@ -229,6 +260,22 @@ class RequestEventHub:
                         continue
                     for subscription in list(self._subscriptions):
                         subscription.offer(entry)
+
+    def _unanswered(self, error: Exception, *, down_seconds: float, retry_in: float) -> None:
+        """Redis did not answer a read. Within the outage limit the watches wait (they miss
+        nothing: the next read continues from the hub's position); past it they end."""
+        logger.warning(
+            "request event stream unreachable",
+            error=repr(error),
+            down_seconds=round(down_seconds, 1),
+            retry_in=retry_in,
+        )
+        if down_seconds < self._outage_seconds:
+            return
+        self._unreachable = True
+        for subscription in list(self._subscriptions):
+            subscription.end(_unavailable())
+        self._subscriptions.clear()
 
 
 def _unavailable() -> WatchEndedException:
@@ -325,7 +372,12 @@ async def watch(
                 last = index == len(parts) - 1
                 yield SnapshotPart(part, complete=last, truncated=truncated, token=_format(sent) if last else "")
         while True:
-            change = await subscription.next(heartbeat_seconds)
+            try:
+                change = await subscription.next(heartbeat_seconds)
+            except AdplaneException as ended:
+                # Where to resume: every message up to this token reached the client before the error.
+                ended.metadata.setdefault("resume_token", _format(sent))
+                raise
             if change is None:
                 # Nothing is buffered, so every matching change up to the hub's position was sent.
                 if subscription.idle:

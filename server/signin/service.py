@@ -66,9 +66,9 @@ class SigninService:
         await self._throttle.before_attempt(email=data.email, address=address)
         user_id = await self._users.check_password(data.email, data.password.get_secret_value())
         if user_id is None:
-            await self._throttle.record_failure(email=data.email, address=address)
+            # Counted as a failure already (before_attempt), so concurrent guesses cannot slip in.
             raise InvalidCredentialsException()
-        await self._throttle.record_success(email=data.email)
+        await self._throttle.record_success(email=data.email, address=address)
         return await self._issue(user_id=user_id, family_id=new_id())
 
     async def refresh(self, data: RefreshTokenRequestSchema) -> TokenPairSchema | RefreshTokenReplayed:

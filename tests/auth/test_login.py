@@ -1,16 +1,13 @@
-"""SigninService.login against the real database and Redis: credentials, deactivation and throttling."""
+"""SigninService.login against the real database and Redis: credentials and deactivation (throttling:
+test_throttle.py)."""
 
-import datetime as dt
-import time
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from server.auth.exceptions import InvalidCredentialsException
-from server.auth.throttle import TooManyLoginAttemptsException
 from server.composition import Infrastructure
-from server.config import Settings
 from server.db import utcnow
 from server.signin.schemas import LoginRequestSchema, TokenPairSchema
 from server.users.models import User
@@ -30,11 +27,6 @@ async def login(
 async def fail_login(infrastructure: Infrastructure, email: str, *, address: str = ADDRESS) -> None:
     with pytest.raises(InvalidCredentialsException):
         await login(infrastructure, email, WRONG_PASSWORD, address=address)
-
-
-def other_address(n: int) -> str:
-    """A distinct client address per attempt, so only the email's counter adds up."""
-    return f"198.51.100.{n}"
 
 
 async def test_login_returns_tokens_for_the_user(infrastructure: Infrastructure) -> None:
@@ -134,95 +126,3 @@ async def test_user_stored_with_a_mixed_case_email_can_log_in(fast_infrastructur
         uow.session.add(user)
     tokens = await login(fast_infrastructure, "legacy.user@example.com")
     assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == user.id
-
-
-async def test_attempts_are_slowed_down_after_repeated_failures(
-    fast_infrastructure: Infrastructure, settings: Settings
-) -> None:
-    assert settings.login_slowdown_after < settings.login_lockout_after
-    caller = await make_caller(fast_infrastructure)
-    for _ in range(settings.login_slowdown_after):
-        await fail_login(fast_infrastructure, caller.email)
-
-    started = time.monotonic()
-    await fail_login(fast_infrastructure, caller.email)
-    assert time.monotonic() - started >= settings.login_slowdown_seconds
-
-    # Slowed down, not refused: the right password still signs in.
-    started = time.monotonic()
-    tokens = await login(fast_infrastructure, caller.email)
-    assert time.monotonic() - started >= settings.login_slowdown_seconds
-    assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == caller.user_id
-
-
-async def test_lockout_refuses_even_the_right_password(fast_infrastructure: Infrastructure, settings: Settings) -> None:
-    victim = await make_caller(fast_infrastructure)
-    bystander = await make_caller(fast_infrastructure)
-    for _ in range(settings.login_lockout_after):
-        await fail_login(fast_infrastructure, victim.email)
-
-    with pytest.raises(TooManyLoginAttemptsException) as locked:
-        await login(fast_infrastructure, victim.email, PASSWORD)
-    retry_after = locked.value.retry_after
-    assert retry_after is not None
-    assert dt.timedelta(0) < retry_after <= dt.timedelta(seconds=settings.login_lockout_seconds)
-    assert locked.value.reason == "TOO_MANY_LOGIN_ATTEMPTS"
-
-    # The email is locked from every address ...
-    with pytest.raises(TooManyLoginAttemptsException):
-        await login(fast_infrastructure, victim.email, PASSWORD, address=other_address(1))
-    # ... and the address for every email ...
-    with pytest.raises(TooManyLoginAttemptsException):
-        await login(fast_infrastructure, bystander.email, PASSWORD)
-    # ... but another email from another address signs in.
-    tokens = await login(fast_infrastructure, bystander.email, PASSWORD, address=other_address(2))
-    assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == bystander.user_id
-
-
-async def test_one_failure_short_of_the_lockout_still_signs_in(
-    fast_infrastructure: Infrastructure, settings: Settings
-) -> None:
-    caller = await make_caller(fast_infrastructure)
-    for _ in range(settings.login_lockout_after - 1):
-        await fail_login(fast_infrastructure, caller.email)
-    tokens = await login(fast_infrastructure, caller.email)
-    assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == caller.user_id
-
-
-async def test_address_trying_many_emails_is_locked_out(
-    fast_infrastructure: Infrastructure, settings: Settings
-) -> None:
-    caller = await make_caller(fast_infrastructure)
-    # One failure per email: no email's own counter comes near the limits.
-    for _ in range(settings.login_lockout_after):
-        await fail_login(fast_infrastructure, f"guess-{uuid.uuid4().hex[:8]}@example.com")
-
-    with pytest.raises(TooManyLoginAttemptsException) as locked:
-        await login(fast_infrastructure, caller.email, PASSWORD)
-    assert locked.value.retry_after is not None
-    assert locked.value.retry_after > dt.timedelta(0)
-
-    # The account itself is not locked: from another address it signs in.
-    tokens = await login(fast_infrastructure, caller.email, PASSWORD, address=other_address(1))
-    assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == caller.user_id
-
-
-async def test_successful_login_resets_the_email_counter(
-    fast_infrastructure: Infrastructure, settings: Settings
-) -> None:
-    caller = await make_caller(fast_infrastructure)
-    attempt = 0
-
-    async def fail_short_of_the_lockout() -> None:
-        nonlocal attempt
-        for _ in range(settings.login_lockout_after - 1):
-            attempt += 1
-            await fail_login(fast_infrastructure, caller.email, address=other_address(attempt))
-
-    await fail_short_of_the_lockout()
-    await login(fast_infrastructure, caller.email, address=other_address(200))
-    await fail_short_of_the_lockout()
-
-    # Without the reset the email would have 2 * (lockout_after - 1) failures and be locked.
-    tokens = await login(fast_infrastructure, caller.email, address=other_address(201))
-    assert fast_infrastructure.tokens.decode_access(tokens.access_token).user_id == caller.user_id

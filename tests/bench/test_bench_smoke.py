@@ -2,11 +2,13 @@
 keyset measurement, the gRPC framing h2load is fed, the parsing of h2load's and wrk's output, the
 table."""
 
+import argparse
+import os
 import struct
 
 from sqlalchemy import func, select
 
-from bench import keyset, loadgen, read_rpc
+from bench import keyset, loadgen, read_rpc, soak
 from bench.dataset import seed
 from server.accounts.models import Account
 from server.composition import Infrastructure
@@ -62,3 +64,31 @@ def test_keyset_report_compares_the_deep_page_with_page_one_of_its_own_workspace
     assert "1,000 accounts: page 20 / page 1 = 1.10x, same statements" in lines
     assert "1,000,000 accounts: page 200 / page 1 = 1.50x, DIFFERENT statements" in lines
     assert lines[-1].endswith("slowest / fastest page: 3.00x")
+
+
+def test_the_soak_report_judges_the_targets() -> None:
+    args = argparse.Namespace(change_every=3.0, cycles=10)
+    watchers = [
+        soak.Watcher(kind=soak.BUSY, transport="grpc", changes=2),
+        soak.Watcher(kind=soak.QUIET, transport="sse"),
+    ]
+    watchers[1].heartbeats, watchers[1].longest_silence = 4, 15.2
+    results = soak.Results(watchers=watchers, latencies_ms=[5.0, 7.0], changes_made=2, cycles=10)
+    results.rss_kib = [(0.0, 100_000), (60.0, 120_000)]
+
+    kept = soak.report(results, before_kib=100_000, after_kib=105_000, seconds=60, cpu=6, args=args)
+    assert kept.met
+    assert not kept.broken
+    assert "changes delivered: 2 of 2 expected (2 changes x 1 watchers)" in kept.lines
+    assert any(
+        line.startswith("heartbeats of the 1 quiet watchers: 4 (4-4 each); longest silence 15.2 s")
+        for line in kept.lines
+    )
+
+    grown = soak.report(results, before_kib=100_000, after_kib=120_000, seconds=60, cpu=6, args=args)
+    watchers[0].ended = "UNAVAILABLE: gone"
+    ended = soak.report(results, before_kib=100_000, after_kib=100_000, seconds=60, cpu=6, args=args)
+    assert (grown.met, grown.broken) == (False, False)
+    assert (ended.met, ended.broken) == (False, True)
+    assert "streams that ended unasked: 1 (first: UNAVAILABLE: gone)" in ended.lines
+    assert soak.resident_kib(os.getpid()) > 0

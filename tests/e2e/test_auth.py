@@ -1,12 +1,16 @@
 """Signing in and being refused, end to end: REST through Envoy and gRPC."""
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
+from server.config import Settings
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import PASSWORD, Caller, make_caller
+from tests.e2e.conftest import start_envoy, start_server
 from tests.e2e.test_workspaces_rest import error_reason
 
 
@@ -39,17 +43,28 @@ async def test_wrong_password_is_401_without_saying_whether_the_email_exists(
     assert error_reason(wrong_password) == error_reason(unknown_email) == "INVALID_CREDENTIALS"
 
 
-async def test_repeated_failures_are_refused_with_429_and_retry_info(
-    anonymous_http: httpx.AsyncClient, infrastructure: Infrastructure
+async def test_an_address_failing_at_an_account_is_refused_there_with_429_and_retry_info(
+    settings: Settings, infrastructure: Infrastructure, tmp_path: Path
 ) -> None:
-    caller = await make_caller(infrastructure)
-    limit = infrastructure.settings.login_lockout_after
-    for _ in range(limit):
-        assert (await login(anonymous_http, caller.email, "guess")).status_code == 401
-    refused = await login(anonymous_http, caller.email)  # even the right password
-    assert refused.status_code == 429
-    assert error_reason(refused) == "TOO_MANY_LOGIN_ATTEMPTS"
-    assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in refused.json()["details"])
+    # A first delay longer than the test, so the refusal cannot have expired before it is seen.
+    server = start_server(settings, tmp_path, LOGIN_FIRST_DELAY_SECONDS="60", LOGIN_MAX_DELAY_SECONDS="120")
+    envoy = start_envoy(settings, tmp_path, upstream_port=server.port)
+    try:
+        caller, colleague = await make_caller(infrastructure), await make_caller(infrastructure)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{envoy.port}") as client:
+            for _ in range(settings.login_delay_after):
+                assert (await login(client, caller.email, "guess")).status_code == 401
+            refused = await login(client, caller.email)  # even the right password, from this address
+            other_account = await login(client, colleague.email)
+        assert refused.status_code == 429
+        assert error_reason(refused) == "TOO_MANY_LOGIN_ATTEMPTS"
+        retry = next(d for d in refused.json()["details"] if d["@type"].endswith("google.rpc.RetryInfo"))
+        assert 0 < float(retry["retry_delay"].removesuffix("s")) <= 60
+        # The address is not locked out: another account signs in from it.
+        assert other_account.status_code == 200
+    finally:
+        envoy.stop()
+        assert server.stop() == 0
 
 
 async def test_no_credentials_is_401_and_missing_permission_is_403(

@@ -86,6 +86,9 @@ async def test_server_and_envoy_metrics_count_the_calls_of_every_process(
         limit = WORKERS * pools
         assert total(after, "adplane_db_pool_connections_limit") == limit
 
+        # Outside production every metrics listener binds loopback only (METRICS_HOST).
+        assert listening_addresses(metrics_port) == listening_addresses(envoy_metrics_port) == {"127.0.0.1"}
+
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{envoy_metrics_port}") as envoy_metrics:
             stats = await envoy_metrics.get("/stats/prometheus")
             assert stats.status_code == 200
@@ -99,6 +102,22 @@ async def test_server_and_envoy_metrics_count_the_calls_of_every_process(
         if envoy is not None:
             envoy.stop()
         assert server.stop() == 0, server.log.read_text()[-4000:]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on `port`, IPv4 and IPv6 (/proc/net)."""
+    found: set[str] = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(socket.inet_ntop(family, packed))
+    return found
 
 
 async def test_a_taken_metrics_port_does_not_keep_the_server_from_serving(settings: Settings, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ transcoding options, gRPC-Web, error conversion) and nothing of the real service
 """
 
 import asyncio
+import base64
+import hashlib
 import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,11 +26,20 @@ from adplane.v1 import workspace_pb2, workspace_service_pb2_grpc
 from adplane.v1 import workspace_service_pb2 as pb
 from devstack.embedded import free_port
 from server.config import Settings
-from server.edge.envoy import adplane_services, envoy_binary, envoy_command, render_envoy_config, write_envoy_config
+from server.edge.envoy import (
+    API_REFERENCE_PATH,
+    adplane_services,
+    envoy_binary,
+    envoy_command,
+    render_envoy_config,
+    write_envoy_config,
+)
 from server.interceptors.request_logging import REQUEST_ID_PATTERN
 from tests.waits import eventually
 
 type Context = grpc.aio.ServicerContext[Any, Any]
+
+APP_ORIGIN = "https://app.example.com"
 
 
 def _settings(**values: Any) -> Settings:
@@ -60,16 +71,19 @@ def test_rendered_config_carries_the_settings() -> None:
     assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
     endpoint = clusters["grpc_server"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "server", "port_value": 50055}
-    # The stats listener forwards to the admin interface, which itself stays on loopback.
-    assert listeners["metrics"]["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 19902}
+    # The stats listener forwards to the admin interface, which itself stays on loopback; it binds
+    # METRICS_HOST (development: loopback too).
+    assert listeners["metrics"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19902}
     admin = clusters["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert admin["endpoint"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     assert [f["name"].rsplit(".", 1)[-1] for f in filters] == [
+        "header_mutation",
+        "cors",
         "lua",
         "buffer",
+        "strict_json",
         "grpc_web",
-        "cors",
         "grpc_json_transcoder",
         "router",
     ]
@@ -138,7 +152,11 @@ async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     upstream_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     settings = _settings(
-        http_port=free_port(), envoy_admin_port=free_port(), envoy_metrics_port=free_port(), grpc_port=upstream_port
+        http_port=free_port(),
+        envoy_admin_port=free_port(),
+        envoy_metrics_port=free_port(),
+        grpc_port=upstream_port,
+        cors_allowed_origins=f"{APP_ORIGIN},http://localhost:*",
     )
     config = write_envoy_config(settings, tmp_path_factory.mktemp("envoy") / "envoy.yaml")
     envoy = await asyncio.create_subprocess_exec(*envoy_command(config))
@@ -388,3 +406,129 @@ async def test_odd_request_ids_are_replaced_never_echoed(edge: Edge) -> None:
     # About half reach the server (Envoy's parser refuses the rest), each with a fresh id.
     assert len(seen) > len(ODD_REQUEST_IDS) // 3
     assert kept.headers["x-request-id"] == "job-42:retry.1"
+
+
+def _cors_and_vary(response: httpx.Response) -> tuple[str | None, str | None]:
+    return response.headers.get("access-control-allow-origin"), response.headers.get("vary")
+
+
+@pytest.mark.asyncio
+async def test_cors_answers_the_configured_origins_only_and_every_answer_varies_on_origin(edge: Edge) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+
+        async def get(origin: str, path: str = "/api/workspaces/abc", **headers: str) -> httpx.Response:
+            return await client.get(path, headers={"origin": origin, **headers})
+
+        async def preflight(origin: str) -> httpx.Response:
+            return await client.options(
+                "/api/workspaces", headers={"origin": origin, "access-control-request-method": "POST"}
+            )
+
+        configured = await get(APP_ORIGIN)
+        any_port = await get("http://localhost:5173")
+        no_port = await get("http://localhost")
+        other_scheme = await get("http://app.example.com")
+        foreign = await get("https://evil.example")
+        null = await get("null")
+        without = await client.get("/api/workspaces/abc")
+        # Answers the edge or the server make themselves carry the same headers.
+        not_found = await get(APP_ORIGIN, "/api/nothing-here")
+        refused_header = await get(APP_ORIGIN, **{"i~": "x"})
+        server_error = await get(APP_ORIGIN, "/api/workspaces/missing")
+        allowed_preflight = await preflight(APP_ORIGIN)
+        foreign_preflight = await preflight("https://evil.example")
+
+    for allowed, origin in (
+        (configured, APP_ORIGIN),
+        (any_port, "http://localhost:5173"),
+        (no_port, "http://localhost"),
+    ):
+        assert _cors_and_vary(allowed) == (origin, "Origin")
+    for refused in (other_scheme, foreign, null, without):
+        assert _cors_and_vary(refused) == (None, "Origin"), refused.request.headers.get("origin")
+    for answer in (not_found, refused_header, server_error, allowed_preflight):
+        assert _cors_and_vary(answer) == (APP_ORIGIN, "Origin"), answer.status_code
+    assert (not_found.status_code, refused_header.status_code, server_error.status_code) == (404, 400, 404)
+    assert allowed_preflight.status_code == 200
+    assert "POST" in allowed_preflight.headers["access-control-allow-methods"]
+    assert _cors_and_vary(foreign_preflight) == (None, "Origin")
+    assert "access-control-allow-methods" not in foreign_preflight.headers
+
+
+def test_without_cors_origins_no_policy_and_no_vary() -> None:
+    """Production's default: no origin may call cross-origin, and no answer depends on the Origin."""
+    settings = _settings(environment="production")
+    assert settings.cors_origins == []
+    config = yaml.safe_load(render_envoy_config(settings))
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert manager["route_config"]["virtual_hosts"][0]["typed_per_filter_config"] == {}
+    vary = next(f for f in manager["http_filters"] if f["name"].endswith("header_mutation"))
+    assert vary["typed_config"]["mutations"] == {"response_mutations": []}
+    # Development and tests allow this machine's pages, on any port.
+    assert _settings(environment="development").cors_origins == _settings(environment="test").cors_origins != []
+
+
+@pytest.mark.parametrize("origins", ["null", "*", "https://*.example.com", "app.example.com", "https://a.com/path"])
+def test_cors_origins_that_would_let_any_page_in_are_refused(origins: str) -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        _settings(cors_allowed_origins=f"https://ok.example.com,{origins}")
+
+
+def test_metrics_listeners_bind_loopback_outside_production() -> None:
+    def metrics_address(settings: Settings) -> str:
+        config = yaml.safe_load(render_envoy_config(settings))
+        listener = next(item for item in config["static_resources"]["listeners"] if item["name"] == "metrics")
+        return str(listener["address"]["socket_address"]["address"])
+
+    assert _settings().metrics_host == _settings(environment="test").metrics_host == "127.0.0.1"
+    assert _settings(environment="production").metrics_host == "0.0.0.0"
+    assert _settings(environment="production", metrics_host="10.0.0.5").metrics_host == "10.0.0.5"
+    assert metrics_address(_settings()) == "127.0.0.1"
+    assert metrics_address(_settings(environment="production")) == "0.0.0.0"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/api/docs", "/api/openapi.json"])
+async def test_the_document_and_its_page_carry_a_content_security_policy_and_answer_head(edge: Edge, path: str) -> None:
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        got = await client.get(path)
+        head = await client.head(path)
+
+    assert got.status_code == head.status_code == 200
+    assert head.content == b""
+    for header in ("content-type", "content-length", "content-security-policy", "x-content-type-options"):
+        assert head.headers[header] == got.headers[header], header
+    assert int(head.headers["content-length"]) == len(got.content)
+    assert got.headers["x-content-type-options"] == "nosniff"
+    policy = {
+        name: value for name, _, value in (d.partition(" ") for d in got.headers["content-security-policy"].split("; "))
+    }
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    if path == "/api/docs":
+        # Only the page's own inline scripts run: each by its hash, nothing inline besides.
+        page = API_REFERENCE_PATH.read_text(encoding="utf-8")
+        initializer = page[page.rindex("<script>") + len("<script>") : page.rindex("</script>")]
+        digest = base64.b64encode(hashlib.sha256(initializer.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy["script-src"].split()
+        assert "'unsafe-inline'" not in policy["script-src"]
+        assert "'unsafe-eval'" not in policy["script-src"]
+        assert policy["connect-src"] == "'self'"
+
+
+@pytest.mark.asyncio
+async def test_a_header_block_over_the_limit_is_answered_by_the_edge_without_naming_headers(edge: Edge) -> None:
+    big = {"x-big": "a" * 20 * 1024}
+    async with httpx.AsyncClient(base_url=edge.url) as client:
+        rest = await client.get("/api/workspaces/abc", headers=big)
+    async with grpc.aio.insecure_channel(edge.url.removeprefix("http://")) as channel:
+        stub = workspace_service_pb2_grpc.WorkspaceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id="abc"), metadata=tuple(big.items()))
+
+    assert rest.status_code == 431
+    assert _is_edge_status(rest, code_pb2.INVALID_ARGUMENT, "REQUEST_HEADERS_TOO_LARGE") == (
+        "the request headers are larger than the limit"
+    )
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.value.details() == "the request headers are larger than the limit"

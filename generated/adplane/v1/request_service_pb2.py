@@ -27,9 +27,10 @@ from adplane.v1 import request_pb2 as adplane_dot_v1_dot_request__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n adplane/v1/request_service.proto\x12\nadplane.v1\x1a\x17\x61\x64plane/v1/access.proto\x1a\x18\x61\x64plane/v1/request.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x1cListWorkspaceRequestsRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12+\n\x04type\x18\x04 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\"x\n\x1dListWorkspaceRequestsResponse\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n\x11GetRequestRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x14\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"C\n\x12GetRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"U\n\x14\x43\x61ncelRequestRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x14\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"F\n\x15\x43\x61ncelRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"\xd8\x02\n\x13ListRequestsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cworkspace_id\x18\x05 \x01(\tR\x0bworkspaceId\x12\x41\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcreatedBefore\x12?\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x63reatedAfter\"o\n\x14ListRequestsResponse\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n\x15\x41pproveRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"G\n\x16\x41pproveRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\")\n\tRejection\x12\x1c\n\x06reason\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06reason\"g\n\x14RejectRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x39\n\trejection\x18\x02 \x01(\x0b\x32\x15.adplane.v1.RejectionB\x04\xe2\x41\x01\x02R\trejection\"F\n\x15RejectRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"J\n\x13RetryRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"E\n\x14RetryRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"\xbc\x01\n\x14WatchRequestsRequest\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cworkspace_id\x18\x03 \x01(\tR\x0bworkspaceId\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeToken\"\xef\x01\n\x15WatchRequestsResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.RequestSnapshotH\x00R\x08snapshot\x12\x33\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.adplane.v1.RequestChangeH\x00R\x06\x63hange\x12:\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.adplane.v1.WatchHeartbeatH\x00R\theartbeat\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeTokenB\x07\n\x05\x65vent\"\xcb\x01\n\x1dWatchWorkspaceRequestsRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeToken\"\xf8\x01\n\x1eWatchWorkspaceRequestsResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.RequestSnapshotH\x00R\x08snapshot\x12\x33\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.adplane.v1.RequestChangeH\x00R\x06\x63hange\x12:\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.adplane.v1.WatchHeartbeatH\x00R\theartbeat\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeTokenB\x07\n\x05\x65vent\"|\n\x0fRequestSnapshot\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12\x1a\n\x08\x63omplete\x18\x02 \x01(\x08R\x08\x63omplete\x12\x1c\n\ttruncated\x18\x03 \x01(\x08R\ttruncated\"\xb5\x01\n\rRequestChange\x12\x31\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.adplane.v1.RequestChangeKindR\x04kind\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\x12\x42\n\x0fprevious_status\x18\x03 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x0epreviousStatus\"I\n\x0eWatchHeartbeat\x12\x37\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08sendTime*\xa4\x02\n\x11RequestChangeKind\x12#\n\x1fREQUEST_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREQUEST_CHANGE_KIND_CREATED\x10\x01\x12 \n\x1cREQUEST_CHANGE_KIND_APPROVED\x10\x02\x12 \n\x1cREQUEST_CHANGE_KIND_REJECTED\x10\x03\x12!\n\x1dREQUEST_CHANGE_KIND_CANCELLED\x10\x04\x12\x1f\n\x1bREQUEST_CHANGE_KIND_EXPIRED\x10\x05\x12!\n\x1dREQUEST_CHANGE_KIND_COMPLETED\x10\x06\x12\x1e\n\x1aREQUEST_CHANGE_KIND_FAILED\x10\x07\x32\x82\x0b\n\x0eRequestService\x12\xb0\x01\n\x15ListWorkspaceRequests\x12(.adplane.v1.ListWorkspaceRequestsRequest\x1a).adplane.v1.ListWorkspaceRequestsResponse\"B\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02)\x12\'/api/workspaces/{workspace_id}/requests\x12\x94\x01\n\nGetRequest\x12\x1d.adplane.v1.GetRequestRequest\x1a\x1e.adplane.v1.GetRequestResponse\"G\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02.\x12,/api/workspaces/{workspace_id}/requests/{id}\x12\xa6\x01\n\rCancelRequest\x12 .adplane.v1.CancelRequestRequest\x1a!.adplane.v1.CancelRequestResponse\"P\x8a\xb5\x18\x11\"\x0frequests.cancel\x82\xd3\xe4\x93\x02\x35\"3/api/workspaces/{workspace_id}/requests/{id}:cancel\x12{\n\x0cListRequests\x12\x1f.adplane.v1.ListRequestsRequest\x1a .adplane.v1.ListRequestsResponse\"(\x8a\xb5\x18\x0f\x1a\rrequests.read\x82\xd3\xe4\x93\x02\x0f\x12\r/api/requests\x12\x91\x01\n\x0e\x41pproveRequest\x12!.adplane.v1.ApproveRequestRequest\x1a\".adplane.v1.ApproveRequestResponse\"8\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02\x1c\"\x1a/api/requests/{id}:approve\x12\x98\x01\n\rRejectRequest\x12 .adplane.v1.RejectRequestRequest\x1a!.adplane.v1.RejectRequestResponse\"B\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02&\"\x19/api/requests/{id}:reject:\trejection\x12\x89\x01\n\x0cRetryRequest\x12\x1f.adplane.v1.RetryRequestRequest\x1a .adplane.v1.RetryRequestResponse\"6\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02\x1a\"\x18/api/requests/{id}:retry\x12\x86\x01\n\rWatchRequests\x12 .adplane.v1.WatchRequestsRequest\x1a!.adplane.v1.WatchRequestsResponse\".\x8a\xb5\x18\x0f\x1a\rrequests.read\x82\xd3\xe4\x93\x02\x15\x12\x13/api/requests:watch0\x01\x12\xbb\x01\n\x16WatchWorkspaceRequests\x12).adplane.v1.WatchWorkspaceRequestsRequest\x1a*.adplane.v1.WatchWorkspaceRequestsResponse\"H\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02/\x12-/api/workspaces/{workspace_id}/requests:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n adplane/v1/request_service.proto\x12\nadplane.v1\x1a\x17\x61\x64plane/v1/access.proto\x1a\x18\x61\x64plane/v1/request.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xe3\x01\n\x1cListWorkspaceRequestsRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12+\n\x04type\x18\x04 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\"x\n\x1dListWorkspaceRequestsResponse\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n\x11GetRequestRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x14\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"C\n\x12GetRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"U\n\x14\x43\x61ncelRequestRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12\x14\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"F\n\x15\x43\x61ncelRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"\xd8\x02\n\x13ListRequestsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cworkspace_id\x18\x05 \x01(\tR\x0bworkspaceId\x12\x41\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcreatedBefore\x12?\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x63reatedAfter\"o\n\x14ListRequestsResponse\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n\x15\x41pproveRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"G\n\x16\x41pproveRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\")\n\tRejection\x12\x1c\n\x06reason\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06reason\"g\n\x14RejectRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x39\n\trejection\x18\x02 \x01(\x0b\x32\x15.adplane.v1.RejectionB\x04\xe2\x41\x01\x02R\trejection\"F\n\x15RejectRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"J\n\x13RetryRequestRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"E\n\x14RetryRequestResponse\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\"\xbc\x01\n\x14WatchRequestsRequest\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cworkspace_id\x18\x03 \x01(\tR\x0bworkspaceId\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeToken\"\xa4\x02\n\x15WatchRequestsResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.RequestSnapshotH\x00R\x08snapshot\x12\x33\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.adplane.v1.RequestChangeH\x00R\x06\x63hange\x12:\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.adplane.v1.WatchHeartbeatH\x00R\theartbeat\x12\x33\n\nstream_end\x18\x05 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\tstreamEnd\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeTokenB\x07\n\x05\x65vent\"\xcb\x01\n\x1dWatchWorkspaceRequestsRequest\x12\'\n\x0cworkspace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0bworkspaceId\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x17.adplane.v1.RequestTypeR\x04type\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x06status\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeToken\"\xad\x02\n\x1eWatchWorkspaceRequestsResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.adplane.v1.RequestSnapshotH\x00R\x08snapshot\x12\x33\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.adplane.v1.RequestChangeH\x00R\x06\x63hange\x12:\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.adplane.v1.WatchHeartbeatH\x00R\theartbeat\x12\x33\n\nstream_end\x18\x05 \x01(\x0b\x32\x12.google.rpc.StatusH\x00R\tstreamEnd\x12!\n\x0cresume_token\x18\x04 \x01(\tR\x0bresumeTokenB\x07\n\x05\x65vent\"|\n\x0fRequestSnapshot\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x13.adplane.v1.RequestR\x08requests\x12\x1a\n\x08\x63omplete\x18\x02 \x01(\x08R\x08\x63omplete\x12\x1c\n\ttruncated\x18\x03 \x01(\x08R\ttruncated\"\xb5\x01\n\rRequestChange\x12\x31\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.adplane.v1.RequestChangeKindR\x04kind\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x13.adplane.v1.RequestR\x07request\x12\x42\n\x0fprevious_status\x18\x03 \x01(\x0e\x32\x19.adplane.v1.RequestStatusR\x0epreviousStatus\"I\n\x0eWatchHeartbeat\x12\x37\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08sendTime*\xa4\x02\n\x11RequestChangeKind\x12#\n\x1fREQUEST_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREQUEST_CHANGE_KIND_CREATED\x10\x01\x12 \n\x1cREQUEST_CHANGE_KIND_APPROVED\x10\x02\x12 \n\x1cREQUEST_CHANGE_KIND_REJECTED\x10\x03\x12!\n\x1dREQUEST_CHANGE_KIND_CANCELLED\x10\x04\x12\x1f\n\x1bREQUEST_CHANGE_KIND_EXPIRED\x10\x05\x12!\n\x1dREQUEST_CHANGE_KIND_COMPLETED\x10\x06\x12\x1e\n\x1aREQUEST_CHANGE_KIND_FAILED\x10\x07\x32\x82\x0b\n\x0eRequestService\x12\xb0\x01\n\x15ListWorkspaceRequests\x12(.adplane.v1.ListWorkspaceRequestsRequest\x1a).adplane.v1.ListWorkspaceRequestsResponse\"B\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02)\x12\'/api/workspaces/{workspace_id}/requests\x12\x94\x01\n\nGetRequest\x12\x1d.adplane.v1.GetRequestRequest\x1a\x1e.adplane.v1.GetRequestResponse\"G\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02.\x12,/api/workspaces/{workspace_id}/requests/{id}\x12\xa6\x01\n\rCancelRequest\x12 .adplane.v1.CancelRequestRequest\x1a!.adplane.v1.CancelRequestResponse\"P\x8a\xb5\x18\x11\"\x0frequests.cancel\x82\xd3\xe4\x93\x02\x35\"3/api/workspaces/{workspace_id}/requests/{id}:cancel\x12{\n\x0cListRequests\x12\x1f.adplane.v1.ListRequestsRequest\x1a .adplane.v1.ListRequestsResponse\"(\x8a\xb5\x18\x0f\x1a\rrequests.read\x82\xd3\xe4\x93\x02\x0f\x12\r/api/requests\x12\x91\x01\n\x0e\x41pproveRequest\x12!.adplane.v1.ApproveRequestRequest\x1a\".adplane.v1.ApproveRequestResponse\"8\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02\x1c\"\x1a/api/requests/{id}:approve\x12\x98\x01\n\rRejectRequest\x12 .adplane.v1.RejectRequestRequest\x1a!.adplane.v1.RejectRequestResponse\"B\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02&\"\x19/api/requests/{id}:reject:\trejection\x12\x89\x01\n\x0cRetryRequest\x12\x1f.adplane.v1.RetryRequestRequest\x1a .adplane.v1.RetryRequestResponse\"6\x8a\xb5\x18\x12\x1a\x10requests.approve\x82\xd3\xe4\x93\x02\x1a\"\x18/api/requests/{id}:retry\x12\x86\x01\n\rWatchRequests\x12 .adplane.v1.WatchRequestsRequest\x1a!.adplane.v1.WatchRequestsResponse\".\x8a\xb5\x18\x0f\x1a\rrequests.read\x82\xd3\xe4\x93\x02\x15\x12\x13/api/requests:watch0\x01\x12\xbb\x01\n\x16WatchWorkspaceRequests\x12).adplane.v1.WatchWorkspaceRequestsRequest\x1a*.adplane.v1.WatchWorkspaceRequestsResponse\"H\x8a\xb5\x18\x0f\"\rrequests.read\x82\xd3\xe4\x93\x02/\x12-/api/workspaces/{workspace_id}/requests:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -76,52 +77,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTSERVICE'].methods_by_name['WatchRequests']._serialized_options = b'\212\265\030\017\032\rrequests.read\202\323\344\223\002\025\022\023/api/requests:watch'
   _globals['_REQUESTSERVICE'].methods_by_name['WatchWorkspaceRequests']._loaded_options = None
   _globals['_REQUESTSERVICE'].methods_by_name['WatchWorkspaceRequests']._serialized_options = b'\212\265\030\017\"\rrequests.read\202\323\344\223\002/\022-/api/workspaces/{workspace_id}/requests:watch'
-  _globals['_REQUESTCHANGEKIND']._serialized_start=3113
-  _globals['_REQUESTCHANGEKIND']._serialized_end=3405
-  _globals['_LISTWORKSPACEREQUESTSREQUEST']._serialized_start=196
-  _globals['_LISTWORKSPACEREQUESTSREQUEST']._serialized_end=423
-  _globals['_LISTWORKSPACEREQUESTSRESPONSE']._serialized_start=425
-  _globals['_LISTWORKSPACEREQUESTSRESPONSE']._serialized_end=545
-  _globals['_GETREQUESTREQUEST']._serialized_start=547
-  _globals['_GETREQUESTREQUEST']._serialized_end=629
-  _globals['_GETREQUESTRESPONSE']._serialized_start=631
-  _globals['_GETREQUESTRESPONSE']._serialized_end=698
-  _globals['_CANCELREQUESTREQUEST']._serialized_start=700
-  _globals['_CANCELREQUESTREQUEST']._serialized_end=785
-  _globals['_CANCELREQUESTRESPONSE']._serialized_start=787
-  _globals['_CANCELREQUESTRESPONSE']._serialized_end=857
-  _globals['_LISTREQUESTSREQUEST']._serialized_start=860
-  _globals['_LISTREQUESTSREQUEST']._serialized_end=1204
-  _globals['_LISTREQUESTSRESPONSE']._serialized_start=1206
-  _globals['_LISTREQUESTSRESPONSE']._serialized_end=1317
-  _globals['_APPROVEREQUESTREQUEST']._serialized_start=1319
-  _globals['_APPROVEREQUESTREQUEST']._serialized_end=1395
-  _globals['_APPROVEREQUESTRESPONSE']._serialized_start=1397
-  _globals['_APPROVEREQUESTRESPONSE']._serialized_end=1468
-  _globals['_REJECTION']._serialized_start=1470
-  _globals['_REJECTION']._serialized_end=1511
-  _globals['_REJECTREQUESTREQUEST']._serialized_start=1513
-  _globals['_REJECTREQUESTREQUEST']._serialized_end=1616
-  _globals['_REJECTREQUESTRESPONSE']._serialized_start=1618
-  _globals['_REJECTREQUESTRESPONSE']._serialized_end=1688
-  _globals['_RETRYREQUESTREQUEST']._serialized_start=1690
-  _globals['_RETRYREQUESTREQUEST']._serialized_end=1764
-  _globals['_RETRYREQUESTRESPONSE']._serialized_start=1766
-  _globals['_RETRYREQUESTRESPONSE']._serialized_end=1835
-  _globals['_WATCHREQUESTSREQUEST']._serialized_start=1838
-  _globals['_WATCHREQUESTSREQUEST']._serialized_end=2026
-  _globals['_WATCHREQUESTSRESPONSE']._serialized_start=2029
-  _globals['_WATCHREQUESTSRESPONSE']._serialized_end=2268
-  _globals['_WATCHWORKSPACEREQUESTSREQUEST']._serialized_start=2271
-  _globals['_WATCHWORKSPACEREQUESTSREQUEST']._serialized_end=2474
-  _globals['_WATCHWORKSPACEREQUESTSRESPONSE']._serialized_start=2477
-  _globals['_WATCHWORKSPACEREQUESTSRESPONSE']._serialized_end=2725
-  _globals['_REQUESTSNAPSHOT']._serialized_start=2727
-  _globals['_REQUESTSNAPSHOT']._serialized_end=2851
-  _globals['_REQUESTCHANGE']._serialized_start=2854
-  _globals['_REQUESTCHANGE']._serialized_end=3035
-  _globals['_WATCHHEARTBEAT']._serialized_start=3037
-  _globals['_WATCHHEARTBEAT']._serialized_end=3110
-  _globals['_REQUESTSERVICE']._serialized_start=3408
-  _globals['_REQUESTSERVICE']._serialized_end=4818
+  _globals['_REQUESTCHANGEKIND']._serialized_start=3244
+  _globals['_REQUESTCHANGEKIND']._serialized_end=3536
+  _globals['_LISTWORKSPACEREQUESTSREQUEST']._serialized_start=221
+  _globals['_LISTWORKSPACEREQUESTSREQUEST']._serialized_end=448
+  _globals['_LISTWORKSPACEREQUESTSRESPONSE']._serialized_start=450
+  _globals['_LISTWORKSPACEREQUESTSRESPONSE']._serialized_end=570
+  _globals['_GETREQUESTREQUEST']._serialized_start=572
+  _globals['_GETREQUESTREQUEST']._serialized_end=654
+  _globals['_GETREQUESTRESPONSE']._serialized_start=656
+  _globals['_GETREQUESTRESPONSE']._serialized_end=723
+  _globals['_CANCELREQUESTREQUEST']._serialized_start=725
+  _globals['_CANCELREQUESTREQUEST']._serialized_end=810
+  _globals['_CANCELREQUESTRESPONSE']._serialized_start=812
+  _globals['_CANCELREQUESTRESPONSE']._serialized_end=882
+  _globals['_LISTREQUESTSREQUEST']._serialized_start=885
+  _globals['_LISTREQUESTSREQUEST']._serialized_end=1229
+  _globals['_LISTREQUESTSRESPONSE']._serialized_start=1231
+  _globals['_LISTREQUESTSRESPONSE']._serialized_end=1342
+  _globals['_APPROVEREQUESTREQUEST']._serialized_start=1344
+  _globals['_APPROVEREQUESTREQUEST']._serialized_end=1420
+  _globals['_APPROVEREQUESTRESPONSE']._serialized_start=1422
+  _globals['_APPROVEREQUESTRESPONSE']._serialized_end=1493
+  _globals['_REJECTION']._serialized_start=1495
+  _globals['_REJECTION']._serialized_end=1536
+  _globals['_REJECTREQUESTREQUEST']._serialized_start=1538
+  _globals['_REJECTREQUESTREQUEST']._serialized_end=1641
+  _globals['_REJECTREQUESTRESPONSE']._serialized_start=1643
+  _globals['_REJECTREQUESTRESPONSE']._serialized_end=1713
+  _globals['_RETRYREQUESTREQUEST']._serialized_start=1715
+  _globals['_RETRYREQUESTREQUEST']._serialized_end=1789
+  _globals['_RETRYREQUESTRESPONSE']._serialized_start=1791
+  _globals['_RETRYREQUESTRESPONSE']._serialized_end=1860
+  _globals['_WATCHREQUESTSREQUEST']._serialized_start=1863
+  _globals['_WATCHREQUESTSREQUEST']._serialized_end=2051
+  _globals['_WATCHREQUESTSRESPONSE']._serialized_start=2054
+  _globals['_WATCHREQUESTSRESPONSE']._serialized_end=2346
+  _globals['_WATCHWORKSPACEREQUESTSREQUEST']._serialized_start=2349
+  _globals['_WATCHWORKSPACEREQUESTSREQUEST']._serialized_end=2552
+  _globals['_WATCHWORKSPACEREQUESTSRESPONSE']._serialized_start=2555
+  _globals['_WATCHWORKSPACEREQUESTSRESPONSE']._serialized_end=2856
+  _globals['_REQUESTSNAPSHOT']._serialized_start=2858
+  _globals['_REQUESTSNAPSHOT']._serialized_end=2982
+  _globals['_REQUESTCHANGE']._serialized_start=2985
+  _globals['_REQUESTCHANGE']._serialized_end=3166
+  _globals['_WATCHHEARTBEAT']._serialized_start=3168
+  _globals['_WATCHHEARTBEAT']._serialized_end=3241
+  _globals['_REQUESTSERVICE']._serialized_start=3539
+  _globals['_REQUESTSERVICE']._serialized_end=4949
 # @@protoc_insertion_point(module_scope)

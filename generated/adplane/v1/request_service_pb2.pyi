@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -535,6 +536,7 @@ class WatchRequestsResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     CHANGE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    STREAM_END_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Where the stream is: pass it back as `resume_token` to continue after this message. Empty on
@@ -552,19 +554,27 @@ class WatchRequestsResponse(_message.Message):
     def heartbeat(self) -> Global___WatchHeartbeat:
         """Nothing matching happened for a while; the stream is alive."""
 
+    @_builtins.property
+    def stream_end(self) -> _status_pb2.Status:
+        """REST (Server-Sent Events) only: the status the stream ends with, sent as its last message.
+        The edge turns it into the final `event: error`, whose data is this Status; gRPC and
+        gRPC-Web callers never receive it (they get the call's status).
+        """
+
     def __init__(
         self,
         *,
         snapshot: Global___RequestSnapshot | None = ...,
         change: Global___RequestChange | None = ...,
         heartbeat: Global___WatchHeartbeat | None = ...,
+        stream_end: _status_pb2.Status | None = ...,
         resume_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot", "stream_end", b"stream_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot", "stream_end", b"stream_end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat", "stream_end"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -613,6 +623,7 @@ class WatchWorkspaceRequestsResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     CHANGE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    STREAM_END_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Where the stream is (see WatchRequestsResponse.resume_token)."""
@@ -628,19 +639,27 @@ class WatchWorkspaceRequestsResponse(_message.Message):
     def heartbeat(self) -> Global___WatchHeartbeat:
         """Nothing matching happened for a while; the stream is alive."""
 
+    @_builtins.property
+    def stream_end(self) -> _status_pb2.Status:
+        """REST (Server-Sent Events) only: the status the stream ends with, sent as its last message.
+        The edge turns it into the final `event: error`, whose data is this Status; gRPC and
+        gRPC-Web callers never receive it (they get the call's status).
+        """
+
     def __init__(
         self,
         *,
         snapshot: Global___RequestSnapshot | None = ...,
         change: Global___RequestChange | None = ...,
         heartbeat: Global___WatchHeartbeat | None = ...,
+        stream_end: _status_pb2.Status | None = ...,
         resume_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot", "stream_end", b"stream_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "snapshot", b"snapshot", "stream_end", b"stream_end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "change", "heartbeat", "stream_end"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

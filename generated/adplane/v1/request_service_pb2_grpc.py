@@ -154,7 +154,8 @@ class RequestServiceServicer:
         A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
         and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
         permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
-        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message); before a
+        started stream ends, its last event is `event: error` with the google.rpc.Status as data.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

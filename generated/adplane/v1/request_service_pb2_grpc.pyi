@@ -69,7 +69,8 @@ class RequestServiceStub:
     A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
     and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
     permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
-    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message); before a
+    started stream ends, its last event is `event: error` with the google.rpc.Status as data.
     """
     WatchWorkspaceRequests: _grpc.UnaryStreamMultiCallable[_request_service_pb2.WatchWorkspaceRequestsRequest, _request_service_pb2.WatchWorkspaceRequestsResponse]
     """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
@@ -117,7 +118,8 @@ class RequestServiceAsyncStub(RequestServiceStub):
     A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
     and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
     permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
-    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+    Over REST the route answers Server-Sent Events (`data: <message JSON>` per message); before a
+    started stream ends, its last event is `event: error` with the google.rpc.Status as data.
     """
     WatchWorkspaceRequests: _aio.UnaryStreamMultiCallable[_request_service_pb2.WatchWorkspaceRequestsRequest, _request_service_pb2.WatchWorkspaceRequestsResponse]  # type: ignore[assignment]
     """Streams the workspace's requests: as WatchRequests, for one workspace (filters as in
@@ -210,7 +212,8 @@ class RequestServiceServicer(metaclass=_abc_1.ABCMeta):
         A client that reads too slowly is cut off with RESOURCE_EXHAUSTED (WATCH_BUFFER_OVERFLOW)
         and resumes; a server shutting down ends streams with UNAVAILABLE; a caller who loses the
         permission or signs out gets PERMISSION_DENIED or UNAUTHENTICATED within seconds.
-        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message).
+        Over REST the route answers Server-Sent Events (`data: <message JSON>` per message); before a
+        started stream ends, its last event is `event: error` with the google.rpc.Status as data.
         """
 
     @_abc_1.abstractmethod
