@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.exceptions import AdplaneException, FieldViolation, InvalidRequestException
+from server.memory import release_freed_memory
 from server.redis_client import SOCKET_TIMEOUT_SECONDS
 from server.requests.events import STREAM_KEY, RequestChanged
 from server.requests.exceptions import (
@@ -56,6 +57,16 @@ _READ_DEADLINE_SECONDS = _READ_BLOCK_MS / 1000 + SOCKET_TIMEOUT_SECONDS
 _READ_COUNT = 500
 SNAPSHOT_LIMIT = 1000
 SNAPSHOT_PART = 100
+# Snapshots read at once per process. When a server goes away, every watch it had reconnects to the
+# others at the same moment; each snapshot is up to SNAPSHOT_LIMIT requests, so a thousand read at
+# once held about 175 MB (the soak's reconnect round) and sent a thousand list queries to PostgreSQL
+# together. Read a few at a time, the storm costs a few snapshots' memory; watches waiting for
+# theirs have joined the hub already, so no change is lost meanwhile.
+SNAPSHOT_CONCURRENCY = 8
+# After this many watches closed, the memory they used is handed back (server.memory) once the
+# closing has paused for RELEASE_AFTER_SECONDS.
+RELEASE_AFTER_CLOSED = 200
+RELEASE_AFTER_SECONDS = 2.0
 
 type Position = tuple[int, int]
 
@@ -148,6 +159,9 @@ class RequestEventHub:
         # Set while Redis has been out of reach for longer than the outage limit: new watches are
         # refused at once rather than sent a snapshot and then ended.
         self._unreachable = False
+        self.snapshots = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
+        self._closed_since_release = 0
+        self._release: asyncio.TimerHandle | None = None
 
     @property
     def position(self) -> Position:
@@ -177,6 +191,17 @@ class RequestEventHub:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
+        self._closed_since_release += 1
+        if self._closed_since_release >= RELEASE_AFTER_CLOSED:
+            # Debounced: every close of a burst pushes the release back, so it runs once, after.
+            if self._release is not None:
+                self._release.cancel()
+            self._release = asyncio.get_running_loop().call_later(RELEASE_AFTER_SECONDS, self._release_memory)
+
+    def _release_memory(self) -> None:
+        self._release = None
+        self._closed_since_release = 0
+        release_freed_memory()
 
     async def check_resumable(self, token: str) -> Position:
         """The position of a resume token whose following changes are all still in the stream."""
@@ -218,6 +243,8 @@ class RequestEventHub:
     async def close(self) -> None:
         """End every watch with UNAVAILABLE (the server is shutting down) and stop reading."""
         self._closed = True
+        if self._release is not None:
+            self._release.cancel()
         for subscription in list(self._subscriptions):
             subscription.end(_shutting_down())
         self._subscriptions.clear()
@@ -353,7 +380,7 @@ async def watch(
     snapshot: Snapshot,
     resume_token: str | None,
     heartbeat_seconds: float,
-) -> AsyncIterator[WatchItem]:
+) -> AsyncGenerator[WatchItem]:
     """One watch: a snapshot (or the changes after `resume_token`), then changes and heartbeats."""
     resumed_at = await hub.check_resumable(resume_token) if resume_token else None
     subscription = await hub.subscribe(matches)
@@ -365,7 +392,8 @@ async def watch(
             # Every matching change up to where the watch joined the hub has been sent.
             sent = max(resumed_at, subscription.joined_at)
         else:
-            requests, truncated = await snapshot()
+            async with hub.snapshots:
+                requests, truncated = await snapshot()
             sent = subscription.joined_at
             parts = [requests[i : i + SNAPSHOT_PART] for i in range(0, len(requests), SNAPSHOT_PART)] or [[]]
             for index, part in enumerate(parts):
