@@ -16,16 +16,17 @@ test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest 
 lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/buf format protos --diff --exit-code
 	node_modules/.bin/tsc -p sdk/typescript --noEmit
 
 typecheck: bootstrap
-	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
+	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py scripts/buf_breaking.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint
 
-proto-breaking: bootstrap
-	@./scripts/buf_breaking.sh
+proto-breaking: bootstrap  ## buf breaking against the last release tag (protos/accepted_breaking_changes.yaml)
+	$(VENV)/python scripts/buf_breaking.py
 
 generate: bootstrap  ## rewrite generated/ from protos/
 	$(VENV)/python scripts/generate.py
