@@ -17,7 +17,8 @@ lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/buf format protos --diff --exit-code
-	node_modules/.bin/tsc -p sdk/typescript --noEmit
+	node_modules/.bin/tsc -p sdk/typescript
+	node_modules/.bin/tsc -p sdk/typescript/tsconfig.build.json --noEmit
 
 typecheck: bootstrap
 	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py scripts/buf_breaking.py
