@@ -16,6 +16,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from server.config import PROJECT_ROOT, Settings
 from server.edge.local_replies import local_reply_config
+from server.edge.methods import method_not_allowed_routes
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
@@ -58,7 +59,13 @@ def render_envoy_config(
         OPENAPI_PATH=json.dumps(str(OPENAPI_PATH.resolve())),
         API_REFERENCE_PATH=json.dumps(str(API_REFERENCE_PATH.resolve())),
         LOCAL_REPLY_CONFIG=json.dumps(local_reply_config()),
+        METHOD_NOT_ALLOWED_ROUTES=_route_items(method_not_allowed_routes(descriptor_path, API_PACKAGE)),
     )
+
+
+def _route_items(routes: list[dict[str, object]]) -> str:
+    """Items of the template's `routes:` list, one JSON (YAML flow) mapping a line at its indentation."""
+    return "\n".join(f"{' ' * 24}- {json.dumps(route)}" for route in routes)
 
 
 def upstream_endpoints(settings: Settings) -> list[dict[str, object]]:
