@@ -21,7 +21,7 @@ lint: bootstrap
 	node_modules/.bin/tsc -p sdk/typescript/tsconfig.build.json --noEmit
 
 typecheck: bootstrap
-	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py scripts/buf_breaking.py
+	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/field_constraints.py scripts/api_reference.py scripts/buf_breaking.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint

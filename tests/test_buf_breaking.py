@@ -1,6 +1,7 @@
 """scripts/buf_breaking.py in a repository of its own: the base it finds, the changes it refuses,
 and the accepted ones it lets through."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "buf_breaking.py"
+WORKSPACE = "protos/adplane/v1/workspace.proto"
 BUSINESS_MANAGER = "protos/adplane/v1/business_manager.proto"
 
 
@@ -60,11 +62,16 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def break_contract(repo: Path) -> None:
-    path = repo / BUSINESS_MANAGER
+def delete_field(repo: Path, proto: str, field: str) -> None:
+    path = repo / proto
     text = path.read_text()
-    assert "  string system_user_token =" in text
-    path.write_text(text.replace("  string system_user_token =", "  optional string system_user_token ="))
+    found = re.search(rf"\n  string {field} = (\d+);", text)
+    assert found, f"{proto} has no `string {field}`"
+    path.write_text(text.replace(found.group(0), f"\n  reserved {found.group(1)};"))
+
+
+def break_contract(repo: Path) -> None:
+    delete_field(repo, WORKSPACE, "etag")
 
 
 def test_no_change_passes_against_the_last_release(repo: Path) -> None:
@@ -77,27 +84,26 @@ def test_a_breaking_change_fails_naming_its_element(repo: Path) -> None:
     break_contract(repo)
     result = check(repo)
     assert result.returncode == 1
-    assert "FIELD_SAME_CARDINALITY adplane.v1.BusinessManager.system_user_token" in result.stdout
+    assert "FIELD_NO_DELETE adplane.v1.Workspace.etag" in result.stdout
 
 
 def test_an_accepted_element_passes_and_only_that_one(repo: Path) -> None:
     break_contract(repo)
-    accept(repo, entry("adplane.v1.BusinessManager.system_user_token", "FIELD_SAME_CARDINALITY"))
+    accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE"))
     assert check(repo).returncode == 0
-    # Another break next to it is not covered by that entry.
-    path = repo / "protos/adplane/v1/workspace.proto"
-    path.write_text(path.read_text().replace("  string etag = 6;", "  reserved 6;"))
+    # Another break of the same rule elsewhere is not covered by that entry.
+    delete_field(repo, BUSINESS_MANAGER, "etag")
     result = check(repo)
     assert result.returncode == 1
-    assert "FIELD_NO_DELETE adplane.v1.Workspace.etag" in result.stdout
+    assert "FIELD_NO_DELETE adplane.v1.BusinessManager.etag" in result.stdout
 
 
 def test_an_entry_that_matches_nothing_fails_unless_it_is_for_an_older_release(repo: Path) -> None:
-    accept(repo, entry("adplane.v1.BusinessManager.system_user_token", "FIELD_SAME_CARDINALITY"))
+    accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE"))
     result = check(repo)
     assert result.returncode == 1
     assert "no longer breaking" in result.stderr
-    accept(repo, entry("adplane.v1.BusinessManager.system_user_token", "FIELD_SAME_CARDINALITY", since="v0.9.0"))
+    accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE", since="v0.9.0"))
     result = check(repo)
     assert result.returncode == 0, result.stderr
     assert "expired" in result.stdout
@@ -105,15 +111,13 @@ def test_an_entry_that_matches_nothing_fails_unless_it_is_for_an_older_release(r
 
 def test_an_entry_without_a_reason_is_refused(repo: Path) -> None:
     break_contract(repo)
-    accept(
-        repo, entry("adplane.v1.BusinessManager.system_user_token", "FIELD_SAME_CARDINALITY").replace("on purpose", "")
-    )
+    accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE").replace("on purpose", ""))
     assert check(repo).returncode == 2
 
 
 def test_the_release_commit_itself_is_compared_with_the_release_before(repo: Path) -> None:
     break_contract(repo)
-    accept(repo, entry("adplane.v1.BusinessManager.system_user_token", "FIELD_SAME_CARDINALITY"))
+    accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE"))
     commit(repo, "release 1.1.0")
     git(repo, "tag", "v1.1.0")
     result = check(repo)
