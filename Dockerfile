@@ -3,8 +3,8 @@
 #   adplane serve    the gRPC API server (default)
 #   adplane migrate  upgrade the database schema, then exit
 #   adplane envoy    render envoy/envoy.yaml from the settings and exec Envoy (REST/JSON, gRPC-Web)
-# Configured only through environment variables (server/config.py); ENVIRONMENT=production makes
-# SECRET_KEY and DATABASE_URL mandatory.
+# Configured only through environment variables (server/config.py, .env.example); ENVIRONMENT=production
+# makes SECRET_KEY (32+ random characters), DATABASE_URL, REDIS_URL and TOKEN_ENCRYPTION_KEYS mandatory.
 
 ARG PYTHON_IMAGE=python:3.13-slim-bookworm
 

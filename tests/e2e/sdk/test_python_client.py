@@ -5,12 +5,16 @@ Python version the client claims that this machine has."""
 
 import shutil
 import tarfile
+import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
+from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import PASSWORD, make_caller
 from tests.e2e.conftest import Stack
 from tests.python_envs import (
@@ -27,6 +31,20 @@ from tests.python_envs import (
 CLIENT = PROJECT_ROOT / "sdk" / "python"
 PROTOS = PROJECT_ROOT / "generated"
 CLAIMED = interpreters(">=3.13")  # sdk/python/pyproject.toml's requires-python
+
+
+@dataclass(frozen=True)
+class _Membership:
+    name: str
+    member_email: str
+
+
+async def _workspace_with_member(infrastructure: Infrastructure) -> _Membership:
+    name = f"Quickstart {uuid.uuid4().hex[:6]}"
+    async with infrastructure.unit_of_work() as uow:
+        workspace = await uow.workspaces.create_workspace(WorkspaceCreateRequestSchema(name=name))
+    member = await make_caller(infrastructure, memberships={workspace.id: WorkspaceRole.MEMBER})
+    return _Membership(name=name, member_email=member.email)
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +137,11 @@ async def test_installed_client_against_the_stack(
     shutil.copy(check, tmp_path / check.name)  # run from outside the repository: nothing else importable
     out = run(python, check.name, stack.server.target, admin.email, PASSWORD, cwd=tmp_path)
     assert "python client: ok" in out
+
+    # The README's example, as a member of one workspace (ListMyWorkspaces; staff calls are refused).
+    workspace = await _workspace_with_member(infrastructure)
+    example = CLIENT / "examples" / "quickstart.py"
+    out = run(python, example, stack.server.target, workspace.member_email, PASSWORD, "1", cwd=tmp_path)
+    assert f"member of {workspace.name} as WORKSPACE_ROLE_MEMBER" in out, out
+    assert "refused: PERMISSION_DENIED" in out, out
+    assert "snapshot {" in out, out
