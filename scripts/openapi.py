@@ -8,8 +8,12 @@ Envoy's gRPC-JSON transcoder does with adplane's contract (envoy/envoy.yaml):
   - JSON as the transcoder prints it: proto field names, enums as their names, 64-bit integers as
     strings, well-known types in their JSON forms (Timestamp as RFC 3339, FieldMask as a string);
   - leading comments as descriptions, `field_behavior` REQUIRED as `required` and OUTPUT_ONLY as
-    `readOnly`;
-  - errors as `google.rpc.Status` with the HTTP statuses Envoy maps gRPC codes to;
+    `readOnly`; the constraints the comments document (scripts/field_constraints.py) as keywords;
+    enums as their names or numbers (the transcoder takes both; it prints names);
+  - errors as `google.rpc.Status` with typed details (ErrorInfo always, BadRequest, RetryInfo) and
+    the gRPC codes behind each HTTP status Envoy answers, and a `default` for any other status;
+  - the Watch streams as Server-Sent Events (`text/event-stream`): one `data:` event per message in
+    proto3 JSON, and a last `event: error` with the google.rpc.Status the stream ended with;
   - bearer and API-key security schemes, each operation's `(adplane.v1.access)` policy as its
     `security`, in its description and as `x-adplane-access`.
 
@@ -23,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from field_constraints import array_constraints, field_mask, minimum, resolve, string_constraints
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
@@ -81,20 +86,30 @@ WELL_KNOWN: dict[str, Schema] = {
     "google.protobuf.FloatValue": {"type": "number"},
 }
 
-# The HTTP status Envoy's transcoder answers for each gRPC code an operation can end with (the
-# server never answers UNKNOWN, INTERNAL or DATA_LOSS on purpose: those are 500 and undocumented).
-ERROR_STATUSES = {
-    "400": "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE; or a request Envoy could not transcode.",
-    "401": "UNAUTHENTICATED: no credentials, or expired or revoked ones.",
-    "403": "PERMISSION_DENIED: the caller lacks the permission the operation requires.",
-    "404": "NOT_FOUND: no such resource, or one the caller may not see.",
-    "409": "ALREADY_EXISTS, or ABORTED (a stale etag, a concurrent change).",
-    "413": "The request body is larger than the configured limit (GRPC_MAX_MESSAGE_BYTES).",
-    "429": "RESOURCE_EXHAUSTED: too many attempts (sign-in throttling).",
-    "431": "The request's header block is larger than the configured limit (MAX_REQUEST_HEADERS_KB).",
-    "503": "UNAVAILABLE: the service or one of its dependencies is down; retry with backoff.",
-    "504": "DEADLINE_EXCEEDED.",
+# The HTTP statuses an operation answers with an error, the gRPC codes behind each (Envoy's mapping of
+# the server's codes, and the codes of the replies Envoy makes itself: server/edge/local_replies.py),
+# and what they mean. Anything else (500: the server never answers UNKNOWN, INTERNAL or DATA_LOSS on
+# purpose) is the `default` response.
+ERROR_STATUSES: dict[str, tuple[list[int], str]] = {
+    "400": (
+        [3, 9, 11],
+        "INVALID_ARGUMENT (with BadRequest field violations), or a request Envoy could not transcode; or "
+        "FAILED_PRECONDITION: a valid request the resource's current state does not allow (ErrorInfo says "
+        "which, e.g. REQUEST_NOT_WAITING).",
+    ),
+    "401": ([16], "UNAUTHENTICATED: no credentials, or expired or revoked ones."),
+    "403": ([7], "PERMISSION_DENIED: the caller lacks the permission the operation requires."),
+    "404": ([5], "NOT_FOUND: no such resource, or one the caller may not see; or no such route."),
+    "409": ([6, 10], "ALREADY_EXISTS, or ABORTED (a stale etag, a concurrent change)."),
+    "413": ([3], "The request body is larger than the configured limit (GRPC_MAX_MESSAGE_BYTES)."),
+    "429": ([8], "RESOURCE_EXHAUSTED: too many attempts (sign-in throttling)."),
+    "431": ([3], "The request's header block is larger than the configured limit (MAX_REQUEST_HEADERS_KB)."),
+    "503": ([14], "UNAVAILABLE: the service or one of its dependencies is down; retry with backoff (RetryInfo)."),
+    "504": ([4], "DEADLINE_EXCEEDED."),
 }
+# The google.rpc error details the server and the edge send (`details`, each an Any: `@type` + fields).
+ERROR_DETAILS = ["google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.RetryInfo"]
+TYPE_URL = "type.googleapis.com/"
 
 # Paths of SourceCodeInfo locations (descriptor.proto field numbers).
 _MESSAGE, _ENUM, _SERVICE = 4, 5, 6
@@ -190,27 +205,36 @@ def component_name(full_name: str) -> str:
     return full_name.removeprefix(f"{API_PACKAGE}.")
 
 
-def _ref(full_name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{component_name(full_name)}"}
+def _ref(full_name: str, *, request: bool = False) -> Schema:
+    suffix = REQUEST_SUFFIX if request else ""
+    return {"$ref": f"#/components/schemas/{component_name(full_name)}{suffix}"}
+
+
+# A message as a request body takes (`XRequestBody`) differs from the message as responses print it:
+# proto3 JSON takes null for any field that is not a list (not set), and the transcoder ignores
+# fields it does not know; responses never carry either.
+REQUEST_SUFFIX = "RequestBody"
 
 
 class DocumentBuilder:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.schemas: dict[str, Schema] = {}
-        self._pending: list[str] = []
+        # (full name, as a request body takes it) of the messages and enums still to describe.
+        self._pending: list[tuple[str, bool]] = []
 
     # ---- schemas ----
 
-    def _type_schema(self, field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+    def _type_schema(self, field: descriptor_pb2.FieldDescriptorProto, *, request: bool = False) -> Schema:
         """The schema of one value of the field (an element, for a repeated field)."""
         if field.type in SCALARS:
             return dict(SCALARS[field.type])
         type_name = field.type_name.lstrip(".")
         if type_name in WELL_KNOWN:
             return dict(WELL_KNOWN[type_name])
-        self._pending.append(type_name)
-        return _ref(type_name)
+        request = request and field.type == Field.TYPE_MESSAGE
+        self._pending.append((type_name, request))
+        return _ref(type_name, request=request)
 
     def _map_entry(self, field: descriptor_pb2.FieldDescriptorProto) -> descriptor_pb2.DescriptorProto | None:
         if field.type != Field.TYPE_MESSAGE or field.label != Field.LABEL_REPEATED:
@@ -218,28 +242,60 @@ class DocumentBuilder:
         entry = self.contract.messages.get(field.type_name.lstrip("."))
         return entry if entry is not None and entry.options.map_entry else None
 
-    def field_schema(self, message_name: str, field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+    def comment_of(self, message: str, field: str) -> str:
+        """A field's comment, by the message's short name (as comments refer to it)."""
+        return self.contract.comments.get((f"{API_PACKAGE}.{message}", field), "")
+
+    def _constrained(self, message_name: str, field: descriptor_pb2.FieldDescriptorProto, schema: Schema) -> Schema:
+        """`schema` (one value of the field) with the constraints its comment documents."""
+        comment = resolve(self.contract.comments.get((message_name, field.name), ""), self.comment_of)
+        required = "REQUIRED" in self.contract.behaviors(field)
+        type_name = field.type_name.lstrip(".")
+        if field.type == Field.TYPE_STRING:
+            constraints = string_constraints(comment, required=required)
+            if constraints:
+                return {**schema, **constraints}
+        elif field.type in (Field.TYPE_INT32, Field.TYPE_SINT32, Field.TYPE_SFIXED32):
+            return {**schema, **minimum(comment)}
+        elif type_name == "google.protobuf.FieldMask" and (mask := field_mask(comment)):
+            return {**schema, **mask, "minLength": 1}
+        elif field.type == Field.TYPE_ENUM and required:
+            # UNSPECIFIED (by name or number) is no value.
+            unspecified = self.contract.enums[type_name].value[0]
+            return {"allOf": [schema], "not": {"enum": [unspecified.name, unspecified.number]}}
+        return schema
+
+    def field_schema(
+        self, message_name: str, field: descriptor_pb2.FieldDescriptorProto, *, request: bool = False
+    ) -> Schema:
         entry = self._map_entry(field)
+        comment = self.contract.comments.get((message_name, field.name), "")
         if entry is not None:
             schema: Schema = {"type": "object", "additionalProperties": self._type_schema(entry.field[1])}
         elif field.label == Field.LABEL_REPEATED:
-            schema = {"type": "array", "items": self._type_schema(field)}
+            array, item = array_constraints(resolve(comment, self.comment_of))
+            items = {**self._type_schema(field, request=request), **item}
+            if field.type == Field.TYPE_ENUM:  # an item is a value: UNSPECIFIED is none
+                unspecified = self.contract.enums[field.type_name.lstrip(".")].value[0]
+                items = {"allOf": [items], "not": {"enum": [unspecified.name, unspecified.number]}}
+            schema = {"type": "array", "items": items, **array}
         else:
-            schema = self._type_schema(field)
-        description = self.contract.comments.get((message_name, field.name), "")
+            schema = self._constrained(message_name, field, self._type_schema(field, request=request))
+            if request and "REQUIRED" not in self.contract.behaviors(field) and _admits_default(field, schema):
+                schema = {"anyOf": [schema, {"type": "null"}]}  # null: not set, as the default value
         behaviors = self.contract.behaviors(field)
         if "OUTPUT_ONLY" in behaviors:
             schema["readOnly"] = True
         if "INPUT_ONLY" in behaviors:
             schema["writeOnly"] = True
-        if description:
+        if comment:
             if "$ref" in schema:  # 3.1 allows siblings of $ref; keep the reference itself untouched
-                schema = {"$ref": schema["$ref"], "description": description, **_flags(schema)}
+                schema = {"$ref": schema["$ref"], "description": comment, **_flags(schema)}
             else:
-                schema["description"] = description
+                schema["description"] = comment
         return schema
 
-    def message_schema(self, full_name: str, *, without: frozenset[str] = frozenset()) -> Schema:
+    def message_schema(self, full_name: str, *, without: frozenset[str] = frozenset(), request: bool = False) -> Schema:
         message = self.contract.messages[full_name]
         properties: dict[str, Schema] = {}
         required: list[str] = []
@@ -247,20 +303,24 @@ class DocumentBuilder:
         for field in message.field:
             if field.name in without:
                 continue
-            properties[field.name] = self.field_schema(full_name, field)
+            properties[field.name] = self.field_schema(full_name, field, request=request)
             if "REQUIRED" in self.contract.behaviors(field):
                 required.append(field.name)
             if field.HasField("oneof_index") and not field.proto3_optional:
                 oneofs.setdefault(field.oneof_index, []).append(field.name)
-        # The transcoder ignores unknown fields in a request body, but the contract has none: a
-        # response with a field the document does not name is a defect, and clients should not send one.
-        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        # A response with a field the document does not name is a defect; the transcoder ignores the
+        # fields of a request body it does not know.
+        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": request}
+        if request:
+            schema["propertyNames"] = {"minLength": 1}  # the JSON parser refuses an empty name
         if required:
             schema["required"] = required
         description = self.contract.comments.get((full_name,), "")
         for index, members in oneofs.items():
             name = message.oneof_decl[index].name
             description += f"\n\nAt most one of {', '.join(f'`{m}`' for m in members)} (oneof `{name}`)."
+        if request:
+            description += "\n\nAs a request body: a field may be null (not set); unknown fields are ignored."
         if description.strip():
             schema["description"] = description.strip()
         return schema
@@ -270,24 +330,27 @@ class DocumentBuilder:
         lines = [self.contract.comments.get((full_name,), "")]
         for value in enum.value:
             comment = self.contract.comments.get((full_name, value.name), "")
-            lines.append(f"- `{value.name}`{': ' + comment if comment else ''}")
+            lines.append(f"- `{value.name}` ({value.number}){': ' + comment if comment else ''}")
+        lines.append("Responses carry the name; requests may send the name or the number.")
         return {
-            "type": "string",
-            "enum": [value.name for value in enum.value],
+            "anyOf": [
+                {"type": "string", "enum": [value.name for value in enum.value]},
+                {"type": "integer", "enum": [value.number for value in enum.value]},
+            ],
             "description": "\n".join(line for line in lines if line).strip(),
         }
 
     def resolve_components(self) -> None:
         while self._pending:
-            full_name = self._pending.pop()
-            name = component_name(full_name)
+            full_name, request = self._pending.pop()
+            name = component_name(full_name) + (REQUEST_SUFFIX if request else "")
             if name in self.schemas:
                 continue
             if full_name in self.contract.enums:
                 self.schemas[name] = self.enum_schema(full_name)
             else:
                 self.schemas[name] = {}  # placeholder against recursion
-                self.schemas[name] = self.message_schema(full_name)
+                self.schemas[name] = self.message_schema(full_name, request=request)
 
     # ---- operations ----
 
@@ -356,11 +419,13 @@ class DocumentBuilder:
         if body == "*":
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": self.message_schema(request, without=frozenset(skip))}},
+                "content": {
+                    "application/json": {"schema": self.message_schema(request, without=frozenset(skip), request=True)}
+                },
             }
         elif body:
             field = self._field(request, body)
-            schema = self.field_schema(request, field)
+            schema = self.field_schema(request, field, request=True)
             # A repeated body field has no empty form the transcoder accepts: the array is required.
             required = "REQUIRED" in self.contract.behaviors(field) or field.label == Field.LABEL_REPEATED
             operation["requestBody"] = {
@@ -378,17 +443,42 @@ class DocumentBuilder:
         operation["x-grpc-method"] = f"/{service}/{method.name}"
         if kind == "public":
             operation["security"] = []
-        responses: Schema = {
-            "200": {
-                "description": "OK",
-                "content": {"application/json": {"schema": _ref(method.output_type.lstrip("."))}},
+        output = method.output_type.lstrip(".")
+        self._pending.append((output, False))
+        if method.server_streaming:
+            operation["description"] += "\n\n" + SSE_DESCRIPTION
+            ok: Schema = {
+                "description": "Server-Sent Events: one per message, then possibly the error the stream ended with.",
+                "content": {"text/event-stream": {"schema": _sse_event(output)}},
             }
-        }
-        self._pending.append(method.output_type.lstrip("."))
+        else:
+            ok = {"description": "OK", "content": {"application/json": {"schema": _ref(output)}}}
+        responses: Schema = {"200": ok}
         for status in ERROR_STATUSES:
             responses[status] = {"$ref": f"#/components/responses/Error{status}"}
+        responses["default"] = {"$ref": "#/components/responses/Error"}
         operation["responses"] = responses
         return path, verb, operation
+
+    def error_schemas(self) -> None:
+        """google.rpc.Status with its `details` typed: each an Any of the error details adplane sends,
+        an ErrorInfo always among them."""
+        details = []
+        for full_name in ERROR_DETAILS:
+            detail = self.message_schema(full_name)
+            detail["properties"] = {"@type": {"const": f"{TYPE_URL}{full_name}"}, **detail["properties"]}
+            detail["required"] = ["@type", *detail.get("required", [])]
+            self.schemas[component_name(full_name)] = detail
+            details.append(_ref(full_name))
+        status = self.message_schema("google.rpc.Status")
+        status["properties"]["details"] = {
+            "type": "array",
+            "items": {"oneOf": details},
+            "contains": _ref("google.rpc.ErrorInfo"),
+            "description": status["properties"]["details"].get("description", ""),
+        }
+        status["required"] = ["code", "message", "details"]
+        self.schemas["google.rpc.Status"] = status
 
     def build(self) -> Schema:
         paths: dict[str, dict[str, Schema]] = {}
@@ -400,11 +490,8 @@ class DocumentBuilder:
                 full_name = f"{file.package}.{service.name}"
                 tags.append({"name": service.name, "description": self.contract.comments.get((full_name,), "")})
                 for method in service.method:
-                    if method.client_streaming or method.server_streaming:
-                        # Watch streams answer REST as Server-Sent Events that never end by
-                        # themselves: not described here (a fuzzer would wait on them forever);
-                        # their routes and messages are documented in the protos.
-                        continue
+                    if method.client_streaming:
+                        raise ValueError(f"{method.name}: REST has no form for a client stream")
                     rule = self.contract.http_rule(method)
                     if rule is None:
                         continue
@@ -413,8 +500,9 @@ class DocumentBuilder:
                         if verb in paths.setdefault(path, {}):
                             raise ValueError(f"two operations for {verb.upper()} {path}")
                         paths[path][verb] = operation
-        self._pending.append("google.rpc.Status")
+        self._pending.extend((detail, False) for detail in ERROR_DETAILS)  # and BadRequest.FieldViolation
         self.resolve_components()
+        self.error_schemas()
         return {
             "openapi": "3.1.0",
             "info": {
@@ -436,11 +524,17 @@ class DocumentBuilder:
             "components": {
                 "schemas": {name: self.schemas[name] for name in sorted(self.schemas)},
                 "responses": {
-                    f"Error{status}": {
-                        "description": description,
+                    **{
+                        f"Error{status}": {
+                            "description": description,
+                            "content": {"application/json": {"schema": _status_with_codes(codes)}},
+                        }
+                        for status, (codes, description) in ERROR_STATUSES.items()
+                    },
+                    "Error": {
+                        "description": "Any other status, e.g. 500 for a failure of the server's own.",
                         "content": {"application/json": {"schema": _ref("google.rpc.Status")}},
-                    }
-                    for status, description in ERROR_STATUSES.items()
+                    },
                 },
                 "securitySchemes": {
                     "bearer": {
@@ -452,6 +546,47 @@ class DocumentBuilder:
                 },
             },
         }
+
+
+SSE_DESCRIPTION = (
+    "**Server-Sent Events.** Each message of the stream is an event `data: <message as JSON>` (the "
+    "snapshot parts, then changes and heartbeats, each with its `resume_token`). A stream that ends with an "
+    "error sends a last event `event: error` whose data is the `google.rpc.Status` (ErrorInfo reason: "
+    "RESUME_TOKEN_EXPIRED, WATCH_BUFFER_OVERFLOW, SERVER_SHUTTING_DOWN, ...) and closes; to continue, "
+    "call again with the last `resume_token`. An error before the first event is an ordinary error "
+    "response (JSON, with its HTTP status)."
+)
+
+
+def _sse_event(message: str) -> Schema:
+    """One Server-Sent Event of a Watch stream, as schemathesis and other readers parse it."""
+
+    def event(name: str, data: Schema) -> Schema:
+        return {
+            "type": "object",
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            },
+            "required": ["event", "data"],
+        }
+
+    return {"oneOf": [event("message", _ref(message)), event("error", _ref("google.rpc.Status"))]}
+
+
+def _status_with_codes(codes: list[int]) -> Schema:
+    return {"allOf": [_ref("google.rpc.Status")], "properties": {"code": {"enum": codes}}}
+
+
+def _admits_default(field: descriptor_pb2.FieldDescriptorProto, schema: Schema) -> bool:
+    """Whether the field's default value (what null stands for) meets its constraints: a string
+    documented as "1 to 200 characters" refuses null as it refuses ""."""
+    if field.type != Field.TYPE_STRING:
+        return True
+    if "anyOf" in schema:  # empty or a value (an optional id)
+        return True
+    pattern = schema.get("pattern")
+    return schema.get("minLength", 0) == 0 and (pattern is None or re.search(pattern, "") is not None)
 
 
 def _flags(schema: Schema) -> Schema:

@@ -15,7 +15,7 @@ import grpc
 import structlog
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio  # the public path of the asyncio servicer
 
 from adplane.v1 import (
     account_service_pb2,
@@ -186,7 +186,9 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
     ]
 
 
-def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[grpc.aio.Server, HealthServicer]:
+def build_server(
+    settings: Settings, infrastructure: Infrastructure
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
         options=server_options(settings), maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs
     )
@@ -194,7 +196,7 @@ def build_server(settings: Settings, infrastructure: Infrastructure) -> tuple[gr
     piped = cast(grpc.aio.Server, PipelineServer(server, pipeline_steps(infrastructure)))
     for registration in REGISTRATIONS:
         registration.add(registration.servicer(infrastructure), piped)
-    health = HealthServicer()
+    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, piped)
     # Reflection (public, client-streaming infrastructure) is added to the server itself.
     add_reflection(

@@ -18,7 +18,7 @@ from typing import Protocol
 import asyncpg
 import structlog
 from grpc_health.v1 import health_pb2
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio  # the public path of the asyncio servicer
 from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -173,14 +173,14 @@ class Readiness:
         return changed
 
 
-async def set_all(health: HealthServicer, services: Iterable[str], serving: bool) -> None:
+async def set_all(health: health_aio.HealthServicer, services: Iterable[str], serving: bool) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for service in ("", *services):
         await health.set(service, status)
 
 
 async def keep_health_true(
-    health: HealthServicer,
+    health: health_aio.HealthServicer,
     services: list[str],
     infrastructure: Dependencies,
     *,

@@ -445,6 +445,7 @@ def test_dockerfile_copies_what_the_runtime_reads() -> None:
         Path("pyproject.toml"),
         Path("uv.lock"),
         Path("README.md"),  # pyproject's readme: the build of the project fails without it
+        Path("LICENSE"),  # pyproject's license-files: likewise
     }
     build_stage = next(i.stage for i in dockerfile() if i.keyword == "RUN" and "uv sync" in i.arguments)
     root = workdir(build_stage)

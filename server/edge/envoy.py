@@ -19,6 +19,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from server.config import PROJECT_ROOT, Settings
 from server.edge.local_replies import local_reply_config
+from server.edge.methods import method_not_allowed_routes
 from server.edge.strict_json import lua_source
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
@@ -78,7 +79,13 @@ def render_envoy_config(
             if settings.cors_origins
             else []
         ),
+        METHOD_NOT_ALLOWED_ROUTES=_route_items(method_not_allowed_routes(descriptor_path, API_PACKAGE)),
     )
+
+
+def _route_items(routes: list[dict[str, object]]) -> str:
+    """Items of the template's `routes:` list, one JSON (YAML flow) mapping a line at its indentation."""
+    return "\n".join(f"{' ' * 24}- {json.dumps(route)}" for route in routes)
 
 
 # The OpenAPI document is data: nothing in it may run or be framed.

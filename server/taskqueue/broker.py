@@ -1,7 +1,7 @@
 """The taskiq broker: Redis streams with acknowledgement after execution and redelivery."""
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import cast
 
 import structlog
@@ -29,7 +29,24 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
 
     taskiq-redis only runs XAUTOCLAIM after a read that returned new messages, so a message taken
     by a worker that died would wait for unrelated traffic. Here every read cycle reclaims.
+
+    `listen` replaces taskiq-redis' own and reads the settings RedisStreamBroker keeps as attributes
+    (INHERITED_ATTRIBUTES); consumer groups and acknowledgements are plain redis-py calls here, not
+    taskiq-redis' private helpers. pyproject.toml keeps taskiq-redis below its next minor and
+    tests/taskqueue/test_broker.py fails when those attributes change.
     """
+
+    INHERITED_ATTRIBUTES = (
+        "connection_pool",
+        "queue_name",
+        "consumer_group_name",
+        "consumer_name",
+        "consumer_id",
+        "block",
+        "count",
+        "idle_timeout",
+        "unacknowledged_batch_size",
+    )
 
     async def listen(self) -> AsyncGenerator[AckableMessage]:
         async with Redis(connection_pool=self.connection_pool) as redis:
@@ -47,16 +64,14 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
                     # A Redis that restarted without its data lost the stream and the group.
                     if "NOGROUP" not in str(error):
                         raise
-                    await self._declare_consumer_group()
+                    await self._create_group(redis)
                     continue
                 except (redis_errors.ConnectionError, redis_errors.TimeoutError):
                     await _wait_for_redis()
                     continue
                 for _stream, messages in cast(list[tuple[bytes, list[_StreamEntry]]], fetched or []):
                     for message_id, message in messages:
-                        yield AckableMessage(
-                            data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
-                        )
+                        yield AckableMessage(data=message[b"data"], ack=self._ack(message_id))
                 try:
                     reclaimed = await redis.xautoclaim(
                         name=self.queue_name,
@@ -69,9 +84,21 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
                     await _wait_for_redis()
                     continue
                 for message_id, message in cast(list[_StreamEntry], reclaimed[1]):
-                    yield AckableMessage(
-                        data=message[b"data"], ack=self._ack_generator(id=message_id, queue_name=self.queue_name)
-                    )
+                    yield AckableMessage(data=message[b"data"], ack=self._ack(message_id))
+
+    async def _create_group(self, redis: Redis) -> None:
+        try:
+            await redis.xgroup_create(self.queue_name, self.consumer_group_name, id=self.consumer_id, mkstream=True)
+        except redis_errors.ResponseError as error:
+            if "BUSYGROUP" not in str(error):  # another worker created it first
+                raise
+
+    def _ack(self, message_id: str) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                await redis.xack(self.queue_name, self.consumer_group_name, message_id)
+
+        return ack
 
 
 async def _wait_for_redis() -> None:

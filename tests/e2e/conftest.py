@@ -106,18 +106,25 @@ def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
     return _start_server(settings, tmp, env, serving=True)
 
 
+def start_server_on(settings: Settings, tmp: Path, port: int, **env: str) -> ServerProcess:
+    """`adplane serve` on `port` (e.g. the one a stopped server had), once health answers SERVING."""
+    return _start_server(settings, tmp, env, serving=True, port=port)
+
+
 def start_answering_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
     """Waits only until health answers: a server without its database answers NOT_SERVING."""
     return _start_server(settings, tmp, env, serving=False)
 
 
-def _start_server(settings: Settings, tmp: Path, env: dict[str, str], *, serving: bool) -> ServerProcess:
-    port = free_port()
+def _start_server(
+    settings: Settings, tmp: Path, env: dict[str, str], *, serving: bool, port: int | None = None
+) -> ServerProcess:
+    port = port or free_port()
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
         [ADPLANE, "serve"],
         env=stack_env(settings, GRPC_PORT=str(port), GRPC_HOST="127.0.0.1", **env),
-        stdout=log.open("wb"),
+        stdout=log.open("ab"),  # a server started again on its port adds to its log
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(process=process, port=port, log=log)

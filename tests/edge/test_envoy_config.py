@@ -315,6 +315,7 @@ async def test_envoys_own_replies_are_status_json(edge: Edge) -> None:
     async with httpx.AsyncClient(base_url=edge.url) as client:
         unknown_route = await client.get("/api/nothing-here")
         unknown_method = await client.put("/api/workspaces")
+        trace = await client.request("TRACE", "/api/workspaces/abc/")
         malformed = await client.post("/api/workspaces", content=b'{"name": ')
         unknown_parameter = await client.get("/api/workspaces", params={"colour": "red"})
         unknown_enum = await client.get("/api/workspaces", params={"status": "NOPE"})
@@ -326,8 +327,12 @@ async def test_envoys_own_replies_are_status_json(edge: Edge) -> None:
 
     assert unknown_route.status_code == 404
     assert "/api/nothing-here" in _is_edge_status(unknown_route, code_pb2.NOT_FOUND, "ROUTE_NOT_FOUND")
-    assert unknown_method.status_code == 404
+    # A path that exists, with a method it does not have: 405 and the methods it has.
+    assert unknown_method.status_code == 405
+    assert unknown_method.headers["allow"] == "GET, POST"
     _is_edge_status(unknown_method, code_pb2.NOT_FOUND, "ROUTE_NOT_FOUND")
+    assert trace.status_code == 405
+    assert trace.headers["allow"] == "DELETE, GET, PATCH"
     for response in (malformed, unknown_parameter, unknown_enum, underscore, nul_in_path):
         assert response.status_code == 400, response.text
         _is_edge_status(response, code_pb2.INVALID_ARGUMENT, "INVALID_REQUEST"), response.request

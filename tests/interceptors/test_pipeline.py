@@ -12,7 +12,7 @@ import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio  # the public path of the asyncio servicer
 from grpc_health.v1.health_pb2 import HealthCheckRequest as Request
 from grpc_health.v1.health_pb2 import HealthCheckResponse as Response
 from grpc_status import rpc_status
@@ -122,7 +122,7 @@ async def piped(infrastructure: Infrastructure) -> AsyncIterator[tuple[grpc.aio.
             "Who": _stream(_who, account_service_pb2.ListAccountsRequest),
         },
     )
-    health = HealthServicer()
+    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, pipeline)
     await health.set("", Response.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -67,6 +67,7 @@ async def test_memory_is_handed_back_once_a_burst_of_watches_has_closed(
 ) -> None:
     released: list[int] = []
     monkeypatch.setattr(watch, "RELEASE_AFTER_SECONDS", 0.2)
+
     def release() -> bool:
         released.append(hub.watching)
         return True

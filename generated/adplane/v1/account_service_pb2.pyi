@@ -70,7 +70,7 @@ class RequestAccountRequest(_message.Message):
     workspace_id: _builtins.str
     """The workspace (a UUID)."""
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+    """Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
     the first request, the same key with a different payload is INVALID_ARGUMENT
     (REQUEST_ID_REUSED).
     """

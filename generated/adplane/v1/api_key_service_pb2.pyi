@@ -80,7 +80,7 @@ class CreateApiKeyRequest(_message.Message):
     API_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotency key, at most 128 characters. A retry with the same key returns the
+    """Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
     same ApiKey but not its secret again (`secret` is empty); the same key with a different
     api_key is INVALID_ARGUMENT (reason REQUEST_ID_REUSED).
     """

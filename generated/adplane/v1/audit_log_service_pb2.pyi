@@ -32,7 +32,7 @@ class AuditLogFilter(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     entity_type: _builtins.str
-    """Only entries about this kind of entity (e.g. `account`)."""
+    """Only entries about this kind of entity (e.g. `account`), at most 50 characters."""
     entity_id: _builtins.str
     """Only entries about this entity (a UUID)."""
     actor_id: _builtins.str

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!adplane/v1/business_manager.proto\x12\nadplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x05\n\x0f\x42usinessManager\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12.\n\x10meta_business_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0emetaBusinessId\x12\x18\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12H\n\townership\x18\x04 \x01(\x0e\x32$.adplane.v1.BusinessManagerOwnershipB\x04\xe2\x41\x01\x03R\townership\x12\'\n\x0cworkspace_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\x0bworkspaceId\x12?\n\x06status\x18\x06 \x01(\x0e\x32!.adplane.v1.BusinessManagerStatusB\x04\xe2\x41\x01\x03R\x06status\x12]\n\x13verification_status\x18\x07 \x01(\x0e\x32&.adplane.v1.BusinessVerificationStatusB\x04\xe2\x41\x01\x03R\x12verificationStatus\x12\x30\n\x11system_user_token\x18\x08 \x01(\tB\x04\xe2\x41\x01\x04R\x0fsystemUserToken\x12\x37\n\x15has_system_user_token\x18\t \x01(\x08\x42\x04\xe2\x41\x01\x03R\x12hasSystemUserToken\x12\x41\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12\x12\n\x04\x65tag\x18\x0c \x01(\tR\x04\x65tag*\x96\x01\n\x18\x42usinessManagerOwnership\x12*\n&BUSINESS_MANAGER_OWNERSHIP_UNSPECIFIED\x10\x00\x12\'\n#BUSINESS_MANAGER_OWNERSHIP_PLATFORM\x10\x01\x12%\n!BUSINESS_MANAGER_OWNERSHIP_CLIENT\x10\x02*\xb7\x01\n\x15\x42usinessManagerStatus\x12\'\n#BUSINESS_MANAGER_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1e\x42USINESS_MANAGER_STATUS_ACTIVE\x10\x01\x12+\n\'BUSINESS_MANAGER_STATUS_NEEDS_ATTENTION\x10\x02\x12$\n BUSINESS_MANAGER_STATUS_ARCHIVED\x10\x03*\xf7\x01\n\x1a\x42usinessVerificationStatus\x12,\n(BUSINESS_VERIFICATION_STATUS_UNSPECIFIED\x10\x00\x12-\n)BUSINESS_VERIFICATION_STATUS_NOT_VERIFIED\x10\x01\x12(\n$BUSINESS_VERIFICATION_STATUS_PENDING\x10\x02\x12)\n%BUSINESS_VERIFICATION_STATUS_VERIFIED\x10\x03\x12\'\n#BUSINESS_VERIFICATION_STATUS_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!adplane/v1/business_manager.proto\x12\nadplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x05\n\x0f\x42usinessManager\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12.\n\x10meta_business_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0emetaBusinessId\x12\x18\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12H\n\townership\x18\x04 \x01(\x0e\x32$.adplane.v1.BusinessManagerOwnershipB\x04\xe2\x41\x01\x03R\townership\x12\'\n\x0cworkspace_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\x0bworkspaceId\x12?\n\x06status\x18\x06 \x01(\x0e\x32!.adplane.v1.BusinessManagerStatusB\x04\xe2\x41\x01\x03R\x06status\x12]\n\x13verification_status\x18\x07 \x01(\x0e\x32&.adplane.v1.BusinessVerificationStatusB\x04\xe2\x41\x01\x03R\x12verificationStatus\x12\x35\n\x11system_user_token\x18\x08 \x01(\tB\x04\xe2\x41\x01\x04H\x00R\x0fsystemUserToken\x88\x01\x01\x12\x37\n\x15has_system_user_token\x18\t \x01(\x08\x42\x04\xe2\x41\x01\x03R\x12hasSystemUserToken\x12\x41\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12\x12\n\x04\x65tag\x18\x0c \x01(\tR\x04\x65tagB\x14\n\x12_system_user_token*\x96\x01\n\x18\x42usinessManagerOwnership\x12*\n&BUSINESS_MANAGER_OWNERSHIP_UNSPECIFIED\x10\x00\x12\'\n#BUSINESS_MANAGER_OWNERSHIP_PLATFORM\x10\x01\x12%\n!BUSINESS_MANAGER_OWNERSHIP_CLIENT\x10\x02*\xb7\x01\n\x15\x42usinessManagerStatus\x12\'\n#BUSINESS_MANAGER_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1e\x42USINESS_MANAGER_STATUS_ACTIVE\x10\x01\x12+\n\'BUSINESS_MANAGER_STATUS_NEEDS_ATTENTION\x10\x02\x12$\n BUSINESS_MANAGER_STATUS_ARCHIVED\x10\x03*\xf7\x01\n\x1a\x42usinessVerificationStatus\x12,\n(BUSINESS_VERIFICATION_STATUS_UNSPECIFIED\x10\x00\x12-\n)BUSINESS_VERIFICATION_STATUS_NOT_VERIFIED\x10\x01\x12(\n$BUSINESS_VERIFICATION_STATUS_PENDING\x10\x02\x12)\n%BUSINESS_VERIFICATION_STATUS_VERIFIED\x10\x03\x12\'\n#BUSINESS_VERIFICATION_STATUS_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,12 +55,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUSINESSMANAGER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_BUSINESSMANAGER'].fields_by_name['update_time']._loaded_options = None
   _globals['_BUSINESSMANAGER'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
-  _globals['_BUSINESSMANAGEROWNERSHIP']._serialized_start=768
-  _globals['_BUSINESSMANAGEROWNERSHIP']._serialized_end=918
-  _globals['_BUSINESSMANAGERSTATUS']._serialized_start=921
-  _globals['_BUSINESSMANAGERSTATUS']._serialized_end=1104
-  _globals['_BUSINESSVERIFICATIONSTATUS']._serialized_start=1107
-  _globals['_BUSINESSVERIFICATIONSTATUS']._serialized_end=1354
+  _globals['_BUSINESSMANAGEROWNERSHIP']._serialized_start=795
+  _globals['_BUSINESSMANAGEROWNERSHIP']._serialized_end=945
+  _globals['_BUSINESSMANAGERSTATUS']._serialized_start=948
+  _globals['_BUSINESSMANAGERSTATUS']._serialized_end=1131
+  _globals['_BUSINESSVERIFICATIONSTATUS']._serialized_start=1134
+  _globals['_BUSINESSVERIFICATIONSTATUS']._serialized_end=1381
   _globals['_BUSINESSMANAGER']._serialized_start=116
-  _globals['_BUSINESSMANAGER']._serialized_end=765
+  _globals['_BUSINESSMANAGER']._serialized_end=792
 # @@protoc_insertion_point(module_scope)

@@ -11,10 +11,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -123,7 +123,7 @@ class BusinessManager(_message.Message):
     id: _builtins.str
     """The business manager id (a UUID). Assigned by the server."""
     meta_business_id: _builtins.str
-    """Meta's business id: 1 to 20 digits. Unique on the platform."""
+    """Meta's business id: 1 to 20 digits after trimming. Unique on the platform."""
     name: _builtins.str
     """Display name: 1 to 200 characters after trimming, no control characters."""
     ownership: Global___BusinessManagerOwnership.ValueType
@@ -136,7 +136,8 @@ class BusinessManager(_message.Message):
     """Meta's verification state, kept in sync by the periodic job."""
     system_user_token: _builtins.str
     """The system-user access token adplane uses for this business: 20 to 1000 characters.
-    Write-only: encrypted at rest and never returned (responses leave it empty).
+    Write-only: encrypted at rest and never returned (responses leave it out; `optional`, so
+    that REST responses, which print every field without presence, do not print it empty).
     """
     has_system_user_token: _builtins.bool
     """Whether a system-user token is stored."""
@@ -160,16 +161,18 @@ class BusinessManager(_message.Message):
         workspace_id: _builtins.str = ...,
         status: Global___BusinessManagerStatus.ValueType = ...,
         verification_status: Global___BusinessVerificationStatus.ValueType = ...,
-        system_user_token: _builtins.str = ...,
+        system_user_token: _builtins.str | None = ...,
         has_system_user_token: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_user_token", b"_system_user_token", "create_time", b"create_time", "system_user_token", b"system_user_token", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "etag", b"etag", "has_system_user_token", b"has_system_user_token", "id", b"id", "meta_business_id", b"meta_business_id", "name", b"name", "ownership", b"ownership", "status", b"status", "system_user_token", b"system_user_token", "update_time", b"update_time", "verification_status", b"verification_status", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_user_token", b"_system_user_token", "create_time", b"create_time", "etag", b"etag", "has_system_user_token", b"has_system_user_token", "id", b"id", "meta_business_id", b"meta_business_id", "name", b"name", "ownership", b"ownership", "status", b"status", "system_user_token", b"system_user_token", "update_time", b"update_time", "verification_status", b"verification_status", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__system_user_token: _TypeAlias = _typing.Literal["system_user_token"]  # noqa: Y015
+    _WhichOneofArgType__system_user_token: _TypeAlias = _typing.Literal["_system_user_token", b"_system_user_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__system_user_token) -> _WhichOneofReturnType__system_user_token | None: ...
 
 Global___BusinessManager: _TypeAlias = BusinessManager  # noqa: Y015

@@ -30,7 +30,7 @@ class CreateBusinessManagerRequest(_message.Message):
     BUSINESS_MANAGER_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+    """Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
     the first result, the same key with a different payload is INVALID_ARGUMENT
     (REQUEST_ID_REUSED).
     """

@@ -60,7 +60,7 @@ class RequestPixelRequest(_message.Message):
     workspace_id: _builtins.str
     """The workspace (a UUID)."""
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+    """Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
     the first request, the same key with a different payload is INVALID_ARGUMENT
     (REQUEST_ID_REUSED).
     """
@@ -239,8 +239,8 @@ class RequestPixelShareRequest(_message.Message):
     """Optional idempotency key (see RequestPixelRequest.request_id)."""
     @_builtins.property
     def account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """One to 50 distinct ad accounts of the workspace not yet shared with the pixel (the JSON
-        body over REST: an array of ids).
+        """One to 50 distinct ad accounts of the workspace not yet shared with the pixel (UUIDs; the
+        JSON body over REST: an array of ids).
         """
 
     def __init__(

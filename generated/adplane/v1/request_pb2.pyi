@@ -235,9 +235,9 @@ class BusinessManagerConnectionPayload(_message.Message):
     META_BUSINESS_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     meta_business_id: _builtins.str
-    """Meta's business id of the workspace's own business: 1 to 20 digits."""
+    """Meta's business id of the workspace's own business: 1 to 20 digits after trimming."""
     name: _builtins.str
-    """Display name: 1 to 200 characters after trimming."""
+    """Display name: 1 to 200 characters after trimming, no control characters."""
     def __init__(
         self,
         *,

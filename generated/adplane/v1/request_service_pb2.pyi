@@ -323,7 +323,7 @@ class ApproveRequestRequest(_message.Message):
     id: _builtins.str
     """The request to approve (a UUID)."""
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters, scoped to the caller): a retry with it
+    """Optional idempotency key (at most 128 printable characters, scoped to the caller): a retry with it
     returns the approved request instead of FAILED_PRECONDITION; the same key used for
     approving another request is INVALID_ARGUMENT (REQUEST_ID_REUSED).
     """
@@ -450,7 +450,7 @@ class RetryRequestRequest(_message.Message):
     id: _builtins.str
     """The failed request to retry (a UUID)."""
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters, scoped to the caller): a repeated call
+    """Optional idempotency key (at most 128 printable characters, scoped to the caller): a repeated call
     with it returns the first retry's result instead of FAILED_PRECONDITION.
     """
     def __init__(

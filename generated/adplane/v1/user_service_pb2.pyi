@@ -32,7 +32,7 @@ class CreateUserRequest(_message.Message):
     password: _builtins.str
     """The initial password: 12 to 1024 characters."""
     request_id: _builtins.str
-    """Optional idempotency key, at most 128 characters. A retry with the same key returns the
+    """Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
     user of the first call; the same key with a different user is INVALID_ARGUMENT
     (reason REQUEST_ID_REUSED).
     """

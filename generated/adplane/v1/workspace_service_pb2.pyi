@@ -32,7 +32,7 @@ class CreateWorkspaceRequest(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotency key, 1 to 128 characters. A retry with the same key returns the
+    """Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
     workspace of the first call; the same key with a different workspace is
     INVALID_ARGUMENT (reason REQUEST_ID_REUSED).
     """

@@ -81,11 +81,21 @@ export function credentialsInterceptor(credentials: Credentials): Interceptor {
   };
 }
 
-/** Turns failed calls into AdplaneError. */
+/** Turns failed calls into AdplaneError: unary calls, and server streams both when they open and
+ * when they fail while being read (a watch's UNAVAILABLE, RESOURCE_EXHAUSTED, PERMISSION_DENIED...). */
 export const errorInterceptor: Interceptor = (next) => async (request) => {
   try {
-    return await next(request);
+    const response = await next(request);
+    return response.stream ? { ...response, message: decodeErrors(response.message) } : response;
   } catch (error) {
     throw AdplaneError.decode(error);
   }
 };
+
+async function* decodeErrors<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw AdplaneError.decode(error);
+  }
+}

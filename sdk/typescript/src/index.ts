@@ -1,5 +1,7 @@
 // @adplane/sdk: the generated messages and services plus a small client layer.
-// Transports: "@adplane/sdk/web" (gRPC-Web, browsers) and "@adplane/sdk/node" (gRPC, Node).
+// Transports: "@adplane/sdk/web" (gRPC-Web, browsers) and "@adplane/sdk/node" (gRPC, Node); this
+// entry point imports neither.
+export { Code, ConnectError } from "@connectrpc/connect";
 export { type AdplaneClient, adplaneInterceptors, createAdplaneClient } from "./client.js";
 export {
   ApiKeyCredentials,
@@ -11,6 +13,16 @@ export {
 } from "./credentials.js";
 export { AdplaneError, type FieldViolation } from "./errors.js";
 export { pages } from "./pages.js";
+export { create, enumName, fromJson, fromJsonString, type JsonValue, toJson, toJsonString } from "./printing.js";
+export {
+  backoffDelay,
+  isResumable,
+  RESUME_TOKEN_EXPIRED,
+  watch,
+  type WatchEvent,
+  type WatchMethod,
+  type WatchOptions,
+} from "./watch.js";
 export * from "./gen/adplane/v1/account_pb.js";
 export * from "./gen/adplane/v1/account_service_pb.js";
 export * from "./gen/adplane/v1/api_key_service_pb.js";

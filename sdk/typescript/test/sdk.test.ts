@@ -3,47 +3,37 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
 import {
   AdplaneError,
   ApiKeyCredentials,
   type AdplaneClient,
+  Code,
   type Credentials,
   pages,
+  RequestChangeKind,
   TokenCredentials,
+  watch,
+  type WatchEvent,
 } from "../src/index.js";
 import * as node from "../src/node.js";
 import * as web from "../src/web.js";
-import { RequestChangeKind } from "../src/gen/adplane/v1/request_service_pb.js";
+import { env, SKIP_WITHOUT_STACK } from "./stack.js";
 
-function env(name: string): string {
-  const value = process.env[name];
-  assert.ok(value, `${name} is not set: run these tests through pytest (tests/e2e/sdk)`);
-  return value;
-}
-
-const password = env("ADPLANE_PASSWORD");
-const admin = env("ADPLANE_EMAIL");
-const member = env("ADPLANE_MEMBER_EMAIL");
-const memberWorkspace = env("ADPLANE_MEMBER_WORKSPACE");
 
 interface Flavour {
-  baseUrl: string;
   client(credentials?: Credentials): AdplaneClient;
   signIn(email: string): Promise<TokenCredentials>;
 }
 
-const flavours: Record<string, Flavour> = {
-  "gRPC-Web via Envoy": {
-    baseUrl: env("ADPLANE_WEB_URL"),
+const flavours: Record<string, () => Flavour> = {
+  "gRPC-Web via Envoy": () => ({
     client: (credentials) => web.createWebClient(env("ADPLANE_WEB_URL"), credentials),
-    signIn: (email) => web.signIn(env("ADPLANE_WEB_URL"), email, password),
-  },
-  "gRPC to the server": {
-    baseUrl: env("ADPLANE_GRPC_URL"),
+    signIn: (email) => web.signIn(env("ADPLANE_WEB_URL"), email, env("ADPLANE_PASSWORD")),
+  }),
+  "gRPC to the server": () => ({
     client: (credentials) => node.createNodeClient(env("ADPLANE_GRPC_URL"), credentials),
-    signIn: (email) => node.signIn(env("ADPLANE_GRPC_URL"), email, password),
-  },
+    signIn: (email) => node.signIn(env("ADPLANE_GRPC_URL"), email, env("ADPLANE_PASSWORD")),
+  }),
 };
 
 async function failure(call: Promise<unknown>): Promise<AdplaneError> {
@@ -56,8 +46,13 @@ async function failure(call: Promise<unknown>): Promise<AdplaneError> {
   assert.fail("the call succeeded");
 }
 
-for (const [name, flavour] of Object.entries(flavours)) {
-  describe(name, () => {
+for (const [name, make] of Object.entries(flavours)) {
+  describe(name, { skip: SKIP_WITHOUT_STACK }, () => {
+    const flavour = make();
+    const admin = env("ADPLANE_EMAIL");
+    const member = env("ADPLANE_MEMBER_EMAIL");
+    const memberWorkspace = env("ADPLANE_MEMBER_WORKSPACE");
+
     test("signs in, creates workspaces and lists them across pages", async () => {
       const api = flavour.client(await flavour.signIn(admin));
       const prefix = `ts-${name.slice(0, 4)}-${Date.now()}`;
@@ -155,6 +150,46 @@ for (const [name, flavour] of Object.entries(flavours)) {
       } finally {
         stop.abort();
       }
+    });
+
+    test("a watch that fails while it is read throws an AdplaneError with its reason", async () => {
+      const staff = flavour.client(await flavour.signIn(admin));
+      const other = await staff.workspaces.createWorkspace({ workspace: { name: `ts-closed-${Date.now()}` } });
+      const api = flavour.client(await flavour.signIn(member));
+      const error = await failure(
+        (async () => {
+          for await (const _ of api.requests.watchWorkspaceRequests({ workspaceId: other.workspace?.id ?? "" })) {
+            assert.fail("a message from a workspace the caller is not in");
+          }
+        })(),
+      );
+      assert.equal(error.code, Code.PermissionDenied, String(error));
+      assert.equal(error.domain, "adplane");
+      assert.match(error.reason, /^[A-Z][A-Z_]+$/);
+    });
+
+    test("watch() turns an expired resume token into a reload, then a new snapshot", async () => {
+      const api = flavour.client(await flavour.signIn(member));
+      const stop = new AbortController();
+      const events: WatchEvent<unknown>[] = [];
+      try {
+        for await (const event of watch(
+          api.requests.watchWorkspaceRequests,
+          { workspaceId: memberWorkspace, resumeToken: "1-0" },
+          { signal: stop.signal },
+        )) {
+          events.push(event);
+          if (event.kind === "message" && event.message.event.case === "snapshot" && event.message.event.value.complete) {
+            break;
+          }
+        }
+      } finally {
+        stop.abort();
+      }
+      const [first, ...rest] = events;
+      assert.equal(first?.kind, "reload");
+      assert.equal(first.kind === "reload" && first.cause.reason, "RESUME_TOKEN_EXPIRED");
+      assert.ok(rest.length > 0 && rest.every((event) => event.kind === "message"));
     });
 
     test("an API key caller", async () => {

@@ -14,10 +14,21 @@ from collections.abc import Callable
 import grpc
 from google.protobuf import timestamp_pb2
 
-from adplane.v1 import api_key_service_pb2, workspace_pb2, workspace_service_pb2
+from adplane.v1 import api_key_service_pb2, request_service_pb2, workspace_pb2, workspace_service_pb2
 from adplane.v1.api_key_service_pb2_grpc import ApiKeyServiceStub
+from adplane.v1.request_service_pb2_grpc import RequestServiceStub
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
-from adplane_client import AdplaneError, ApiKeyCredentials, TokenCredentials, apages, connect, connect_async, pages
+from adplane_client import (
+    AdplaneError,
+    ApiKeyCredentials,
+    Reload,
+    TokenCredentials,
+    apages,
+    awatch,
+    connect,
+    connect_async,
+    pages,
+)
 
 
 def failure(call: Callable[[], object]) -> AdplaneError:
@@ -103,6 +114,16 @@ def main(target: str, email: str, password: str) -> None:
                 raise AssertionError("a malformed id was accepted")
             assert error.status is grpc.StatusCode.INVALID_ARGUMENT, error
             assert error.field_violations[0].field == "workspace_id", error
+
+            # A watch from an expired position: the helper says to reload, then the snapshot comes.
+            expired = request_service_pb2.WatchWorkspaceRequestsRequest(workspace_id=created[0].id, resume_token="1-0")
+            events = awatch(RequestServiceStub(channel).WatchWorkspaceRequests, expired)
+            reload, snapshot = await anext(events), await anext(events)
+            await events.aclose()  # type: ignore[attr-defined]
+            assert isinstance(reload, Reload), reload
+            assert reload.cause.reason == "RESUME_TOKEN_EXPIRED", reload
+            assert not isinstance(snapshot, Reload), snapshot
+            assert snapshot.snapshot.complete, snapshot
             return names
 
     names = asyncio.run(with_api_key())

@@ -1,7 +1,9 @@
 """Channels to adplane: TLS (or local, for loopback targets) with the credentials as call credentials,
-a service config that retries UNAVAILABLE, and failed calls raised as AdplaneError."""
+a service config that retries UNAVAILABLE, and failed calls raised as AdplaneError: unary calls, and
+server streams (the Watch... methods) both when they open and when they fail while being read."""
 
 import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -58,14 +60,53 @@ class _AsyncErrors(grpc.aio.UnaryUnaryClientInterceptor):
         return call
 
 
+class _DecodedStream:
+    """A sync server-streaming call whose failures, while it is read, are AdplaneErrors. Everything
+    else (cancel, code, trailing_metadata, ...) is the call's own."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as error:
+            raise AdplaneError.from_rpc_error(error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+class _StreamErrors(grpc.UnaryStreamClientInterceptor):
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return _DecodedStream(continuation(client_call_details, request))
+
+
+class _AsyncStreamErrors(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        # grpc.aio wraps the iterator returned here in a call: read(), cancel() and the rest still work.
+        return _decoded(await continuation(client_call_details, request))
+
+
+async def _decoded(call: Any) -> AsyncIterator[Any]:
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError as error:
+        raise AdplaneError.from_rpc_error(error) from None
+
+
 def connect(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.Channel:
     """A sync channel. Without TLS the target must be on this machine (local credentials)."""
     channel = grpc.secure_channel(target, _credentials(credentials, tls), options=OPTIONS)
-    return grpc.intercept_channel(channel, _Errors())
+    return grpc.intercept_channel(channel, _Errors(), _StreamErrors())
 
 
 def connect_async(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.aio.Channel:
     """An asyncio channel; same rules as `connect`."""
     return grpc.aio.secure_channel(
-        target, _credentials(credentials, tls), options=OPTIONS, interceptors=[_AsyncErrors()]
+        target, _credentials(credentials, tls), options=OPTIONS, interceptors=[_AsyncErrors(), _AsyncStreamErrors()]
     )

@@ -87,7 +87,7 @@ export type RequestAccountRequest = Message<"adplane.v1.RequestAccountRequest"> 
   account?: AccountDraft | undefined;
 
   /**
-   * Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+   * Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
    * the first request, the same key with a different payload is INVALID_ARGUMENT
    * (REQUEST_ID_REUSED).
    *

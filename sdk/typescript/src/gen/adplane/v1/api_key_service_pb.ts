@@ -94,7 +94,7 @@ export type CreateApiKeyRequest = Message<"adplane.v1.CreateApiKeyRequest"> & {
   apiKey?: ApiKey | undefined;
 
   /**
-   * Optional idempotency key, at most 128 characters. A retry with the same key returns the
+   * Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
    * same ApiKey but not its secret again (`secret` is empty); the same key with a different
    * api_key is INVALID_ARGUMENT (reason REQUEST_ID_REUSED).
    *

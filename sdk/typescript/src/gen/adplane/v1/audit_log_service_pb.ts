@@ -26,7 +26,7 @@ export const file_adplane_v1_audit_log_service: GenFile = /*@__PURE__*/
  */
 export type AuditLogFilter = Message<"adplane.v1.AuditLogFilter"> & {
   /**
-   * Only entries about this kind of entity (e.g. `account`).
+   * Only entries about this kind of entity (e.g. `account`), at most 50 characters.
    *
    * @generated from field: string entity_type = 1;
    */

@@ -35,7 +35,7 @@ export type CreateBusinessManagerRequest = Message<"adplane.v1.CreateBusinessMan
   businessManager?: BusinessManager | undefined;
 
   /**
-   * Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+   * Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
    * the first result, the same key with a different payload is INVALID_ARGUMENT
    * (REQUEST_ID_REUSED).
    *

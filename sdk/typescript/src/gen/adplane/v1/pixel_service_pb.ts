@@ -69,7 +69,7 @@ export type RequestPixelRequest = Message<"adplane.v1.RequestPixelRequest"> & {
   pixel?: PixelDraft | undefined;
 
   /**
-   * Optional idempotency key (at most 128 characters, scoped to the caller); a retry returns
+   * Optional idempotency key (at most 128 printable characters, scoped to the caller); a retry returns
    * the first request, the same key with a different payload is INVALID_ARGUMENT
    * (REQUEST_ID_REUSED).
    *
@@ -247,8 +247,8 @@ export type RequestPixelShareRequest = Message<"adplane.v1.RequestPixelShareRequ
   pixelId: string;
 
   /**
-   * One to 50 distinct ad accounts of the workspace not yet shared with the pixel (the JSON
-   * body over REST: an array of ids).
+   * One to 50 distinct ad accounts of the workspace not yet shared with the pixel (UUIDs; the
+   * JSON body over REST: an array of ids).
    *
    * @generated from field: repeated string account_ids = 3;
    */

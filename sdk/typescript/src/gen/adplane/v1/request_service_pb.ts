@@ -302,7 +302,7 @@ export type ApproveRequestRequest = Message<"adplane.v1.ApproveRequestRequest"> 
   id: string;
 
   /**
-   * Optional idempotency key (at most 128 characters, scoped to the caller): a retry with it
+   * Optional idempotency key (at most 128 printable characters, scoped to the caller): a retry with it
    * returns the approved request instead of FAILED_PRECONDITION; the same key used for
    * approving another request is INVALID_ARGUMENT (REQUEST_ID_REUSED).
    *
@@ -423,7 +423,7 @@ export type RetryRequestRequest = Message<"adplane.v1.RetryRequestRequest"> & {
   id: string;
 
   /**
-   * Optional idempotency key (at most 128 characters, scoped to the caller): a repeated call
+   * Optional idempotency key (at most 128 printable characters, scoped to the caller): a repeated call
    * with it returns the first retry's result instead of FAILED_PRECONDITION.
    *
    * @generated from field: string request_id = 2;

@@ -40,7 +40,7 @@ export type CreateUserRequest = Message<"adplane.v1.CreateUserRequest"> & {
   password: string;
 
   /**
-   * Optional idempotency key, at most 128 characters. A retry with the same key returns the
+   * Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
    * user of the first call; the same key with a different user is INVALID_ARGUMENT
    * (reason REQUEST_ID_REUSED).
    *

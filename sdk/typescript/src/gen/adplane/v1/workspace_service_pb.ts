@@ -37,7 +37,7 @@ export type CreateWorkspaceRequest = Message<"adplane.v1.CreateWorkspaceRequest"
   workspace?: Workspace | undefined;
 
   /**
-   * Optional idempotency key, 1 to 128 characters. A retry with the same key returns the
+   * Optional idempotency key, at most 128 printable characters. A retry with the same key returns the
    * workspace of the first call; the same key with a different workspace is
    * INVALID_ARGUMENT (reason REQUEST_ID_REUSED).
    *
