@@ -222,9 +222,12 @@ class Settings(BaseSettings):
     sync_pixels_cron: str = "5 * * * *"
     sync_business_managers_cron: str = "10 * * * *"
     expire_requests_cron: str = "0 3 * * *"
-    # Approved requests whose work never finished (a worker lost it) are queued again.
+    # Approved requests that are neither completed nor failed nor in progress (no worker holds
+    # them) this long after their approval are queued again: a worker lost the task, or a Redis
+    # failover lost its message. Shorter than the time a task waits in the queue under load only
+    # queues some twice (harmless: carrying out is idempotent).
     requeue_stalled_cron: str = "*/10 * * * *"
-    requeue_stalled_after_seconds: int = Field(default=1800, ge=60)
+    requeue_stalled_after_seconds: int = Field(default=1800, ge=1)
     # The scheduler's lease in Redis: any number of schedulers run, the holder sends the runs, and
     # another takes over within this long (plus a third of it) after the holder dies.
     scheduler_lease_seconds: float = Field(default=10, ge=1, le=300)
