@@ -32,7 +32,7 @@ async def test_the_clients_follow_a_failover(settings: Settings, group: Sentinel
     await broker.startup()
     try:
         await redis.set("before", "1")
-        assert await redis.execute_command("WAIT", 1, 5000) == 1, "the replica has the write"
+        assert await redis.wait(1, 5000) == 1, "the replica has the write"
         first = group.primary()
         group.kill_primary()
         group.wait_for_new_primary()
@@ -62,7 +62,7 @@ async def test_the_infrastructure_and_the_lease_connect_through_the_sentinels(
         assert infrastructure.redis is not None
         assert await infrastructure.redis.ping()
         assert await SchedulerLease(infrastructure.redis, lease_seconds=5).try_hold()
-        role = await infrastructure.redis.execute_command("ROLE")
+        role = await infrastructure.redis.role()
         assert role[0] == b"master"
     finally:
         await infrastructure.close()
