@@ -73,6 +73,9 @@ STEP_RETRIES = Counter(
 SCHEDULED_RUNS = Counter(
     "adplane_scheduled_runs_total", "Periodic task runs the scheduler sent to the broker.", ["task"]
 )
+SCHEDULER_LEASE_HELD = Gauge(
+    "adplane_scheduler_lease_held", "1 while this scheduler holds the lease (sends the runs), else 0."
+)
 
 # --- the outbox relay (server.outbox.relay) ---
 OUTBOX_PUBLISHED = Counter("adplane_outbox_published_total", "Outbox rows published to the broker.", ["topic"])

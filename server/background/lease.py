@@ -43,6 +43,7 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
+from server.metrics import SCHEDULER_LEASE_HELD
 from server.outages import is_outage
 
 logger = structlog.get_logger("adplane.scheduler")
@@ -123,6 +124,7 @@ class SchedulerLease:
         if token:
             self.token = token.decode() if isinstance(token, bytes) else str(token)
             logger.info("scheduler lease taken; this scheduler sends the runs", token=self.token)
+        SCHEDULER_LEASE_HELD.set(self.token is not None)
         return self.token is not None
 
     async def keep(self, stop: asyncio.Event) -> None:
@@ -140,6 +142,7 @@ class SchedulerLease:
 
     async def release(self) -> None:
         token, self.token = self.token, None
+        SCHEDULER_LEASE_HELD.set(0)
         if token is None:
             return
         try:

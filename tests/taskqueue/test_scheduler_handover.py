@@ -20,6 +20,7 @@ from server.background.lease import LEASE_KEY
 from server.config import Settings
 from server.taskqueue.broker import QUEUE
 from tests.e2e.conftest import ADPLANE, stack_env
+from tests.scrape import scrape, total
 from tests.waits import wait_until
 
 LEASE_SECONDS = 10.0
@@ -49,7 +50,8 @@ def redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 class Scheduler:
     def __init__(self, name: str, env: dict[str, str], tmp: Path) -> None:
         self.log_path = tmp / f"scheduler-{name}.log"
-        env = {**env, "SCHEDULER_METRICS_PORT": str(free_port()), "METRICS_HOST": "127.0.0.1"}
+        self.metrics_port = free_port()
+        env = {**env, "SCHEDULER_METRICS_PORT": str(self.metrics_port), "METRICS_HOST": "127.0.0.1"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen([ADPLANE, "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
         self.started_at = dt.datetime.now(dt.UTC)
@@ -138,6 +140,8 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_goes_out_twice(
         assert not twice, f"runs sent more than once: {twice}"
         by_minute = Counter(minute(run) for run, _ in sent)
         assert all(count == len(EVERY_MINUTE) for count in by_minute.values()), by_minute
+        lease_held = total(scrape(f"http://127.0.0.1:{standby.metrics_port}/metrics"), "adplane_scheduler_lease_held")
+        assert lease_held == 1
         print(f"handover {handover:.1f} s (bound {HANDOVER_BOUND_SECONDS:.1f} s); {len(sent)} runs, none twice")
     finally:
         leader.stop()
