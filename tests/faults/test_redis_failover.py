@@ -178,8 +178,13 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
     admin = await make_caller(infrastructure, superuser=True)
 
     through_sentinels = sentinel_env(group)
+    # Two servers: on the first a watch outlives the failover (shorter than its outage limit); on the
+    # second the limit is shorter than a failover, so its watch may be ended and resume with its token.
     server: ServerProcess = start_server(
         settings, tmp_path, **through_sentinels, WATCH_HEARTBEAT_SECONDS="0.5", WATCH_OUTAGE_SECONDS="5"
+    )
+    strict: ServerProcess = start_server(
+        settings, tmp_path, **through_sentinels, WATCH_HEARTBEAT_SECONDS="0.5", WATCH_OUTAGE_SECONDS="0.5"
     )
     background = Background(
         stack_env(
@@ -200,7 +205,7 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
         ),
         tmp_path,
     )
-    watcher = Watcher()
+    watcher, resuming = Watcher(), Watcher()
     try:
         for _ in range(2):
             background.start("worker", WORKER_METRICS_PORT=str(free_port()))
@@ -208,10 +213,16 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
         # Every process is up (each logs "... started" once it listens) before the approvals start.
         await eventually(lambda: background.all_logged(" started"), within=90, every=0.2,
                          what="the workers and the scheduler started", detail=background.logs)  # fmt: skip
-        async with grpc.aio.insecure_channel(server.target) as channel:
+        async with (
+            grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(strict.target) as strict_channel,
+        ):
             stub = RequestServiceStub(channel)
-            watching = asyncio.create_task(watcher.follow(stub, admin.metadata))
-            await eventually(lambda: bool(watcher.token), within=30, what="the watch's snapshot")
+            watching = [
+                asyncio.create_task(watcher.follow(stub, admin.metadata)),
+                asyncio.create_task(resuming.follow(RequestServiceStub(strict_channel), admin.metadata)),
+            ]
+            await eventually(lambda: bool(watcher.token and resuming.token), within=30, what="the watches' snapshots")
 
             refused = 0
             approved_at: dict[str, float] = {}
@@ -245,10 +256,11 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
             await eventually(all_completed, within=180, every=0.5, what="every approved request completed",
                              detail=background.logs)  # fmt: skip
             after_kill = [i for i in ids if approved_at[i] > killed_at]
-            # The watch carries the completions of the requests approved after the failover.
-            await eventually(lambda: all(i in watcher.completed_at for i in after_kill), within=60,
-                             what="the watch carrying the completions after the failover")  # fmt: skip
-            watching.cancel()
+            # The watches carry the completions of the requests approved after the failover.
+            await eventually(lambda: all(i in w.completed_at for i in after_kill for w in (watcher, resuming)),
+                             within=60, what="the watches carrying the completions after the failover")  # fmt: skip
+            for task in watching:
+                task.cancel()
         recovered = min(watcher.completed_at[i] for i in after_kill) - killed_at
         counters = control.counters()
         assert counters.objects.ad_accounts == REQUESTS, "an account created twice, or never"
@@ -257,8 +269,11 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
         print(
             f"failover {failover_seconds:.1f} s; first completion of an approval after the kill "
             f"{recovered:.1f} s after it; {refused} approval calls refused (retried); watch resumed "
-            f"{watcher.resumed} time(s); {len(watcher.completed_at)}/{REQUESTS} completions seen by the watch"
+            f"{watcher.resumed} time(s), {len(watcher.completed_at)}/{REQUESTS} completions seen; the watch "
+            f"with a 0.5 s outage limit resumed {resuming.resumed} time(s), "
+            f"{len(resuming.completed_at)}/{REQUESTS} seen"
         )
     finally:
         background.stop()
         server.stop()
+        strict.stop()
