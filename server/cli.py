@@ -33,9 +33,16 @@ def serve(
 ) -> None:
     """Run the gRPC API server until SIGTERM/SIGINT, then drain in-flight RPCs."""
     from server import app as server_app
+    from server.tls import server_credentials
 
     overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
-    raise typer.Exit(server_app.run(_settings(**overrides)))
+    settings = _settings(**overrides)
+    try:
+        server_credentials(settings)  # the TLS files, checked before any process starts
+    except ValueError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(server_app.run(settings))
 
 
 @app.command()
