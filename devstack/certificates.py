@@ -54,6 +54,9 @@ class Authority(Issued):
     ) -> Issued:
         """A leaf certificate for `names` (DNS names or IP addresses, the subject alternative names)."""
         now = dt.datetime.now(dt.UTC)
+        not_after = not_after or now + LEAF_LIFETIME
+        # An expired certificate (a test's) was valid for a day before it expired.
+        not_before = not_before or min(now - BACKDATE, not_after - dt.timedelta(days=1))
         key = ec.generate_private_key(ec.SECP256R1())
         ca_key = serialization.load_pem_private_key(self.key_pem, password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -64,8 +67,8 @@ class Authority(Issued):
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before or now - BACKDATE)
-            .not_valid_after(not_after or now + LEAF_LIFETIME)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
