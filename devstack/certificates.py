@@ -191,6 +191,25 @@ class DevCertificates:
         """The client certificate Envoy presents to the server (mTLS)."""
         return self.directory / "envoy-client.pem", self.directory / "envoy-client-key.pem"
 
+    @property
+    def client(self) -> tuple[Path, Path]:
+        """A client certificate for a developer's own direct gRPC calls (grpcurl, the SDK examples)."""
+        return self.directory / "client.pem", self.directory / "client-key.pem"
+
+    def env(self) -> dict[str, str]:
+        """The settings of a stack that uses them: the server serves TLS and requires client
+        certificates; Envoy serves HTTPS and presents its client certificate to the server."""
+        return {
+            "TLS_CERT_FILE": str(self.server[0]),
+            "TLS_KEY_FILE": str(self.server[1]),
+            "TLS_CLIENT_CA_FILE": str(self.ca),
+            "ENVOY_TLS_CERT_FILE": str(self.server[0]),
+            "ENVOY_TLS_KEY_FILE": str(self.server[1]),
+            "ENVOY_UPSTREAM_CA_FILE": str(self.ca),
+            "ENVOY_UPSTREAM_CERT_FILE": str(self.envoy_client[0]),
+            "ENVOY_UPSTREAM_KEY_FILE": str(self.envoy_client[1]),
+        }
+
 
 def dev_certificates(data_dir: Path) -> DevCertificates:
     """The local CA and its certificates under `data_dir`/tls, made on first use; a certificate close
@@ -200,12 +219,14 @@ def dev_certificates(data_dir: Path) -> DevCertificates:
     if authority is None:
         authority = make_authority("adplane development CA (this machine only)")
         write_issued(authority, found.ca, found.ca_key)
-        for path in (*found.server, *found.envoy_client):
+        for path in (*found.server, *found.envoy_client, *found.client):
             path.unlink(missing_ok=True)
     if not _fresh(found.server[0]):
         write_issued(authority.issue("localhost", names=DEV_NAMES), *found.server)
     if not _fresh(found.envoy_client[0]):
         write_issued(authority.issue("adplane-envoy", server=False, client=True), *found.envoy_client)
+    if not _fresh(found.client[0]):
+        write_issued(authority.issue("adplane-developer", server=False, client=True), *found.client)
     return found
 
 

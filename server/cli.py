@@ -196,15 +196,24 @@ def _require_devstack(command: str) -> None:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve TLS: HTTPS at Envoy, TLS with client certificates (mTLS) at the server, with "
+            "certificates of a local CA made on first use under DATA_DIR/tls.",
+        ),
+    ] = False,
+) -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
     META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
-    scheduler."""
+    scheduler. Plaintext unless --tls."""
     _require_devstack("dev")
     from devstack.supervisor import run_dev_stack
 
-    raise typer.Exit(run_dev_stack(Settings()))
+    raise typer.Exit(run_dev_stack(Settings(), tls=tls))
 
 
 @app.command()

@@ -7,6 +7,7 @@ refused; a certificate renamed into place is served by the next connection, at t
 Envoy, without a restart.
 """
 
+import asyncio
 import datetime as dt
 import socket
 import ssl
@@ -24,6 +25,7 @@ from grpc_health.v1 import health_pb2
 from adplane.v1 import auth_service_pb2
 from adplane.v1.auth_service_pb2_grpc import AuthServiceStub
 from devstack.certificates import Authority, Issued, make_authority, write_issued
+from devstack.probes import routes_to_serving_server
 from server.config import Settings
 from tests import waits
 from tests.callers import Caller
@@ -345,3 +347,10 @@ async def test_a_rotated_certificate_is_served_without_a_restart(
     assert (tls_stack.envoy.process.pid, tls_stack.server.process.pid) == (envoy_pid, server_pid)
     assert tls_stack.envoy.process.poll() is None
     assert tls_stack.server.process.poll() is None
+
+
+async def test_make_runs_probe_reaches_the_server_through_envoy_over_tls(tls_stack: TlsStack, pki: Pki) -> None:
+    """`adplane dev --tls` prints its banner once this health check, trusting its CA, comes back SERVING."""
+    port = tls_stack.envoy.port
+    assert await asyncio.to_thread(routes_to_serving_server, port, ca_file=pki.ca_file)
+    assert not await asyncio.to_thread(routes_to_serving_server, port)  # plaintext: no answer
