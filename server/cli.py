@@ -33,9 +33,16 @@ def serve(
 ) -> None:
     """Run the gRPC API server until SIGTERM/SIGINT, then drain in-flight RPCs."""
     from server import app as server_app
+    from server.tls import server_credentials
 
     overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
-    raise typer.Exit(server_app.run(_settings(**overrides)))
+    settings = _settings(**overrides)
+    try:
+        server_credentials(settings)  # the TLS files, checked before any process starts
+    except ValueError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(server_app.run(settings))
 
 
 @app.command()
@@ -189,15 +196,24 @@ def _require_devstack(command: str) -> None:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve TLS: HTTPS at Envoy, TLS with client certificates (mTLS) at the server, with "
+            "certificates of a local CA made on first use under DATA_DIR/tls.",
+        ),
+    ] = False,
+) -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
     META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
-    scheduler."""
+    scheduler. Plaintext unless --tls."""
     _require_devstack("dev")
     from devstack.supervisor import run_dev_stack
 
-    raise typer.Exit(run_dev_stack(Settings()))
+    raise typer.Exit(run_dev_stack(Settings(), tls=tls))
 
 
 @app.command()

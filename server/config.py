@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     # Smallest interval between client pings the server tolerates.
     grpc_min_ping_interval_ms: int = Field(default=10_000, ge=0)
     grpc_max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    # TLS of the gRPC server itself (for callers that reach it directly, and Envoy when
+    # ENVOY_UPSTREAM_CA_FILE is set): PEM certificate chain and private key; unset: plaintext. The
+    # files are read again when they change (rotation without a restart, see server/tls.py).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # mTLS: callers must present a certificate signed by a CA of this PEM bundle (Envoy presents
+    # ENVOY_UPSTREAM_CERT_FILE). Needs TLS_CERT_FILE.
+    tls_client_ca_file: Path | None = None
 
     # Watch streams (WatchRequests): changes reach every server process through a Redis stream.
     # A resume token older than this many seconds is refused (the client re-snapshots).
@@ -177,6 +185,21 @@ class Settings(BaseSettings):
     # alone, on ENVOY_METRICS_PORT (all interfaces) at /stats/prometheus.
     envoy_admin_port: int = Field(default=9901, ge=1, le=65535)
     envoy_metrics_port: int = Field(default=9902, ge=1, le=65535)
+    # TLS at the edge: Envoy's listener serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN: REST, gRPC-Web
+    # and gRPC) with this PEM certificate chain and key; unset: plaintext. Reloaded when a file is
+    # replaced (renamed into place, as Kubernetes and certificate tools do), without a restart.
+    envoy_tls_cert_file: Path | None = None
+    envoy_tls_key_file: Path | None = None
+    # Envoy to the server over TLS, the server's certificate checked against this PEM CA bundle;
+    # unset: plaintext to the server.
+    envoy_upstream_ca_file: Path | None = None
+    # The client certificate (and key) Envoy presents to the server, for a server that requires
+    # one (TLS_CLIENT_CA_FILE). Needs ENVOY_UPSTREAM_CA_FILE.
+    envoy_upstream_cert_file: Path | None = None
+    envoy_upstream_key_file: Path | None = None
+    # The name the server's certificate must carry (DNS or IP subject alternative name), also sent as
+    # SNI when it is a host name. Empty: GRPC_UPSTREAM_HOST.
+    envoy_upstream_server_name: str = ""
 
     # Prometheus `/metrics` of each process kind, on a port of its own; unset: not served.
     # With GRPC_WORKERS > 1 the server's parent process serves the sum over its processes.
@@ -304,6 +327,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an origin (scheme://host[:port], port * for any): {origin!r}")
         return value
 
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> "Settings":
+        """A certificate goes with its key, and what builds on TLS needs the TLS it builds on."""
+        pairs = [
+            ("TLS_CERT_FILE", self.tls_cert_file, "TLS_KEY_FILE", self.tls_key_file),
+            ("ENVOY_TLS_CERT_FILE", self.envoy_tls_cert_file, "ENVOY_TLS_KEY_FILE", self.envoy_tls_key_file),
+            (
+                "ENVOY_UPSTREAM_CERT_FILE",
+                self.envoy_upstream_cert_file,
+                "ENVOY_UPSTREAM_KEY_FILE",
+                self.envoy_upstream_key_file,
+            ),
+        ]
+        for cert_name, cert, key_name, key in pairs:
+            if (cert is None) != (key is None):
+                raise ValueError(f"{cert_name} and {key_name} go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TLS_CLIENT_CA_FILE (client certificates) needs TLS_CERT_FILE and TLS_KEY_FILE")
+        if self.envoy_upstream_cert_file is not None and self.envoy_upstream_ca_file is None:
+            raise ValueError("ENVOY_UPSTREAM_CERT_FILE needs ENVOY_UPSTREAM_CA_FILE (TLS to the server)")
+        return self
+
     @property
     def cors_origins(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
@@ -362,6 +407,11 @@ class Settings(BaseSettings):
     def server_max_metadata_bytes(self) -> int:
         """The gRPC server's metadata limit (soft and hard alike, so nothing is refused by chance)."""
         return self.max_request_headers_kb * 1024 + EDGE_HEADER_ALLOWANCE_BYTES
+
+    @property
+    def upstream_server_name(self) -> str:
+        """The name Envoy expects in the server's certificate."""
+        return self.envoy_upstream_server_name or self.grpc_upstream_host
 
     @property
     def upstream_port(self) -> int:
