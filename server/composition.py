@@ -364,6 +364,14 @@ class UnitOfWork:
         return OutboxRepository(self.session)
 
     @cached_property
+    def idempotency_repository(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.session)
+
+    @cached_property
+    def refresh_token_repository(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository(self.session)
+
+    @cached_property
     def users(self) -> IUserService:
         return UserService(
             repository=UserRepository(self.session),

@@ -19,7 +19,6 @@ QUEUE = "adplane:tasks"
 # (message id, fields) as redis-py returns stream entries.
 type _StreamEntry = tuple[str, dict[bytes, bytes]]
 CONSUMER_GROUP = "adplane-workers"
-RESULT_TTL_SECONDS = 24 * 3600
 # How often a worker looks for Redis again while it is down.
 REDIS_WAIT_SECONDS = 0.5
 
@@ -134,5 +133,7 @@ def create_broker(settings: Settings) -> AsyncBroker:
         xread_block=1000,
         **connection_options(),
     ).with_result_backend(
-        RedisAsyncResultBackend(settings.redis_url, result_ex_time=RESULT_TTL_SECONDS, **connection_options())
+        RedisAsyncResultBackend(
+            settings.redis_url, result_ex_time=settings.task_result_ttl_seconds, **connection_options()
+        )
     )
