@@ -31,6 +31,8 @@ from server.pixels import tasks as pixel_tasks
 from server.requests import tasks as request_tasks
 from server.requests.events import REQUEST_CHANGED_TOPIC, RequestEventPublisher
 from server.signin.retention import delete_spent_tokens
+from server.taskqueue.broker import QUEUE
+from server.taskqueue.trim import trim_acknowledged
 
 type Payload = Mapping[str, Any]
 type EventWork = Callable[[WorkerResources, Payload], Awaitable[Any]]
@@ -193,6 +195,12 @@ async def delete_spent_refresh_tokens(resources: WorkerResources) -> int:
     )
 
 
+async def trim_task_stream(resources: WorkerResources) -> int:
+    """What acknowledgements left in the task stream (`server.taskqueue.trim`)."""
+    redis = resources.infrastructure.redis
+    return 0 if redis is None else await trim_acknowledged(redis, QUEUE)
+
+
 TASKS = [
     TaskSpec("requests.carry_out", on_event(carry_out_request), topics=("request.approved",)),
     TaskSpec("requests.expire_stale", scheduled(expire_stale_requests), schedule=lambda s: s.expire_requests_cron),
@@ -227,6 +235,7 @@ TASKS = [
         schedule=lambda s: s.retention_cron,
     ),
     TaskSpec("signin.delete_spent_tokens", scheduled(delete_spent_refresh_tokens), schedule=lambda s: s.retention_cron),
+    TaskSpec("taskqueue.trim_stream", scheduled(trim_task_stream), schedule=lambda s: s.retention_cron),
 ]
 
 TOPICS: dict[str, str] = {topic: spec.name for spec in TASKS for topic in spec.topics}
