@@ -239,6 +239,12 @@ class Settings(BaseSettings):
     refresh_token_retention_grace_hours: float = Field(default=168, gt=0)
     # How long task results stay in Redis (for operators; nothing reads them back).
     task_result_ttl_seconds: int = Field(default=3600, ge=60)
+    # Whole months of the audit log kept by `adplane audit-log rotate` and its scheduled run
+    # (AUDIT_LOG_ROTATE_CRON): older monthly partitions are dropped. 0 keeps every month.
+    audit_log_retention_months: int = Field(default=0, ge=0)
+    # Monthly partitions of the audit log created ahead of the current month.
+    audit_log_partitions_ahead: int = Field(default=3, ge=1, le=24)
+    audit_log_rotate_cron: str = "40 2 * * *"
 
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""

@@ -19,6 +19,7 @@ from taskiq import AsyncBroker, Context, TaskiqDepends
 from server.accounts import alerts
 from server.accounts import sync as account_sync
 from server.accounts import tasks as account_tasks
+from server.audit_logs.partitions import rotate_partitions
 from server.background.resources import WorkerResources, worker_resources
 from server.business_managers import sync as business_manager_sync
 from server.config import Environment, Settings
@@ -195,6 +196,17 @@ async def delete_spent_refresh_tokens(resources: WorkerResources) -> int:
     )
 
 
+async def rotate_audit_log(resources: WorkerResources) -> dict[str, Any]:
+    """The audit log's next monthly partitions, and old ones dropped when AUDIT_LOG_RETENTION_MONTHS is set."""
+    settings = resources.settings
+    rotation = await rotate_partitions(
+        resources.infrastructure.unit_of_work,
+        keep_months=settings.audit_log_retention_months,
+        ahead=settings.audit_log_partitions_ahead,
+    )
+    return asdict(rotation)
+
+
 async def trim_task_stream(resources: WorkerResources) -> int:
     """What acknowledgements left in the task stream (`server.taskqueue.trim`)."""
     redis = resources.infrastructure.redis
@@ -236,6 +248,7 @@ TASKS = [
     ),
     TaskSpec("signin.delete_spent_tokens", scheduled(delete_spent_refresh_tokens), schedule=lambda s: s.retention_cron),
     TaskSpec("taskqueue.trim_stream", scheduled(trim_task_stream), schedule=lambda s: s.retention_cron),
+    TaskSpec("audit_logs.rotate", scheduled(rotate_audit_log), schedule=lambda s: s.audit_log_rotate_cron),
 ]
 
 TOPICS: dict[str, str] = {topic: spec.name for spec in TASKS for topic in spec.topics}
