@@ -162,7 +162,8 @@ class Settings(BaseSettings):
 
     # Envoy: REST/JSON and gRPC-Web on this port, proxied to the gRPC server.
     http_port: int = Field(default=8080, ge=0, le=65535)
-    # Host and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT.
+    # Host(s) and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT. Several hosts,
+    # comma-separated (one per node, e.g. `10.0.1.5,10.0.2.5`), each get every upstream port.
     grpc_upstream_host: str = "127.0.0.1"
     grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
     # Envoy's admin interface listens on 127.0.0.1 only; its Prometheus stats are also served,
@@ -367,6 +368,11 @@ class Settings(BaseSettings):
     def worker_port(self, index: int) -> int:
         """The port server process `index` listens on alone, next to the shared GRPC_PORT."""
         return self.grpc_port + 1 + index
+
+    @property
+    def upstream_hosts(self) -> list[str]:
+        """GRPC_UPSTREAM_HOST as a list: the nodes Envoy balances over."""
+        return [host.strip() for host in self.grpc_upstream_host.split(",") if host.strip()]
 
     @property
     def upstream_ports(self) -> list[int]:
