@@ -21,6 +21,7 @@ from server.accounts.request_work import AccountRequestWork
 from server.accounts.service import AccountService, IAccountService
 from server.api_keys.repository import ApiKeyRepository
 from server.api_keys.service import ApiKeyService, IApiKeyService
+from server.audit_logs.partitions import AuditLogPartitions
 from server.audit_logs.repository import AuditLogRepository
 from server.audit_logs.service import AuditLogService, AuditTrail, IAuditLogService, IAuditTrail
 from server.auth.passwords import Passwords
@@ -362,6 +363,18 @@ class UnitOfWork:
     @cached_property
     def outbox_repository(self) -> OutboxRepository:
         return OutboxRepository(self.session)
+
+    @cached_property
+    def audit_log_partitions(self) -> AuditLogPartitions:
+        return AuditLogPartitions(self.session)
+
+    @cached_property
+    def idempotency_repository(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.session)
+
+    @cached_property
+    def refresh_token_repository(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository(self.session)
 
     @cached_property
     def users(self) -> IUserService:

@@ -258,6 +258,31 @@ class Settings(BaseSettings):
     spend_cap_alerts_cron: str = "*/15 * * * *"
     spend_export_cron: str = "0 4 * * *"
 
+    # Data retention (README "Data retention"): what is deleted, when, and how much per statement.
+    # The retention jobs (published outbox rows, idempotency keys, refresh tokens, expired exports,
+    # the task stream's acknowledged entries) run on this schedule.
+    retention_cron: str = "17 * * * *"
+    # Rows deleted per statement (and per transaction) by the retention jobs: short locks, short
+    # transactions, and a crash keeps what was done.
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Outbox rows are kept this long after they were published (for inspecting what was sent).
+    outbox_retention_hours: float = Field(default=24, gt=0)
+    # A retry with the same request_id is recognised for this long; the key is deleted afterwards
+    # (a retry after that does the work again).
+    idempotency_key_retention_hours: float = Field(default=72, gt=0)
+    # Refresh tokens are deleted this long after they expired or were revoked; a revoked sign-in
+    # stays revoked in the meantime (never less than ACCESS_TOKEN_TTL_SECONDS, so an access token
+    # of a revoked sign-in cannot outlive its record).
+    refresh_token_retention_grace_hours: float = Field(default=168, gt=0)
+    # How long task results stay in Redis (for operators; nothing reads them back).
+    task_result_ttl_seconds: int = Field(default=3600, ge=60)
+    # Whole months of the audit log kept by `adplane audit-log rotate` and its scheduled run
+    # (AUDIT_LOG_ROTATE_CRON): older monthly partitions are dropped. 0 keeps every month.
+    audit_log_retention_months: int = Field(default=0, ge=0)
+    # Monthly partitions of the audit log created ahead of the current month.
+    audit_log_partitions_ahead: int = Field(default=3, ge=1, le=24)
+    audit_log_rotate_cron: str = "40 2 * * *"
+
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
     # Where download links point, when clients reach the store at another address than the
