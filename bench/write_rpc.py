@@ -27,12 +27,12 @@ import datetime as dt
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from adplane.v1 import request_service_pb2 as request_pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import loadgen
 from bench.dataset import Dataset, asyncpg_dsn, seed
-from bench.read_rpc import Row, Stack, _measure, database, token_issuer
+from bench.read_rpc import _PROBLEM, Row, Stack, _measure, database, token_issuer
 from bench.wait_sampler import WaitSampler
 from devstack.embedded import free_port, start_redis
 from server.db import new_id
@@ -273,7 +273,7 @@ async def _check(port: int, dataset: Dataset, manager_id: uuid.UUID) -> None:
         )
 
 
-def run_writes(
+def _loads(
     stack: Stack,
     *,
     dataset: Dataset,
@@ -281,7 +281,8 @@ def run_writes(
     staff: Staff,
     waiting: dict[str, list[uuid.UUID]],
     args: argparse.Namespace,
-) -> list[WriteRow]:
+) -> list[tuple[str, str, Callable[[], loadgen.LoadResult]]]:
+    """(write, label, run) of each load against `stack`; warms the stack up, unmeasured."""
     rng = random.Random(args.seed)  # noqa: S311 - reproducible picks, not secrets
     run = json.dumps(uuid.uuid4().hex[:8])
     asyncio.run(_check(stack.grpc_port, dataset, manager_id))
@@ -316,28 +317,51 @@ def run_writes(
             stack.grpc_port, ids, staff.access_token, in_flight=args.in_flight, seconds=args.seconds
         )
 
-    metrics_url = f"http://127.0.0.1:{stack.env['SERVER_METRICS_PORT']}/metrics"
-    loads: list[tuple[str, str, Callable[[], loadgen.LoadResult]]] = [
+    # Warm up (connections, prepared statements, caches) unmeasured.
+    request_account_grpc(seconds=1)
+    request_account_rest(seconds=1)
+    return [
         ("account", "RequestAccount, gRPC (h2load)", request_account_grpc),
         ("account", "RequestAccount, REST via Envoy (wrk)", request_account_rest),
         ("approve", "ApproveRequest, REST via Envoy (wrk)", approve_rest(waiting["rest"])),
         ("approve", "ApproveRequest, gRPC (Python client)", approve_grpc(waiting["grpc"])),
     ]
-    # Warm up (connections, prepared statements, caches) unmeasured.
-    request_account_grpc(seconds=1)
-    request_account_rest(seconds=1)
+
+
+def run_writes(
+    stacks: dict[str, Stack],
+    loads: dict[str, list[tuple[str, str, Callable[[], loadgen.LoadResult]]]],
+    args: argparse.Namespace,
+) -> list[WriteRow]:
+    """Each load on every stack in turn (the variants compared within the same minutes)."""
     rows: list[WriteRow] = []
-    for write, label, load in loads:
+    for n, (write, label, _) in enumerate(next(iter(loads.values()))):
         if write not in args.writes:
             continue
-        before = loadgen.machine_ticks()
-        with WaitSampler(asyncpg_dsn(stack.env["DATABASE_URL"]), metrics_url=metrics_url) as sampler:
-            row = _measure(stack, label, load, profile=args.profile, seconds=args.seconds)
-        written = WriteRow(row, loadgen.busy_share(before, loadgen.machine_ticks()))
-        print(written.cells(), flush=True)
-        print(f"  {label}: {sampler.waits.summary()}", flush=True)
-        rows.append(written)
+        for variant, stack in stacks.items():
+            load = loads[variant][n][2]
+            named = f"{label}{variant}"
+            metrics_url = f"http://127.0.0.1:{stack.env['SERVER_METRICS_PORT']}/metrics"
+            before = loadgen.machine_ticks()
+            with WaitSampler(asyncpg_dsn(stack.env["DATABASE_URL"]), metrics_url=metrics_url) as sampler:
+                row = _measure(stack, named, load, profile=args.profile, seconds=args.seconds)
+            written = WriteRow(row, loadgen.busy_share(before, loadgen.machine_ticks()))
+            print(written.cells(), flush=True)
+            print(f"  {named}: {sampler.waits.summary()}", flush=True)
+            rows.append(written)
     return rows
+
+
+@contextmanager
+def baseline_tree(revision: str | None) -> Iterator[Path | None]:
+    """Another revision's tree in a temporary directory, whose `server/` the baseline runs (None: none)."""
+    if revision is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", revision], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
 
 
 @contextmanager
@@ -345,7 +369,7 @@ def redis_for(env: dict[str, str]) -> Iterator[dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp) / "redis", ephemeral=True)
         try:
-            yield {**env, "REDIS_URL": redis.url, "SERVER_METRICS_PORT": str(free_port())}
+            yield {**env, "REDIS_URL": redis.url}
         finally:
             redis.stop()
 
@@ -360,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
         "--writes", nargs="+", choices=("account", "approve"), default=["account", "approve"], help="which to load"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REVISION",
+        help="also run the server/ of this git revision (e.g. main), each write alternating between the two",
     )
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="sample the server processes with py-spy into DIR during each run"
@@ -378,14 +407,42 @@ def main(argv: list[str] | None = None) -> int:
                 settings.database_url, lambda user: tokens.issue_access(user_id=user, family_id=new_id(), now=now).token
             )
         )
-        started = time.monotonic()
-        waiting = {
-            way: asyncio.run(prepare_waiting(settings.database_url, dataset, manager_id, args.waiting))
-            for way in ("rest", "grpc")
-        }
-        print(f"prepared {2 * args.waiting:,} waiting requests in {time.monotonic() - started:.1f} s", flush=True)
-        with Stack(env, workers=args.workers, log_dir=settings.data_dir).running() as stack:
-            rows = run_writes(stack, dataset=dataset, manager_id=manager_id, staff=staff, waiting=waiting, args=args)
+        with baseline_tree(args.baseline) as baseline, ExitStack() as running:
+            variants = (
+                {"": env}
+                if baseline is None
+                else {
+                    f" [{args.baseline}]": {**env, "PYTHONPATH": str(baseline)},
+                    " [this tree]": env,
+                }
+            )
+            stacks: dict[str, Stack] = {}
+            loads = {}
+            for variant, variant_env in variants.items():
+                stack = Stack(
+                    {**variant_env, "SERVER_METRICS_PORT": str(free_port())},
+                    workers=args.workers,
+                    log_dir=settings.data_dir / f"stack-{len(stacks)}",
+                )
+                stacks[variant] = running.enter_context(stack.running())
+                waiting = {
+                    way: asyncio.run(prepare_waiting(settings.database_url, dataset, manager_id, args.waiting))
+                    for way in ("rest", "grpc")
+                }
+                loads[variant] = _loads(
+                    stack, dataset=dataset, manager_id=manager_id, staff=staff, waiting=waiting, args=args
+                )
+            rows = run_writes(stacks, loads, args)
+            for stack in stacks.values():
+                problems = [
+                    line for line in stack.server_log.read_text(errors="replace").splitlines() if _PROBLEM.search(line)
+                ]
+                if problems:
+                    print(
+                        f"the server logged {len(problems)} warning/error lines; the first ones:",
+                        *problems[:5],
+                        sep="\n",
+                    )
         approved, audited, queued = asyncio.run(check_approvals(settings.database_url))
         print(f"approved {approved:,} requests: {audited:,} approval audit entries, {queued:,} approved-work rows")
         if not approved == audited == queued:

@@ -175,8 +175,8 @@ async def test_list_cost_does_not_grow_with_the_page(
 # The statements of the two hot writes (transaction control left out: BEGIN is implicit, COMMIT one
 # round trip whatever the statements). Each is a round trip on the call's connection while its
 # transaction holds it: one more here is one more wait per write (bench/README.md, the write path).
-REQUEST_ACCOUNT_STATEMENTS = 7
-APPROVE_REQUEST_STATEMENTS = 8
+REQUEST_ACCOUNT_STATEMENTS = 6
+APPROVE_REQUEST_STATEMENTS = 7
 
 
 def _servicer(infrastructure: Infrastructure, service: str) -> Any:
