@@ -46,6 +46,14 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class DatabasePooler(StrEnum):
+    """What DATABASE_URL (and DATABASE_READ_URL) point at: PostgreSQL itself, or PgBouncer in
+    transaction pooling mode (no prepared statement outlives its statement; see docs/scaling.md)."""
+
+    NONE = "none"
+    PGBOUNCER = "pgbouncer"
+
+
 class EventLoop(StrEnum):
     UVLOOP = "uvloop"
     ASYNCIO = "asyncio"
@@ -114,6 +122,19 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
+    # `pgbouncer`: DATABASE_URL (and DATABASE_READ_URL) go through PgBouncer in transaction mode.
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    # PostgreSQL itself, for what needs a session of its own: LISTEN (the standing cache) and
+    # migrations. Empty: DATABASE_URL (right when that is not a pooler).
+    database_direct_url: str = ""
+    # A streaming replica for the hot reads and lists (callers still read their own writes); empty:
+    # everything on DATABASE_URL.
+    database_read_url: str = ""
+    # The replica is skipped (reads go to DATABASE_URL) while it lags more than this many seconds
+    # behind the primary, or does not answer.
+    database_read_max_lag_seconds: float = Field(default=5.0, gt=0)
+    # How often each process measures the replica's lag.
+    database_read_check_interval_seconds: float = Field(default=1.0, gt=0)
     # Empty: `adplane dev` starts an embedded Redis under DATA_DIR. With REDIS_SENTINELS set, only its
     # database number and credentials count (the sentinels name the primary's address).
     redis_url: str = ""
@@ -393,7 +414,15 @@ class Settings(BaseSettings):
         pairs = (part.strip().rpartition(":") for part in self.redis_sentinels.split(",") if part.strip())
         return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
-    @field_validator("database_url")
+    @model_validator(mode="after")
+    def _direct_url_behind_a_pooler(self) -> "Settings":
+        # Through PgBouncer in transaction mode a LISTEN would hear nothing once its server
+        # connection went to another client, and migrations need a session of their own.
+        if self.database_pooler is DatabasePooler.PGBOUNCER and self.database_url and not self.database_direct_url:
+            raise ValueError("DATABASE_POOLER=pgbouncer needs DATABASE_DIRECT_URL (PostgreSQL itself, not PgBouncer)")
+        return self
+
+    @field_validator("database_url", "database_direct_url", "database_read_url")
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
         # Accept the plain URLs other tools use (postgres://, postgresql://) and pick the async driver.
@@ -421,6 +450,11 @@ class Settings(BaseSettings):
     @property
     def redis_configured(self) -> bool:
         return bool(self.redis_url or self.redis_sentinels)
+
+    @property
+    def direct_database_url(self) -> str:
+        """Where sessions of their own go (LISTEN, migrations): DATABASE_DIRECT_URL or DATABASE_URL."""
+        return self.database_direct_url or self.database_url
 
     @property
     def effective_log_format(self) -> LogFormat:

@@ -16,7 +16,7 @@ RUFF = str(Path(sys.executable).parent / "ruff")
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", settings.direct_database_url.replace("%", "%%"))
     config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     config.set_main_option("truncate_slug_length", "40")
     # ruff formats new revision files so they pass `make lint` as generated.
