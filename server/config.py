@@ -339,6 +339,18 @@ class Settings(BaseSettings):
     login_max_wait_seconds: float = Field(default=10.0, ge=0)
     login_first_delay_seconds: float = Field(default=1.0, gt=0)
 
+    # Per-caller rate limits (server/interceptors/rate_limit.py): a token bucket per API key or user
+    # and per class of method, in Redis, so that it holds across every server process and node. Reads
+    # are the RPCs routed as GET, streams count when they open, writes are the rest. Tokens per second
+    # (0: no limit for the class) and the most a caller may spend at once. Over the limit: 429 /
+    # RESOURCE_EXHAUSTED (RATE_LIMITED) with RetryInfo and Retry-After.
+    rate_limit_reads_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_reads_burst: int = Field(default=200, ge=1)
+    rate_limit_writes_per_second: float = Field(default=20.0, ge=0)
+    rate_limit_writes_burst: int = Field(default=40, ge=1)
+    rate_limit_streams_per_second: float = Field(default=1.0, ge=0)
+    rate_limit_streams_burst: int = Field(default=20, ge=1)
+
     # The event loop of the server, worker and scheduler processes. uvloop costs the server about a
     # tenth less CPU per request than asyncio's own loop (bench/README.md); `asyncio` is the way back
     # should a library ever misbehave on it.
