@@ -202,6 +202,10 @@ def rate_limits(settings: Settings) -> dict[MethodClass, Limit]:
     }
 
 
+# The grpc.health.v1 service name that answers whether the process is alive (not whether it can serve).
+LIVENESS_SERVICE = "adplane.liveness"
+
+
 def build_server(
     settings: Settings, infrastructure: Infrastructure
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
@@ -246,6 +250,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     gc.collect()
     gc.freeze()
     await _open_pools(infrastructure)
+    # Liveness (the kubelet's livenessProbe): SERVING from start to shutdown whatever PostgreSQL and
+    # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(

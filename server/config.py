@@ -307,7 +307,7 @@ class Settings(BaseSettings):
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
     # Where download links point, when clients reach the store at another address than the
-    # platform does (compose: the platform at http://minio:9000, browsers at localhost:9000).
+    # platform does (compose: the platform at http://objectstore:9000, browsers at localhost:9000).
     # Empty: S3_ENDPOINT_URL.
     s3_public_endpoint_url: str = ""
     s3_region: str = "us-east-1"
