@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from server.interceptors.rate_limit import Limit, SharedBuckets
 from server.config import Settings
+from server.interceptors.rate_limit import Limit, SharedBuckets
 from server.method_classes import MethodClass
 from server.redis_client import connect_redis
 
