@@ -54,7 +54,7 @@ FENCE_KEY = "{adplane:scheduler}:fence"
 RUN_KEY_PREFIX = "{adplane:scheduler}:run:"
 RUN_KEY_TTL_MS = 24 * 3600 * 1000
 # How long a scheduler without the lease waits for someone to claim a due run before leaving it to
-# the next one: longer than a handover (4/3 of the lease) with the default lease.
+# the next one: a minute, and always longer than a handover (4/3 of the lease).
 WAIT_FOR_CLAIM_SECONDS = 60.0
 CLAIM_RETRY_SECONDS = 0.5
 OUTAGE_RETRY_SECONDS = 1.0
@@ -113,6 +113,11 @@ class SchedulerLease:
     def renew_every(self) -> float:
         return self.lease_ms / 3000
 
+    @property
+    def handover_bound(self) -> float:
+        """Seconds at most between the holder's death and another scheduler holding the lease."""
+        return self.lease_ms / 1000 + self.renew_every
+
     async def try_hold(self) -> bool:
         """Take the lease when it is free, extend it when it is ours; whether we hold it now."""
         if self.token is not None:
@@ -152,10 +157,13 @@ class SchedulerLease:
             if not is_outage(error):
                 raise
 
-    async def claim(self, run: str, *, wait_for_claim: float = WAIT_FOR_CLAIM_SECONDS) -> str | None:
+    async def claim(self, run: str, *, wait_for_claim: float | None = None) -> str | None:
         """The fencing token to send run `run` with, or None when it must not be sent here: someone
-        claimed it before, or nobody did within `wait_for_claim` while another scheduler held the
-        lease. Waits through Redis outages."""
+        claimed it before, or nobody did within `wait_for_claim` (default: a minute, or a handover
+        and a little more when that is longer) while another scheduler held the lease. Waits
+        through Redis outages."""
+        if wait_for_claim is None:
+            wait_for_claim = max(WAIT_FOR_CLAIM_SECONDS, self.handover_bound + 5)
         deadline = asyncio.get_running_loop().time() + wait_for_claim
         while True:
             token = self.token or ""
