@@ -7,7 +7,7 @@ at the same pace with a compare-and-extend script (PEXPIRE only while the key st
 token). A holder that dies stops extending: the key expires after at most one lease, and another
 scheduler takes it at its next try, so the handover takes at most 4/3 of SCHEDULER_LEASE_SECONDS
 (13.3 s with the default 10 s). A scheduler stopped by SIGTERM deletes its lease (compare-and-delete),
-so a rolling restart hands over at once.
+so a rolling restart hands over at the others' next try, within a third of the lease.
 
 Why a lease in Redis and not a PostgreSQL advisory lock: every scheduler already depends on Redis
 (the runs go there), and a session-level advisory lock needs a direct, long-lived PostgreSQL session
@@ -25,7 +25,8 @@ key, kept a day). So:
 - the new holder's claim of a minute the old holder already sent fails (the identity is taken), so
   a handover in the middle of a minute sends nothing twice;
 - a run the dead holder never claimed is claimed by the new holder: schedulers that do not hold
-  the lease wait for a due run to be claimed (up to WAIT_FOR_CLAIM_SECONDS) instead of skipping it.
+  the lease wait for a due run to be claimed (a minute, and longer than a handover) instead of
+  skipping it.
 The token travels with the run (labels `scheduled_run`, `scheduler_fence`) for operators.
 
 Limits: a Redis failover that loses the lease and run keys (asynchronous replication) may let one
