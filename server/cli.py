@@ -107,8 +107,8 @@ def worker() -> None:
 
 @app.command()
 def scheduler() -> None:
-    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
-    a second scheduler sends every periodic task twice."""
+    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run one or more:
+    the one holding the lease in Redis sends each run once; another takes over when it dies."""
     from server.background import scheduler as task_scheduler
 
     raise typer.Exit(task_scheduler.run(_settings()))

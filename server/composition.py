@@ -96,7 +96,7 @@ class Infrastructure:
         read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         standing_cache = StandingCache()
         standing_cache.attach(engine)
-        redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        redis = connect_redis(settings) if settings.redis_configured else None
         watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,

@@ -500,10 +500,9 @@ def test_database_connections_fit_max_connections(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_scheduler_replicas_rely_on_the_lease(overlay: str) -> None:
+    """Several schedulers send each run once only through the lease in Redis (server/background)."""
     replicas = workload(overlay, "scheduler")["spec"].get("replicas", 1)
-    if replicas > 1 and "scheduler_lease_seconds" not in Settings.model_fields:
-        pytest.xfail(
-            f"{overlay}: {replicas} schedulers, but the scheduler's Redis lease (SCHEDULER_LEASE_SECONDS, "
-            "issue 22) is not in this code: every periodic task would be sent twice"
+    if replicas > 1:
+        assert field_for("SCHEDULER_LEASE_SECONDS") in Settings.model_fields, (
+            f"{overlay}: {replicas} schedulers without the scheduler's lease would send every periodic task twice"
         )
-    assert field_for("SCHEDULER_LEASE_SECONDS") in Settings.model_fields or replicas == 1
