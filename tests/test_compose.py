@@ -595,6 +595,17 @@ def test_more_than_one_scheduler_only_with_the_lease() -> None:
         assert "scheduler_lease_seconds" in Settings.model_fields, "several schedulers without the lease"
 
 
+# What Envoy and the server must agree on: the edge enforces the server's limits.
+SHARED_WITH_THE_EDGE = ("grpc_max_message_bytes", "max_request_headers_kb", "cors_allowed_origins")
+
+
+def test_envoy_and_the_server_share_their_limits() -> None:
+    envoy = service_settings(services()["envoy"])
+    server = service_settings(services()["server"])
+    for field in SHARED_WITH_THE_EDGE:
+        assert getattr(envoy, field) == getattr(server, field), field
+
+
 def test_envoy_balances_over_each_server_process() -> None:
     """Envoy targets the port of each server process (GRPC_PORT + 1 + i), as many as the server runs."""
     envoy = service_settings(services()["envoy"])

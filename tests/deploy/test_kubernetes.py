@@ -27,6 +27,7 @@ from tests.deploy import connections
 from tests.test_compose import (
     REQUIRED_IN_PRODUCTION,
     SECRET_SETTINGS,
+    SHARED_WITH_THE_EDGE,
     dockerfile,
     dockerfile_cmd,
     env_names,
@@ -347,6 +348,9 @@ def test_envoy_reaches_every_server_pod(overlay: str, tmp_path: Path, monkeypatc
     server_pod = workload(overlay, "server")["spec"]["template"]
     assert selects({"matchLabels": service["spec"]["selector"]}, server_pod["metadata"]["labels"])
     assert envoy.upstream_ports == [main_container(overlay, "server")["ports"][0]["containerPort"]]
+    server = settings_of(overlay, server_pod, main_container(overlay, "server"), tmp_path / "server", monkeypatch)
+    for field in SHARED_WITH_THE_EDGE:  # Envoy enforces the server's limits
+        assert getattr(envoy, field) == getattr(server, field), field
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
