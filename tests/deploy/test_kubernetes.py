@@ -457,6 +457,9 @@ def test_network_policies_let_only_envoy_reach_the_servers_and_only_the_app_the_
 def test_the_migration_runs_before_the_new_pods_start(overlay: str) -> None:
     (job,) = objects(overlay, "Job")
     assert job["metadata"]["name"] == f"adplane-migrate-{release(overlay)}", "one Job per release (immutable)"
+    # The name becomes the label `job-name` of its pod: a DNS label, 63 characters at most; the release
+    # is an image tag too.
+    assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?", job["metadata"]["name"]), "release: a-z 0-9 . -"
     assert parse_cli(containers(job["spec"]["template"])[0]["command"]).subcommand == "migrate"
     # A generated (hash-named) ConfigMap in the Job would change its template with any setting.
     assert not any(c.get("envFrom") for c in containers(job["spec"]["template"]))
