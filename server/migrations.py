@@ -3,6 +3,7 @@
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from server.audit_logs.partitions import is_partition
 from server.config import PROJECT_ROOT, Settings
 
 RUFF = str(Path(sys.executable).parent / "ruff")
@@ -20,7 +22,7 @@ RUFF = str(Path(sys.executable).parent / "ruff")
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", settings.direct_database_url.replace("%", "%%"))
     config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     config.set_main_option("truncate_slug_length", "40")
     # ruff formats new revision files so they pass `make lint` as generated.
@@ -32,6 +34,12 @@ def alembic_config(settings: Settings) -> Config:
     config.set_section_option("post_write_hooks", "ruff_fix.executable", RUFF)
     config.set_section_option("post_write_hooks", "ruff_fix.options", "check --fix REVISION_SCRIPT_FILENAME")
     return config
+
+
+def include_name(name: str | None, type_: str, _parent_names: Mapping[str, str | None]) -> bool:
+    """What alembic compares with the models: every table but the audit log's partitions (the models
+    declare the partitioned table; its partitions come and go with `adplane audit-log rotate`)."""
+    return not (type_ == "table" and name is not None and is_partition(name))
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
