@@ -47,6 +47,8 @@ KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 MAX_CONNECTIONS = {"dev": 100, "production": 400}
 # The base's name of the adplane image: the overlays' `images:` map it to a registry.
 IMAGE = "adplane"
+# The Secret holding the app's secrets (docs/deploy/kubernetes.md, "Secrets").
+APP_SECRET = "adplane-secrets"
 # The temporary directory in the containers (tempfile.gettempdir(): heartbeats, metrics files).
 TMP = "/tmp"  # noqa: S108
 
@@ -281,9 +283,14 @@ def test_every_setting_the_code_requires_is_provided(
             for name, value in values.items():
                 if name not in file_variable_names():
                     validate_setting(name, value)
+            mounts = secret_mounts(pod, container)
+            for name, value in values.items():
+                if name.endswith("_FILE"):  # secrets as NAME_FILE, certificates and keys as *_FILE settings
+                    assert PurePosixPath(value).parent in mounts, f"{where}: {name}={value} is not in a mounted Secret"
             subcommand = parse_cli(container["command"]).subcommand
             if subcommand == "envoy":
-                assert not secret_mounts(pod, container), f"{where}: Envoy holds no secret"
+                # Its own TLS certificate at most: none of the app's secrets.
+                assert APP_SECRET not in mounts.values(), f"{where}: Envoy holds none of the app's secrets"
                 continue
             files = {name.removesuffix("_FILE") for name in values if name in file_variable_names()}
             missing = [name for name in REQUIRED_IN_PRODUCTION if name not in files and name not in values]
@@ -298,7 +305,7 @@ def test_the_secret_keys_are_the_documented_ones() -> None:
     docs = (PROJECT_ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
     documented = set(re.findall(r"--from-file=([a-z_]+)=", docs))
     for overlay in OVERLAYS:
-        assert secret_keys(overlay) == {"adplane-secrets": documented}, overlay
+        assert secret_keys(overlay) == {APP_SECRET: documented}, overlay
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
