@@ -507,6 +507,9 @@ def test_database_connections_fit_max_connections(
             most += surge
         total += most * connections.processes(subcommand, settings) * connections.pool_connections(subcommand, settings)
     allowed = connections.available(MAX_CONNECTIONS[overlay])
+    if overlay == "production":  # the figure docs/deploy/kubernetes.md gives
+        docs = (PROJECT_ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
+        assert f"= {total}, within a PostgreSQL with `max_connections={MAX_CONNECTIONS[overlay]}`" in docs
     assert total <= allowed, (
         f"{overlay}: {total} connections at most, max_connections {MAX_CONNECTIONS[overlay]} leaves {allowed}"
     )
