@@ -321,6 +321,10 @@ def test_probes_and_ports_are_the_ones_the_processes_open(
     def ports(container: Object) -> dict[str, int]:
         return {port["name"]: port["containerPort"] for port in container.get("ports") or []}
 
+    # Probes and scrapers come to the pod's address: the metrics listeners bind every interface.
+    for name in ("server", "envoy", "worker", "scheduler"):
+        assert settings(name).metrics_host == "0.0.0.0", f"{name}: METRICS_HOST must not be loopback"
+
     server, server_settings = main_container(overlay, "server"), settings("server")
     assert server_settings.effective_grpc_workers == 1, "one server process per pod: pods are the unit of scale"
     assert ports(server) == {"grpc": server_settings.grpc_port, "metrics": server_settings.server_metrics_port}
