@@ -5,8 +5,8 @@ The pool sizes are not re-derived here: each process's pools are built by the co
 (`Infrastructure.build`, `WorkerResources.open`) and the limit they declare to the metrics
 (`adplane_db_pool_connections_limit`: pool size + overflow + read pool) is read back. A server process
 adds the readiness probe's own connection (server/readiness.py, `DatabaseProbe`) and the standing
-cache's listening one (`Infrastructure.open_pools`: LISTEN, to PostgreSQL itself even behind a
-pooler); the scheduler reaches Redis only; `adplane migrate` holds one connection.
+cache's listening one (server/auth/standing_cache.py); the scheduler
+reaches Redis only; `adplane migrate` holds one connection.
 """
 
 import asyncio
@@ -20,9 +20,9 @@ from server.metrics import DB_CONNECTIONS_LIMIT
 
 # The subcommands that open no pool, and what they hold instead.
 FIXED_CONNECTIONS = {"scheduler": 0, "migrate": 1}
-# Beside the pools, server processes only: the readiness probe's connection and the standing
-# cache's LISTEN connection.
-SERVER_OWN_CONNECTIONS = 2
+# Beside the pools, server processes only: the readiness probe's connection and the standing cache's
+# LISTEN connection (to DATABASE_DIRECT_URL, which is PostgreSQL itself even behind PgBouncer).
+PROBE_CONNECTIONS = 2
 # PostgreSQL's default superuser_reserved_connections: not available to the application's role.
 SUPERUSER_RESERVED = 3
 # Room for one-off commands (`adplane createsuperuser`, `sync accounts`, psql) beside the processes.
@@ -55,7 +55,7 @@ def pool_connections(subcommand: str, settings: Settings) -> int:
     declared = declared_limit() - before
     asyncio.run(closing)  # nothing was connected: the pools open on first use
     DB_CONNECTIONS_LIMIT.dec(declared)
-    return int(declared) + (SERVER_OWN_CONNECTIONS if subcommand == "serve" else 0)
+    return int(declared) + (PROBE_CONNECTIONS if subcommand == "serve" else 0)
 
 
 def processes(subcommand: str, settings: Settings) -> int:
