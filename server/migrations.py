@@ -70,10 +70,8 @@ def schema_is_ready(settings: Settings) -> bool:
     """Whether the database's schema is at this code's head, or past it: revisions this code does not
     know were written by a newer release (this one was rolled back to), whose migrations keep the
     release before working. Raises when the database cannot be reached."""
-    config = alembic_config(settings)
-    script = ScriptDirectory.from_config(config)
-    # The database `adplane migrate` writes to (migrations/env.py connects the same way).
-    current = asyncio.run(_database_revisions(config.get_main_option("sqlalchemy.url") or ""))
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    current = asyncio.run(_database_revisions(settings.direct_database_url))
     if current == set(script.get_heads()):
         return True
     known = {revision.revision for revision in script.walk_revisions()}
