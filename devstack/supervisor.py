@@ -41,6 +41,9 @@ DEV_ADMIN_EMAIL = "admin@example.com"
 DEV_ADMIN_PASSWORD = "adplane-dev-admin"  # noqa: S105 - a development login, printed in the banner
 # Not 6379, so a Redis installed on the machine keeps its port.
 DEV_REDIS_PORT = 6380
+# Server processes unless GRPC_WORKERS is set: more than one, so that a developer sees what production
+# does when one restarts or dies (Envoy sends its calls to the others while it comes back).
+DEV_GRPC_WORKERS = 2
 # /metrics of the server, the worker and the scheduler.
 DEV_METRICS_PORTS = (9464, 9465, 9466)
 # How long children get after the grace period of the gRPC server before they are killed.
@@ -99,6 +102,8 @@ def run_dev_stack(settings: Settings) -> int:
             write_dev_env(dev_env, env)
             backing_services.callback(dev_env.unlink, missing_ok=True)
             _metrics_ports(settings, env)
+            if "grpc_workers" not in settings.model_fields_set:
+                env["GRPC_WORKERS"] = str(DEV_GRPC_WORKERS)  # the server and Envoy alike
             for name, arguments in CHILDREN.items():
                 children.append(Child(name, partial(_spawn, arguments, env)))
                 children[-1].launch(time.monotonic())
