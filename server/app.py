@@ -70,6 +70,7 @@ from server.readiness import keep_health_true
 from server.reflection import add_reflection
 from server.requests.api import RequestServicer
 from server.signin.api import AuthServicer
+from server.tls import server_credentials
 from server.tracing import configure_tracing, shutdown_tracing
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
@@ -203,6 +204,10 @@ def rate_limits(settings: Settings) -> dict[MethodClass, Limit]:
     }
 
 
+# The grpc.health.v1 service name that answers whether the process is alive (not whether it can serve).
+LIVENESS_SERVICE = "adplane.liveness"
+
+
 def build_server(
     settings: Settings, infrastructure: Infrastructure
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
@@ -233,15 +238,23 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    server.add_insecure_port(address)
-    if own_port is not None:
-        server.add_insecure_port(f"{settings.grpc_host}:{own_port}")
+    credentials = server_credentials(settings)
+    for port in (settings.grpc_port, own_port):
+        if port is None:
+            continue
+        if credentials is None:
+            server.add_insecure_port(f"{settings.grpc_host}:{port}")
+        else:
+            server.add_secure_port(f"{settings.grpc_host}:{port}", credentials)
     # Everything start-up made (modules, descriptors, mappers) lives as long as the process: out of
     # the collector's sight, a full collection stops the event loop for a few milliseconds instead
     # of about 100 (bench: the p99 of reads), and every collection costs less.
     gc.collect()
     gc.freeze()
     await _open_pools(infrastructure)
+    # Liveness (the kubelet's livenessProbe): SERVING from start to shutdown whatever PostgreSQL and
+    # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
@@ -253,7 +266,14 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
             probe_seconds=settings.health_check_timeout_seconds,
         )
     )
-    logger.info("serving", address=address, own_port=own_port, pid=os.getpid())
+    logger.info(
+        "serving",
+        address=address,
+        own_port=own_port,
+        tls=credentials is not None,
+        client_certificates=settings.tls_client_ca_file is not None,
+        pid=os.getpid(),
+    )
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from server.config import Settings
 from server.interceptors.rate_limit import Limit, SharedBuckets
 from server.method_classes import MethodClass
 from server.redis_client import connect_redis
@@ -17,8 +18,8 @@ READ = MethodClass.READ
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_url)
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect_redis(settings)
     yield client
     await client.aclose()
 
