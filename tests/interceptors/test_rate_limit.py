@@ -137,3 +137,5 @@ async def test_the_step_refuses_a_caller_over_its_limit_with_a_retry_delay(redis
     # Health checks pass untouched, and a class whose rate is 0 is not limited.
     assert step.unary(HEALTH_METHOD, read) is read
     assert limit_step(redis, per_second=0).unary(READ_METHOD, read) is read
+    # Nor is anything on a server without Redis.
+    assert RateLimit(SharedBuckets(None), {}, {}).unary(READ_METHOD, read) is read
