@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.read_rpc [--seconds 10] [--in-flight 64] [--workers 2]
     .venv/bin/python -m bench.read_rpc --keyset          # page 1 vs page 200 at 1,000 and 1,000,000 rows
+    .venv/bin/python -m bench.read_rpc --rate-limits     # GetAccount's server CPU with and without them
 
 Starts a throwaway embedded PostgreSQL (migrated), seeds 100 workspaces x 1,000 ad accounts with
 COPY (one member each, a signed-in access token per member), runs `adplane serve --workers N` and
@@ -41,7 +42,7 @@ from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import keyset, loadgen
 from bench.dataset import Dataset, seed
-from devstack.embedded import free_port, free_port_block, start_postgres
+from devstack.embedded import free_port, free_port_block, start_postgres, start_redis
 from server import migrations
 from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
@@ -376,6 +377,98 @@ def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[
     return rows
 
 
+RATE_LIMITS_OFF = {
+    "RATE_LIMIT_READS_PER_SECOND": "0",
+    "RATE_LIMIT_WRITES_PER_SECOND": "0",
+    "RATE_LIMIT_STREAMS_PER_SECOND": "0",
+}
+
+
+def _refused(metrics_port: int) -> int:
+    """GetAccount calls the server refused for their rate limit so far (its Prometheus counter)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    pattern = re.compile(r'^grpc_server_handled_total\{[^}]*grpc_code="RESOURCE_EXHAUSTED"[^}]*\} ([0-9.e+]+)$', re.M)
+    return sum(int(float(value)) for value in pattern.findall(text))
+
+
+def compare_rate_limits(env: dict[str, str], dataset: Dataset, args: argparse.Namespace) -> list[Row]:
+    """GetAccount over gRPC on two stacks that differ only in the rate limits (both with Redis), run in
+    alternating short rounds so that the load of a shared machine falls on both alike. The limited
+    stack's callers stay under their limit (each h2load process is one caller), so every call takes
+    the whole path of an admitted one: a token of the process's lease, and a Redis round trip per
+    lease (`--rate-limit` / 10 calls)."""
+    rng = random.Random(args.seed)  # noqa: S311 - reproducible picks, not secrets
+    # One member per h2load process: each caller's share of the load stays under its limit.
+    members = rng.sample(dataset.members, min(len(dataset.members), max(1, args.in_flight // 4)))
+    picked = [
+        Triple(m.access_token, str(m.workspace_id), str(rng.choice(dataset.accounts[m.workspace_id]))) for m in members
+    ]
+    calls = _grpc_calls("get", picked)
+    limited = {
+        "RATE_LIMIT_READS_PER_SECOND": str(args.rate_limit),
+        "RATE_LIMIT_READS_BURST": str(2 * args.rate_limit),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp), ephemeral=True)
+        try:
+            base = {**env, "REDIS_URL": redis.url}
+            metrics_port = free_port()
+            off = Stack({**base, **RATE_LIMITS_OFF}, workers=args.workers, log_dir=Path(tmp) / "off")
+            with off.running():
+                # Made once the first stack holds its ports, so that the second picks others.
+                on = Stack(
+                    {**base, **limited, "SERVER_METRICS_PORT": str(metrics_port)},
+                    workers=args.workers,
+                    log_dir=Path(tmp) / "on",
+                )
+                with on.running():
+                    totals = _alternate({"without rate limits": off, "with rate limits": on}, calls, args)
+                    refused = _refused(metrics_port)
+        finally:
+            redis.stop()
+    rows = [_sum_rows(f"GetAccount, gRPC, {label}", measured) for label, measured in totals.items()]
+    rows[1] = dataclasses.replace(
+        rows[1], result=dataclasses.replace(rows[1].result, errors=rows[1].result.errors + refused)
+    )
+    return rows
+
+
+def _alternate(
+    stacks: dict[str, Stack], calls: Sequence[loadgen.GrpcCall], args: argparse.Namespace
+) -> dict[str, list[Row]]:
+    totals: dict[str, list[Row]] = {label: [] for label in stacks}
+    for stack in stacks.values():  # warm up, unmeasured
+        loadgen.h2load(stack.grpc_port, calls, in_flight=args.in_flight, seconds=1)
+    for _ in range(args.rounds):
+        for label, stack in stacks.items():
+
+            def run(port: int = stack.grpc_port) -> loadgen.LoadResult:
+                return loadgen.h2load(port, calls, in_flight=args.in_flight, seconds=args.seconds)
+
+            row = _measure(stack, label, run)
+            print(row.cells(), flush=True)
+            totals[label].append(row)
+    return totals
+
+
+def _sum_rows(label: str, rows: Sequence[Row]) -> Row:
+    requests = sum(row.result.requests for row in rows)
+    seconds = sum(row.result.seconds for row in rows)
+    return Row(
+        label=label,
+        result=loadgen.LoadResult(
+            requests=requests,
+            errors=sum(row.result.errors for row in rows),
+            seconds=seconds,
+            p50=sorted(row.result.p50 for row in rows)[len(rows) // 2],
+            p99=sorted(row.result.p99 for row in rows)[len(rows) // 2],
+        ),
+        server_cpu=sum(row.server_cpu for row in rows),
+        envoy_cpu=0.0,
+        per_process=[],
+    )
+
+
 @contextmanager
 def database() -> Iterator[tuple[Settings, dict[str, str]]]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -430,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keyset", action="store_true", help="keyset flatness: page 1 vs 200 at 1k and 1M rows")
     parser.add_argument("--keyset-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rate-limits", action="store_true", help="GetAccount's server CPU with and without per-caller rate limits"
+    )
+    parser.add_argument("--rate-limit", type=int, default=200, help="reads per second per caller (--rate-limits)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each stack (--rate-limits)")
     args = parser.parse_args(argv)
     with database() as (settings, env):
         if args.keyset:
@@ -449,6 +547,22 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.monotonic() - started:.1f} s",
             flush=True,
         )
+        if args.rate_limits:
+            rows = compare_rate_limits(env, dataset, args)
+            without, with_limits = (row.server_cpu / max(1, row.result.requests) for row in rows)
+            print()
+            print(
+                markdown(
+                    rows,
+                    title=f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} "
+                    f"server process(es), {args.in_flight} in flight, {args.rounds} x {args.seconds:g} s alternating, "
+                    f"limit {args.rate_limit} reads/s per caller (median p50/p99 of the rounds)",
+                ),
+                f"\nrate limits: {(with_limits / without - 1) * 100:+.1f} % server CPU per GetAccount",
+                sep="\n",
+                flush=True,
+            )
+            return 0
         with Stack(env, workers=args.workers, log_dir=settings.data_dir).running() as stack:
             rows = run_reads(stack, dataset, args)
             problems = [
