@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 import structlog
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from server.config import Settings
 
@@ -206,13 +206,13 @@ class S3ExportStorage:
                 Bucket=self._bucket,
                 LifecycleConfiguration=cast("BucketLifecycleConfigurationTypeDef", {"Rules": [*others, rule]}),
             )
-        except ClientError as error:
-            # A store without lifecycle rules, or credentials not allowed to set them: the
-            # scheduled delete alone expires the exports.
-            logger.warning(
-                "export lifecycle rule not set; the scheduled delete expires exports",
-                code=error.response.get("Error", {}).get("Code"),
+        except (ClientError, BotoCoreError) as error:
+            # A store without lifecycle rules, credentials not allowed to set them, or a store out of
+            # reach: the scheduled delete alone expires the exports.
+            code = (
+                error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else type(error).__name__
             )
+            logger.warning("export lifecycle rule not set; the scheduled delete expires exports", code=code)
             return False
         return True
 
