@@ -512,4 +512,5 @@ class UnitOfWork:
             audit=_deferred(lambda: self.audit),
             page_tokens=self._infrastructure.page_tokens,
             url_ttl=dt.timedelta(seconds=self._infrastructure.settings.export_url_ttl_seconds),
+            retention_days=self._infrastructure.settings.export_retention_days,
         )

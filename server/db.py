@@ -40,8 +40,21 @@ def first_id_at(moment: dt.datetime) -> uuid.UUID:
     return uuid.UUID(int=int(moment.timestamp() * 1000) << 80)
 
 
-def id_time(row_id: uuid.UUID) -> dt.datetime:
-    """When a UUIDv7 was made (its first 48 bits: milliseconds since the epoch)."""
+def new_id_at(moment: dt.datetime) -> uuid.UUID:
+    """A UUIDv7 as new_id() would have made it at `moment` (rows of the past: tests, benchmarks)."""
+    random = uuid.uuid4().int
+    version_7 = 0x7 << 76
+    variant = 0b10 << 62
+    return uuid.UUID(
+        int=first_id_at(moment).int | version_7 | (random & (0xFFF << 64)) | variant | (random & ((1 << 62) - 1))
+    )
+
+
+def id_time(row_id: uuid.UUID) -> dt.datetime | None:
+    """When a UUIDv7 was made (its first 48 bits: milliseconds since the epoch); None for an id of
+    another version (a client may send any UUID)."""
+    if row_id.version != 7:
+        return None
     return dt.datetime.fromtimestamp((row_id.int >> 80) / 1000, dt.UTC)
 
 
