@@ -54,7 +54,8 @@ class Waits:
             for name, total in sorted(self.gauges.items())
         )
         return (
-            f"backends per sample: {per_sample}; server pools (both pools, all processes): {pools or 'no metrics'}; "
+            f"backends per sample: {per_sample}; server pools (connections in use or awaited, of the limit): "
+            f"{pools or 'no metrics'}; "
             f"connections opened: {self.sessions_opened} in {self.samples} samples"
         )
 
