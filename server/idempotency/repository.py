@@ -1,12 +1,14 @@
-"""Every statement over `idempotency_keys`: claiming a (scope, caller, key) before the work, and
-recording what the first call created.
+"""Every statement over `idempotency_keys`: claiming a (scope, caller, key) before the work,
+recording what the first call created, and the retention job's deletes.
 """
 
+import datetime as dt
 import uuid
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow
@@ -87,3 +89,18 @@ class IdempotencyRepository:
             await self._direct.execute(_COMPLETE_PREPARED, parameters)
             return
         await self._session.execute(_COMPLETE, parameters)
+
+    async def delete_created_before(self, *, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` keys made before `before`, oldest first (ix_idempotency_keys_created_at);
+        how many. A key a call is claiming or completing right now is locked by it and skipped."""
+        doomed = (
+            select(IdempotencyKey.scope, IdempotencyKey.key)
+            .where(IdempotencyKey.created_at < before)
+            .order_by(IdempotencyKey.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self._session.execute(
+            delete(IdempotencyKey).where(tuple_(IdempotencyKey.scope, IdempotencyKey.key).in_(doomed))
+        )
+        return cast(CursorResult[Any], result).rowcount

@@ -1,14 +1,16 @@
-"""Every statement over `outbox_messages`: rows added in the writing transaction, and the relay's claim
-(FOR UPDATE SKIP LOCKED), publication marks and backlog count.
+"""Every statement over `outbox_messages`: rows added in the writing transaction, the relay's claim
+(FOR UPDATE SKIP LOCKED), publication marks and backlog count, and the retention job's deletes.
 """
 
+import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import new_id, utcnow
+from server.db import first_id_at, new_id, utcnow
 from server.outbox.models import OutboxMessage
 from server.read_pool import DirectTransaction, PreparedRead
 from server.tracing import outbox_context
@@ -76,3 +78,20 @@ class OutboxRepository:
     async def count_pending(self) -> int:
         statement = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
         return int(await self._session.scalar(statement) or 0)
+
+    async def delete_published(self, *, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` messages published before `before`, oldest first; how many.
+
+        The rows are a range of the primary key (ids are UUIDv7: a message published before
+        `before` was made before it), so a batch reads no row younger than the window; rows a
+        relay holds are skipped (SKIP LOCKED), never waited for.
+        """
+        doomed = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.id < first_id_at(before), OutboxMessage.published_at < before)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self._session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(doomed)))
+        return cast(CursorResult[Any], result).rowcount

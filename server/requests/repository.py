@@ -179,7 +179,10 @@ class RequestRepository:
 
     async def due_for_requeue(self, *, stalled_before: dt.datetime, now: dt.datetime, limit: int) -> list[Request]:
         """Approved requests whose work should run again: held ones whose `retry_at` came, and
-        others reviewed before `stalled_before` (their work was lost) that are not held."""
+        others reviewed before `stalled_before` (their work was lost) that are not held. Those in
+        progress are skipped: a worker carrying one out holds its row lock (`lock`) until it is done,
+        so SKIP LOCKED leaves out exactly the requests being worked on right now; the rows returned
+        stay locked until the caller's transaction ends."""
         statement = (
             select(Request)
             .where(
@@ -191,6 +194,7 @@ class RequestRepository:
             )
             .order_by(Request.reviewed_at)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list(await self._session.scalars(statement))
 
