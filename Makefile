@@ -8,8 +8,8 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
 	@./scripts/bootstrap.sh
 
-run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy
-	$(VENV)/adplane dev
+run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy (TLS=1: over TLS)
+	$(VENV)/adplane dev $(if $(TLS),--tls)
 
 test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest  ## every check CI runs
 
@@ -26,7 +26,7 @@ typecheck: bootstrap
 proto-lint: bootstrap
 	$(VENV)/buf lint
 
-proto-breaking: bootstrap  ## buf breaking against the last release tag (protos/accepted_breaking_changes.yaml)
+proto-breaking: bootstrap  ## buf breaking against the last release (protos/releases/, protos/accepted_breaking_changes.yaml)
 	$(VENV)/python scripts/buf_breaking.py
 
 generate: bootstrap  ## rewrite generated/ from protos/

@@ -19,7 +19,8 @@ from os import environ
 from pathlib import Path
 from types import FrameType
 
-from devstack.children import Child, ChildState
+from devstack.certificates import DevCertificates, dev_certificates
+from devstack.children import Child, ChildState, stop_children
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -52,8 +53,12 @@ PROBE_SECONDS = 2.0
 SLOW_START_SECONDS = 60.0
 
 
-def run_dev_stack(settings: Settings) -> int:
-    """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero)."""
+def run_dev_stack(settings: Settings, *, tls: bool = False) -> int:
+    """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero).
+
+    `tls`: the server and Envoy serve TLS with certificates of a local CA made on first use under
+    DATA_DIR/tls (devstack/certificates.py); the server requires client certificates, Envoy presents one.
+    """
     received: list[int] = []
 
     def remember(signum: int, _frame: FrameType | None) -> None:
@@ -65,6 +70,9 @@ def run_dev_stack(settings: Settings) -> int:
     try:
         with ExitStack() as backing_services:
             env = _start_backing_services(settings, backing_services)
+            certificates = dev_certificates(settings.data_dir) if tls else None
+            if certificates is not None:
+                env.update(certificates.env())
             if received:
                 return 0
             migrate = _spawn(["migrate"], env)
@@ -109,8 +117,12 @@ def run_dev_stack(settings: Settings) -> int:
                     Probe(f"PostgreSQL ({env['DATABASE_URL']})", postgres_reachable(env["DATABASE_URL"])),
                     Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])),
                 ],
-                serving=partial(routes_to_serving_server, settings.http_port),
-                banner=partial(_print_banner, settings, env),
+                serving=partial(
+                    routes_to_serving_server,
+                    settings.http_port,
+                    ca_file=certificates.ca if certificates is not None else None,
+                ),
+                banner=partial(_print_banner, settings, env, certificates),
                 stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS,
             )
     finally:
@@ -220,12 +232,12 @@ def _supervise(
     next_probe = started
     while True:
         if received:
-            _stop(children, received[0], timeout=stop_timeout)
+            stop_children(children, received[0], timeout=stop_timeout)
             return 0
         now = time.monotonic()
         for child in children:
             if child.poll(now) is ChildState.GAVE_UP:
-                _stop(children, signal.SIGTERM, timeout=stop_timeout)
+                stop_children(children, signal.SIGTERM, timeout=stop_timeout)
                 return child.last_exit or 1
         if banner_due and serving():
             banner()
@@ -245,38 +257,28 @@ def _supervise(
         time.sleep(POLL_SECONDS)
 
 
-def _stop(children: list[Child], signum: int, *, timeout: float) -> None:
-    running = [child for child in children if child.process is not None and child.restart_at is None]
-    for child in running:
-        assert child.process is not None
-        if child.process.poll() is None:
-            child.process.send_signal(signum)
-    deadline = time.monotonic() + timeout
-    for child in running:
-        assert child.process is not None
-        try:
-            child.process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"adplane dev: {child.name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
-            child.process.kill()
-            child.process.wait()
-
-
-def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+def _print_banner(settings: Settings, env: dict[str, str], certificates: DevCertificates | None = None) -> None:
     grpc_host = "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
-    rest = f"http://127.0.0.1:{settings.http_port}"
+    if certificates is None:
+        rest, curl, tls = f"http://127.0.0.1:{settings.http_port}", "curl", ""
+        grpc_line = f"{grpc_host}:{settings.grpc_port}"
+    else:
+        rest, curl = f"https://localhost:{settings.http_port}", f"curl --cacert {certificates.ca}"
+        client_cert, client_key = certificates.client
+        grpc_line = f"{grpc_host}:{settings.grpc_port}  (TLS, client certificate required: {client_cert}, {client_key})"
+        tls = f"\n  TLS CA       {certificates.ca}  (the local CA: trust it in clients; made on first use)"
     print(
         f"""
 adplane dev stack (Ctrl-C stops everything)
-  gRPC         {grpc_host}:{settings.grpc_port}
-  REST         {rest}  (gRPC-Web on the same port)
+  gRPC         {grpc_line}
+  REST         {rest}  (gRPC-Web on the same port{", and gRPC" if certificates else ""}){tls}
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   Metrics      {_metrics_urls(settings, env)}
   PostgreSQL   {env["DATABASE_URL"]}
   Redis        {env["REDIS_URL"]}
   Meta Graph   {env.get("META_GRAPH_URL", settings.meta_graph_url)}
   S3           {env.get("S3_ENDPOINT_URL") or "AWS"}
-{_login_help(settings, rest)}
+{_login_help(settings, rest, curl)}
 load demo data (workspaces, members of every role, accounts, pixels, requests waiting), and
 run the daily spend export now (every `adplane` command finds this stack through
 {settings.data_dir / DEV_ENV_FILE} while it runs; variables you export win):
@@ -296,19 +298,19 @@ def _metrics_urls(settings: Settings, env: dict[str, str]) -> str:
     )
 
 
-def _login_help(settings: Settings, rest: str) -> str:
+def _login_help(settings: Settings, rest: str, curl: str = "curl") -> str:
     if settings.database_url:
         first = "create a user with `adplane createsuperuser`, sign in with POST /api/auth/login, then:"
         token = "  TOKEN=<tokens.access_token of the login response>"  # noqa: S105 - a placeholder
     else:
         first = f"sign in as the development superuser ({DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD}) and try:"
         token = (
-            f"  TOKEN=$(curl -s -X POST {rest}/api/auth/login \\\n"
+            f"  TOKEN=$({curl} -s -X POST {rest}/api/auth/login \\\n"
             f'      -d \'{{"email": "{DEV_ADMIN_EMAIL}", "password": "{DEV_ADMIN_PASSWORD}"}}\' \\\n'
             '      | python3 -c \'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])\')'
         )
     return f"""{first}
 {token}
-  curl -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
-  curl -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
+  {curl} -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
+  {curl} -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
 """

@@ -58,14 +58,17 @@ from server.interceptors.errors import ErrorMapping
 from server.interceptors.metrics import RpcMetrics
 from server.interceptors.path_bindings import PathBindings
 from server.interceptors.pipeline import PipelineServer, Step
+from server.interceptors.rate_limit import Limit, RateLimit, SharedBuckets
 from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
+from server.method_classes import MethodClass, method_classes
 from server.metrics import process_ended, serve_metrics, shared_across_processes
 from server.pixels.api import PixelServicer
 from server.readiness import keep_health_true
 from server.reflection import add_reflection
 from server.requests.api import RequestServicer
 from server.signin.api import AuthServicer
+from server.tls import server_credentials
 from server.tracing import configure_tracing, shutdown_tracing
 from server.users.api import UserServicer
 from server.workspaces.api import WorkspaceServicer
@@ -167,8 +170,8 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
 
     Error mapping wraps authentication and authorization so that their refusals become the same
     google.rpc.Status as every other error; the stream end for REST callers sits between them, so
-    a stream ended by a re-check sends its reason too. A new concern (metrics, tracing) is one more
-    step here.
+    a stream ended by a re-check sends its reason too. Rate limits come last: they count the caller
+    authorization has established. A new concern (metrics, tracing) is one more step here.
     """
     return [
         RequestLogging(),
@@ -183,7 +186,24 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
             infrastructure.principal_resolver(),
             reauthorize_seconds=infrastructure.settings.stream_reauthorize_seconds,
         ),
+        RateLimit(
+            SharedBuckets(infrastructure.redis),
+            rate_limits(infrastructure.settings),
+            method_classes(r.descriptor for r in REGISTRATIONS),
+        ),
     ]
+
+
+def rate_limits(settings: Settings) -> dict[MethodClass, Limit]:
+    return {
+        MethodClass.READ: Limit(settings.rate_limit_reads_per_second, settings.rate_limit_reads_burst),
+        MethodClass.WRITE: Limit(settings.rate_limit_writes_per_second, settings.rate_limit_writes_burst),
+        MethodClass.STREAM: Limit(settings.rate_limit_streams_per_second, settings.rate_limit_streams_burst),
+    }
+
+
+# The grpc.health.v1 service name that answers whether the process is alive (not whether it can serve).
+LIVENESS_SERVICE = "adplane.liveness"
 
 
 def build_server(
@@ -216,15 +236,23 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    server.add_insecure_port(address)
-    if own_port is not None:
-        server.add_insecure_port(f"{settings.grpc_host}:{own_port}")
+    credentials = server_credentials(settings)
+    for port in (settings.grpc_port, own_port):
+        if port is None:
+            continue
+        if credentials is None:
+            server.add_insecure_port(f"{settings.grpc_host}:{port}")
+        else:
+            server.add_secure_port(f"{settings.grpc_host}:{port}", credentials)
     # Everything start-up made (modules, descriptors, mappers) lives as long as the process: out of
     # the collector's sight, a full collection stops the event loop for a few milliseconds instead
     # of about 100 (bench: the p99 of reads), and every collection costs less.
     gc.collect()
     gc.freeze()
     await _open_pools(infrastructure)
+    # Liveness (the kubelet's livenessProbe): SERVING from start to shutdown whatever PostgreSQL and
+    # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
@@ -236,7 +264,14 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
             probe_seconds=settings.health_check_timeout_seconds,
         )
     )
-    logger.info("serving", address=address, own_port=own_port, pid=os.getpid())
+    logger.info(
+        "serving",
+        address=address,
+        own_port=own_port,
+        tls=credentials is not None,
+        client_certificates=settings.tls_client_ca_file is not None,
+        pid=os.getpid(),
+    )
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

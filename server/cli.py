@@ -33,9 +33,16 @@ def serve(
 ) -> None:
     """Run the gRPC API server until SIGTERM/SIGINT, then drain in-flight RPCs."""
     from server import app as server_app
+    from server.tls import server_credentials
 
     overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
-    raise typer.Exit(server_app.run(_settings(**overrides)))
+    settings = _settings(**overrides)
+    try:
+        server_credentials(settings)  # the TLS files, checked before any process starts
+    except ValueError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(server_app.run(settings))
 
 
 @app.command()
@@ -44,6 +51,37 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     from server import migrations
 
     migrations.upgrade(_settings(), revision)
+
+
+@app.command("wait-for-schema")
+def wait_for_schema(
+    timeout: Annotated[float, typer.Option(help="Give up (exit 1) after this many seconds.")] = 600,
+    interval: Annotated[float, typer.Option(help="Seconds between two looks at the database.")] = 2,
+) -> None:
+    """Wait until the database's schema is at this code's head (or newer), then exit 0: the init
+    container of the server and worker pods, which start only once the release's migration ran."""
+    import time
+
+    from server import migrations
+
+    settings = _settings()
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        try:
+            if migrations.schema_is_ready(settings):
+                typer.echo("schema: ready")
+                return
+            state = "schema: behind this release's migrations; waiting for `adplane migrate`"
+        except Exception as error:  # the database not up yet: keep waiting, say why once
+            state = f"schema: database not reachable ({error.__class__.__name__}); waiting"
+        if state != said:
+            typer.echo(state, err=True)
+            said = state
+        if time.monotonic() >= deadline:
+            typer.echo(f"adplane: the schema was not ready within {timeout:g} s", err=True)
+            raise typer.Exit(1)
+        time.sleep(interval)
 
 
 @app.command()
@@ -76,8 +114,8 @@ def worker() -> None:
 
 @app.command()
 def scheduler() -> None:
-    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
-    a second scheduler sends every periodic task twice."""
+    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run one or more:
+    the one holding the lease in Redis sends each run once; another takes over when it dies."""
     from server.background import scheduler as task_scheduler
 
     raise typer.Exit(task_scheduler.run(_settings()))
@@ -165,6 +203,52 @@ def export_spend() -> None:
     typer.echo(asyncio.run(run()))
 
 
+audit_log_app = typer.Typer(help="The audit log's monthly partitions.", no_args_is_help=True)
+app.add_typer(audit_log_app, name="audit-log")
+
+
+@audit_log_app.command("rotate")
+def rotate_audit_log(
+    keep_months: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Drop the monthly partitions older than this many whole months before the current one "
+            "(0 drops nothing). Default: AUDIT_LOG_RETENTION_MONTHS.",
+        ),
+    ] = None,
+    ahead: Annotated[
+        int | None,
+        typer.Option(min=1, help="Months to create ahead of the current one. Default: AUDIT_LOG_PARTITIONS_AHEAD."),
+    ] = None,
+) -> None:
+    """Create the audit log's next monthly partitions and drop whole months older than those kept (the
+    scheduler runs it daily with the settings). Never deletes a single entry from a month it keeps."""
+    import asyncio
+
+    from server.audit_logs.partitions import rotate_partitions
+    from server.composition import Infrastructure
+
+    settings = _settings()
+
+    async def run() -> str:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            rotation = await rotate_partitions(
+                infrastructure.unit_of_work,
+                keep_months=settings.audit_log_retention_months if keep_months is None else keep_months,
+                ahead=settings.audit_log_partitions_ahead if ahead is None else ahead,
+            )
+        finally:
+            await infrastructure.close()
+        moved = f" ({rotation.moved} entries moved in from the default partition)" if rotation.moved else ""
+        return (
+            f"created: {', '.join(rotation.created) or 'none'}{moved}\ndropped: {', '.join(rotation.dropped) or 'none'}"
+        )
+
+    typer.echo(asyncio.run(run()))
+
+
 @app.command()
 def envoy() -> None:
     """Render envoy/envoy.yaml from settings and run Envoy (REST/JSON and gRPC-Web on HTTP_PORT)."""
@@ -189,15 +273,24 @@ def _require_devstack(command: str) -> None:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve TLS: HTTPS at Envoy, TLS with client certificates (mTLS) at the server, with "
+            "certificates of a local CA made on first use under DATA_DIR/tls.",
+        ),
+    ] = False,
+) -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
     META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
-    scheduler."""
+    scheduler. Plaintext unless --tls."""
     _require_devstack("dev")
     from devstack.supervisor import run_dev_stack
 
-    raise typer.Exit(run_dev_stack(Settings()))
+    raise typer.Exit(run_dev_stack(Settings(), tls=tls))
 
 
 @app.command()

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from devstack.pgbouncer import PgBouncer, start_pgbouncer
 from server.composition import Infrastructure
 from server.config import DatabasePooler, Settings
 from server.db import connect_arguments
 from server.read_pool import PreparedRead
 from server.readiness import DatabaseProbe
-from tests.pgbouncer import PgBouncer, start_pgbouncer
 
 pytestmark = pytest.mark.xdist_group("pgbouncer")
 

@@ -21,6 +21,7 @@ from server.config import PROJECT_ROOT, Settings
 from server.edge.local_replies import local_reply_config
 from server.edge.methods import method_not_allowed_routes
 from server.edge.strict_json import lua_source
+from server.edge.tls import listener_transport_socket, upstream_transport_socket, write_sds_files
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
@@ -49,8 +50,12 @@ def render_envoy_config(
     *,
     descriptor_path: Path = DESCRIPTOR_PATH,
     template_path: Path = TEMPLATE_PATH,
+    sds_dir: Path | None = None,
 ) -> str:
+    """The config; with TLS settings it points at the SDS files `write_envoy_config` writes into
+    `sds_dir` (default DATA_DIR/envoy/sds)."""
     services = adplane_services(descriptor_path)
+    sds_dir = sds_dir if sds_dir is not None else settings.data_dir / "envoy" / "sds"
     if not services:
         raise ValueError(f"no {API_PACKAGE} service in {descriptor_path}")
     # Strings go in as JSON, which YAML reads as double-quoted scalars: no quoting problems with
@@ -80,6 +85,8 @@ def render_envoy_config(
             else []
         ),
         METHOD_NOT_ALLOWED_ROUTES=_route_items(method_not_allowed_routes(descriptor_path, API_PACKAGE)),
+        LISTENER_TRANSPORT_SOCKET=json.dumps(listener_transport_socket(settings, sds_dir)),
+        UPSTREAM_TRANSPORT_SOCKET=json.dumps(upstream_transport_socket(settings, sds_dir)),
     )
 
 
@@ -135,16 +142,21 @@ def cors_policy(origins: list[str]) -> dict[str, object]:
 
 
 def upstream_endpoints(settings: Settings) -> list[dict[str, object]]:
-    """The cluster's endpoints: one per server process (`Settings.upstream_ports`)."""
+    """The cluster's endpoints: one per server process (`Settings.upstream_ports`) on every node
+    (`Settings.upstream_hosts`)."""
     return [
-        {"endpoint": {"address": {"socket_address": {"address": settings.grpc_upstream_host, "port_value": port}}}}
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for host in settings.upstream_hosts
         for port in settings.upstream_ports
     ]
 
 
 def write_envoy_config(settings: Settings, path: Path) -> Path:
+    """The config at `path`, and the SDS files of its TLS secrets beside it (`<stem>-sds/`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_envoy_config(settings))
+    sds_dir = path.parent / f"{path.stem}-sds"
+    write_sds_files(settings, sds_dir)
+    path.write_text(render_envoy_config(settings, sds_dir=sds_dir))
     return path
 
 

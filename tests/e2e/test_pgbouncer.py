@@ -18,6 +18,7 @@ from adplane.v1.request_service_pb2_grpc import RequestServiceStub
 from devstack.embedded import start_redis
 from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
+from devstack.pgbouncer import PgBouncer, start_pgbouncer
 from server.auth.roles import WorkspaceRole
 from server.composition import Infrastructure
 from server.config import Settings
@@ -25,7 +26,6 @@ from tests.callers import PASSWORD, Caller, make_caller
 from tests.e2e.conftest import ServerProcess, start_server
 from tests.e2e.test_watch import next_change, snapshot
 from tests.faults.test_worker_faults import META_BUSINESS_ID, TOKEN, Workers, _workspace_and_manager
-from tests.pgbouncer import PgBouncer, start_pgbouncer
 from tests.waits import eventually
 
 COMPLETED = request_pb2.REQUEST_STATUS_COMPLETED

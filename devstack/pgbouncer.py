@@ -1,5 +1,5 @@
-"""A real PgBouncer (Debian's `pgbouncer` package) in front of a test PostgreSQL, for any test or
-topology that needs one: `start_pgbouncer(direct_url, ...)` writes its configuration to a directory of
+"""A real PgBouncer (Debian's `pgbouncer` package) in front of a PostgreSQL, for the tests and the
+multi-node topology (devstack.cluster): `start_pgbouncer(direct_url, ...)` writes its configuration to a directory of
 its own, listens on 127.0.0.1 (or another loopback address) on a free port, in `pool_mode =
 transaction`, and passes every database name through to the server behind it.
 
