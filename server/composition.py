@@ -91,6 +91,7 @@ class ReplicaReads:
             check_interval_seconds=settings.database_read_check_interval_seconds,
             redis=redis,
         )
+        # (create_engine and the pools declare their connections to the limit metric themselves.)
         engine = create_engine(settings, url=settings.database_read_url).execution_options(isolation_level="AUTOCOMMIT")
 
         def skip_on_outage(context: Any) -> None:
