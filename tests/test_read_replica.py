@@ -15,6 +15,7 @@ from server import migrations
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.composition import Infrastructure
 from server.config import Settings
+from server.outages import is_outage
 from server.read_pool import PreparedRead
 from server.read_replica import ReplicaLag
 from server.workspaces.exceptions import WorkspaceNotFoundException
@@ -150,14 +151,25 @@ async def test_a_stopped_replica_is_skipped(replicating: Infrastructure, replica
     hot_read = PreparedRead(select(literal(1)))
     replicated.replica.stop_server(mode="immediate")
     try:
-        # The read pool's read fails on the replica and is answered by the primary; the replica is
-        # skipped from then on, and the probes keep it so.
-        assert await replicating.replica.read_pool.one(hot_read, {}) is not None
+        # A Get (the autocommit session) on the stopped replica: an outage, UNAVAILABLE to its caller,
+        # and the replica is skipped from then on; the probes keep it so.
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - any outage, as the server maps them
+            await sees(replicating, caller(), workspace_id)
+        assert is_outage(failed.value), repr(failed.value)
         assert not router.usable
         assert await sees(replicating, caller(), workspace_id)
         await asyncio.sleep(CHECK_SECONDS * 3)
         assert not router.usable
         assert await sees(replicating, caller(), workspace_id)
+    finally:
+        replicated.replica.start()
+    await usable(replicating)
+    # A hot read (the read pool) on a stopped replica is answered by the primary.
+    assert await replicating.replica.read_pool.one(hot_read, {}) is not None  # opens the replica's pool
+    replicated.replica.stop_server(mode="immediate")
+    try:
+        assert await replicating.replica.read_pool.one(hot_read, {}) is not None
+        assert not router.usable
     finally:
         replicated.replica.start()
     await usable(replicating)
