@@ -34,6 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 from pydantic import SecretStr
@@ -43,7 +44,14 @@ from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import keyset, loadgen
 from bench.dataset import Dataset, seed
-from devstack.embedded import EmbeddedPostgres, free_port, free_port_block, start_postgres, start_replica
+from devstack.embedded import (
+    EmbeddedPostgres,
+    free_port,
+    free_port_block,
+    start_postgres,
+    start_redis,
+    start_replica,
+)
 from devstack.pgbouncer import start_pgbouncer
 from server import migrations
 from server.auth.tokens import TokenIssuer
@@ -408,6 +416,18 @@ def database_targets(
         yield targets
 
 
+async def _transactions(url: str) -> int:
+    """Transactions the server at `url` has run in its database (a hot standby counts its reads)."""
+    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        count: int = await connection.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await connection.close()
+
+
 @contextmanager
 def database() -> Iterator[tuple[Settings, dict[str, str]]]:
     with database_on_server() as (settings, env, _postgres):
@@ -472,8 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--databases", nargs="+", choices=DATABASES, default=["direct"], help="how the server reaches PostgreSQL"
     )
+    parser.add_argument(
+        "--redis", action="store_true", help="give the server a Redis (production has one; the replica's reads use it)"
+    )
     args = parser.parse_args(argv)
-    with database_on_server() as (settings, env, postgres):
+    with database_on_server() as (settings, database_env, postgres), ExitStack() as services:
+        env = dict(database_env)
+        if args.redis:
+            redis = services.enter_context(start_redis(settings.data_dir / "redis", ephemeral=True))
+            env["REDIS_URL"] = redis.url
         if args.keyset:
             print(keyset.report(asyncio.run(keyset.measure(settings, large=args.keyset_rows))), flush=True)
             return 0
@@ -497,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                 stack = Stack({**env, **overrides}, workers=args.workers, log_dir=settings.data_dir / target)
                 with stack.running():
                     found = run_reads(stack, dataset, args)
+                    if "DATABASE_READ_URL" in overrides:
+                        served = asyncio.run(_transactions(overrides["DATABASE_READ_URL"]))
+                        print(f"the replica committed {served:,} (read-only) transactions", flush=True)
                     rows += [dataclasses.replace(row, label=f"{target}: {row.label}") for row in found]
                     problems = [
                         line

@@ -32,6 +32,7 @@ import structlog
 from redis.asyncio import Redis
 from sqlalchemy import select, text
 
+from server.metrics import DB_REPLICA_LAG, DB_REPLICA_SKIPPED
 from server.outages import is_outage
 from server.read_pool import PreparedRead, ReadPool
 
@@ -109,6 +110,8 @@ class ReplicaRouter:
         self._written: dict[str, tuple[int, float]] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._checked = asyncio.Event()
+        self._closed = False
+        DB_REPLICA_SKIPPED.inc()  # until a probe finds the replica close
 
     @property
     def usable(self) -> bool:
@@ -126,9 +129,14 @@ class ReplicaRouter:
             monitor.cancel()
             await asyncio.gather(monitor, return_exceptions=True)
         await self._replica.close()
+        if not self._closed and not self.usable:
+            DB_REPLICA_SKIPPED.dec()  # this process counts no more
+        self._closed = True
 
     def skip(self) -> None:
         """The replica failed a read: skip it until the next probe finds it usable."""
+        if self.usable:
+            DB_REPLICA_SKIPPED.inc()
         self._replayed = -1
 
     async def replica_for(self, caller: str | None) -> bool:
@@ -188,6 +196,12 @@ class ReplicaRouter:
     async def _measure(self) -> None:
         was_usable = self.usable
         try:
+            await self._probe(was_usable)
+        finally:
+            DB_REPLICA_LAG.set(self.lag_seconds)
+
+    async def _probe(self, was_usable: bool) -> None:
+        try:
             async with asyncio.timeout(max(self._interval, 1.0)):
                 primary = await self._primary.one(_PRIMARY_FLUSHED, {})
                 now = self._clock()
@@ -210,5 +224,7 @@ class ReplicaRouter:
                 logger.warning("read replica skipped: lagging", lag_seconds=self.lag_seconds)
             return
         self._replayed = _EVERYTHING if replayed is None else replayed
+        if not was_usable:
+            DB_REPLICA_SKIPPED.dec()
         if not was_usable:
             logger.info("read replica in use", lag_seconds=self.lag_seconds)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import literal, select
 
 from server import migrations
@@ -184,3 +185,20 @@ def test_the_lag_is_the_age_of_the_newest_primary_position_the_replica_has() -> 
     fresh = ReplicaLag(keep_seconds=10)
     assert fresh.measure(100.0, primary=1000, replayed=10) == float("inf")  # behind anything known
     assert lag.measure(200.0, primary=4000, replayed=3500) == float("inf")  # older samples forgotten
+
+
+async def test_the_lag_and_the_skipping_are_metrics(replicating: Infrastructure, replicated: Replicated) -> None:
+    await usable(replicating)
+    skipped = REGISTRY.get_sample_value("adplane_db_replica_skipped") or 0.0
+    async with paused_replay(replicated.replica):
+        await create_workspace(replicating, caller())
+        await eventually(
+            lambda: (REGISTRY.get_sample_value("adplane_db_replica_lag_seconds") or 0.0) > CHECK_SECONDS * 2,
+            within=20,
+            what="the lag growing",
+        )
+    assert replicating.replica is not None
+    replicating.replica.router.skip()
+    assert REGISTRY.get_sample_value("adplane_db_replica_skipped") == skipped + 1
+    await usable(replicating)
+    assert REGISTRY.get_sample_value("adplane_db_replica_skipped") == skipped
