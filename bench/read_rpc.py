@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.read_rpc [--seconds 10] [--in-flight 64] [--workers 2]
     .venv/bin/python -m bench.read_rpc --keyset          # page 1 vs page 200 at 1,000 and 1,000,000 rows
     .venv/bin/python -m bench.read_rpc --rate-limits     # GetAccount's server CPU with and without them
+    .venv/bin/python -m bench.read_rpc --databases direct pgbouncer replica   # the same reads three ways
 
 Starts a throwaway embedded PostgreSQL (migrated), seeds 100 workspaces x 1,000 ad accounts with
 COPY (one member each, a signed-in access token per member), runs `adplane serve --workers N` and
@@ -30,19 +31,29 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import keyset, loadgen
 from bench.dataset import Dataset, seed
-from devstack.embedded import free_port, free_port_block, start_postgres, start_redis
+from devstack.embedded import (
+    EmbeddedPostgres,
+    free_port,
+    free_port_block,
+    start_postgres,
+    start_redis,
+    start_replica,
+)
+from devstack.pgbouncer import start_pgbouncer
 from server import migrations
 from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
@@ -469,8 +480,56 @@ def _sum_rows(label: str, rows: Sequence[Row]) -> Row:
     )
 
 
+# How the server reaches PostgreSQL (--databases): straight, through PgBouncer in transaction mode,
+# or with the reads on a streaming replica (devstack.pgbouncer, devstack.embedded.start_replica).
+DATABASES = ("direct", "pgbouncer", "replica")
+
+
+@contextmanager
+def database_targets(
+    postgres: EmbeddedPostgres, url: str, wanted: Sequence[str]
+) -> Iterator[dict[str, dict[str, str]]]:
+    """The server's settings for each database set-up in `wanted`, the services they need running."""
+    with ExitStack() as running:
+        targets: dict[str, dict[str, str]] = {}
+        for name in wanted:
+            if name == "direct":
+                targets[name] = {}
+            elif name == "pgbouncer":
+                bouncer = running.enter_context(start_pgbouncer(postgres.url, pool_size=20))
+                targets[name] = {
+                    "DATABASE_URL": bouncer.url_for(url),
+                    "DATABASE_POOLER": "pgbouncer",
+                    "DATABASE_DIRECT_URL": url,
+                }
+            else:
+                replica = start_replica(postgres, postgres.pgdata.parent / "replica")
+                running.callback(replica.stop)
+                targets[name] = {"DATABASE_READ_URL": replica.url_for(make_url(url).database or "bench")}
+        yield targets
+
+
+async def _transactions(url: str) -> int:
+    """Transactions the server at `url` has run in its database (a hot standby counts its reads)."""
+    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        count: int = await connection.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await connection.close()
+
+
 @contextmanager
 def database() -> Iterator[tuple[Settings, dict[str, str]]]:
+    with database_on_server() as (settings, env, _postgres):
+        yield settings, env
+
+
+@contextmanager
+def database_on_server() -> Iterator[tuple[Settings, dict[str, str], EmbeddedPostgres]]:
+    """`database()`, and the embedded server it is on (for a replica of it, or PgBouncer in front)."""
     with tempfile.TemporaryDirectory() as tmp:
         postgres = start_postgres(Path(tmp) / "pg", ephemeral=True)
         try:
@@ -493,7 +552,7 @@ def database() -> Iterator[tuple[Settings, dict[str, str]]]:
                 "DATA_DIR": str(settings.data_dir),
                 "ACCESS_TOKEN_TTL_SECONDS": "86400",
             }
-            yield settings, env
+            yield settings, env, postgres
         finally:
             postgres.stop()
 
@@ -528,8 +587,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rate-limit", type=int, default=200, help="reads per second per caller (--rate-limits)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each stack (--rate-limits)")
+    parser.add_argument(
+        "--databases", nargs="+", choices=DATABASES, default=["direct"], help="how the server reaches PostgreSQL"
+    )
+    parser.add_argument(
+        "--redis", action="store_true", help="give the server a Redis (production has one; the replica's reads use it)"
+    )
     args = parser.parse_args(argv)
-    with database() as (settings, env):
+    with database_on_server() as (settings, database_env, postgres), ExitStack() as services:
+        env = dict(database_env)
+        if args.redis:
+            redis = services.enter_context(start_redis(settings.data_dir / "redis", ephemeral=True))
+            env["REDIS_URL"] = redis.url
         if args.keyset:
             print(keyset.report(asyncio.run(keyset.measure(settings, large=args.keyset_rows))), flush=True)
             return 0
@@ -563,19 +632,31 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             return 0
-        with Stack(env, workers=args.workers, log_dir=settings.data_dir).running() as stack:
-            rows = run_reads(stack, dataset, args)
-            problems = [
-                line for line in stack.server_log.read_text(errors="replace").splitlines() if _PROBLEM.search(line)
-            ]
-            if problems:
-                print(
-                    f"the server logged {len(problems)} warning/error lines; the first ones:", *problems[:5], sep="\n"
-                )
+        rows = []
+        with database_targets(postgres, settings.database_url, args.databases) as targets:
+            for target, overrides in targets.items():
+                stack = Stack({**env, **overrides}, workers=args.workers, log_dir=settings.data_dir / target)
+                with stack.running():
+                    found = run_reads(stack, dataset, args)
+                    if "DATABASE_READ_URL" in overrides:
+                        served = asyncio.run(_transactions(overrides["DATABASE_READ_URL"]))
+                        print(f"the replica committed {served:,} (read-only) transactions", flush=True)
+                    rows += [dataclasses.replace(row, label=f"{target}: {row.label}") for row in found]
+                    problems = [
+                        line
+                        for line in stack.server_log.read_text(errors="replace").splitlines()
+                        if _PROBLEM.search(line)
+                    ]
+                    if problems:
+                        print(
+                            f"the server logged {len(problems)} warning/error lines; the first ones:",
+                            *problems[:5],
+                            sep="\n",
+                        )
         generators = "h2load + wrk" if loadgen.have_c_generators() and not args.python_client else "Python client"
         title = (
             f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} server process(es), "
-            f"{args.in_flight} in flight, {args.seconds:g} s per read, {generators}, "
+            f"{args.in_flight} in flight, {args.seconds:g} s per read, {generators}, {' / '.join(args.databases)}, "
             f"{dataset.account_count:,} accounts in {args.workspaces} workspaces"
         )
         print()

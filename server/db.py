@@ -76,14 +76,15 @@ class TimestampMixin:
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), default=utcnow, onupdate=utcnow)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """The engine of DATABASE_URL, or of `url` (the replica's) with the same pool settings."""
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL for you)")
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     if settings.database_pooler is DatabasePooler.PGBOUNCER:
         connect_args |= _UNPREPARED | {"prepared_statement_cache_size": 0}
     engine = create_async_engine(
-        settings.database_url,
+        url or settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,
