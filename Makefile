@@ -26,7 +26,7 @@ typecheck: bootstrap
 proto-lint: bootstrap
 	$(VENV)/buf lint
 
-proto-breaking: bootstrap  ## buf breaking against the last release tag (protos/accepted_breaking_changes.yaml)
+proto-breaking: bootstrap  ## buf breaking against the last release (protos/releases/, protos/accepted_breaking_changes.yaml)
 	$(VENV)/python scripts/buf_breaking.py
 
 generate: bootstrap  ## rewrite generated/ from protos/

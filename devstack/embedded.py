@@ -42,12 +42,12 @@ def free_port() -> int:
         return port
 
 
-def is_port_free(port: int) -> bool:
+def is_port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As servers bind: connections of a previous run in TIME_WAIT do not make the port busy.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.certificates import DevCertificates, dev_certificates
-from devstack.children import Child, ChildState
+from devstack.children import Child, ChildState, stop_children
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -232,12 +232,12 @@ def _supervise(
     next_probe = started
     while True:
         if received:
-            _stop(children, received[0], timeout=stop_timeout)
+            stop_children(children, received[0], timeout=stop_timeout)
             return 0
         now = time.monotonic()
         for child in children:
             if child.poll(now) is ChildState.GAVE_UP:
-                _stop(children, signal.SIGTERM, timeout=stop_timeout)
+                stop_children(children, signal.SIGTERM, timeout=stop_timeout)
                 return child.last_exit or 1
         if banner_due and serving():
             banner()
@@ -255,23 +255,6 @@ def _supervise(
                     print(change, file=sys.stderr, flush=True)
             next_probe = now + PROBE_SECONDS
         time.sleep(POLL_SECONDS)
-
-
-def _stop(children: list[Child], signum: int, *, timeout: float) -> None:
-    running = [child for child in children if child.process is not None and child.restart_at is None]
-    for child in running:
-        assert child.process is not None
-        if child.process.poll() is None:
-            child.process.send_signal(signum)
-    deadline = time.monotonic() + timeout
-    for child in running:
-        assert child.process is not None
-        try:
-            child.process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"adplane dev: {child.name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
-            child.process.kill()
-            child.process.wait()
 
 
 def _print_banner(settings: Settings, env: dict[str, str], certificates: DevCertificates | None = None) -> None:

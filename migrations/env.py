@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from server.migrations import include_name
 from server.models import Base
 
 config = context.config
@@ -18,6 +19,7 @@ def _configure(connection: Connection | None = None) -> None:
         target_metadata=Base.metadata,
         compare_type=True,
         compare_server_default=True,
+        include_name=include_name,
         literal_binds=connection is None,
     )
 

@@ -1,16 +1,20 @@
 """`buf breaking` (FILE rules) against the contract of the last release (`make proto-breaking`).
 
-The base is the newest release tag (`v<major>.<minor>.<patch>`) among HEAD's ancestors, HEAD itself
-excluded: what the published clients were built from. It is found the same way on a branch and on
-main in CI (a fresh clone of main, where the merge-base with main would be HEAD itself), and no base
-is a failure, never a pass: a shallow clone, or one without tags, must fetch them.
+The base is the contract as released, kept in the repository: `protos/releases/v<X.Y.Z>.binpb`, the
+buf image (without source info) of the protos each release published, written by
+`python scripts/buf_breaking.py --record vX.Y.Z` as a step of the release (README). The newest
+version is the base. It needs no git history and no tags, so a fresh clone, a shallow one or a
+tarball compares the same way, on a branch and on main in CI alike; no recorded release is a
+failure, never a pass.
 
 A deliberate break is accepted for one element at a time in protos/accepted_breaking_changes.yaml:
 the element's full name, the buf rule it breaks, the release it breaks compatibility with (`since`)
 and why. Entries for the current base that no longer match a change fail the check; entries for an
 older base are reported as expired (delete them when convenient).
 
-Usage: python scripts/buf_breaking.py [--against REF]   (REF: compare with any commit instead)
+Usage: python scripts/buf_breaking.py [--against REF | --record vX.Y.Z]
+  --against REF   compare with the protos at any git commit instead
+  --record V      check against the last release, then record the current protos as release V
 """
 
 import argparse
@@ -30,7 +34,8 @@ from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPTED = ROOT / "protos" / "accepted_breaking_changes.yaml"
-RELEASE_TAGS = "v[0-9]*.[0-9]*.[0-9]*"
+RELEASES = ROOT / "protos" / "releases"
+VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 # What `buf breaking` reads: the workspace config and the modules it names.
 CONTRACT_PATHS = ["buf.yaml", "protos", "third_party"]
 # Source info paths (descriptor.proto field numbers): file -> message/enum/service -> members.
@@ -66,17 +71,27 @@ def git(*args: str) -> str:
     return result.stdout.strip()
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    found = VERSION.fullmatch(version)
+    if found is None:
+        raise CheckError(f"a release is named vX.Y.Z, not {version!r}")
+    return tuple(map(int, found.groups()))
+
+
+def recorded_releases() -> list[str]:
+    """The recorded releases, oldest first."""
+    return sorted((p.stem for p in RELEASES.glob("v*.binpb") if VERSION.fullmatch(p.stem)), key=version_key)
+
+
 def release_base() -> str:
-    """The newest release tag among HEAD's ancestors, HEAD excluded."""
-    if git("rev-parse", "--is-shallow-repository") == "true":
-        raise CheckError("a shallow clone has no release to compare with: git fetch --unshallow --tags")
-    try:
-        return git("describe", "--tags", "--abbrev=0", f"--match={RELEASE_TAGS}", "HEAD^")
-    except CheckError as error:
+    """The newest recorded release."""
+    releases = recorded_releases()
+    if not releases:
         raise CheckError(
-            f"no release tag ({RELEASE_TAGS}) among HEAD's ancestors to compare the protos with; fetch the "
-            f"tags (git fetch --tags) or name a base with --against ({error})"
-        ) from None
+            f"no recorded release ({RELEASES.relative_to(ROOT)}/vX.Y.Z.binpb) to compare the protos with; "
+            "record the contract of the last release with --record vX.Y.Z"
+        )
+    return releases[-1]
 
 
 def export(ref: str, into: Path) -> None:
@@ -140,8 +155,24 @@ class Elements:
         return ".".join(names)
 
 
+# buf.yaml's breaking configuration, for comparing two images (which carry no buf.yaml).
+IMAGE_CONFIG = json.dumps({"version": "v2", "breaking": {"use": ["FILE"], "ignore": ["google"]}})
+
+
+def breaking(base: Path) -> subprocess.CompletedProcess[bytes]:
+    if base.is_dir():  # the workspace against the workspace at another commit
+        return buf("breaking", "--against", str(base), "--error-format", "json")
+    with tempfile.TemporaryDirectory() as tmp:  # a recorded release: an image against an image
+        current = Path(tmp) / "current.binpb"
+        built = buf("build", "-o", str(current))
+        if built.returncode != 0:
+            raise CheckError(f"buf build: {built.stderr.decode()}")
+        return buf("breaking", str(current), "--against", str(base), "--config", IMAGE_CONFIG, "--error-format", "json")
+
+
 def violations(base: Path) -> list[Violation]:
-    result = buf("breaking", "--against", str(base), "--error-format", "json")
+    """What breaks against `base`: a directory holding the contract, or a recorded release's image."""
+    result = breaking(base)
     if result.returncode not in (0, 100):  # 100: breaking changes found
         raise CheckError(f"buf breaking: {result.stderr.decode()}{result.stdout.decode()}")
     elements = Elements()
@@ -167,26 +198,32 @@ def accepted_entries() -> list[dict[str, str]]:
     return entries
 
 
-def check(base_ref: str, *, release: bool) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        export(base_ref, Path(tmp))
-        found = violations(Path(tmp))
+def check(base: str, *, release: bool) -> int:
+    """Compare with release `base` (recorded) or, when `release` is false, with git commit `base`."""
+    if release:
+        found = violations(RELEASES / f"{base}.binpb")
+        described = f"{base} ({RELEASES.relative_to(ROOT)}/{base}.binpb)"
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            export(base, Path(tmp))
+            found = violations(Path(tmp))
+        described = f"{base} ({git('rev-parse', '--short', base)})"
     entries = accepted_entries()
-    current = [e for e in entries if not release or e["since"] == base_ref]
+    current = [e for e in entries if not release or e["since"] == base]
     expired = [e for e in entries if e not in current]
     unaccepted = [v for v in found if not any((e["element"], e["rule"]) == (v.element, v.rule) for e in current)]
     unused = [e for e in current if not any((e["element"], e["rule"]) == (v.element, v.rule) for v in found)]
-    print(f"buf breaking: against {base_ref} ({git('rev-parse', '--short', base_ref)})")
+    print(f"buf breaking: against {described}")
     for violation in found:
         mark = "  " if violation in unaccepted else "  accepted: "
         print(f"{mark}{violation.rule} {violation.element} ({violation.where}): {violation.message}")
     for entry in expired:
-        print(f"  expired (accepted against {entry['since']}, not {base_ref}; delete it): {entry['element']}")
+        print(f"  expired (accepted against {entry['since']}, not {base}; delete it): {entry['element']}")
     if unaccepted:
         name = ACCEPTED.relative_to(ROOT)
         print(
-            f"buf breaking: {len(unaccepted)} breaking change(s) against {base_ref}. Undo them, or accept each in "
-            f"{name} (element, rule, since: {base_ref}, reason), to be reviewed with the change.",
+            f"buf breaking: {len(unaccepted)} breaking change(s) against {base}. Undo them, or accept each in "
+            f"{name} (element, rule, since: {base}, reason), to be reviewed with the change.",
             file=sys.stderr,
         )
         return 1
@@ -194,17 +231,42 @@ def check(base_ref: str, *, release: bool) -> int:
         for entry in unused:
             print(f"buf breaking: accepted but no longer breaking, delete it: {entry}", file=sys.stderr)
         return 1
-    print(f"buf breaking: no unaccepted breaking changes against {base_ref}")
+    print(f"buf breaking: no unaccepted breaking changes against {base}")
+    return 0
+
+
+def record(version: str) -> int:
+    """Check against the last release, then keep the current contract as release `version`."""
+    version_key(version)
+    releases = recorded_releases()
+    if version in releases:
+        raise CheckError(f"{version} is recorded already")
+    if releases:
+        if version_key(version) <= version_key(releases[-1]):
+            raise CheckError(f"{version} is not newer than the last release, {releases[-1]}")
+        status = check(releases[-1], release=True)
+        if status != 0:
+            return status
+    RELEASES.mkdir(exist_ok=True)
+    built = buf("build", "--exclude-source-info", "-o", str(RELEASES / f"{version}.binpb"))
+    if built.returncode != 0:
+        raise CheckError(f"buf build: {built.stderr.decode()}")
+    print(f"buf breaking: recorded the contract as {version}; commit {RELEASES.relative_to(ROOT)}/{version}.binpb")
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--against", help="compare with this commit instead of the last release")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--against", help="compare with the protos at this git commit instead of the last release")
+    choice.add_argument("--record", metavar="VERSION", help="record the current protos as release VERSION")
     args = parser.parse_args()
     try:
-        base = args.against or release_base()
-        return check(base, release=args.against is None)
+        if args.record:
+            return record(args.record)
+        if args.against:
+            return check(args.against, release=False)
+        return check(release_base(), release=True)
     except CheckError as error:
         print(f"buf breaking: {error}", file=sys.stderr)
         return 2

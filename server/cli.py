@@ -83,8 +83,8 @@ def worker() -> None:
 
 @app.command()
 def scheduler() -> None:
-    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
-    a second scheduler sends every periodic task twice."""
+    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run one or more:
+    the one holding the lease in Redis sends each run once; another takes over when it dies."""
     from server.background import scheduler as task_scheduler
 
     raise typer.Exit(task_scheduler.run(_settings()))
@@ -168,6 +168,52 @@ def export_spend() -> None:
             await infrastructure.close()
         failed = f", {len(summary.failed)} failed" if summary.failed else ""
         return f"exported {summary.rows} accounts of {summary.workspaces} workspaces{failed}"
+
+    typer.echo(asyncio.run(run()))
+
+
+audit_log_app = typer.Typer(help="The audit log's monthly partitions.", no_args_is_help=True)
+app.add_typer(audit_log_app, name="audit-log")
+
+
+@audit_log_app.command("rotate")
+def rotate_audit_log(
+    keep_months: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Drop the monthly partitions older than this many whole months before the current one "
+            "(0 drops nothing). Default: AUDIT_LOG_RETENTION_MONTHS.",
+        ),
+    ] = None,
+    ahead: Annotated[
+        int | None,
+        typer.Option(min=1, help="Months to create ahead of the current one. Default: AUDIT_LOG_PARTITIONS_AHEAD."),
+    ] = None,
+) -> None:
+    """Create the audit log's next monthly partitions and drop whole months older than those kept (the
+    scheduler runs it daily with the settings). Never deletes a single entry from a month it keeps."""
+    import asyncio
+
+    from server.audit_logs.partitions import rotate_partitions
+    from server.composition import Infrastructure
+
+    settings = _settings()
+
+    async def run() -> str:
+        infrastructure = Infrastructure.build(settings)
+        try:
+            rotation = await rotate_partitions(
+                infrastructure.unit_of_work,
+                keep_months=settings.audit_log_retention_months if keep_months is None else keep_months,
+                ahead=settings.audit_log_partitions_ahead if ahead is None else ahead,
+            )
+        finally:
+            await infrastructure.close()
+        moved = f" ({rotation.moved} entries moved in from the default partition)" if rotation.moved else ""
+        return (
+            f"created: {', '.join(rotation.created) or 'none'}{moved}\ndropped: {', '.join(rotation.dropped) or 'none'}"
+        )
 
     typer.echo(asyncio.run(run()))
 

@@ -21,6 +21,7 @@ from server.accounts.request_work import AccountRequestWork
 from server.accounts.service import AccountService, IAccountService
 from server.api_keys.repository import ApiKeyRepository
 from server.api_keys.service import ApiKeyService, IApiKeyService
+from server.audit_logs.partitions import AuditLogPartitions
 from server.audit_logs.repository import AuditLogRepository
 from server.audit_logs.service import AuditLogService, AuditTrail, IAuditLogService, IAuditTrail
 from server.auth.passwords import Passwords
@@ -48,7 +49,7 @@ from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
 from server.pixels.request_work import PixelRequestWork
 from server.pixels.service import IPixelService, PixelService
-from server.read_pool import ReadPool
+from server.read_pool import DirectTransaction, ReadPool
 from server.redis_client import connect_redis
 from server.requests.events import IRequestEvents, RequestEventPublisher, RequestEventRecorder
 from server.requests.handlers import HandlerFactory, RequestHandler
@@ -96,7 +97,7 @@ class Infrastructure:
         read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         standing_cache = StandingCache()
         standing_cache.attach(engine)
-        redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        redis = connect_redis(settings) if settings.redis_configured else None
         watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,
@@ -127,13 +128,24 @@ class Infrastructure:
         )
 
     @asynccontextmanager
-    async def unit_of_work(self, *, read_only: bool = False) -> AsyncIterator["UnitOfWork"]:
+    async def unit_of_work(self, *, read_only: bool = False, direct: bool = False) -> AsyncIterator["UnitOfWork"]:
         """One transaction: committed when the block ends normally, rolled back on an exception.
 
         `read_only` units (Get and List RPCs) run each statement on its own in autocommit mode,
         which saves the BEGIN and COMMIT round trips; they must not write. Their hot reads run on
         the read pool; an ORM session (autocommit too) is made only if something asks for one.
+
+        `direct` units (the hot writes: RequestAccount, ApproveRequest) run their transaction on an
+        asyncpg connection of the read pool, without SQLAlchemy: the repositories they use run their
+        statements' direct forms there, and any statement without one fails loudly (it would run
+        outside the transaction). bench/README.md, "The write path", has the figures.
         """
+        if direct:
+            async with self.read_pool.transaction() as transaction:
+                direct_unit = UnitOfWork(self, direct=transaction)
+                yield direct_unit
+            await direct_unit.run_after_commit()
+            return
         if read_only:
             unit = UnitOfWork(self, read_only=True)
             try:
@@ -250,6 +262,12 @@ def _was_built(value: object) -> bool:
     return not isinstance(value, _Deferred) or value._deferred_target is not None
 
 
+def _no_session() -> AsyncSession:
+    raise RuntimeError(
+        "a direct unit of work (asyncpg) has no ORM session: give this statement a direct form in its repository"
+    )
+
+
 class _Deferred:
     # Names no proxied object has: every other attribute is the built object's.
     __slots__ = ("_deferred_build", "_deferred_target")
@@ -270,21 +288,28 @@ class UnitOfWork:
     each stand alone (hot ones on the read pool, others on an autocommit session made if asked)."""
 
     def __init__(
-        self, infrastructure: Infrastructure, session: AsyncSession | None = None, *, read_only: bool = False
+        self,
+        infrastructure: Infrastructure,
+        session: AsyncSession | None = None,
+        *,
+        read_only: bool = False,
+        direct: DirectTransaction | None = None,
     ) -> None:
-        if (session is None) != read_only:
-            raise ValueError("a unit of work has a session, or is read-only")
+        if (session is None) != (read_only or direct is not None) or (read_only and direct is not None):
+            raise ValueError("a unit of work has a session, or is read-only, or direct")
         self._infrastructure = infrastructure
         self._session = session
         self._read_only = read_only
+        self._direct = direct
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def session(self) -> AsyncSession:
         """The unit's ORM session; a read-only unit's is an autocommit one, made when a statement
-        first needs it (its hot reads do not)."""
+        first needs it (its hot reads do not). A direct unit has none: a statement that would need
+        it fails, rather than run outside the unit's transaction."""
         if self._session is None:
-            self._session = _deferred(self._infrastructure.read_sessions)
+            self._session = _deferred(self._infrastructure.read_sessions if self._direct is None else _no_session)
         return self._session
 
     @property
@@ -309,18 +334,18 @@ class UnitOfWork:
     def audit(self) -> IAuditTrail:
         """Audit entries on behalf of the RPC's caller (none for workers), under its request id."""
         return AuditTrail(
-            AuditLogRepository(self.session),
+            AuditLogRepository(self.session, direct=self._direct),
             actor=current_principal_or_none(),
             trace_id=structlog.contextvars.get_contextvars().get("request_id"),
         )
 
     @cached_property
     def outbox(self) -> IOutbox:
-        return OutboxRepository(self.session)
+        return OutboxRepository(self.session, direct=self._direct)
 
     @cached_property
     def idempotency(self) -> IdempotencyService:
-        return IdempotencyService(IdempotencyRepository(self.session))
+        return IdempotencyService(IdempotencyRepository(self.session, direct=self._direct))
 
     @cached_property
     def workspaces(self) -> IWorkspaceService:
@@ -362,6 +387,18 @@ class UnitOfWork:
     @cached_property
     def outbox_repository(self) -> OutboxRepository:
         return OutboxRepository(self.session)
+
+    @cached_property
+    def audit_log_partitions(self) -> AuditLogPartitions:
+        return AuditLogPartitions(self.session)
+
+    @cached_property
+    def idempotency_repository(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.session)
+
+    @cached_property
+    def refresh_token_repository(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository(self.session)
 
     @cached_property
     def users(self) -> IUserService:
@@ -412,8 +449,8 @@ class UnitOfWork:
     @cached_property
     def requests(self) -> IRequestService:
         return RequestService(
-            repository=RequestRepository(self.session),
-            workspaces=WorkspaceRepository(self.session),
+            repository=RequestRepository(self.session, direct=self._direct),
+            workspaces=WorkspaceRepository(self.session, direct=self._direct),
             outbox=_deferred(lambda: self.outbox),
             events=self.request_events,
             audit=_deferred(lambda: self.audit),
@@ -439,7 +476,7 @@ class UnitOfWork:
     def accounts(self) -> IAccountService:
         return AccountService(
             repository=AccountRepository(self.session, reader=self._reader),
-            business_managers=BusinessManagerRepository(self.session),
+            business_managers=BusinessManagerRepository(self.session, direct=self._direct),
             pixel_shares=_deferred(lambda: self.pixels),
             members=WorkspaceMemberRepository(self.session),
             users=UserRepository(self.session),

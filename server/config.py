@@ -114,8 +114,15 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
-    # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.
+    # Empty: `adplane dev` starts an embedded Redis under DATA_DIR. With REDIS_SENTINELS set, only its
+    # database number and credentials count (the sentinels name the primary's address).
     redis_url: str = ""
+    # Comma-separated host:port of Redis Sentinels: every Redis client then connects to the primary
+    # they name for REDIS_SENTINEL_SERVICE and follows a failover (server.redis_client).
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "adplane"
+    # The sentinels' own password (`requirepass` of sentinel.conf), when they have one.
+    redis_sentinel_password: SecretStr = SecretStr("")
     # Where the embedded services keep their data between restarts.
     data_dir: Path = PROJECT_ROOT / ".data"
 
@@ -170,7 +177,8 @@ class Settings(BaseSettings):
 
     # Envoy: REST/JSON and gRPC-Web on this port, proxied to the gRPC server.
     http_port: int = Field(default=8080, ge=0, le=65535)
-    # Host and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT.
+    # Host(s) and port Envoy forwards to; defaults to 127.0.0.1 and GRPC_PORT. Several hosts,
+    # comma-separated (one per node, e.g. `10.0.1.5,10.0.2.5`), each get every upstream port.
     grpc_upstream_host: str = "127.0.0.1"
     grpc_upstream_port: int | None = Field(default=None, ge=1, le=65535)
     # Envoy's admin interface listens on 127.0.0.1 only; its Prometheus stats are also served,
@@ -238,11 +246,42 @@ class Settings(BaseSettings):
     sync_pixels_cron: str = "5 * * * *"
     sync_business_managers_cron: str = "10 * * * *"
     expire_requests_cron: str = "0 3 * * *"
-    # Approved requests whose work never finished (a worker lost it) are queued again.
+    # Approved requests that are neither completed nor failed nor in progress (no worker holds
+    # them) this long after their approval are queued again: a worker lost the task, or a Redis
+    # failover lost its message. Shorter than the time a task waits in the queue under load only
+    # queues some twice (harmless: carrying out is idempotent).
     requeue_stalled_cron: str = "*/10 * * * *"
-    requeue_stalled_after_seconds: int = Field(default=1800, ge=60)
+    requeue_stalled_after_seconds: int = Field(default=1800, ge=1)
+    # The scheduler's lease in Redis: any number of schedulers run, the holder sends the runs, and
+    # another takes over within this long (plus a third of it) after the holder dies.
+    scheduler_lease_seconds: float = Field(default=10, ge=1, le=300)
     spend_cap_alerts_cron: str = "*/15 * * * *"
     spend_export_cron: str = "0 4 * * *"
+
+    # Data retention (README "Data retention"): what is deleted, when, and how much per statement.
+    # The retention jobs (published outbox rows, idempotency keys, refresh tokens, expired exports,
+    # the task stream's acknowledged entries) run on this schedule.
+    retention_cron: str = "17 * * * *"
+    # Rows deleted per statement (and per transaction) by the retention jobs: short locks, short
+    # transactions, and a crash keeps what was done.
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Outbox rows are kept this long after they were published (for inspecting what was sent).
+    outbox_retention_hours: float = Field(default=24, gt=0)
+    # A retry with the same request_id is recognised for this long; the key is deleted afterwards
+    # (a retry after that does the work again).
+    idempotency_key_retention_hours: float = Field(default=72, gt=0)
+    # Refresh tokens are deleted this long after they expired or were revoked; a revoked sign-in
+    # stays revoked in the meantime (never less than ACCESS_TOKEN_TTL_SECONDS, so an access token
+    # of a revoked sign-in cannot outlive its record).
+    refresh_token_retention_grace_hours: float = Field(default=168, gt=0)
+    # How long task results stay in Redis (for operators; nothing reads them back).
+    task_result_ttl_seconds: int = Field(default=3600, ge=60)
+    # Whole months of the audit log kept by `adplane audit-log rotate` and its scheduled run
+    # (AUDIT_LOG_ROTATE_CRON): older monthly partitions are dropped. 0 keeps every month.
+    audit_log_retention_months: int = Field(default=0, ge=0)
+    # Monthly partitions of the audit log created ahead of the current month.
+    audit_log_partitions_ahead: int = Field(default=3, ge=1, le=24)
+    audit_log_rotate_cron: str = "40 2 * * *"
 
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
@@ -339,6 +378,21 @@ class Settings(BaseSettings):
     def cors_origins(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str) -> str:
+        for address in filter(None, (part.strip() for part in value.split(","))):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected comma-separated host:port, got {address!r}")
+        return value
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        pairs = (part.strip().rpartition(":") for part in self.redis_sentinels.split(",") if part.strip())
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
+
     @field_validator("database_url")
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
@@ -359,10 +413,14 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
         if not self.database_url:
             raise ValueError("DATABASE_URL is required in production")
-        if not self.redis_url:
-            raise ValueError("REDIS_URL is required in production (login throttling)")
+        if not self.redis_configured:
+            raise ValueError("REDIS_URL (or REDIS_SENTINELS) is required in production (login throttling)")
         if not self.token_encryption_keys.get_secret_value():
             raise ValueError("TOKEN_ENCRYPTION_KEYS is required in production (Fernet keys, comma-separated)")
+
+    @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_url or self.redis_sentinels)
 
     @property
     def effective_log_format(self) -> LogFormat:
@@ -392,6 +450,11 @@ class Settings(BaseSettings):
     def worker_port(self, index: int) -> int:
         """The port server process `index` listens on alone, next to the shared GRPC_PORT."""
         return self.grpc_port + 1 + index
+
+    @property
+    def upstream_hosts(self) -> list[str]:
+        """GRPC_UPSTREAM_HOST as a list: the nodes Envoy balances over."""
+        return [host.strip() for host in self.grpc_upstream_host.split(",") if host.strip()]
 
     @property
     def upstream_ports(self) -> list[int]:

@@ -32,6 +32,17 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
 
 
+def first_id_at(moment: dt.datetime) -> uuid.UUID:
+    """The smallest UUIDv7 of `moment`'s millisecond: every id made earlier sorts before it, so
+    `id < first_id_at(t)` is a range of the primary key holding the rows made before `t`."""
+    return uuid.UUID(int=int(moment.timestamp() * 1000) << 80)
+
+
+def id_time(row_id: uuid.UUID) -> dt.datetime:
+    """When a UUIDv7 was made (its first 48 bits: milliseconds since the epoch)."""
+    return dt.datetime.fromtimestamp((row_id.int >> 80) / 1000, dt.UTC)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -1,11 +1,13 @@
 """alembic, driven from settings: `adplane migrate`, `adplane downgrade`, `adplane makemigrations`."""
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from server.audit_logs.partitions import is_partition
 from server.config import PROJECT_ROOT, Settings
 
 RUFF = str(Path(sys.executable).parent / "ruff")
@@ -26,6 +28,12 @@ def alembic_config(settings: Settings) -> Config:
     config.set_section_option("post_write_hooks", "ruff_fix.executable", RUFF)
     config.set_section_option("post_write_hooks", "ruff_fix.options", "check --fix REVISION_SCRIPT_FILENAME")
     return config
+
+
+def include_name(name: str | None, type_: str, _parent_names: Mapping[str, str | None]) -> bool:
+    """What alembic compares with the models: every table but the audit log's partitions (the models
+    declare the partitioned table; its partitions come and go with `adplane audit-log rotate`)."""
+    return not (type_ == "table" and name is not None and is_partition(name))
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

@@ -1,5 +1,5 @@
-"""scripts/buf_breaking.py in a repository of its own: the base it finds, the changes it refuses,
-and the accepted ones it lets through."""
+"""scripts/buf_breaking.py in a repository of its own: the recorded release it compares with, the
+changes it refuses, the accepted ones it lets through, and recording the next release."""
 
 import re
 import shutil
@@ -19,9 +19,9 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
-def check(repo: Path) -> subprocess.CompletedProcess[str]:
+def check(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(repo / "scripts" / "buf_breaking.py")],
+        [sys.executable, str(repo / "scripts" / "buf_breaking.py"), *args],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -45,7 +45,7 @@ def commit(repo: Path, message: str) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """The contract released as v1.0.0, then one more commit."""
+    """The contract released (recorded) as v1.0.0, then one more commit."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("buf.yaml", "protos", "third_party"):
@@ -53,10 +53,12 @@ def repo(tmp_path: Path) -> Path:
         (shutil.copytree if source.is_dir() else shutil.copyfile)(source, repo / name)
     (repo / "scripts").mkdir()
     shutil.copyfile(SCRIPT, repo / "scripts" / SCRIPT.name)
+    shutil.rmtree(repo / "protos" / "releases", ignore_errors=True)
     accept(repo)
+    recorded = check(repo, "--record", "v1.0.0")
+    assert recorded.returncode == 0, recorded.stderr
     git(repo, "init", "-q")
-    commit(repo, "the contract")
-    git(repo, "tag", "v1.0.0")
+    commit(repo, "the contract, released as v1.0.0")
     (repo / "README").write_text("after the release\n")
     commit(repo, "a later commit")
     return repo
@@ -115,18 +117,42 @@ def test_an_entry_without_a_reason_is_refused(repo: Path) -> None:
     assert check(repo).returncode == 2
 
 
-def test_the_release_commit_itself_is_compared_with_the_release_before(repo: Path) -> None:
+def test_recording_a_release_checks_it_first_and_makes_it_the_next_base(repo: Path) -> None:
     break_contract(repo)
+    refused = check(repo, "--record", "v1.1.0")
+    assert refused.returncode == 1
+    assert not (repo / "protos" / "releases" / "v1.1.0.binpb").exists()
     accept(repo, entry("adplane.v1.Workspace.etag", "FIELD_NO_DELETE"))
-    commit(repo, "release 1.1.0")
-    git(repo, "tag", "v1.1.0")
+    assert check(repo, "--record", "v1.0.1").returncode == 0
+    assert check(repo, "--record", "v1.0.0").returncode == 2  # not newer than the last one
     result = check(repo)
     assert result.returncode == 0, result.stderr
-    assert "against v1.0.0" in result.stdout
+    assert "against v1.0.1" in result.stdout
+    assert "expired" in result.stdout  # the entry accepted against v1.0.0
+    # The next break is judged against v1.0.1, not against what v1.0.0 accepted.
+    delete_field(repo, BUSINESS_MANAGER, "etag")
+    assert "FIELD_NO_DELETE adplane.v1.BusinessManager.etag" in check(repo).stdout
 
 
-def test_no_release_to_compare_with_fails(repo: Path) -> None:
-    git(repo, "tag", "-d", "v1.0.0")
+def test_the_check_needs_no_git_history(repo: Path) -> None:
+    shutil.rmtree(repo / ".git")
+    break_contract(repo)
+    result = check(repo)
+    assert result.returncode == 1
+    assert "FIELD_NO_DELETE adplane.v1.Workspace.etag" in result.stdout
+
+
+def test_against_a_commit_compares_with_the_protos_there(repo: Path) -> None:
+    break_contract(repo)
+    commit(repo, "the break")
+    result = check(repo, "--against", "HEAD~1")
+    assert result.returncode == 1
+    assert "FIELD_NO_DELETE adplane.v1.Workspace.etag" in result.stdout
+    assert check(repo, "--against", "HEAD").returncode == 0
+
+
+def test_no_recorded_release_fails(repo: Path) -> None:
+    shutil.rmtree(repo / "protos" / "releases")
     result = check(repo)
     assert result.returncode == 2
-    assert "no release tag" in result.stderr
+    assert "no recorded release" in result.stderr

@@ -26,7 +26,10 @@ def scratch_database(postgres_server_url: str) -> Iterator[Settings]:
 
 def _differences(settings: Settings) -> list[object]:
     def compare(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "compare_server_default": True, "include_name": migrations.include_name},
+        )
         return list(compare_metadata(context, Base.metadata))
 
     async def run() -> list[object]:

@@ -10,7 +10,12 @@ from server.db import Base, IdMixin, utcnow
 
 
 class AuditLog(IdMixin, Base):
-    """One mutation. Rows are never updated or deleted (a database trigger refuses it)."""
+    """One mutation. Rows are never updated or deleted (a database trigger refuses it).
+
+    The table is partitioned by month of `created_at` (`server.audit_logs.partitions`): old months
+    leave as whole partitions, dropped by `adplane audit-log rotate`. A partitioned table's keys
+    include its partition key, so the primary key is (id, created_at); ids are unique anyway (UUIDv7).
+    """
 
     __tablename__ = "audit_logs"
 
@@ -25,11 +30,12 @@ class AuditLog(IdMixin, Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The x-request-id of the RPC (or the task id) that made the change.
     trace_id: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, primary_key=True)
 
     __table_args__ = (
         # Newest first within a workspace, an entity or an actor; ids are time-ordered (UUIDv7).
         Index("ix_audit_logs_workspace_id_id", "workspace_id", "id"),
         Index("ix_audit_logs_entity_type_entity_id_id", "entity_type", "entity_id", "id"),
         Index("ix_audit_logs_actor_id_id", "actor_id", "id"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )

@@ -19,15 +19,21 @@ from taskiq import AsyncBroker, Context, TaskiqDepends
 from server.accounts import alerts
 from server.accounts import sync as account_sync
 from server.accounts import tasks as account_tasks
+from server.audit_logs.partitions import rotate_partitions
 from server.background.resources import WorkerResources, worker_resources
 from server.business_managers import sync as business_manager_sync
 from server.config import Environment, Settings
 from server.exports.tasks import SpendExportIncomplete, run_daily_spend_export
+from server.idempotency.retention import delete_expired_keys
 from server.outbox.relay import UnroutableMessage
+from server.outbox.retention import delete_published
 from server.pixels import sync as pixel_sync
 from server.pixels import tasks as pixel_tasks
 from server.requests import tasks as request_tasks
 from server.requests.events import REQUEST_CHANGED_TOPIC, RequestEventPublisher
+from server.signin.retention import delete_spent_tokens
+from server.taskqueue.broker import QUEUE
+from server.taskqueue.trim import trim_acknowledged
 
 type Payload = Mapping[str, Any]
 type EventWork = Callable[[WorkerResources, Payload], Awaitable[Any]]
@@ -159,6 +165,54 @@ async def export_daily_spend(resources: WorkerResources) -> dict[str, Any]:
     return {"export_date": summary.export_date.isoformat(), "workspaces": summary.workspaces, "rows": summary.rows}
 
 
+# -- retention (README "Data retention") ----------------------------------------------------------
+
+
+async def delete_published_outbox_messages(resources: WorkerResources) -> int:
+    settings = resources.settings
+    return await delete_published(
+        resources.infrastructure.unit_of_work,
+        keep=dt.timedelta(hours=settings.outbox_retention_hours),
+        batch_size=settings.retention_batch_size,
+    )
+
+
+async def delete_expired_idempotency_keys(resources: WorkerResources) -> int:
+    settings = resources.settings
+    return await delete_expired_keys(
+        resources.infrastructure.unit_of_work,
+        keep=dt.timedelta(hours=settings.idempotency_key_retention_hours),
+        batch_size=settings.retention_batch_size,
+    )
+
+
+async def delete_spent_refresh_tokens(resources: WorkerResources) -> int:
+    settings = resources.settings
+    return await delete_spent_tokens(
+        resources.infrastructure.unit_of_work,
+        grace=dt.timedelta(hours=settings.refresh_token_retention_grace_hours),
+        access_token_ttl=dt.timedelta(seconds=settings.access_token_ttl_seconds),
+        batch_size=settings.retention_batch_size,
+    )
+
+
+async def rotate_audit_log(resources: WorkerResources) -> dict[str, Any]:
+    """The audit log's next monthly partitions, and old ones dropped when AUDIT_LOG_RETENTION_MONTHS is set."""
+    settings = resources.settings
+    rotation = await rotate_partitions(
+        resources.infrastructure.unit_of_work,
+        keep_months=settings.audit_log_retention_months,
+        ahead=settings.audit_log_partitions_ahead,
+    )
+    return asdict(rotation)
+
+
+async def trim_task_stream(resources: WorkerResources) -> int:
+    """What acknowledgements left in the task stream (`server.taskqueue.trim`)."""
+    redis = resources.infrastructure.redis
+    return 0 if redis is None else await trim_acknowledged(redis, QUEUE)
+
+
 TASKS = [
     TaskSpec("requests.carry_out", on_event(carry_out_request), topics=("request.approved",)),
     TaskSpec("requests.expire_stale", scheduled(expire_stale_requests), schedule=lambda s: s.expire_requests_cron),
@@ -182,6 +236,19 @@ TASKS = [
         schedule=lambda s: s.sync_business_managers_cron,
     ),
     TaskSpec("exports.daily_spend", scheduled(export_daily_spend), schedule=lambda s: s.spend_export_cron),
+    TaskSpec(
+        "outbox.delete_published",
+        scheduled(delete_published_outbox_messages),
+        schedule=lambda s: s.retention_cron,
+    ),
+    TaskSpec(
+        "idempotency.delete_expired",
+        scheduled(delete_expired_idempotency_keys),
+        schedule=lambda s: s.retention_cron,
+    ),
+    TaskSpec("signin.delete_spent_tokens", scheduled(delete_spent_refresh_tokens), schedule=lambda s: s.retention_cron),
+    TaskSpec("taskqueue.trim_stream", scheduled(trim_task_stream), schedule=lambda s: s.retention_cron),
+    TaskSpec("audit_logs.rotate", scheduled(rotate_audit_log), schedule=lambda s: s.audit_log_rotate_cron),
 ]
 
 TOPICS: dict[str, str] = {topic: spec.name for spec in TASKS for topic in spec.topics}

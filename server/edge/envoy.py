@@ -142,9 +142,11 @@ def cors_policy(origins: list[str]) -> dict[str, object]:
 
 
 def upstream_endpoints(settings: Settings) -> list[dict[str, object]]:
-    """The cluster's endpoints: one per server process (`Settings.upstream_ports`)."""
+    """The cluster's endpoints: one per server process (`Settings.upstream_ports`) on every node
+    (`Settings.upstream_hosts`)."""
     return [
-        {"endpoint": {"address": {"socket_address": {"address": settings.grpc_upstream_host, "port_value": port}}}}
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for host in settings.upstream_hosts
         for port in settings.upstream_ports
     ]
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import asyncpg
 import grpc
 import sqlalchemy.exc
 import structlog
@@ -51,6 +52,8 @@ def _unavailable() -> status_pb2.Status:
 
 
 def _is_refused_input(error: Exception) -> bool:
+    if isinstance(error, asyncpg.PostgresError):  # a direct unit of work's statement
+        return str(error.sqlstate or "").startswith("22")
     if not isinstance(error, sqlalchemy.exc.DBAPIError) or error.orig is None:
         return False
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)

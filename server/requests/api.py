@@ -69,7 +69,8 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def ApproveRequest(self, request: pb.ApproveRequestRequest, context: Context) -> pb.ApproveRequestResponse:
         request_id = parse_id(request.id, field="id")
         idempotency_key = parse_idempotency_key(request.request_id)
-        async with self._units() as uow:
+        # A hot write: its transaction runs on asyncpg directly (server.composition).
+        async with self._units(direct=True) as uow:
             approved = await uow.requests.approve_request(
                 request_id, actor=current_principal(), idempotency_key=idempotency_key
             )

@@ -8,9 +8,10 @@ access tokens at once: the auth module's standing lookup reads revocations throu
 
 import datetime as dt
 import uuid
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.signin.models import RefreshToken
@@ -71,3 +72,17 @@ class RefreshTokenRepository:
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+    async def delete_expired(self, *, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` tokens that expired before `before` (ix_refresh_tokens_expires_at); how many."""
+        return await self._delete(RefreshToken.expires_at < before, RefreshToken.expires_at, limit=limit)
+
+    async def delete_revoked(self, *, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` tokens revoked before `before` (ix_refresh_tokens_revoked_at); how many."""
+        return await self._delete(RefreshToken.revoked_at < before, RefreshToken.revoked_at, limit=limit)
+
+    async def _delete(self, condition: ColumnElement[bool], order: Any, *, limit: int) -> int:
+        # A token being spent or revoked right now is locked by that call and skipped.
+        doomed = select(RefreshToken.id).where(condition).order_by(order).limit(limit).with_for_update(skip_locked=True)
+        result = await self._session.execute(delete(RefreshToken).where(RefreshToken.id.in_(doomed)))
+        return cast(CursorResult[Any], result).rowcount

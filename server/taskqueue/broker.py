@@ -1,4 +1,5 @@
-"""The taskiq broker: Redis streams with acknowledgement after execution and redelivery."""
+"""The taskiq broker: Redis streams with acknowledgement after execution and redelivery, and a stream
+that holds only what is waiting or held (a message is deleted when acknowledged: `server.taskqueue.trim`)."""
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -11,7 +12,7 @@ from taskiq import AckableMessage, AsyncBroker
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from server.config import Settings
-from server.redis_client import connection_options
+from server.redis_client import connection_options, connection_pool
 
 logger = structlog.get_logger("adplane.broker")
 
@@ -19,7 +20,6 @@ QUEUE = "adplane:tasks"
 # (message id, fields) as redis-py returns stream entries.
 type _StreamEntry = tuple[str, dict[bytes, bytes]]
 CONSUMER_GROUP = "adplane-workers"
-RESULT_TTL_SECONDS = 24 * 3600
 # How often a worker looks for Redis again while it is down.
 REDIS_WAIT_SECONDS = 0.5
 
@@ -83,8 +83,12 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
                 except (redis_errors.ConnectionError, redis_errors.TimeoutError):
                     await _wait_for_redis()
                     continue
-                for message_id, message in cast(list[_StreamEntry], reclaimed[1]):
-                    yield AckableMessage(data=message[b"data"], ack=self._ack(message_id))
+                for claimed_id, claimed in cast(list[tuple[str, dict[bytes, bytes] | None]], reclaimed[1]):
+                    if not claimed:
+                        # Deleted while pending (Redis 6.2 still lists such entries): nothing to run.
+                        await self._ack(claimed_id)()
+                        continue
+                    yield AckableMessage(data=claimed[b"data"], ack=self._ack(claimed_id))
 
     async def _create_group(self, redis: Redis) -> None:
         try:
@@ -95,8 +99,11 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
 
     def _ack(self, message_id: str) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
-            async with Redis(connection_pool=self.connection_pool) as redis:
-                await redis.xack(self.queue_name, self.consumer_group_name, message_id)
+            async with Redis(connection_pool=self.connection_pool) as redis, redis.pipeline(transaction=True) as both:
+                # One consumer group: acknowledged, the message is needed by no one.
+                await both.xack(self.queue_name, self.consumer_group_name, message_id)
+                await both.xdel(self.queue_name, message_id)
+                await both.execute()
 
         return ack
 
@@ -122,10 +129,16 @@ async def start_broker(broker: AsyncBroker) -> None:
 
 
 def create_broker(settings: Settings) -> AsyncBroker:
-    if not settings.redis_url:
+    """The broker and its result backend, on the pools of `server.redis_client` (through Sentinel
+    when configured). taskiq-redis' own Sentinel classes are not used: its stream broker has no
+    reclaiming of abandoned messages (see ReclaimingRedisStreamBroker); both classes here take
+    redis-py pools, so they get the Sentinel-managed ones instead of those they build from a URL."""
+    if not settings.redis_configured:
         raise RuntimeError("REDIS_URL is not set (make run starts an embedded Redis for you)")
-    return ReclaimingRedisStreamBroker(
-        url=settings.redis_url,
+    # taskiq-redis builds a pool from this URL (nothing connects yet); it is replaced below.
+    url = settings.redis_url or "redis://"
+    broker = ReclaimingRedisStreamBroker(
+        url=url,
         queue_name=QUEUE,
         consumer_group_name=CONSUMER_GROUP,
         # "0": a consumer group created after messages were queued still delivers them.
@@ -133,6 +146,10 @@ def create_broker(settings: Settings) -> AsyncBroker:
         idle_timeout=int(settings.task_redelivery_seconds * 1000),
         xread_block=1000,
         **connection_options(),
-    ).with_result_backend(
-        RedisAsyncResultBackend(settings.redis_url, result_ex_time=RESULT_TTL_SECONDS, **connection_options())
     )
+    results: RedisAsyncResultBackend[object] = RedisAsyncResultBackend(
+        url, result_ex_time=settings.task_result_ttl_seconds, **connection_options()
+    )
+    broker.connection_pool = connection_pool(settings)  # type: ignore[assignment]
+    results.redis_pool = connection_pool(settings)  # type: ignore[assignment]
+    return broker.with_result_backend(results)

@@ -299,6 +299,13 @@ def test_several_server_processes_are_one_endpoint_each() -> None:
     ]
 
 
+def test_several_nodes_get_every_server_process_port_each() -> None:
+    settings = _settings(grpc_upstream_host="127.0.0.2, 127.0.0.3", grpc_port=50055, grpc_workers=2)
+    assert _endpoints(settings) == [
+        {"address": host, "port_value": port} for host in ("127.0.0.2", "127.0.0.3") for port in (50056, 50057)
+    ]
+
+
 def _is_edge_status(response: httpx.Response, code: int, reason: str) -> str:
     """Asserts a google.rpc.Status JSON reply with an adplane ErrorInfo; returns its message."""
     assert response.headers["content-type"] == "application/json", response.text
