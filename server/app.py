@@ -208,6 +208,19 @@ def build_server(
     return server, health
 
 
+def health_only_server(settings: Settings, health: health_aio.HealthServicer) -> grpc.aio.Server | None:
+    """GRPC_HEALTH_PORT: the health service alone, in plaintext, for probes that cannot speak TLS
+    (the kubelet's native gRPC probes) to a server that serves TLS and may require client
+    certificates. The same servicer as GRPC_PORT's, so the same answers; nothing else is reachable
+    there. None when the setting is unset."""
+    if settings.grpc_health_port is None:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_health_port}")
+    return server
+
+
 async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period.
 
@@ -232,6 +245,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     gc.freeze()
     await _open_pools(infrastructure)
     await server.start()
+    health_server = health_only_server(settings, health)
+    if health_server is not None:
+        await health_server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
         keep_health_true(
@@ -248,6 +264,7 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
         own_port=own_port,
         tls=credentials is not None,
         client_certificates=settings.tls_client_ca_file is not None,
+        health_port=settings.grpc_health_port,
         pid=os.getpid(),
     )
 
@@ -266,6 +283,8 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # reconnect to another server, instead of holding the drain for the whole grace period.
     await infrastructure.request_events.close()
     await server.stop(settings.grpc_shutdown_grace)
+    if health_server is not None:
+        await health_server.stop(None)
     await infrastructure.close()
     logger.info("stopped")
 

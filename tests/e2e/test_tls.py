@@ -24,10 +24,12 @@ import httpx
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from adplane.v1 import auth_service_pb2
 from adplane.v1.auth_service_pb2_grpc import AuthServiceStub
 from devstack.certificates import Authority, Issued, make_authority, write_issued
+from devstack.embedded import free_port
 from devstack.probes import routes_to_serving_server
 from server.config import Settings
 from tests import waits
@@ -117,6 +119,7 @@ def _envoy_env(pki: Pki, *, upstream_ca: Path | None = None, client_certificate:
 class TlsStack:
     server: ServerProcess
     envoy: ServerProcess
+    health_port: int  # GRPC_HEALTH_PORT: plaintext, the health service only
 
 
 def _health_through(target: str, credentials: grpc.ChannelCredentials) -> bool:
@@ -135,7 +138,14 @@ def _health_through(target: str, credentials: grpc.ChannelCredentials) -> bool:
 @pytest.fixture(scope="module")
 def tls_stack(settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     tmp = tmp_path_factory.mktemp("tls-stack")
-    server = start_tls_server(settings, tmp, pki.channel_credentials(client=pki.caller), **_server_env(pki))
+    health_port = free_port()
+    server = start_tls_server(
+        settings,
+        tmp,
+        pki.channel_credentials(client=pki.caller),
+        GRPC_HEALTH_PORT=str(health_port),
+        **_server_env(pki),
+    )
     envoy = start_envoy(settings, tmp, upstream_port=server.port, **_envoy_env(pki))
     waits.wait_until(
         lambda: _health_through(f"127.0.0.1:{envoy.port}", pki.channel_credentials()),
@@ -143,7 +153,7 @@ def tls_stack(settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFac
         what="a serving server through Envoy over TLS",
         detail=lambda: envoy.log.read_text()[-4000:],
     )
-    yield TlsStack(server=server, envoy=envoy)
+    yield TlsStack(server=server, envoy=envoy, health_port=health_port)
     envoy.stop()
     assert server.stop() == 0, server.log.read_text()[-4000:]
 
@@ -228,6 +238,20 @@ async def test_a_direct_caller_with_a_client_certificate_is_served(
             auth_service_pb2.GetCurrentUserRequest(), metadata=admin.metadata, timeout=10
         )
     assert reply.user.email == admin.email
+
+
+async def test_probes_that_cannot_speak_tls_ask_the_plaintext_health_port_and_get_nothing_else(
+    tls_stack: TlsStack, admin: Caller
+) -> None:
+    target = f"127.0.0.1:{tls_stack.health_port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = await HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as other:
+            await AuthServiceStub(channel).GetCurrentUser(
+                auth_service_pb2.GetCurrentUserRequest(), metadata=admin.metadata, timeout=5
+            )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 # ---- what is refused ------------------------------------------------------------------------------
