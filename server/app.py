@@ -230,10 +230,13 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    credentials = server_credentials(settings)
+    tls = settings.tls_cert_file is not None
     for port in (settings.grpc_port, own_port):
         if port is None:
             continue
+        # Credentials of their own for each port: a second port given the same dynamic credentials asks
+        # their fetcher for a first configuration, gets "unchanged", and fails to bind.
+        credentials = server_credentials(settings)
         if credentials is None:
             server.add_insecure_port(f"{settings.grpc_host}:{port}")
         else:
@@ -262,7 +265,7 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
         "serving",
         address=address,
         own_port=own_port,
-        tls=credentials is not None,
+        tls=tls,
         client_certificates=settings.tls_client_ca_file is not None,
         health_port=settings.grpc_health_port,
         pid=os.getpid(),

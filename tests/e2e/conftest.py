@@ -148,8 +148,11 @@ def _start_server(
     return server
 
 
-def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: str) -> ServerProcess:
-    """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i)."""
+def start_server_processes(
+    settings: Settings, tmp: Path, workers: int, credentials: grpc.ChannelCredentials | None = None, **env: str
+) -> ServerProcess:
+    """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i);
+    over TLS with `credentials`."""
     port = free_port_block(workers)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
@@ -159,7 +162,12 @@ def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: s
         stderr=subprocess.STDOUT,
     )
     for own in range(port + 1, port + 1 + workers):
-        wait_until(partial(_serving, f"127.0.0.1:{own}"), what=f"server process on {own}", process=process, log=log)
+        wait_until(
+            partial(_serving, f"127.0.0.1:{own}", credentials=credentials),
+            what=f"server process on {own}",
+            process=process,
+            log=log,
+        )
     return ServerProcess(process=process, port=port, log=log)
 
 
