@@ -3,7 +3,7 @@ SHELL := bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
+.PHONY: bootstrap test-tools run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
 
 bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
 	@./scripts/bootstrap.sh
@@ -41,7 +41,10 @@ migrate: bootstrap  ## upgrade the database at DATABASE_URL
 # Test processes (pytest-xdist); PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 
-pytest: bootstrap
+test-tools:  ## system programs the tests need (PgBouncer): apt-get install when missing, or the command to run
+	@./scripts/test_tools.sh
+
+pytest: bootstrap test-tools
 	$(VENV)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 fuzz: bootstrap  ## schemathesis against a test stack, 200 examples per operation (make test runs 5)

@@ -58,8 +58,10 @@ from server.interceptors.errors import ErrorMapping
 from server.interceptors.metrics import RpcMetrics
 from server.interceptors.path_bindings import PathBindings
 from server.interceptors.pipeline import PipelineServer, Step
+from server.interceptors.rate_limit import Limit, RateLimit, SharedBuckets
 from server.interceptors.request_logging import RequestLogging
 from server.log import configure_logging
+from server.method_classes import MethodClass, method_classes
 from server.metrics import process_ended, serve_metrics, shared_across_processes
 from server.pixels.api import PixelServicer
 from server.readiness import keep_health_true
@@ -168,8 +170,8 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
 
     Error mapping wraps authentication and authorization so that their refusals become the same
     google.rpc.Status as every other error; the stream end for REST callers sits between them, so
-    a stream ended by a re-check sends its reason too. A new concern (metrics, tracing) is one more
-    step here.
+    a stream ended by a re-check sends its reason too. Rate limits come last: they count the caller
+    authorization has established. A new concern (metrics, tracing) is one more step here.
     """
     return [
         RequestLogging(),
@@ -184,7 +186,24 @@ def pipeline_steps(infrastructure: Infrastructure) -> list[Step]:
             infrastructure.principal_resolver(),
             reauthorize_seconds=infrastructure.settings.stream_reauthorize_seconds,
         ),
+        RateLimit(
+            SharedBuckets(infrastructure.redis),
+            rate_limits(infrastructure.settings),
+            method_classes(r.descriptor for r in REGISTRATIONS),
+        ),
     ]
+
+
+def rate_limits(settings: Settings) -> dict[MethodClass, Limit]:
+    return {
+        MethodClass.READ: Limit(settings.rate_limit_reads_per_second, settings.rate_limit_reads_burst),
+        MethodClass.WRITE: Limit(settings.rate_limit_writes_per_second, settings.rate_limit_writes_burst),
+        MethodClass.STREAM: Limit(settings.rate_limit_streams_per_second, settings.rate_limit_streams_burst),
+    }
+
+
+# The grpc.health.v1 service name that answers whether the process is alive (not whether it can serve).
+LIVENESS_SERVICE = "adplane.liveness"
 
 
 def build_server(
@@ -247,6 +266,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     gc.collect()
     gc.freeze()
     await _open_pools(infrastructure)
+    # Liveness (the kubelet's livenessProbe): SERVING from start to shutdown whatever PostgreSQL and
+    # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     health_server = health_only_server(settings, health)
     if health_server is not None:

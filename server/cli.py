@@ -53,6 +53,37 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     migrations.upgrade(_settings(), revision)
 
 
+@app.command("wait-for-schema")
+def wait_for_schema(
+    timeout: Annotated[float, typer.Option(help="Give up (exit 1) after this many seconds.")] = 600,
+    interval: Annotated[float, typer.Option(help="Seconds between two looks at the database.")] = 2,
+) -> None:
+    """Wait until the database's schema is at this code's head (or newer), then exit 0: the init
+    container of the server and worker pods, which start only once the release's migration ran."""
+    import time
+
+    from server import migrations
+
+    settings = _settings()
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        try:
+            if migrations.schema_is_ready(settings):
+                typer.echo("schema: ready")
+                return
+            state = "schema: behind this release's migrations; waiting for `adplane migrate`"
+        except Exception as error:  # the database not up yet: keep waiting, say why once
+            state = f"schema: database not reachable ({error.__class__.__name__}); waiting"
+        if state != said:
+            typer.echo(state, err=True)
+            said = state
+        if time.monotonic() >= deadline:
+            typer.echo(f"adplane: the schema was not ready within {timeout:g} s", err=True)
+            raise typer.Exit(1)
+        time.sleep(interval)
+
+
 @app.command()
 def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")]) -> None:
     """Downgrade the database schema."""

@@ -9,9 +9,10 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, cast
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,7 +39,7 @@ from server.business_managers.service import BusinessManagerService, IBusinessMa
 from server.clients.meta.protocol import IMetaClient
 from server.config import Settings
 from server.crypto import SecretCipher
-from server.db import create_engine, create_sessionmaker
+from server.db import create_engine, create_sessionmaker, direct_connect_arguments, pooled_connect_arguments
 from server.exports.repository import ExportRepository
 from server.exports.service import ExportService, IExportService
 from server.exports.storage import IExportStorage, S3ExportStorage
@@ -95,17 +96,18 @@ class Infrastructure:
     def build(cls, settings: Settings) -> "Infrastructure":
         engine = create_engine(settings)
         read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        sessions = create_sessionmaker(engine)
         standing_cache = StandingCache()
-        standing_cache.attach(engine)
+        standing_cache.attach(engine, sessions, partial(asyncpg.connect, **direct_connect_arguments(settings)))
         redis = connect_redis(settings) if settings.redis_configured else None
         watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
+            sessions=sessions,
             read_sessions=create_sessionmaker(read_engine),
             read_engine=read_engine,
-            read_pool=ReadPool(engine, size=settings.database_read_pool_size),
+            read_pool=ReadPool(pooled_connect_arguments(settings), size=settings.database_read_pool_size),
             standing_cache=standing_cache,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
@@ -197,18 +199,20 @@ class Infrastructure:
         return PrincipalResolver(StandingRepository(self.read_engine), cache=self.standing_cache)
 
     async def open_pools(self) -> None:
-        """Open the connection pools to their resting size (DATABASE_POOL_SIZE connections, each
-        listening for standing changes, and the read pool's). A server does this before it serves:
-        the first burst of calls then finds connections instead of each opening one (bench/README.md,
-        "Measurements behind the code")."""
+        """Open the connection pools to their resting size (DATABASE_POOL_SIZE connections and the
+        read pool's) and the standing cache's listening connection. A server does this before it
+        serves: the first burst of calls then finds connections instead of each opening one
+        (bench/README.md, "Measurements behind the code")."""
         await self.read_pool.open()
         # Checked out together (so the pool opens that many), returned when the stack closes; the
         # task group cancels the rest if one fails, before the stack returns what was opened.
         async with AsyncExitStack() as opened, asyncio.TaskGroup() as group:
             for _ in range(self.settings.database_pool_size):
                 group.create_task(opened.enter_async_context(self.engine.connect()))
+        await self.standing_cache.start()
 
     async def close(self) -> None:
+        await self.standing_cache.close()
         await self.read_pool.close()
         await self.engine.dispose()
         await self.export_storage.close()

@@ -46,6 +46,14 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class DatabasePooler(StrEnum):
+    """What DATABASE_URL (and DATABASE_READ_URL) point at: PostgreSQL itself, or PgBouncer in
+    transaction pooling mode (no prepared statement outlives its statement; see docs/scaling.md)."""
+
+    NONE = "none"
+    PGBOUNCER = "pgbouncer"
+
+
 class EventLoop(StrEnum):
     UVLOOP = "uvloop"
     ASYNCIO = "asyncio"
@@ -114,6 +122,19 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
+    # `pgbouncer`: DATABASE_URL (and DATABASE_READ_URL) go through PgBouncer in transaction mode.
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    # PostgreSQL itself, for what needs a session of its own: LISTEN (the standing cache) and
+    # migrations. Empty: DATABASE_URL (right when that is not a pooler).
+    database_direct_url: str = ""
+    # A streaming replica for the hot reads and lists (callers still read their own writes); empty:
+    # everything on DATABASE_URL.
+    database_read_url: str = ""
+    # The replica is skipped (reads go to DATABASE_URL) while it lags more than this many seconds
+    # behind the primary, or does not answer.
+    database_read_max_lag_seconds: float = Field(default=5.0, gt=0)
+    # How often each process measures the replica's lag.
+    database_read_check_interval_seconds: float = Field(default=1.0, gt=0)
     # Empty: `adplane dev` starts an embedded Redis under DATA_DIR. With REDIS_SENTINELS set, only its
     # database number and credentials count (the sentinels name the primary's address).
     redis_url: str = ""
@@ -290,7 +311,7 @@ class Settings(BaseSettings):
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
     # Where download links point, when clients reach the store at another address than the
-    # platform does (compose: the platform at http://minio:9000, browsers at localhost:9000).
+    # platform does (compose: the platform at http://objectstore:9000, browsers at localhost:9000).
     # Empty: S3_ENDPOINT_URL.
     s3_public_endpoint_url: str = ""
     s3_region: str = "us-east-1"
@@ -321,6 +342,18 @@ class Settings(BaseSettings):
     login_wait_after: int = Field(default=10, ge=1)
     login_max_wait_seconds: float = Field(default=10.0, ge=0)
     login_first_delay_seconds: float = Field(default=1.0, gt=0)
+
+    # Per-caller rate limits (server/interceptors/rate_limit.py): a token bucket per API key or user
+    # and per class of method, in Redis, so that it holds across every server process and node. Reads
+    # are the RPCs routed as GET, streams count when they open, writes are the rest. Tokens per second
+    # (0: no limit for the class) and the most a caller may spend at once. Over the limit: 429 /
+    # RESOURCE_EXHAUSTED (RATE_LIMITED) with RetryInfo and Retry-After.
+    rate_limit_reads_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_reads_burst: int = Field(default=200, ge=1)
+    rate_limit_writes_per_second: float = Field(default=20.0, ge=0)
+    rate_limit_writes_burst: int = Field(default=40, ge=1)
+    rate_limit_streams_per_second: float = Field(default=1.0, ge=0)
+    rate_limit_streams_burst: int = Field(default=20, ge=1)
 
     # The event loop of the server, worker and scheduler processes. uvloop costs the server about a
     # tenth less CPU per request than asyncio's own loop (bench/README.md); `asyncio` is the way back
@@ -397,7 +430,15 @@ class Settings(BaseSettings):
         pairs = (part.strip().rpartition(":") for part in self.redis_sentinels.split(",") if part.strip())
         return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
-    @field_validator("database_url")
+    @model_validator(mode="after")
+    def _direct_url_behind_a_pooler(self) -> "Settings":
+        # Through PgBouncer in transaction mode a LISTEN would hear nothing once its server
+        # connection went to another client, and migrations need a session of their own.
+        if self.database_pooler is DatabasePooler.PGBOUNCER and self.database_url and not self.database_direct_url:
+            raise ValueError("DATABASE_POOLER=pgbouncer needs DATABASE_DIRECT_URL (PostgreSQL itself, not PgBouncer)")
+        return self
+
+    @field_validator("database_url", "database_direct_url", "database_read_url")
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
         # Accept the plain URLs other tools use (postgres://, postgresql://) and pick the async driver.
@@ -425,6 +466,11 @@ class Settings(BaseSettings):
     @property
     def redis_configured(self) -> bool:
         return bool(self.redis_url or self.redis_sentinels)
+
+    @property
+    def direct_database_url(self) -> str:
+        """Where sessions of their own go (LISTEN, migrations): DATABASE_DIRECT_URL or DATABASE_URL."""
+        return self.database_direct_url or self.database_url
 
     @property
     def effective_log_format(self) -> LogFormat:

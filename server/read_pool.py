@@ -28,10 +28,8 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Insert, Select, Update
 
-from server.db import driver_connect_arguments
 from server.metrics import DB_CHECKOUTS, DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT, DB_CONNECTIONS_OPEN
 from server.tracing import database_span
 
@@ -59,15 +57,15 @@ class PreparedRead:
 
 
 class ReadPool:
-    """asyncpg connections to the engine's database, opened on first use (inside the event loop)
-    or all at once by `open`.
+    """asyncpg connections to one database (`connect_arguments`: `server.db.connect_arguments`),
+    opened on first use (inside the event loop) or all at once by `open`.
 
     A read waits for a free connection as long as its call allows (a timeout here would cost a
     timer per read); the call's deadline, or its cancellation, ends the wait like the query.
     """
 
-    def __init__(self, engine: AsyncEngine, *, size: int) -> None:
-        self._connect_arguments = driver_connect_arguments(engine)
+    def __init__(self, connect_arguments: Mapping[str, Any], *, size: int) -> None:
+        self._connect_arguments = dict(connect_arguments)
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._starting: asyncio.Lock | None = None

@@ -60,6 +60,11 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "GRPC_DRAIN_SECONDS": "0",
         # Workers' and schedulers' heartbeat files stay in the test's data, not the machine's /tmp.
         "ADPLANE_HEARTBEAT_DIR": str(settings.data_dir),
+        # No per-caller rate limits: tests call as one caller in bursts (tests/e2e/test_rate_limits.py
+        # sets its own).
+        "RATE_LIMIT_READS_PER_SECOND": "0",
+        "RATE_LIMIT_WRITES_PER_SECOND": "0",
+        "RATE_LIMIT_STREAMS_PER_SECOND": "0",
     }
     env.update(overrides)
     return env
