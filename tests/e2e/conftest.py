@@ -153,11 +153,21 @@ def _start_server(
     return server
 
 
-def start_server_processes(
-    settings: Settings, tmp: Path, workers: int, credentials: grpc.ChannelCredentials | None = None, **env: str
+def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: str) -> ServerProcess:
+    """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=None)
+
+
+def start_tls_server_processes(
+    settings: Settings, tmp: Path, workers: int, credentials: grpc.ChannelCredentials, **env: str
 ) -> ServerProcess:
-    """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i);
-    over TLS with `credentials`."""
+    """The same with TLS settings in `env`, each process asked over TLS (`credentials`)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=credentials)
+
+
+def _start_server_processes(
+    settings: Settings, tmp: Path, workers: int, env: dict[str, str], *, credentials: grpc.ChannelCredentials | None
+) -> ServerProcess:
     port = free_port_block(workers)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(

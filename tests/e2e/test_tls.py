@@ -34,7 +34,7 @@ from devstack.probes import routes_to_serving_server
 from server.config import Settings
 from tests import waits
 from tests.callers import PASSWORD, Caller
-from tests.e2e.conftest import ServerProcess, start_envoy, start_server_processes, start_tls_server
+from tests.e2e.conftest import ServerProcess, start_envoy, start_tls_server, start_tls_server_processes
 
 HOST_NAMES = ("localhost", "127.0.0.1")
 
@@ -258,7 +258,7 @@ async def test_every_server_process_serves_tls_on_the_shared_port_and_its_own(
     settings: Settings, pki: Pki, tmp_path: Path
 ) -> None:
     credentials = pki.channel_credentials(client=pki.caller)
-    server = start_server_processes(settings, tmp_path, 2, credentials, **_server_env(pki))
+    server = start_tls_server_processes(settings, tmp_path, 2, credentials, **_server_env(pki))
     try:
         for port in (server.port, server.port + 1, server.port + 2):
             assert await asyncio.to_thread(_health_through, f"127.0.0.1:{port}", credentials), port
