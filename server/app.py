@@ -229,6 +229,19 @@ def build_server(
     return server, health
 
 
+def health_only_server(settings: Settings, health: health_aio.HealthServicer) -> grpc.aio.Server | None:
+    """GRPC_HEALTH_PORT: the health service alone, in plaintext, for probes that cannot speak TLS
+    (the kubelet's native gRPC probes) to a server that serves TLS and may require client
+    certificates. The same servicer as GRPC_PORT's, so the same answers; nothing else is reachable
+    there. None when the setting is unset."""
+    if settings.grpc_health_port is None:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_health_port}")
+    return server
+
+
 async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period.
 
@@ -238,10 +251,13 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    credentials = server_credentials(settings)
+    tls = settings.tls_cert_file is not None
     for port in (settings.grpc_port, own_port):
         if port is None:
             continue
+        # Credentials of their own for each port: a second port given the same dynamic credentials asks
+        # their fetcher for a first configuration, gets "unchanged", and fails to bind.
+        credentials = server_credentials(settings)
         if credentials is None:
             server.add_insecure_port(f"{settings.grpc_host}:{port}")
         else:
@@ -256,6 +272,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
     await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
+    health_server = health_only_server(settings, health)
+    if health_server is not None:
+        await health_server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
         keep_health_true(
@@ -270,8 +289,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
         "serving",
         address=address,
         own_port=own_port,
-        tls=credentials is not None,
+        tls=tls,
         client_certificates=settings.tls_client_ca_file is not None,
+        health_port=settings.grpc_health_port,
         pid=os.getpid(),
     )
 
@@ -290,6 +310,8 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # reconnect to another server, instead of holding the drain for the whole grace period.
     await infrastructure.request_events.close()
     await server.stop(settings.grpc_shutdown_grace)
+    if health_server is not None:
+        await health_server.stop(None)
     await infrastructure.close()
     logger.info("stopped")
 

@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     # mTLS: callers must present a certificate signed by a CA of this PEM bundle (Envoy presents
     # ENVOY_UPSTREAM_CERT_FILE). Needs TLS_CERT_FILE.
     tls_client_ca_file: Path | None = None
+    # A plaintext port answering grpc.health.v1 only (the same answers as GRPC_PORT's), for probes
+    # that cannot speak TLS, such as the kubelet's native gRPC probes; shared by the server processes
+    # like GRPC_PORT. Unset: none.
+    grpc_health_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Watch streams (WatchRequests): changes reach every server process through a Redis stream.
     # A resume token older than this many seconds is refused (the client re-snapshots).
