@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.sql import Insert, Select, Update
 
@@ -230,10 +229,12 @@ class _DescribedOnce(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships
             described = await self.prepare(sql, name="")
             state = self._described[sql] = described._state
             state.mark_unprepared()  # as asyncpg does without a statement cache: Parse on every run
-        # A statement object lives for one checkout of the connection (asyncpg refuses it after the
-        # connection went back to the pool); the state it wraps lives as long as the connection.
-        statement = PreparedStatement(self, sql, state)
-        return await (statement.fetch if every_row else statement.fetchrow)(*arguments)
+        # What PreparedStatement.fetch does, without a statement object per read (asyncpg refuses
+        # one after its connection went back to the pool; the state lives as long as the connection).
+        rows, _status, _done = await self._protocol.bind_execute(
+            state, arguments, "", 0 if every_row else 1, True, None
+        )
+        return rows if every_row else (rows[0] if rows else None)
 
 
 async def _prepare_connection(connection: asyncpg.Connection) -> None:
