@@ -3,13 +3,16 @@ SHELL := bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
+.PHONY: bootstrap test-tools run cluster test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
 
 bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
 	@./scripts/bootstrap.sh
 
-run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy
-	$(VENV)/adplane dev
+run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy (TLS=1: over TLS)
+	$(VENV)/adplane dev $(if $(TLS),--tls)
+
+cluster: bootstrap test-tools  ## two nodes (127.0.0.2, .3), Envoy over both, PgBouncer, Redis Sentinel (docs/scaling.md)
+	$(VENV)/adplane dev --topology cluster
 
 test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest  ## every check CI runs
 
@@ -41,7 +44,10 @@ migrate: bootstrap  ## upgrade the database at DATABASE_URL
 # Test processes (pytest-xdist); PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 
-pytest: bootstrap
+test-tools:  ## system programs the tests need (PgBouncer): apt-get install when missing, or the command to run
+	@./scripts/test_tools.sh
+
+pytest: bootstrap test-tools
 	$(VENV)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 fuzz: bootstrap  ## schemathesis against a test stack, 200 examples per operation (make test runs 5)
@@ -52,5 +58,6 @@ bench: bootstrap  ## performance figures (not part of make test)
 	$(VENV)/python -m bench.sync_accounts
 	$(VENV)/python -m bench.read_rpc
 	$(VENV)/python -m bench.read_rpc --keyset
+	$(VENV)/python -m bench.write_rpc
 	$(VENV)/python -m bench.soak
 	$(VENV)/python -m bench.retention

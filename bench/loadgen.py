@@ -144,8 +144,12 @@ request = function()
   local call = calls[math.random(#calls)]
   return wrk.format("GET", call[1], {["authorization"] = "Bearer " .. call[2]})
 end
+"""
+
+# Appended to every script: the summary wrk's own report leaves out (errors of every kind, p50/p99).
+_WRK_DONE = """
 done = function(summary, latency, requests)
-  io.stderr:write(string.format('{"requests": %%d, "errors": %%d, "p50": %%f, "p99": %%f}\\n',
+  io.stderr:write(string.format('{"requests": %d, "errors": %d, "p50": %f, "p99": %f}\\n',
     summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read
       + summary.errors.write + summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
@@ -158,19 +162,30 @@ def _lua_table(calls: Sequence[HttpCall]) -> str:
 
 
 def wrk(port: int, calls: Sequence[HttpCall], *, in_flight: int, seconds: float) -> LoadResult:
+    """GETs of random `calls`."""
+    script = _WRK_SCRIPT % (_lua_table(calls), random.randrange(1 << 30))  # noqa: S311
+    return wrk_script(port, script, in_flight=in_flight, seconds=seconds)
+
+
+def wrk_script(port: int, script: str, *, in_flight: int, seconds: float, threads: int = 2) -> LoadResult:
+    """wrk running a Lua `script` (its `request` function makes each request) over `in_flight`
+    connections on `threads` threads."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "calls.lua"
-        script.write_text(_WRK_SCRIPT % (_lua_table(calls), random.randrange(1 << 30)))  # noqa: S311
+        path = Path(tmp) / "calls.lua"
+        path.write_text(script + _WRK_DONE)
         command = [
             "wrk",
             "-t",
-            "2",
+            str(threads),
             "-c",
             str(in_flight),
             "-d",
             f"{seconds:g}s",
             "-s",
-            str(script),
+            str(path),
+            # A write can take seconds on a busy machine: slower is a latency, not an error.
+            "--timeout",
+            "10s",
             f"http://127.0.0.1:{port}",
         ]
         result = subprocess.run(command, capture_output=True, timeout=seconds + 60, check=True)
@@ -238,3 +253,18 @@ def process_cpu(root: int) -> dict[int, float]:
 def cpu_seconds(root: int) -> float:
     """User + system CPU of a process and all its descendants (the server's worker processes)."""
     return sum(process_cpu(root).values())
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core since boot, from /proc/stat (idle and iowait are
+    not busy; steal is, as far as this machine's guests can tell)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])  # guest time is counted in user already
+    return total - idle, total
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How busy the machine was between two `machine_ticks()` (0 to 1)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0

@@ -6,6 +6,8 @@ to show, and the supervisor stops the stack for it.
 """
 
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -68,3 +70,20 @@ class Child:
         self.restart_at = now + self.delay
         self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
         return ChildState.WAITING
+
+
+def stop_children(children: list[Child], signum: int, *, timeout: float) -> None:
+    running = [child for child in children if child.process is not None and child.restart_at is None]
+    for child in running:
+        assert child.process is not None
+        if child.process.poll() is None:
+            child.process.send_signal(signum)
+    deadline = time.monotonic() + timeout
+    for child in running:
+        assert child.process is not None
+        try:
+            child.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"adplane dev: {child.name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
+            child.process.kill()
+            child.process.wait()

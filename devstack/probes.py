@@ -4,6 +4,7 @@ answer, and whether Envoy routes to a serving server (the banner waits for that)
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
@@ -65,9 +66,16 @@ class Probe:
         return f"adplane dev: {self.name} is not answering; the server answers UNAVAILABLE until it is back"
 
 
-def routes_to_serving_server(port: int, *, timeout: float = 1.0) -> bool:
-    """Whether a gRPC health check sent through Envoy's listener comes back SERVING."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def routes_to_serving_server(port: int, *, ca_file: Path | None = None, timeout: float = 1.0) -> bool:
+    """Whether a gRPC health check sent through Envoy's listener comes back SERVING; over TLS,
+    trusting the CA of `ca_file`, when it is given."""
+    target = f"127.0.0.1:{port}"
+    channel = (
+        grpc.insecure_channel(target)
+        if ca_file is None
+        else grpc.secure_channel(target, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+    )
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:

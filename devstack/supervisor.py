@@ -19,7 +19,9 @@ from os import environ
 from pathlib import Path
 from types import FrameType
 
-from devstack.children import Child, ChildState
+from devstack.certificates import DevCertificates, dev_certificates
+from devstack.children import Child, ChildState, stop_children
+from devstack.cluster import Cluster, ClusterPorts, DataTier, cluster_refusal, start_data_tier
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -41,6 +43,9 @@ DEV_ADMIN_EMAIL = "admin@example.com"
 DEV_ADMIN_PASSWORD = "adplane-dev-admin"  # noqa: S105 - a development login, printed in the banner
 # Not 6379, so a Redis installed on the machine keeps its port.
 DEV_REDIS_PORT = 6380
+# Server processes unless GRPC_WORKERS is set: more than one, so that a developer sees what production
+# does when one restarts or dies (Envoy sends its calls to the others while it comes back).
+DEV_GRPC_WORKERS = 2
 # /metrics of the server, the worker and the scheduler.
 DEV_METRICS_PORTS = (9464, 9465, 9466)
 # How long children get after the grace period of the gRPC server before they are killed.
@@ -52,8 +57,16 @@ PROBE_SECONDS = 2.0
 SLOW_START_SECONDS = 60.0
 
 
-def run_dev_stack(settings: Settings) -> int:
-    """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero)."""
+def run_dev_stack(settings: Settings, *, tls: bool = False, cluster: bool = False) -> int:
+    """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero).
+
+    `tls`: the server and Envoy serve TLS with certificates of a local CA made on first use under
+    DATA_DIR/tls (devstack/certificates.py); the server requires client certificates, Envoy presents one.
+    `cluster`: the multi-node topology of devstack/cluster.py instead of one process of each kind.
+    """
+    if cluster and (problem := cluster_refusal(settings, tls=tls)):
+        print(f"adplane dev: {problem}", file=sys.stderr)
+        return 2
     received: list[int] = []
 
     def remember(signum: int, _frame: FrameType | None) -> None:
@@ -64,28 +77,16 @@ def run_dev_stack(settings: Settings) -> int:
     previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with ExitStack() as backing_services:
-            env = _start_backing_services(settings, backing_services)
+            tier = start_data_tier(settings.data_dir / "cluster", backing_services) if cluster else None
+            env = dict(environ) | tier.env if tier else _start_backing_services(settings, backing_services)
+            certificates = dev_certificates(settings.data_dir) if tls else None
+            if certificates is not None:
+                env.update(certificates.env())
             if received:
                 return 0
-            migrate = _spawn(["migrate"], env)
-            if migrate.wait() != 0:
-                print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
-                return migrate.returncode
-            if not settings.database_url:
-                admin = _spawn(
-                    [
-                        "createsuperuser",
-                        "--email",
-                        DEV_ADMIN_EMAIL,
-                        "--password",
-                        DEV_ADMIN_PASSWORD,
-                        "--keep-existing",
-                    ],
-                    env,
-                )
-                if admin.wait() != 0:
-                    print(f"adplane dev: createsuperuser exited with {admin.returncode}", file=sys.stderr)
-                    return admin.returncode
+            prepared = _prepare_database(env, create_admin=not settings.database_url)
+            if prepared != 0:
+                return prepared
             if received:
                 return 0
             children = [Child(name, start) for name, start in _third_party_fakes(settings, env).items()]
@@ -98,24 +99,57 @@ def run_dev_stack(settings: Settings) -> int:
             dev_env = settings.data_dir / DEV_ENV_FILE
             write_dev_env(dev_env, env)
             backing_services.callback(dev_env.unlink, missing_ok=True)
-            _metrics_ports(settings, env)
-            for name, arguments in CHILDREN.items():
-                children.append(Child(name, partial(_spawn, arguments, env)))
-                children[-1].launch(time.monotonic())
+            processes, redis_probe, described = _stack_processes(settings, env, tier)
+            children += processes
+            for child in children:
+                if child.process is None:
+                    child.launch(time.monotonic())
             return _supervise(
                 children,
                 received,
                 probes=[
                     Probe(f"PostgreSQL ({env['DATABASE_URL']})", postgres_reachable(env["DATABASE_URL"])),
-                    Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])),
+                    redis_probe,
                 ],
-                serving=partial(routes_to_serving_server, settings.http_port),
-                banner=partial(_print_banner, settings, env),
+                serving=partial(
+                    routes_to_serving_server,
+                    settings.http_port,
+                    ca_file=certificates.ca if certificates is not None else None,
+                ),
+                banner=partial(_print_banner, settings, env, certificates, described),
                 stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS,
             )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _stack_processes(settings: Settings, env: dict[str, str], tier: DataTier | None) -> tuple[list[Child], Probe, str]:
+    """The adplane processes to run, how to tell that Redis answers, and the banner's lines on the nodes."""
+    if tier is None:
+        _metrics_ports(settings, env)
+        _server_processes(settings, env)
+        children = [Child(name, partial(_spawn, arguments, env)) for name, arguments in CHILDREN.items()]
+        return children, Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])), ""
+    nodes = Cluster(env, ClusterPorts.pick(settings.grpc_port), settings.data_dir / "cluster")
+    redis = Probe(f"Redis (the primary the sentinels {tier.redis.sentinels} name)", tier.primary_up)
+    return list(nodes.children.values()), redis, nodes.describe()
+
+
+def _prepare_database(env: dict[str, str], *, create_admin: bool) -> int:
+    """Migrations, and the development superuser in a database `make run` made; an exit code."""
+    migrate = _spawn(["migrate"], env)
+    if migrate.wait() != 0:
+        print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
+        return migrate.returncode
+    if create_admin:
+        admin = _spawn(
+            ["createsuperuser", "--email", DEV_ADMIN_EMAIL, "--password", DEV_ADMIN_PASSWORD, "--keep-existing"], env
+        )
+        if admin.wait() != 0:
+            print(f"adplane dev: createsuperuser exited with {admin.returncode}", file=sys.stderr)
+            return admin.returncode
+    return 0
 
 
 def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Callable[[], subprocess.Popen[bytes]]]:
@@ -145,6 +179,12 @@ def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Cal
         env.setdefault("AWS_ACCESS_KEY_ID", "dev")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "dev")
     return fakes
+
+
+def _server_processes(settings: Settings, env: dict[str, str]) -> None:
+    """GRPC_WORKERS for the server and Envoy alike: DEV_GRPC_WORKERS unless set."""
+    if "grpc_workers" not in settings.model_fields_set:
+        env["GRPC_WORKERS"] = str(DEV_GRPC_WORKERS)
 
 
 def _metrics_ports(settings: Settings, env: dict[str, str]) -> None:
@@ -220,12 +260,12 @@ def _supervise(
     next_probe = started
     while True:
         if received:
-            _stop(children, received[0], timeout=stop_timeout)
+            stop_children(children, received[0], timeout=stop_timeout)
             return 0
         now = time.monotonic()
         for child in children:
             if child.poll(now) is ChildState.GAVE_UP:
-                _stop(children, signal.SIGTERM, timeout=stop_timeout)
+                stop_children(children, signal.SIGTERM, timeout=stop_timeout)
                 return child.last_exit or 1
         if banner_due and serving():
             banner()
@@ -245,38 +285,30 @@ def _supervise(
         time.sleep(POLL_SECONDS)
 
 
-def _stop(children: list[Child], signum: int, *, timeout: float) -> None:
-    running = [child for child in children if child.process is not None and child.restart_at is None]
-    for child in running:
-        assert child.process is not None
-        if child.process.poll() is None:
-            child.process.send_signal(signum)
-    deadline = time.monotonic() + timeout
-    for child in running:
-        assert child.process is not None
-        try:
-            child.process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"adplane dev: {child.name} did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
-            child.process.kill()
-            child.process.wait()
-
-
-def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+def _print_banner(
+    settings: Settings, env: dict[str, str], certificates: DevCertificates | None = None, nodes: str = ""
+) -> None:
     grpc_host = "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
-    rest = f"http://127.0.0.1:{settings.http_port}"
+    if certificates is None:
+        rest, curl, tls = f"http://127.0.0.1:{settings.http_port}", "curl", ""
+        grpc_line = f"127.0.0.1:{settings.http_port}  (through Envoy)" if nodes else f"{grpc_host}:{settings.grpc_port}"
+    else:
+        rest, curl = f"https://localhost:{settings.http_port}", f"curl --cacert {certificates.ca}"
+        client_cert, client_key = certificates.client
+        grpc_line = f"{grpc_host}:{settings.grpc_port}  (TLS, client certificate required: {client_cert}, {client_key})"
+        tls = f"\n  TLS CA       {certificates.ca}  (the local CA: trust it in clients; made on first use)"
     print(
         f"""
-adplane dev stack (Ctrl-C stops everything)
-  gRPC         {grpc_host}:{settings.grpc_port}
-  REST         {rest}  (gRPC-Web on the same port)
+adplane dev stack (Ctrl-C stops everything){nodes}
+  gRPC         {grpc_line}
+  REST         {rest}  (gRPC-Web on the same port{", and gRPC" if certificates else ""}){tls}
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   Metrics      {_metrics_urls(settings, env)}
   PostgreSQL   {env["DATABASE_URL"]}
-  Redis        {env["REDIS_URL"]}
+  Redis        {env.get("REDIS_URL") or f"through the sentinels {env['REDIS_SENTINELS']}"}
   Meta Graph   {env.get("META_GRAPH_URL", settings.meta_graph_url)}
   S3           {env.get("S3_ENDPOINT_URL") or "AWS"}
-{_login_help(settings, rest)}
+{_login_help(settings, rest, curl)}
 load demo data (workspaces, members of every role, accounts, pixels, requests waiting), and
 run the daily spend export now (every `adplane` command finds this stack through
 {settings.data_dir / DEV_ENV_FILE} while it runs; variables you export win):
@@ -296,19 +328,19 @@ def _metrics_urls(settings: Settings, env: dict[str, str]) -> str:
     )
 
 
-def _login_help(settings: Settings, rest: str) -> str:
+def _login_help(settings: Settings, rest: str, curl: str = "curl") -> str:
     if settings.database_url:
         first = "create a user with `adplane createsuperuser`, sign in with POST /api/auth/login, then:"
         token = "  TOKEN=<tokens.access_token of the login response>"  # noqa: S105 - a placeholder
     else:
         first = f"sign in as the development superuser ({DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD}) and try:"
         token = (
-            f"  TOKEN=$(curl -s -X POST {rest}/api/auth/login \\\n"
+            f"  TOKEN=$({curl} -s -X POST {rest}/api/auth/login \\\n"
             f'      -d \'{{"email": "{DEV_ADMIN_EMAIL}", "password": "{DEV_ADMIN_PASSWORD}"}}\' \\\n'
             '      | python3 -c \'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])\')'
         )
     return f"""{first}
 {token}
-  curl -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
-  curl -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
+  {curl} -s -X POST {rest}/api/workspaces -H "authorization: Bearer $TOKEN" -d '{{"name": "Acme"}}'
+  {curl} -s {rest}/api/workspaces -H "authorization: Bearer $TOKEN"
 """

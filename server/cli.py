@@ -1,5 +1,6 @@
 """The `adplane` command."""
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -33,9 +34,16 @@ def serve(
 ) -> None:
     """Run the gRPC API server until SIGTERM/SIGINT, then drain in-flight RPCs."""
     from server import app as server_app
+    from server.tls import server_credentials
 
     overrides: dict[str, Any] = {k: v for k, v in {"grpc_workers": workers, "grpc_port": port}.items() if v is not None}
-    raise typer.Exit(server_app.run(_settings(**overrides)))
+    settings = _settings(**overrides)
+    try:
+        server_credentials(settings)  # the TLS files, checked before any process starts
+    except ValueError as error:
+        typer.echo(f"adplane: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(server_app.run(settings))
 
 
 @app.command()
@@ -44,6 +52,37 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     from server import migrations
 
     migrations.upgrade(_settings(), revision)
+
+
+@app.command("wait-for-schema")
+def wait_for_schema(
+    timeout: Annotated[float, typer.Option(help="Give up (exit 1) after this many seconds.")] = 600,
+    interval: Annotated[float, typer.Option(help="Seconds between two looks at the database.")] = 2,
+) -> None:
+    """Wait until the database's schema is at this code's head (or newer), then exit 0: the init
+    container of the server and worker pods, which start only once the release's migration ran."""
+    import time
+
+    from server import migrations
+
+    settings = _settings()
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        try:
+            if migrations.schema_is_ready(settings):
+                typer.echo("schema: ready")
+                return
+            state = "schema: behind this release's migrations; waiting for `adplane migrate`"
+        except Exception as error:  # the database not up yet: keep waiting, say why once
+            state = f"schema: database not reachable ({error.__class__.__name__}); waiting"
+        if state != said:
+            typer.echo(state, err=True)
+            said = state
+        if time.monotonic() >= deadline:
+            typer.echo(f"adplane: the schema was not ready within {timeout:g} s", err=True)
+            raise typer.Exit(1)
+        time.sleep(interval)
 
 
 @app.command()
@@ -76,8 +115,8 @@ def worker() -> None:
 
 @app.command()
 def scheduler() -> None:
-    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run exactly one:
-    a second scheduler sends every periodic task twice."""
+    """Send the periodic tasks on their schedules (syncs, expiry, alerts, exports). Run one or more:
+    the one holding the lease in Redis sends each run once; another takes over when it dies."""
     from server.background import scheduler as task_scheduler
 
     raise typer.Exit(task_scheduler.run(_settings()))
@@ -234,16 +273,38 @@ def _require_devstack(command: str) -> None:
         raise typer.Exit(2)
 
 
+class Topology(StrEnum):
+    SINGLE = "single"
+    CLUSTER = "cluster"
+
+
 @app.command()
-def dev() -> None:
+def dev(
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve TLS: HTTPS at Envoy, TLS with client certificates (mTLS) at the server, with "
+            "certificates of a local CA made on first use under DATA_DIR/tls.",
+        ),
+    ] = False,
+    topology: Annotated[
+        Topology,
+        typer.Option(
+            help="single: one process of each kind. cluster (make cluster): two nodes on 127.0.0.2 and "
+            "127.0.0.3, each with server processes, a worker and a scheduler, Envoy over both, PostgreSQL "
+            "behind PgBouncer, Redis behind three sentinels (docs/scaling.md).",
+        ),
+    ] = Topology.SINGLE,
+) -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
     META_GRAPH_URL / S3_ENDPOINT_URL are unset, migrations, the server, Envoy, a worker and the
-    scheduler."""
+    scheduler. Plaintext unless --tls."""
     _require_devstack("dev")
     from devstack.supervisor import run_dev_stack
 
-    raise typer.Exit(run_dev_stack(Settings()))
+    raise typer.Exit(run_dev_stack(Settings(), tls=tls, cluster=topology is Topology.CLUSTER))
 
 
 @app.command()

@@ -46,6 +46,14 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class DatabasePooler(StrEnum):
+    """What DATABASE_URL (and DATABASE_READ_URL) point at: PostgreSQL itself, or PgBouncer in
+    transaction pooling mode (no prepared statement outlives its statement; see docs/scaling.md)."""
+
+    NONE = "none"
+    PGBOUNCER = "pgbouncer"
+
+
 class EventLoop(StrEnum):
     UVLOOP = "uvloop"
     ASYNCIO = "asyncio"
@@ -114,8 +122,28 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
-    # Empty: `adplane dev` starts an embedded Redis under DATA_DIR.
+    # `pgbouncer`: DATABASE_URL (and DATABASE_READ_URL) go through PgBouncer in transaction mode.
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    # PostgreSQL itself, for what needs a session of its own: LISTEN (the standing cache) and
+    # migrations. Empty: DATABASE_URL (right when that is not a pooler).
+    database_direct_url: str = ""
+    # A streaming replica for the hot reads and lists (callers still read their own writes); empty:
+    # everything on DATABASE_URL.
+    database_read_url: str = ""
+    # The replica is skipped (reads go to DATABASE_URL) while it lags more than this many seconds
+    # behind the primary, or does not answer.
+    database_read_max_lag_seconds: float = Field(default=5.0, gt=0)
+    # How often each process measures the replica's lag.
+    database_read_check_interval_seconds: float = Field(default=1.0, gt=0)
+    # Empty: `adplane dev` starts an embedded Redis under DATA_DIR. With REDIS_SENTINELS set, only its
+    # database number and credentials count (the sentinels name the primary's address).
     redis_url: str = ""
+    # Comma-separated host:port of Redis Sentinels: every Redis client then connects to the primary
+    # they name for REDIS_SENTINEL_SERVICE and follows a failover (server.redis_client).
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "adplane"
+    # The sentinels' own password (`requirepass` of sentinel.conf), when they have one.
+    redis_sentinel_password: SecretStr = SecretStr("")
     # Where the embedded services keep their data between restarts.
     data_dir: Path = PROJECT_ROOT / ".data"
 
@@ -144,6 +172,18 @@ class Settings(BaseSettings):
     # Smallest interval between client pings the server tolerates.
     grpc_min_ping_interval_ms: int = Field(default=10_000, ge=0)
     grpc_max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    # TLS of the gRPC server itself (for callers that reach it directly, and Envoy when
+    # ENVOY_UPSTREAM_CA_FILE is set): PEM certificate chain and private key; unset: plaintext. The
+    # files are read again when they change (rotation without a restart, see server/tls.py).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # mTLS: callers must present a certificate signed by a CA of this PEM bundle (Envoy presents
+    # ENVOY_UPSTREAM_CERT_FILE). Needs TLS_CERT_FILE.
+    tls_client_ca_file: Path | None = None
+    # A plaintext port answering grpc.health.v1 only (the same answers as GRPC_PORT's), for probes
+    # that cannot speak TLS, such as the kubelet's native gRPC probes; shared by the server processes
+    # like GRPC_PORT. Unset: none.
+    grpc_health_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Watch streams (WatchRequests): changes reach every server process through a Redis stream.
     # A resume token older than this many seconds is refused (the client re-snapshots).
@@ -170,6 +210,21 @@ class Settings(BaseSettings):
     # alone, on ENVOY_METRICS_PORT (all interfaces) at /stats/prometheus.
     envoy_admin_port: int = Field(default=9901, ge=1, le=65535)
     envoy_metrics_port: int = Field(default=9902, ge=1, le=65535)
+    # TLS at the edge: Envoy's listener serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN: REST, gRPC-Web
+    # and gRPC) with this PEM certificate chain and key; unset: plaintext. Reloaded when a file is
+    # replaced (renamed into place, as Kubernetes and certificate tools do), without a restart.
+    envoy_tls_cert_file: Path | None = None
+    envoy_tls_key_file: Path | None = None
+    # Envoy to the server over TLS, the server's certificate checked against this PEM CA bundle;
+    # unset: plaintext to the server.
+    envoy_upstream_ca_file: Path | None = None
+    # The client certificate (and key) Envoy presents to the server, for a server that requires
+    # one (TLS_CLIENT_CA_FILE). Needs ENVOY_UPSTREAM_CA_FILE.
+    envoy_upstream_cert_file: Path | None = None
+    envoy_upstream_key_file: Path | None = None
+    # The name the server's certificate must carry (DNS or IP subject alternative name), also sent as
+    # SNI when it is a host name. Empty: GRPC_UPSTREAM_HOST.
+    envoy_upstream_server_name: str = ""
 
     # Prometheus `/metrics` of each process kind, on a port of its own; unset: not served.
     # With GRPC_WORKERS > 1 the server's parent process serves the sum over its processes.
@@ -216,9 +271,15 @@ class Settings(BaseSettings):
     sync_pixels_cron: str = "5 * * * *"
     sync_business_managers_cron: str = "10 * * * *"
     expire_requests_cron: str = "0 3 * * *"
-    # Approved requests whose work never finished (a worker lost it) are queued again.
+    # Approved requests that are neither completed nor failed nor in progress (no worker holds
+    # them) this long after their approval are queued again: a worker lost the task, or a Redis
+    # failover lost its message. Shorter than the time a task waits in the queue under load only
+    # queues some twice (harmless: carrying out is idempotent).
     requeue_stalled_cron: str = "*/10 * * * *"
-    requeue_stalled_after_seconds: int = Field(default=1800, ge=60)
+    requeue_stalled_after_seconds: int = Field(default=1800, ge=1)
+    # The scheduler's lease in Redis: any number of schedulers run, the holder sends the runs, and
+    # another takes over within this long (plus a third of it) after the holder dies.
+    scheduler_lease_seconds: float = Field(default=10, ge=1, le=300)
     spend_cap_alerts_cron: str = "*/15 * * * *"
     spend_export_cron: str = "0 4 * * *"
 
@@ -250,7 +311,7 @@ class Settings(BaseSettings):
     # S3 for exports; an empty endpoint means AWS. `make run` starts moto on loopback.
     s3_endpoint_url: str = ""
     # Where download links point, when clients reach the store at another address than the
-    # platform does (compose: the platform at http://minio:9000, browsers at localhost:9000).
+    # platform does (compose: the platform at http://objectstore:9000, browsers at localhost:9000).
     # Empty: S3_ENDPOINT_URL.
     s3_public_endpoint_url: str = ""
     s3_region: str = "us-east-1"
@@ -286,6 +347,18 @@ class Settings(BaseSettings):
     login_max_wait_seconds: float = Field(default=10.0, ge=0)
     login_first_delay_seconds: float = Field(default=1.0, gt=0)
 
+    # Per-caller rate limits (server/interceptors/rate_limit.py): a token bucket per API key or user
+    # and per class of method, in Redis, so that it holds across every server process and node. Reads
+    # are the RPCs routed as GET, streams count when they open, writes are the rest. Tokens per second
+    # (0: no limit for the class) and the most a caller may spend at once. Over the limit: 429 /
+    # RESOURCE_EXHAUSTED (RATE_LIMITED) with RetryInfo and Retry-After.
+    rate_limit_reads_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_reads_burst: int = Field(default=200, ge=1)
+    rate_limit_writes_per_second: float = Field(default=20.0, ge=0)
+    rate_limit_writes_burst: int = Field(default=40, ge=1)
+    rate_limit_streams_per_second: float = Field(default=1.0, ge=0)
+    rate_limit_streams_burst: int = Field(default=20, ge=1)
+
     # The event loop of the server, worker and scheduler processes. uvloop costs the server about a
     # tenth less CPU per request than asyncio's own loop (bench/README.md); `asyncio` is the way back
     # should a library ever misbehave on it.
@@ -320,11 +393,56 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an origin (scheme://host[:port], port * for any): {origin!r}")
         return value
 
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> "Settings":
+        """A certificate goes with its key, and what builds on TLS needs the TLS it builds on."""
+        pairs = [
+            ("TLS_CERT_FILE", self.tls_cert_file, "TLS_KEY_FILE", self.tls_key_file),
+            ("ENVOY_TLS_CERT_FILE", self.envoy_tls_cert_file, "ENVOY_TLS_KEY_FILE", self.envoy_tls_key_file),
+            (
+                "ENVOY_UPSTREAM_CERT_FILE",
+                self.envoy_upstream_cert_file,
+                "ENVOY_UPSTREAM_KEY_FILE",
+                self.envoy_upstream_key_file,
+            ),
+        ]
+        for cert_name, cert, key_name, key in pairs:
+            if (cert is None) != (key is None):
+                raise ValueError(f"{cert_name} and {key_name} go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TLS_CLIENT_CA_FILE (client certificates) needs TLS_CERT_FILE and TLS_KEY_FILE")
+        if self.envoy_upstream_cert_file is not None and self.envoy_upstream_ca_file is None:
+            raise ValueError("ENVOY_UPSTREAM_CERT_FILE needs ENVOY_UPSTREAM_CA_FILE (TLS to the server)")
+        return self
+
     @property
     def cors_origins(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
-    @field_validator("database_url")
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str) -> str:
+        for address in filter(None, (part.strip() for part in value.split(","))):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected comma-separated host:port, got {address!r}")
+        return value
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        pairs = (part.strip().rpartition(":") for part in self.redis_sentinels.split(",") if part.strip())
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
+
+    @model_validator(mode="after")
+    def _direct_url_behind_a_pooler(self) -> "Settings":
+        # Through PgBouncer in transaction mode a LISTEN would hear nothing once its server
+        # connection went to another client, and migrations need a session of their own.
+        if self.database_pooler is DatabasePooler.PGBOUNCER and self.database_url and not self.database_direct_url:
+            raise ValueError("DATABASE_POOLER=pgbouncer needs DATABASE_DIRECT_URL (PostgreSQL itself, not PgBouncer)")
+        return self
+
+    @field_validator("database_url", "database_direct_url", "database_read_url")
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
         # Accept the plain URLs other tools use (postgres://, postgresql://) and pick the async driver.
@@ -344,10 +462,19 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
         if not self.database_url:
             raise ValueError("DATABASE_URL is required in production")
-        if not self.redis_url:
-            raise ValueError("REDIS_URL is required in production (login throttling)")
+        if not self.redis_configured:
+            raise ValueError("REDIS_URL (or REDIS_SENTINELS) is required in production (login throttling)")
         if not self.token_encryption_keys.get_secret_value():
             raise ValueError("TOKEN_ENCRYPTION_KEYS is required in production (Fernet keys, comma-separated)")
+
+    @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_url or self.redis_sentinels)
+
+    @property
+    def direct_database_url(self) -> str:
+        """Where sessions of their own go (LISTEN, migrations): DATABASE_DIRECT_URL or DATABASE_URL."""
+        return self.database_direct_url or self.database_url
 
     @property
     def effective_log_format(self) -> LogFormat:
@@ -359,6 +486,11 @@ class Settings(BaseSettings):
     def server_max_metadata_bytes(self) -> int:
         """The gRPC server's metadata limit (soft and hard alike, so nothing is refused by chance)."""
         return self.max_request_headers_kb * 1024 + EDGE_HEADER_ALLOWANCE_BYTES
+
+    @property
+    def upstream_server_name(self) -> str:
+        """The name Envoy expects in the server's certificate."""
+        return self.envoy_upstream_server_name or self.grpc_upstream_host
 
     @property
     def upstream_port(self) -> int:

@@ -7,11 +7,13 @@ from typing import Any
 import sqlalchemy.exc
 import uuid_utils
 from sqlalchemy import MetaData, event, func
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import DateTime
 
-from server.config import Settings
+from server.config import DatabasePooler, Settings
 from server.metrics import instrument_pool
 from server.tracing import trace_engine
 
@@ -74,11 +76,15 @@ class TimestampMixin:
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), default=utcnow, onupdate=utcnow)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """The engine of DATABASE_URL, or of `url` (the replica's) with the same pool settings."""
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL for you)")
+    connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    if settings.database_pooler is DatabasePooler.PGBOUNCER:
+        connect_args |= _UNPREPARED | {"prepared_statement_cache_size": 0}
     engine = create_async_engine(
-        settings.database_url,
+        url or settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,
@@ -86,7 +92,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # RPC); a connection that died anyway surfaces as UNAVAILABLE and is replaced.
         pool_recycle=1800,
         # An unreachable server fails the call in seconds (asyncpg waits 60 s by default).
-        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args=connect_args,
         # SQL parameters can hold secrets (hashes, ciphertexts): never in error messages or logs.
         hide_parameters=True,
     )
@@ -96,11 +102,36 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def driver_connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
-    """Keyword arguments of `asyncpg.connect` for the engine's database: what SQLAlchemy's asyncpg
-    dialect derives from DATABASE_URL, for the connections adplane opens beside the engine's pool."""
-    _, arguments = engine.dialect.create_connect_args(engine.url)
-    return {**arguments, "timeout": CONNECT_TIMEOUT_SECONDS}
+# Behind PgBouncer in transaction mode consecutive statements of a client may run on different
+# server connections, so no named prepared statement may outlive its statement: asyncpg then
+# prepares each statement unnamed and parses it again in the message batch that runs it (asyncpg
+# >= 0.28), and SQLAlchemy keeps no prepared statements of its own. Named statements, even with
+# unique names (SQLAlchemy's `prepared_statement_name_func`), would be parsed on one server
+# connection and bound on another when no transaction holds the connection (autocommit reads).
+_UNPREPARED: dict[str, Any] = {"statement_cache_size": 0}
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+
+
+def connect_arguments(url: str, *, pooler: DatabasePooler = DatabasePooler.NONE) -> dict[str, Any]:
+    """Keyword arguments of `asyncpg.connect` for `url`: what SQLAlchemy's asyncpg dialect derives
+    from it, for the connections adplane opens beside the engine's pool; `pooler` says whether
+    `url` is PgBouncer's."""
+    _, arguments = _DIALECT.create_connect_args(make_url(url))  # type: ignore[no-untyped-call]
+    arguments = {**arguments, "timeout": CONNECT_TIMEOUT_SECONDS}
+    if pooler is DatabasePooler.PGBOUNCER:
+        arguments |= _UNPREPARED
+    return arguments
+
+
+def pooled_connect_arguments(settings: Settings, url: str | None = None) -> dict[str, Any]:
+    """`connect_arguments` for DATABASE_URL (or `url`, the replica's) as DATABASE_POOLER has it."""
+    return connect_arguments(url or settings.database_url, pooler=settings.database_pooler)
+
+
+def direct_connect_arguments(settings: Settings) -> dict[str, Any]:
+    """`connect_arguments` for PostgreSQL itself (DATABASE_DIRECT_URL): sessions of their own."""
+    pooler = DatabasePooler.NONE if settings.database_direct_url else settings.database_pooler
+    return connect_arguments(settings.direct_database_url, pooler=pooler)
 
 
 def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -114,7 +145,16 @@ def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # A Session class of its own: session events (the standing cache's) then reach this maker's
+    # sessions only, not every session of the process.
+    own = type("AdplaneSession", (Session,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=own)
+
+
+def sync_session_class(sessions: async_sessionmaker[AsyncSession]) -> type[Session]:
+    """The `Session` class behind `sessions`' AsyncSessions, for session events."""
+    own: type[Session] = sessions.kw["sync_session_class"]
+    return own
 
 
 def violated_constraint(error: sqlalchemy.exc.IntegrityError) -> str | None:

@@ -1,4 +1,4 @@
-"""Hot reads straight on asyncpg: a pool of autocommit connections beside SQLAlchemy's engine.
+"""Hot reads and hot writes straight on asyncpg: a pool of connections beside SQLAlchemy's engine.
 
 A Get or a List of the hot tables is one SELECT of committed data. Through SQLAlchemy's asyncio
 layer that SELECT costs a pool checkout and a greenlet switch into SQLAlchemy's synchronous core per
@@ -10,33 +10,39 @@ The statements stay SQLAlchemy Core, written in the repository that owns their t
 other statement; `PreparedRead` compiles one once, for asyncpg. Only single reads of committed data
 belong here: whatever runs inside a transaction, or must see what the transaction wrote, goes
 through the unit of work's session. Rows come back as asyncpg Records (tuples in column order).
+
+The hot writes (RequestAccount, ApproveRequest) run their whole transaction on one of these
+connections (`ReadPool.transaction`, a unit of work opened with `direct=True`): the same reasoning,
+for every statement of the write (bench/README.md, "The write path").
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Insert, Select, Update
 
-from server.db import driver_connect_arguments
 from server.metrics import DB_CHECKOUTS, DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT, DB_CONNECTIONS_OPEN
+from server.outages import is_outage
 from server.tracing import database_span
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
 
 
 class PreparedRead:
-    """A Core SELECT compiled once for asyncpg: its SQL with `$n` parameters, and which named
-    bound parameter goes into each position."""
+    """A Core statement compiled once for asyncpg: its SQL with `$n` parameters, and which named
+    bound parameter goes into each position. A SELECT for the read pool; in a direct transaction
+    an INSERT or UPDATE too."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]] | Insert | Update) -> None:
         compiled = statement.compile(dialect=_DIALECT)
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("expanding parameters (IN lists) are rendered per call: run such a read on a session")
@@ -52,15 +58,26 @@ class PreparedRead:
 
 
 class ReadPool:
-    """asyncpg connections to the engine's database, opened on first use (inside the event loop)
-    or all at once by `open`.
+    """asyncpg connections to one database (`connect_arguments`: `server.db.connect_arguments`),
+    opened on first use (inside the event loop) or all at once by `open`.
 
     A read waits for a free connection as long as its call allows (a timeout here would cost a
     timer per read); the call's deadline, or its cancellation, ends the wait like the query.
     """
 
-    def __init__(self, engine: AsyncEngine, *, size: int) -> None:
-        self._connect_arguments = driver_connect_arguments(engine)
+    def __init__(
+        self,
+        connect_arguments: Mapping[str, Any],
+        *,
+        size: int,
+        fallback: ReadPool | None = None,
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
+        """`fallback`: where a read goes when this pool's database is out of reach (a replica's
+        reads go to the primary), after calling `on_outage`."""
+        self._connect_arguments = dict(connect_arguments)
+        self._fallback = fallback
+        self._on_outage = on_outage
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._starting: asyncio.Lock | None = None
@@ -79,11 +96,37 @@ class ReadPool:
         rows: Sequence[Any] = await self._run(read, parameters, every_row=True)
         return rows
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DirectTransaction]:
+        """One transaction on one connection of the pool: committed when the block ends normally,
+        rolled back on an exception. Waits for a connection like a read."""
+        pool = self._pool or await self._start(opened=1)
+        DB_CHECKOUTS.inc()
+        DB_CONNECTIONS_IN_USE.inc()
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                yield DirectTransaction(connection, self)
+            self.answered_at = time.monotonic()
+        finally:
+            DB_CONNECTIONS_IN_USE.dec()
+
     async def open(self) -> None:
         """Open every connection now (the server, before it serves) rather than on first use."""
         await self._start(opened=self._size)
 
     async def _run(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
+        if self._fallback is None:
+            return await self._read(read, parameters, every_row=every_row)
+        try:
+            return await self._read(read, parameters, every_row=every_row)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            if self._on_outage is not None:
+                self._on_outage()
+            return await self._fallback._run(read, parameters, every_row=every_row)
+
+    async def _read(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
         pool = self._pool or await self._start(opened=1)
         self._observe(read)
         with database_span(read.sql):
@@ -114,9 +157,10 @@ class ReadPool:
                     init_size=opened,
                     min_size=1,
                     max_size=self._size,
-                    init=_count_open,
-                    # Each use is one autocommit statement: nothing to reset between uses (the
-                    # default reset is a round trip per release).
+                    init=_prepare_connection,
+                    # Each use is one autocommit statement or one transaction that ends with its
+                    # block: nothing to reset between uses (the default reset is a round trip per
+                    # release).
                     reset=_nothing_to_reset,
                 )
         return self._pool
@@ -127,9 +171,41 @@ class ReadPool:
             self._pool = None
 
 
-async def _count_open(connection: asyncpg.Connection) -> None:
+class DirectTransaction:
+    """The statements of one transaction on an asyncpg connection (`ReadPool.transaction`)."""
+
+    def __init__(self, connection: asyncpg.Connection, pool: ReadPool) -> None:
+        self._connection = connection
+        self._pool = pool
+
+    async def one(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
+        """The first row `statement` returns (RETURNING for a write), or None."""
+        self._pool._observe(statement)
+        with database_span(statement.sql):
+            return await self._connection.fetchrow(statement.sql, *statement.arguments(parameters))
+
+    async def execute(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> None:
+        self._pool._observe(statement)
+        with database_span(statement.sql):
+            await self._connection.execute(statement.sql, *statement.arguments(parameters))
+
+    async def execute_many(self, statement: PreparedRead, rows: Sequence[Mapping[str, Any]]) -> None:
+        """`statement` once per row, in one round trip (asyncpg pipelines executemany)."""
+        self._pool._observe(statement)
+        with database_span(statement.sql):
+            await self._connection.executemany(statement.sql, [statement.arguments(row) for row in rows])
+
+
+async def _prepare_connection(connection: asyncpg.Connection) -> None:
+    # JSON(B) values in and out as Python objects, as SQLAlchemy's asyncpg dialect does.
+    await connection.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+    await connection.set_type_codec("json", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
     DB_CONNECTIONS_OPEN.inc()
     connection.add_termination_listener(lambda _connection: DB_CONNECTIONS_OPEN.dec())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:

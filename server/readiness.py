@@ -23,7 +23,8 @@ from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import driver_connect_arguments
+from server.config import Settings
+from server.db import pooled_connect_arguments
 from server.read_pool import ReadPool
 from server.tracing import untraced
 
@@ -33,6 +34,8 @@ logger = structlog.get_logger("adplane.health")
 class Dependencies(Protocol):
     """What readiness probes (the composition root's infrastructure)."""
 
+    @property
+    def settings(self) -> Settings: ...
     @property
     def engine(self) -> AsyncEngine: ...
     @property
@@ -60,7 +63,7 @@ class DatabaseProbe:
     """
 
     def __init__(self, infrastructure: Dependencies) -> None:
-        self._arguments = driver_connect_arguments(infrastructure.engine)
+        self._arguments = pooled_connect_arguments(infrastructure.settings)
         self._connection: asyncpg.Connection | None = None
         self._query: asyncio.Future[object] | None = None
         # True while, or after failing while, opening a connection (a timeout then is not "slow").

@@ -23,7 +23,6 @@ import typer.core
 import typer.exceptions
 import typer.main
 import yaml
-from dotenv import dotenv_values
 from pydantic import ValidationError, create_model
 
 from server import migrations
@@ -31,6 +30,7 @@ from server.cli import app
 from server.config import PROJECT_ROOT, Settings
 from server.edge import envoy as edge
 from server.tracing import tracing_requested
+from tests.deploy import connections
 
 COMPOSE_PATH = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE_PATH = PROJECT_ROOT / "Dockerfile"
@@ -74,6 +74,17 @@ def parse_cli(argv: list[str]) -> ParsedCommand:
 def env_names() -> set[str]:
     prefix = Settings.model_config.get("env_prefix") or ""
     return {(prefix + name).upper() for name in Settings.model_fields}
+
+
+def file_variable_names() -> set[str]:
+    """NAME_FILE for every setting NAME (server/config.py, FileVariables)."""
+    return {f"{name}_FILE" for name in env_names()}
+
+
+# Settings whose values are secrets: compose hands them over as files, never as environment variables.
+SECRET_SETTINGS = ("SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY")
+# What `check_production_ready` refuses to start without.
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")
 
 
 def field_for(env_name: str) -> str:
@@ -199,6 +210,36 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in dependencies.items()}
 
 
+def declared_secrets() -> dict[str, Path]:
+    """Top-level `secrets:` name -> the file compose reads it from."""
+    declared = compose().get("secrets") or {}
+    assert all("file" in spec for spec in declared.values()), "every secret comes from a file the README writes"
+    return {name: COMPOSE_PATH.parent / spec["file"] for name, spec in declared.items()}
+
+
+def mounted_secrets(service: dict[str, Any]) -> dict[str, str]:
+    """Path inside the container -> secret name, for the secrets a service lists."""
+    mounted = {}
+    for entry in service.get("secrets") or []:
+        long_form = isinstance(entry, dict)
+        name = entry["source"] if long_form else entry
+        target = entry.get("target", name) if long_form else name
+        assert name in declared_secrets(), f"secret {name} is not declared at the top level"
+        mounted[target if target.startswith("/") else f"/run/secrets/{target}"] = name
+    return mounted
+
+
+def secret_file_settings(service: dict[str, Any]) -> dict[str, str]:
+    """Setting NAME -> secret name, for each NAME_FILE of the service pointing at one of its secrets."""
+    mounted = mounted_secrets(service)
+    found = {}
+    for key, value in environment_of(service).items():
+        if key in file_variable_names():
+            assert value in mounted, f"{key}={value} is not a secret mounted in this service ({sorted(mounted)})"
+            found[key.removesuffix("_FILE")] = mounted[value]
+    return found
+
+
 def seconds(duration: str) -> float:
     parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?", duration.strip())
     assert duration.strip(), "empty duration"
@@ -298,10 +339,10 @@ def test_app_service_environment_names_and_values_are_settings() -> None:
     checked |= {name: environment_of(service) for name, service in app_services().items()}
     for name, environment in checked.items():
         # OpenTelemetry's own variables are read by its SDK (server/tracing.py), not by Settings.
-        unknown = sorted(key for key in set(environment) - known if not key.startswith("OTEL_"))
+        unknown = sorted(key for key in set(environment) - known - file_variable_names() if not key.startswith("OTEL_"))
         assert not unknown, f"{name}: {unknown} are not Settings fields (typo? Settings ignores unknown variables)"
         for key, raw in environment.items():
-            if key.startswith("OTEL_"):
+            if key.startswith("OTEL_") or key in file_variable_names():
                 continue
             value = interpolate_defaults(raw)
             if value is None:  # required from the caller (SECRET_KEY): nothing to check here
@@ -316,34 +357,21 @@ def test_app_services_are_configured_for_production() -> None:
     for name, service in app_services().items():
         environment = environment_of(service)
         assert environment.get("ENVIRONMENT") == "production", f"{name}: ENVIRONMENT must be production"
-        # Production refuses to start without these; a default for SECRET_KEY would ship a known key.
-        assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", environment.get("SECRET_KEY", "")), (
-            f"{name}: SECRET_KEY must be required from the caller (${{SECRET_KEY:?...}})"
-        )
-        assert environment.get("DATABASE_URL"), f"{name}: DATABASE_URL unset (production refuses; no embedded DB)"
-        assert environment.get("REDIS_URL"), f"{name}: REDIS_URL unset"
+        given_as_variables = sorted(set(SECRET_SETTINGS) & set(environment))
+        assert not given_as_variables, f"{name}: {given_as_variables} must come as files (NAME_FILE), not variables"
+        files = secret_file_settings(service)
+        if parse_cli(command_of(service)).subcommand == "envoy":
+            # `adplane envoy` reads no secret; Envoy, the process facing the internet, gets none.
+            assert not service.get("secrets"), f"{name}: Envoy must not get the secrets"
+            continue
+        # Production refuses to start without these (a default SECRET_KEY would ship a known key).
+        missing = [setting for setting in REQUIRED_IN_PRODUCTION if setting not in environment and setting not in files]
+        assert not missing, f"{name}: {missing} unset (production refuses to start)"
+        assert set(SECRET_SETTINGS) <= set(files), f"{name}: secrets as files: {sorted(files)}"
 
 
-def test_backing_service_urls_point_at_the_compose_services() -> None:
-    environment = environment_of(services()["server"])
-    password = "a-generated-password"  # POSTGRES_PASSWORD is required: no default password
-
-    def with_password(value: str) -> str:
-        return INTERPOLATION.sub(lambda m: password if m["name"] == "POSTGRES_PASSWORD" else m[0], value)
-
-    assert interpolate_defaults(environment["DATABASE_URL"]) is None
-    postgres_url = urlsplit(with_password(environment["DATABASE_URL"]))
-    postgres = services().get(postgres_url.hostname or "")
-    assert postgres is not None, f"DATABASE_URL host {postgres_url.hostname!r} is not a compose service"
-    assert str(postgres.get("image", "")).startswith("postgres:")
-    assert postgres_url.port in (None, 5432)
-    postgres_env = environment_of(postgres)
-    assert postgres_url.username == postgres_env["POSTGRES_USER"]
-    assert postgres_url.path.lstrip("/") == postgres_env["POSTGRES_DB"]
-    assert postgres_url.password == with_password(postgres_env["POSTGRES_PASSWORD"]) == password
-    assert "${POSTGRES_PASSWORD" in environment["DATABASE_URL"], "the password must follow POSTGRES_PASSWORD"
-
-    redis_url = urlsplit(environment["REDIS_URL"])
+def test_redis_url_points_at_the_compose_service() -> None:
+    redis_url = urlsplit(environment_of(services()["server"])["REDIS_URL"])
     redis = services().get(redis_url.hostname or "")
     assert redis is not None, f"REDIS_URL host {redis_url.hostname!r} is not a compose service"
     assert str(redis.get("image", "")).startswith("redis:")
@@ -507,10 +535,84 @@ def test_healthchecks_fit_each_command() -> None:
 
 def test_server_drains_before_it_is_killed() -> None:
     server = services()["server"]
-    grace = effective_setting(server, "grpc_shutdown_grace")
+    # After SIGTERM: NOT_SERVING while still serving for the drain, then in-flight calls get the grace.
+    grace = effective_setting(server, "grpc_drain_seconds") + effective_setting(server, "grpc_shutdown_grace")
     # Docker's default is 10 s, then SIGKILL.
     stop = seconds(str(server.get("stop_grace_period", "10s")))
-    assert stop > grace, f"stop_grace_period {stop}s must exceed GRPC_SHUTDOWN_GRACE {grace}s"
+    assert stop > grace, f"stop_grace_period {stop}s must exceed GRPC_DRAIN_SECONDS + GRPC_SHUTDOWN_GRACE {grace}s"
+
+
+def service_settings(service: dict[str, Any]) -> Settings:
+    """The service's non-secret settings as its process reads them (compose defaults for ${...})."""
+    values = {
+        field_for(key): interpolate_defaults(raw) or ""
+        for key, raw in environment_of(service).items()
+        if key in env_names() and not key.endswith("_FILE")
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def replicas(service: dict[str, Any]) -> int:
+    return int((service.get("deploy") or {}).get("replicas", 1))
+
+
+def test_database_connections_fit_max_connections() -> None:
+    """Every process's pools together (docs/deploy/connections.md) fit PostgreSQL's max_connections,
+    with the superuser's reserve and room for one-off commands; GRPC_WORKERS=0 (one process per core
+    of whatever host) cannot be budgeted and is refused."""
+    postgres = services()["postgres"]
+    command = command_of(postgres)
+    settings_given = [command[i + 1] for i, word in enumerate(command[:-1]) if word == "-c"]
+    given = dict(setting.split("=", 1) for setting in settings_given)
+    assert "max_connections" in given, "set max_connections: the default (100) is not what the budget assumes"
+    total = 0
+    budget = {}
+    for name, service in app_services().items():
+        subcommand = parse_cli(command_of(service)).subcommand
+        if subcommand == "envoy":
+            continue
+        settings = service_settings(service)
+        if subcommand == "serve":
+            assert settings.grpc_workers > 0, f"{name}: GRPC_WORKERS=0 depends on the host's cores; give a number"
+        each = connections.pool_connections(subcommand, settings)
+        budget[name] = replicas(service) * connections.processes(subcommand, settings) * each
+        total += budget[name]
+    allowed = connections.available(int(given["max_connections"]))
+    assert total <= allowed, f"{budget}: {total} connections, max_connections leaves {allowed}"
+    # The figures the comment at the top of docker-compose.yml gives.
+    header = COMPOSE_PATH.read_text().split("\nname:", 1)[0]
+    assert f"= {budget['server']}" in header
+    assert f"= {budget['worker']}" in header
+    assert f"sum {total} <=" in header
+    assert f"max_connections ({given['max_connections']})" in header
+
+
+def test_more_than_one_scheduler_only_with_the_lease() -> None:
+    """Two schedulers would send every periodic task twice, unless they share the lease in Redis."""
+    scheduler = services()["scheduler"]
+    assert parse_cli(command_of(scheduler)).subcommand == "scheduler"
+    if replicas(scheduler) > 1:
+        assert "scheduler_lease_seconds" in Settings.model_fields, "several schedulers without the lease"
+
+
+# What Envoy and the server must agree on: the edge enforces the server's limits.
+SHARED_WITH_THE_EDGE = ("grpc_max_message_bytes", "max_request_headers_kb", "cors_allowed_origins")
+
+
+def test_envoy_and_the_server_share_their_limits() -> None:
+    envoy = service_settings(services()["envoy"])
+    server = service_settings(services()["server"])
+    for field in SHARED_WITH_THE_EDGE:
+        assert getattr(envoy, field) == getattr(server, field), field
+
+
+def test_envoy_balances_over_each_server_process() -> None:
+    """Envoy targets the port of each server process (GRPC_PORT + 1 + i), as many as the server runs."""
+    envoy = service_settings(services()["envoy"])
+    server = service_settings(services()["server"])
+    assert envoy.upstream_ports == [server.worker_port(i) for i in range(server.effective_grpc_workers)] or (
+        server.effective_grpc_workers == 1 and envoy.upstream_ports == [server.grpc_port]
+    )
 
 
 # ---- the README's production commands ----
@@ -524,30 +626,57 @@ def readme_production_block() -> list[str]:
     return block.splitlines()
 
 
-def test_the_readme_production_commands_generate_every_required_secret(tmp_path: Path) -> None:
-    """Run the README's commands up to `docker compose`: the .env they write provides every variable
-    compose requires (`${VAR:?...}`), and the stack's settings built from it are production-ready."""
+def run_readme_secret_commands(root: Path) -> None:
+    """The README's commands up to `docker compose`, run in `root` as a reader would."""
     lines = readme_production_block()
     first_docker = next(i for i, line in enumerate(lines) if line.startswith("docker "))
     script = "\n".join(lines[:first_docker])
-    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True, timeout=60)
-    written = {k: v for k, v in dotenv_values(tmp_path / ".env").items() if v is not None}
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, check=True, timeout=60)
 
-    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_PATH.read_text()))
-    assert required, "compose requires no variable: the pattern is stale"
-    assert required <= set(written), f"the README's .env lacks {sorted(required - set(written))}"
-    interpolated = set(re.findall(r"\$\{(\w+)", COMPOSE_PATH.read_text()))
-    assert set(written) <= interpolated, "the README writes variables compose does not read"
 
-    app_env = compose()["x-adplane-env"]
-    values = {
-        field_for(name): re.sub(r"\$\{(\w+)[^}]*\}", lambda m: written.get(m.group(1), ""), str(value))
-        for name, value in app_env.items()
-    }
-    settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
-    settings.check_production_ready()  # raises on a weak or missing secret
-    assert settings.environment == "production"
-    assert written["POSTGRES_PASSWORD"] in (settings.database_url or "")
+def settings_in(service: dict[str, Any], secret_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings of the service's process, its secrets read from `secret_files` (secret name -> file)."""
+    for name in env_names() | file_variable_names():
+        monkeypatch.delenv(name, raising=False)
+    mounted = mounted_secrets(service)
+    for key, raw in environment_of(service).items():
+        value = interpolate_defaults(raw) or ""
+        monkeypatch.setenv(key, str(secret_files[mounted[value]]) if key in file_variable_names() else value)
+    return Settings(_env_file=None)
+
+
+def test_the_readme_production_commands_generate_every_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the README's commands up to `docker compose`: they write every file compose's `secrets:`
+    read, the directory is private, and each process's settings built from them are production-ready."""
+    run_readme_secret_commands(tmp_path)
+    secret_files = {name: tmp_path / path.relative_to(COMPOSE_PATH.parent) for name, path in declared_secrets().items()}
+    missing = sorted(name for name, path in secret_files.items() if not path.is_file())
+    assert not missing, f"the README's commands do not write the secrets {missing}"
+    directories = {path.parent for path in secret_files.values()}
+    assert all(directory.stat().st_mode & 0o077 == 0 for directory in directories), "the secrets' directory is private"
+    # The containers' users (uid 10001 in the image, the databases' own) read them through the bind mount.
+    assert all(path.stat().st_mode & 0o004 for path in secret_files.values())
+    assert all(not path.read_text().endswith("\n") for path in secret_files.values())
+
+    for name, service in app_services().items():
+        if parse_cli(command_of(service)).subcommand == "envoy":
+            continue
+        settings = settings_in(service, secret_files, monkeypatch)
+        settings.check_production_ready()  # raises on a weak or missing secret
+        assert settings.environment == "production", name
+
+    # DATABASE_URL reaches the compose PostgreSQL with the password that PostgreSQL was given.
+    server = settings_in(services()["server"], secret_files, monkeypatch)
+    url = urlsplit(server.database_url)
+    postgres = services()[url.hostname or ""]
+    assert str(postgres.get("image", "")).startswith("postgres:")
+    assert url.port in (None, 5432)
+    postgres_env = environment_of(postgres)
+    assert url.username == postgres_env["POSTGRES_USER"]
+    assert url.path.lstrip("/") == postgres_env["POSTGRES_DB"]
+    password_secret = mounted_secrets(postgres)[postgres_env["POSTGRES_PASSWORD_FILE"]]
+    assert url.password == secret_files[password_secret].read_text()
+    assert "POSTGRES_PASSWORD" not in postgres_env, "the database's password comes as a file too"
 
 
 def test_the_readme_production_commands_run_existing_cli_commands() -> None:
@@ -590,21 +719,26 @@ def test_every_process_kind_serves_metrics_on_the_compose_network() -> None:
 
 
 def test_exports_go_to_the_compose_object_store() -> None:
-    environment = environment_of(services()["worker"])
+    worker = services()["worker"]
+    environment = environment_of(worker)
     endpoint = urlsplit(str(interpolate_defaults(environment["S3_ENDPOINT_URL"])))
     store = services().get(endpoint.hostname or "")
     assert store is not None, f"S3_ENDPOINT_URL host {endpoint.hostname!r} is not a compose service"
-    assert str(store["image"]).startswith("minio/minio")
+    # MinIO's images left Docker Hub in 2026 (minio/minio answers "pull access denied"); quay.io still
+    # serves them. A pinned release, not `latest`, which no longer moves.
+    image = str(store["image"])
+    assert image.startswith("quay.io/minio/minio:RELEASE."), f"{image}: not an image that is still published"
     store_env = environment_of(store)
     assert environment["AWS_ACCESS_KEY_ID"] == store_env["MINIO_ROOT_USER"]
-    secret = re.compile(r"\$\{MINIO_ROOT_PASSWORD:\?[^}]+\}")
-    assert secret.fullmatch(environment["AWS_SECRET_ACCESS_KEY"])
-    assert secret.fullmatch(store_env["MINIO_ROOT_PASSWORD"])
+    # The platform and the store read the same secret file.
+    assert "MINIO_ROOT_PASSWORD" not in store_env
+    store_secret = mounted_secrets(store)[store_env["MINIO_ROOT_PASSWORD_FILE"]]
+    assert secret_file_settings(worker)["AWS_SECRET_ACCESS_KEY"] == store_secret
     # Download links point at the port the store publishes on the host.
     public = urlsplit(str(interpolate_defaults(environment["S3_PUBLIC_ENDPOINT_URL"])))
     assert public.port in {container_port(entry) for entry in store.get("ports") or []}
     assert public.port == endpoint.port
-    assert services()["worker"]["depends_on"][endpoint.hostname]["condition"] == "service_healthy"
+    assert worker["depends_on"][endpoint.hostname]["condition"] == "service_healthy"
 
 
 def test_tracing_is_off_unless_the_caller_sets_an_otlp_endpoint() -> None:

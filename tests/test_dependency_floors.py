@@ -14,7 +14,8 @@ from tests.python_envs import PROJECT_ROOT, interpreters, not_at_floor, run, uv,
 
 SUBSET = ["tests/taskqueue/test_broker.py", "tests/interceptors/test_pipeline.py"]
 # What runs SUBSET, at the versions the lock has (not under test here).
-TEST_TOOLS = ["pytest", "pytest-asyncio", "pytest-timeout"]
+# pytest-xdist too: pyproject's addopts name its --dist option.
+TEST_TOOLS = ["pytest", "pytest-asyncio", "pytest-timeout", "pytest-xdist"]
 
 IMPORT_EVERY_MODULE = """
 import importlib, pkgutil, server

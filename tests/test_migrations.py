@@ -1,19 +1,26 @@
 """The migrations and the models agree, and the migration chain runs down and up again."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server import migrations
 from server.config import Settings
 from server.models import Base
 from tests.conftest import _create_database, _drop_database
+
+ADPLANE = str(Path(sys.executable).parent / "adplane")
 
 
 @pytest.fixture
@@ -53,3 +60,52 @@ def test_downgrade_to_base_and_upgrade_again(scratch_database: Settings) -> None
     assert len(_differences(scratch_database)) > 0  # the tables are really gone
     migrations.upgrade(scratch_database)
     assert _differences(scratch_database) == []
+
+
+def test_wait_for_schema_waits_for_the_head_and_passes_a_newer_schema(scratch_database: Settings) -> None:
+    """`adplane wait-for-schema`, the init container of the Kubernetes pods: not ready on an empty or
+    older schema, ready at head and on a schema a newer release migrated (a rollback)."""
+    assert not migrations.schema_is_ready(scratch_database)
+    migrations.upgrade(scratch_database, "base")
+    script = ScriptDirectory.from_config(migrations.alembic_config(scratch_database))
+    (head,) = script.get_heads()
+    before_head = script.get_revision(head).down_revision
+    assert isinstance(before_head, str)
+    migrations.upgrade(scratch_database, before_head)
+    assert not migrations.schema_is_ready(scratch_database)
+    migrations.upgrade(scratch_database)
+    assert migrations.schema_is_ready(scratch_database)
+
+    async def stamp_a_newer_revision() -> None:
+        engine = create_async_engine(scratch_database.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = 'from_a_newer_release'"))
+        await engine.dispose()
+
+    asyncio.run(stamp_a_newer_revision())
+    assert migrations.schema_is_ready(scratch_database)
+
+
+def test_wait_for_schema_gives_up_after_its_timeout(scratch_database: Settings) -> None:
+    environment = {**os.environ, "DATABASE_URL": scratch_database.database_url, "ENVIRONMENT": "test"}
+    environment.pop("DATABASE_URL_FILE", None)
+    waiting = subprocess.run(
+        [ADPLANE, "wait-for-schema", "--timeout", "0.5", "--interval", "0.1"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert waiting.returncode == 1, waiting.stderr
+    assert "behind this release" in waiting.stderr
+    migrations.upgrade(scratch_database)
+    ready = subprocess.run(
+        [ADPLANE, "wait-for-schema", "--timeout", "5"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ready.returncode == 0, ready.stderr

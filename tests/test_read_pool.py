@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from server import app, tracing
 from server.composition import Infrastructure
 from server.config import Settings
-from server.db import create_engine
+from server.db import pooled_connect_arguments
 from server.outages import is_outage
 from server.read_pool import PreparedRead, ReadPool
 from server.statement_log import sent_statements
@@ -144,15 +144,13 @@ async def _settled(read: Callable[[], float], expected: float) -> None:
 
 async def test_an_unreachable_database_is_an_outage(settings: Settings) -> None:
     unreachable = settings.model_copy(update={"database_url": _UNREACHABLE_URL})
-    engine = create_engine(unreachable)
-    pool = ReadPool(engine, size=1)
+    pool = ReadPool(pooled_connect_arguments(unreachable), size=1)
     try:
         with pytest.raises(ConnectionRefusedError) as raised:
             await pool.one(_ARITHMETIC, {"a": 1, "b": 2})
         assert is_outage(raised.value), repr(raised.value)
     finally:
         await pool.close()
-        await engine.dispose()
 
 
 @pytest.fixture

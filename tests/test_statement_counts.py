@@ -13,6 +13,7 @@ from google.api import annotations_pb2
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import MethodDescriptor
 
+from adplane.v1 import account_service_pb2, request_pb2, request_service_pb2
 from server.accounts.models import Account, AccountStatus, AccountUser, MetaAccountStatus
 from server.api_keys.models import ApiKey
 from server.app import REGISTRATIONS
@@ -169,3 +170,89 @@ async def test_list_cost_does_not_grow_with_the_page(
     assert (one, many) == (1, 200), "seed more rows for this list"
     assert small == large, f"{method.full_name}: {small} statements for 1 row, {large} for 200"
     assert large <= MAX_STATEMENTS
+
+
+# The statements of the two hot writes (transaction control left out: BEGIN is implicit, COMMIT one
+# round trip whatever the statements). Each is a round trip on the call's connection while its
+# transaction holds it: one more here is one more wait per write (bench/README.md, the write path).
+REQUEST_ACCOUNT_STATEMENTS = 6
+APPROVE_REQUEST_STATEMENTS = 7
+
+
+def _servicer(infrastructure: Infrastructure, service: str) -> Any:
+    registration = next(r for r in REGISTRATIONS if r.descriptor.name == service)
+    return registration.servicer(infrastructure)
+
+
+async def _counted(infrastructure: Infrastructure, call: Any) -> tuple[list[str], Any]:
+    with sent_statements(infrastructure) as seen:
+        response = await call
+    # The start of each statement: what a failing count prints.
+    return [s[:70] for s in seen if not s.lstrip().upper().startswith(("COMMIT", "ROLLBACK"))], response
+
+
+@pytest.fixture
+async def requester(infrastructure: Infrastructure) -> dict[str, uuid.UUID]:
+    """An active workspace, a member of it and an active platform business manager."""
+    async with infrastructure.unit_of_work() as uow:
+        session = uow.session
+        workspace = Workspace(id=new_id(), name="W", status=WorkspaceStatus.ACTIVE)
+        user = User(id=new_id(), email="writer@example.com", full_name="", password_hash="x")
+        manager = BusinessManager(
+            id=new_id(),
+            meta_business_id="20000",
+            name="BM",
+            ownership=BusinessManagerOwnership.PLATFORM,
+            status=BusinessManagerStatus.ACTIVE,
+            verification_status=BusinessVerificationStatus.VERIFIED,
+        )
+        session.add_all([workspace, user, manager])
+        await session.flush()
+        session.add(WorkspaceUser(workspace_id=workspace.id, user_id=user.id, role=WorkspaceRole.MEMBER))
+    return {"workspace_id": workspace.id, "user_id": user.id, "business_manager_id": manager.id}
+
+
+def _account_request(ids: dict[str, uuid.UUID], name: str) -> account_service_pb2.RequestAccountRequest:
+    return account_service_pb2.RequestAccountRequest(
+        workspace_id=str(ids["workspace_id"]),
+        account=account_service_pb2.AccountDraft(
+            name=name, currency="EUR", timezone="Europe/Berlin", business_manager_id=str(ids["business_manager_id"])
+        ),
+        request_id=str(uuid.uuid4()),
+    )
+
+
+async def test_request_account_statements(infrastructure: Infrastructure, requester: dict[str, uuid.UUID]) -> None:
+    """RequestAccount with a request_id: the business manager and workspace checks, the idempotency
+    claim, the request, its event and audit entry. A replay of the same request_id costs no more."""
+    accounts = _servicer(infrastructure, "AccountService")
+    asked = _account_request(requester, "first")
+    set_current_principal(Principal(kind=PrincipalKind.USER, id=requester["user_id"]))
+    try:
+        seen, response = await _counted(infrastructure, accounts.RequestAccount(asked, _Context()))
+        replayed_seen, replayed = await _counted(infrastructure, accounts.RequestAccount(asked, _Context()))
+    finally:
+        set_current_principal(None)
+    assert len(seen) == REQUEST_ACCOUNT_STATEMENTS, seen
+    assert replayed.request.id == response.request.id
+    assert len(replayed_seen) <= REQUEST_ACCOUNT_STATEMENTS, replayed_seen
+
+
+async def test_approve_request_statements(infrastructure: Infrastructure, requester: dict[str, uuid.UUID]) -> None:
+    """ApproveRequest with a request_id: the idempotency claim, the request, the workspace check,
+    the conditional UPDATE, the event, the audit entry and the approved work in the outbox."""
+    accounts = _servicer(infrastructure, "AccountService")
+    requests = _servicer(infrastructure, "RequestService")
+    set_current_principal(Principal(kind=PrincipalKind.USER, id=requester["user_id"]))
+    try:
+        submitted = await accounts.RequestAccount(_account_request(requester, "to approve"), _Context())
+    finally:
+        set_current_principal(None)
+    approval = request_service_pb2.ApproveRequestRequest(id=submitted.request.id, request_id=str(uuid.uuid4()))
+    set_current_principal(Principal(kind=PrincipalKind.USER, id=requester["user_id"], superuser=True))
+    try:
+        seen, response = await _counted(infrastructure, requests.ApproveRequest(approval, _Context()))
+    finally:
+        set_current_principal(None)
+    assert response.request.status == request_pb2.REQUEST_STATUS_APPROVED
+    assert len(seen) == APPROVE_REQUEST_STATEMENTS, seen

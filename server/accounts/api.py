@@ -31,7 +31,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         workspace_id = parse_id(request.workspace_id, field="workspace_id")
         payload = converters.account_request_from_proto(request)
         idempotency_key = parse_idempotency_key(request.request_id)
-        async with self._units() as uow:
+        # A hot write: its transaction runs on asyncpg directly (server.composition).
+        async with self._units(direct=True) as uow:
             submitted = await uow.accounts.request_account(
                 workspace_id, payload, actor=current_principal(), idempotency_key=idempotency_key
             )

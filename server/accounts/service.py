@@ -57,8 +57,9 @@ class IBusinessManagerLookup(Protocol):
 
     async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
 
-    async def get_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> BusinessManager | None:
-        """An ACTIVE platform business manager, or an ACTIVE client one of the workspace; else None."""
+    async def is_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> bool:
+        """An ACTIVE platform business manager, or an ACTIVE client one of the workspace (locked
+        FOR KEY SHARE until the transaction ends)."""
         ...
 
 
@@ -156,8 +157,7 @@ class AccountService:
     ) -> RequestResponseSchema:
         """Queue an account request. The business manager must be usable by the workspace; one that
         does not exist is refused the same way, so another workspace's cannot be told apart."""
-        usable = await self._business_managers.get_usable(payload.business_manager_id, workspace_id=workspace_id)
-        if usable is None:
+        if not await self._business_managers.is_usable(payload.business_manager_id, workspace_id=workspace_id):
             raise BusinessManagerNotUsableException(payload.business_manager_id)
         return await self._requests.submit(workspace_id, payload, actor=actor, idempotency_key=idempotency_key)
 

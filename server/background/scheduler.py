@@ -1,23 +1,28 @@
-"""`adplane scheduler`: sends the periodic tasks on their schedules. Run exactly one.
+"""`adplane scheduler`: sends the periodic tasks on their schedules. Run as many as you like.
 
-Two schedulers would send every periodic task twice; the tasks tolerate it, but the work and the
-Meta API quota would be spent twice.
+Every scheduler evaluates the schedules; the one holding the lease in Redis sends each due run,
+once (`server.background.lease`: a lease with a fencing token, and each run's identity claimed
+atomically with the token check). Another takes over within 4/3 of SCHEDULER_LEASE_SECONDS when the
+holder dies.
 """
 
 import asyncio
+import datetime as dt
 import signal
 
 import structlog
-from taskiq import ScheduledTask, ScheduleSource, TaskiqScheduler
+from taskiq import AsyncBroker, ScheduledTask, ScheduleSource, TaskiqScheduler
 from taskiq.api import run_scheduler_task
 from taskiq.schedule_sources import LabelScheduleSource
 
 from server import event_loop
+from server.background.lease import SchedulerLease, run_identity
 from server.background.registry import register_tasks
 from server.config import Settings
 from server.log import configure_logging
 from server.metrics import SCHEDULED_RUNS, serve_metrics
 from server.outages import is_outage
+from server.redis_client import connect_redis
 from server.taskqueue.broker import create_broker, start_broker
 from server.taskqueue.heartbeat import beat
 
@@ -38,7 +43,21 @@ class PersistentScheduler(TaskiqScheduler):
     its cap), not from the time it was due.
     """
 
+    def __init__(
+        self, broker: AsyncBroker, sources: list[ScheduleSource], *, lease: SchedulerLease | None = None
+    ) -> None:
+        super().__init__(broker=broker, sources=sources)
+        # None: this scheduler sends every due run (one scheduler alone, tests).
+        self.lease = lease
+
     async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
+        if self.lease is not None:
+            run = run_identity(task.schedule_id, dt.datetime.now(dt.UTC))
+            token = await self.lease.claim(run)
+            if token is None:
+                return
+            task = task.model_copy(update={"labels": {**task.labels, "scheduled_run": run, "scheduler_fence": token}})
+            logger.info("scheduled run claimed", run=run, token=token)
         delay = RESEND_FIRST_DELAY_SECONDS
         while True:
             try:
@@ -56,20 +75,24 @@ class PersistentScheduler(TaskiqScheduler):
 async def schedule(settings: Settings) -> None:
     broker = create_broker(settings)
     register_tasks(broker, settings)
-    scheduler = PersistentScheduler(broker=broker, sources=[LabelScheduleSource(broker)])
+    redis = connect_redis(settings)
+    lease = SchedulerLease(redis, lease_seconds=settings.scheduler_lease_seconds)
+    scheduler = PersistentScheduler(broker=broker, sources=[LabelScheduleSource(broker)], lease=lease)
     serve_metrics(settings.scheduler_metrics_port, host=settings.metrics_host)
     await start_broker(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    holding = asyncio.create_task(lease.keep(stop))
     running = asyncio.create_task(run_scheduler_task(scheduler))
     beating = asyncio.create_task(beat("scheduler", stop))
-    logger.info("scheduler started")
+    logger.info("scheduler started", scheduler_id=lease.scheduler_id)
     await stop.wait()
     running.cancel()
-    await asyncio.gather(running, beating, return_exceptions=True)
+    await asyncio.gather(running, beating, holding, return_exceptions=True)
     await broker.shutdown()
+    await redis.aclose()
     logger.info("scheduler stopped")
 
 

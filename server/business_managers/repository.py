@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.business_managers.exceptions import BusinessManagerExistsException
 from server.business_managers.models import BusinessManager, BusinessManagerOwnership, BusinessManagerStatus
 from server.db import utcnow, violated_constraint
+from server.read_pool import DirectTransaction, PreparedRead
 
 _LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
 
@@ -23,11 +24,31 @@ _LIVE_META_BUSINESS_ID_INDEX = "uq_business_managers_live_meta_business_id"
 _OFFERED_PLATFORM_STATUSES = (BusinessManagerStatus.ACTIVE, BusinessManagerStatus.NEEDS_ATTENTION)
 
 
+def _usable(selected: Select[Any]) -> Select[Any]:
+    """`selected` narrowed to the business manager usable by the workspace, locked FOR KEY SHARE
+    (see `BusinessManagerRepository.get_usable`)."""
+    return selected.where(
+        BusinessManager.id == bindparam("business_manager_id"),
+        BusinessManager.status == BusinessManagerStatus.ACTIVE,
+        or_(
+            BusinessManager.ownership == BusinessManagerOwnership.PLATFORM,
+            (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
+            & (BusinessManager.workspace_id == bindparam("workspace_id")),
+        ),
+    ).with_for_update(read=True, key_share=True)
+
+
+_GET_USABLE = _usable(select(BusinessManager))
+_IS_USABLE = _usable(select(BusinessManager.id))
+_IS_USABLE_PREPARED = PreparedRead(_IS_USABLE)
+
+
 class IBusinessManagerRepository(Protocol):
     async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
     async def get_usable(
         self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID
     ) -> BusinessManager | None: ...
+    async def is_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> bool: ...
     async def lock(self, business_manager_id: uuid.UUID) -> BusinessManager | None: ...
     async def add(self, **values: Any) -> BusinessManager: ...
     async def update(self, business_manager_id: uuid.UUID, *, values: dict[str, Any]) -> BusinessManager: ...
@@ -47,8 +68,10 @@ class IBusinessManagerRepository(Protocol):
 
 
 class BusinessManagerRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, direct: DirectTransaction | None = None) -> None:
         self._session = session
+        # A unit of work on asyncpg directly: the statements that have a direct form run there.
+        self._direct = direct
 
     async def get(self, business_manager_id: uuid.UUID) -> BusinessManager | None:
         """The business manager with this id, whatever its status or owner."""
@@ -63,20 +86,16 @@ class BusinessManagerRepository:
         lands in a business manager while it is being archived. Ordinary updates (name, token,
         sync) do not conflict with this lock.
         """
-        statement = (
-            select(BusinessManager)
-            .where(
-                BusinessManager.id == business_manager_id,
-                BusinessManager.status == BusinessManagerStatus.ACTIVE,
-                or_(
-                    BusinessManager.ownership == BusinessManagerOwnership.PLATFORM,
-                    (BusinessManager.ownership == BusinessManagerOwnership.CLIENT)
-                    & (BusinessManager.workspace_id == workspace_id),
-                ),
-            )
-            .with_for_update(read=True, key_share=True)
-        )
-        return await self._session.scalar(statement)
+        parameters = {"business_manager_id": business_manager_id, "workspace_id": workspace_id}
+        usable: BusinessManager | None = await self._session.scalar(_GET_USABLE, parameters)
+        return usable
+
+    async def is_usable(self, business_manager_id: uuid.UUID, *, workspace_id: uuid.UUID) -> bool:
+        """Whether `get_usable` would find it (the same row lock), without loading the row."""
+        parameters = {"business_manager_id": business_manager_id, "workspace_id": workspace_id}
+        if self._direct is not None:
+            return await self._direct.one(_IS_USABLE_PREPARED, parameters) is not None
+        return await self._session.scalar(_IS_USABLE, parameters) is not None
 
     async def lock(self, business_manager_id: uuid.UUID) -> BusinessManager | None:
         """The business manager, locked FOR UPDATE (fresh from the database) until the transaction ends."""

@@ -34,15 +34,23 @@ class IdempotencyService:
         payload: BaseModel,
         create: Callable[[], Awaitable[tuple[uuid.UUID, R]]],
         replay: Callable[[uuid.UUID], Awaitable[R]],
+        resource_id: uuid.UUID | None = None,
     ) -> R:
+        """`resource_id`: what `create` will return, when the caller knows it beforehand (the
+        request an approval approves, the id a new row will get); the claim then records it and
+        no second statement completes the key (it is in the same transaction as the work: both
+        commit, or neither)."""
         if not idempotency_key:
             return (await create())[1]
         # Keys are the caller's own: another caller's retry with the same key is a different request.
         scope = f"{scope}:{caller}" if caller is not None else scope
         asked = fingerprint(payload)
-        if await self._repository.claim(scope=scope, key=idempotency_key, fingerprint=asked):
-            resource_id, result = await create()
-            await self._repository.complete(scope=scope, key=idempotency_key, resource_id=resource_id)
+        if await self._repository.claim(scope=scope, key=idempotency_key, fingerprint=asked, resource_id=resource_id):
+            created_id, result = await create()
+            if resource_id is None:
+                await self._repository.complete(scope=scope, key=idempotency_key, resource_id=created_id)
+            elif created_id != resource_id:
+                raise RuntimeError(f"claimed {resource_id} for the key, but {created_id} was made")
             return result
         record = await self._repository.get(scope=scope, key=idempotency_key)
         if record is None or record.fingerprint != asked or record.resource_id is None:

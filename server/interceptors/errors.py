@@ -8,10 +8,12 @@ its traceback is logged under the request id, never sent to the caller.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import asyncpg
 import grpc
 import sqlalchemy.exc
 import structlog
@@ -51,6 +53,8 @@ def _unavailable() -> status_pb2.Status:
 
 
 def _is_refused_input(error: Exception) -> bool:
+    if isinstance(error, asyncpg.PostgresError):  # a direct unit of work's statement
+        return str(error.sqlstate or "").startswith("22")
     if not isinstance(error, sqlalchemy.exc.DBAPIError) or error.orig is None:
         return False
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)
@@ -96,10 +100,30 @@ def to_status(error: exc.AdplaneException) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 
+# HTTP's name for RetryInfo (RFC 9110 10.2.3): whole seconds. Sent as metadata with every status that
+# carries a RetryInfo; a refusal is trailers-only, so Envoy's transcoder makes it a response header of
+# the 429 or 503 (gRPC callers read the RetryInfo).
+RETRY_AFTER_KEY = "retry-after"
+
+
+def retry_after_seconds(status: status_pb2.Status) -> int | None:
+    """The RetryInfo of `status` in whole seconds, rounded up (at least 1); None without one."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            seconds: float = retry.retry_delay.ToTimedelta().total_seconds()
+            return max(1, math.ceil(seconds))
+    return None
+
+
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
     grpc_status = rpc_status.to_status(status)
     # Keep what earlier steps put in the trailers (the request id) next to the status details.
     trailing = (*(context.trailing_metadata() or ()), *grpc_status.trailing_metadata)
+    retry_after = retry_after_seconds(status)
+    if retry_after is not None:
+        trailing = (*trailing, (RETRY_AFTER_KEY, str(retry_after)))
     await context.abort(grpc_status.code, grpc_status.details, trailing)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 

@@ -6,13 +6,24 @@ import datetime as dt
 import uuid
 from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import first_id_at, utcnow
+from server.db import first_id_at, new_id, utcnow
 from server.outbox.models import OutboxMessage
+from server.read_pool import DirectTransaction, PreparedRead
 from server.tracing import outbox_context
+
+_ADD = insert(OutboxMessage).values(
+    id=bindparam("id"),
+    topic=bindparam("topic"),
+    payload=bindparam("payload"),
+    trace_context=bindparam("trace_context"),
+    created_at=bindparam("created_at"),
+    attempts=0,
+)
+_ADD_PREPARED = PreparedRead(_ADD)
 
 
 class IOutbox(Protocol):
@@ -20,11 +31,23 @@ class IOutbox(Protocol):
 
 
 class OutboxRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, direct: DirectTransaction | None = None) -> None:
         self._session = session
+        # A unit of work on asyncpg directly: the statements that have a direct form run there.
+        self._direct = direct
 
     async def add(self, topic: str, payload: dict[str, Any]) -> None:
         """Record background work; it is published only if the caller's transaction commits."""
+        if self._direct is not None:
+            parameters = {
+                "id": new_id(),
+                "topic": topic,
+                "payload": payload,
+                "trace_context": outbox_context() or None,
+                "created_at": utcnow(),
+            }
+            await self._direct.execute(_ADD_PREPARED, parameters)
+            return
         self._session.add(OutboxMessage(topic=topic, payload=payload, trace_context=outbox_context() or None))
         await self._session.flush()
 

@@ -69,7 +69,8 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
     async def ApproveRequest(self, request: pb.ApproveRequestRequest, context: Context) -> pb.ApproveRequestResponse:
         request_id = parse_id(request.id, field="id")
         idempotency_key = parse_idempotency_key(request.request_id)
-        async with self._units() as uow:
+        # A hot write: its transaction runs on asyncpg directly (server.composition).
+        async with self._units(direct=True) as uow:
             approved = await uow.requests.approve_request(
                 request_id, actor=current_principal(), idempotency_key=idempotency_key
             )
@@ -113,7 +114,9 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
         async def snapshot() -> tuple[list[RequestResponseSchema], bool]:
             found: list[RequestResponseSchema] = []
             page_query = query
-            async with self._units(read_only=True) as uow:
+            # On the primary: a change committed before the watch joined must be in the snapshot,
+            # which a lagging replica might not have replayed yet.
+            async with self._units(read_only=True, primary=True) as uow:
                 while True:
                     if workspace and query.workspace_id is not None:
                         page = await uow.requests.list_workspace_requests(query.workspace_id, page_query)

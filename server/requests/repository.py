@@ -3,16 +3,54 @@ conditional state changes, the creation marker, and the set-based expiry and req
 """
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import utcnow
-from server.requests.models import Request, RequestStatus
+from server.db import new_id, utcnow
+from server.read_pool import DirectTransaction, PreparedRead
+from server.requests.models import Request, RequestStatus, RequestType
 from server.requests.schemas import RequestListRequestSchema
-from server.tenancy import TenantScope, conflicts, narrowed
+from server.tenancy import TenantScope, WorkspaceScope, conflicts, narrowed
+
+# The direct forms (a unit of work on asyncpg): every column back, made into a detached Request.
+_COLUMNS = tuple(Request.__table__.columns)
+_GET_PREPARED = PreparedRead(select(*_COLUMNS).where(Request.id == bindparam("request_id")))
+_GET_IN_WORKSPACE_PREPARED = PreparedRead(
+    select(*_COLUMNS).where(Request.id == bindparam("request_id"), Request.workspace_id == bindparam("workspace_id"))
+)
+
+
+@functools.cache
+def _add_prepared(names: frozenset[str]) -> PreparedRead:
+    return PreparedRead(insert(Request).values({name: bindparam(name) for name in names}).returning(*_COLUMNS))
+
+
+@functools.cache
+def _transition_prepared(names: frozenset[str]) -> PreparedRead:
+    """The conditional UPDATE of `transition` setting these columns (bound as `set_<name>`)."""
+    return PreparedRead(
+        update(Request)
+        .where(Request.id == bindparam("request_id"), Request.status == bindparam("from_status"))
+        .values(
+            {
+                **{name: bindparam(f"set_{name}") for name in names},
+                "version": Request.version + 1,
+                "updated_at": bindparam("set_updated_at"),
+            }
+        )
+        .returning(*_COLUMNS)
+    )
+
+
+def _detached(row: Any) -> Request:
+    values = dict(row.items())
+    # asyncpg gives PostgreSQL enums as their labels.
+    values["type"], values["status"] = RequestType(values["type"]), RequestStatus(values["status"])
+    return Request(**values)
 
 
 class IRequestRepository(Protocol):
@@ -38,20 +76,34 @@ class IRequestRepository(Protocol):
 
 
 class RequestRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, direct: DirectTransaction | None = None) -> None:
         self._session = session
+        # A unit of work on asyncpg directly: the statements that have a direct form run there, and
+        # the requests they return are detached (no session to lazy-load or flush them).
+        self._direct = direct
 
     def _readable(self, scope: TenantScope) -> Select[Request]:
         """Every query starts here: narrowed to what `scope` may see."""
         return narrowed(select(Request), Request.workspace_id, scope)
 
     async def add(self, **values: Any) -> Request:
+        if self._direct is not None:
+            now = utcnow()
+            values = {"id": new_id(), "version": 1, "created_at": now, "updated_at": now, **values}
+            return _detached(await self._direct.one(_add_prepared(frozenset(values)), values))
         request = Request(**values)
         self._session.add(request)
         await self._session.flush()
         return request
 
     async def get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request | None:
+        if self._direct is not None:
+            if isinstance(scope, WorkspaceScope):
+                parameters = {"request_id": request_id, "workspace_id": scope.workspace_id}
+                row = await self._direct.one(_GET_IN_WORKSPACE_PREPARED, parameters)
+            else:
+                row = await self._direct.one(_GET_PREPARED, {"request_id": request_id})
+            return None if row is None else _detached(row)
         # populate_existing: a re-read after a lost race must show the row as it is now.
         statement = self._readable(scope).where(Request.id == request_id)
         return await self._session.scalar(statement.execution_options(populate_existing=True))
@@ -90,6 +142,11 @@ class RequestRepository:
         """Move a request on only if it is still in `from_status` (one UPDATE, so of two
         concurrent moves exactly one wins); None when it is not. synchronize_session=False: when no
         row matched, the request object in the session must not take the values either."""
+        if self._direct is not None:
+            parameters = {f"set_{name}": value for name, value in values.items()}
+            parameters |= {"request_id": request_id, "from_status": from_status, "set_updated_at": utcnow()}
+            row = await self._direct.one(_transition_prepared(frozenset(values)), parameters)
+            return None if row is None else _detached(row)
         statement = (
             update(Request)
             .where(Request.id == request_id, Request.status == from_status)
@@ -122,7 +179,10 @@ class RequestRepository:
 
     async def due_for_requeue(self, *, stalled_before: dt.datetime, now: dt.datetime, limit: int) -> list[Request]:
         """Approved requests whose work should run again: held ones whose `retry_at` came, and
-        others reviewed before `stalled_before` (their work was lost) that are not held."""
+        others reviewed before `stalled_before` (their work was lost) that are not held. Those in
+        progress are skipped: a worker carrying one out holds its row lock (`lock`) until it is done,
+        so SKIP LOCKED leaves out exactly the requests being worked on right now; the rows returned
+        stay locked until the caller's transaction ends."""
         statement = (
             select(Request)
             .where(
@@ -134,6 +194,7 @@ class RequestRepository:
             )
             .order_by(Request.reviewed_at)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list(await self._session.scalars(statement))
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from server.audit_logs.service import IAuditTrail
 from server.auth.principal import Principal
-from server.db import utcnow
+from server.db import new_id, utcnow
 from server.idempotency.service import IdempotencyService
 from server.outbox.repository import IOutbox
 from server.pagination import Page, PageTokenCodec
@@ -34,11 +34,11 @@ from server.requests.schemas import (
 )
 from server.tenancy import SYSTEM, TenantScope, WorkspaceScope
 from server.workspaces.exceptions import WorkspaceNotActiveException, WorkspaceNotFoundException
-from server.workspaces.models import Workspace, WorkspaceStatus
+from server.workspaces.models import WorkspaceStatus
 
 
 class IWorkspaceLookup(Protocol):
-    async def get(self, workspace_id: uuid.UUID) -> Workspace | None: ...
+    async def status_of(self, workspace_id: uuid.UUID) -> WorkspaceStatus | None: ...
 
 
 # Published by the outbox relay; the workers carry the approved work out.
@@ -110,10 +110,14 @@ class RequestService:
     ) -> RequestResponseSchema:
         """Put a request in the queue. The asset services check what it refers to beforehand."""
 
+        # Chosen here, so the idempotency claim records it at once (no second statement).
+        new_request_id = new_id()
+
         async def create() -> tuple[uuid.UUID, RequestResponseSchema]:
             await self._require_active_workspace(workspace_id)
             now = utcnow()
             request = await self._repository.add(
+                id=new_request_id,
                 type=payload.type,
                 status=RequestStatus.WAITING_FOR_APPROVAL,
                 workspace_id=workspace_id,
@@ -140,6 +144,7 @@ class RequestService:
             payload=SubmissionSchema(workspace_id=workspace_id, payload=payload),
             create=create,
             replay=replay,
+            resource_id=new_request_id,
         )
 
     async def get_request(self, request_id: uuid.UUID, *, workspace_id: uuid.UUID) -> RequestResponseSchema:
@@ -193,6 +198,7 @@ class RequestService:
             payload=ApprovalSchema(request=request_id),
             create=approve,
             replay=replay,
+            resource_id=request_id,
         )
 
     async def reject_request(
@@ -349,15 +355,16 @@ class RequestService:
             payload=ApprovalSchema(request=request_id),
             create=retry,
             replay=replay,
+            resource_id=request_id,
         )
 
     async def _require_active_workspace(self, workspace_id: uuid.UUID) -> None:
         """Work is asked for and approved only for active workspaces (not suspended or archived)."""
-        workspace = await self._workspaces.get(workspace_id)
-        if workspace is None:
+        status = await self._workspaces.status_of(workspace_id)
+        if status is None:
             raise WorkspaceNotFoundException(workspace_id)
-        if workspace.status is not WorkspaceStatus.ACTIVE:
-            raise WorkspaceNotActiveException(workspace_id, workspace.status.value)
+        if status is not WorkspaceStatus.ACTIVE:
+            raise WorkspaceNotActiveException(workspace_id, status.value)
 
     async def _get(self, request_id: uuid.UUID, *, scope: TenantScope) -> Request:
         request = await self._repository.get(request_id, scope=scope)

@@ -12,7 +12,7 @@ from taskiq import AckableMessage, AsyncBroker
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from server.config import Settings
-from server.redis_client import connection_options
+from server.redis_client import connection_options, connection_pool
 
 logger = structlog.get_logger("adplane.broker")
 
@@ -129,10 +129,16 @@ async def start_broker(broker: AsyncBroker) -> None:
 
 
 def create_broker(settings: Settings) -> AsyncBroker:
-    if not settings.redis_url:
+    """The broker and its result backend, on the pools of `server.redis_client` (through Sentinel
+    when configured). taskiq-redis' own Sentinel classes are not used: its stream broker has no
+    reclaiming of abandoned messages (see ReclaimingRedisStreamBroker); both classes here take
+    redis-py pools, so they get the Sentinel-managed ones instead of those they build from a URL."""
+    if not settings.redis_configured:
         raise RuntimeError("REDIS_URL is not set (make run starts an embedded Redis for you)")
-    return ReclaimingRedisStreamBroker(
-        url=settings.redis_url,
+    # taskiq-redis builds a pool from this URL (nothing connects yet); it is replaced below.
+    url = settings.redis_url or "redis://"
+    broker = ReclaimingRedisStreamBroker(
+        url=url,
         queue_name=QUEUE,
         consumer_group_name=CONSUMER_GROUP,
         # "0": a consumer group created after messages were queued still delivers them.
@@ -140,8 +146,10 @@ def create_broker(settings: Settings) -> AsyncBroker:
         idle_timeout=int(settings.task_redelivery_seconds * 1000),
         xread_block=1000,
         **connection_options(),
-    ).with_result_backend(
-        RedisAsyncResultBackend(
-            settings.redis_url, result_ex_time=settings.task_result_ttl_seconds, **connection_options()
-        )
     )
+    results: RedisAsyncResultBackend[object] = RedisAsyncResultBackend(
+        url, result_ex_time=settings.task_result_ttl_seconds, **connection_options()
+    )
+    broker.connection_pool = connection_pool(settings)  # type: ignore[assignment]
+    results.redis_pool = connection_pool(settings)  # type: ignore[assignment]
+    return broker.with_result_backend(results)

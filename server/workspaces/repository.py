@@ -7,20 +7,24 @@ import uuid
 from typing import Any, Protocol
 
 import sqlalchemy.exc
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.roles import WorkspaceRole
 from server.db import utcnow, violated_constraint
+from server.read_pool import DirectTransaction, PreparedRead
 from server.workspaces.exceptions import AlreadyMemberException, WorkspaceNameTakenException
 from server.workspaces.models import Workspace, WorkspaceStatus, WorkspaceUser
 
 _NAME_INDEX = "uq_workspaces_live_name"
+_STATUS_OF = select(Workspace.status).where(Workspace.id == bindparam("workspace_id"))
+_STATUS_OF_PREPARED = PreparedRead(_STATUS_OF)
 
 
 class IWorkspaceRepository(Protocol):
     async def add(self, *, name: str, status: WorkspaceStatus) -> Workspace: ...
     async def get(self, workspace_id: uuid.UUID) -> Workspace | None: ...
+    async def status_of(self, workspace_id: uuid.UUID) -> WorkspaceStatus | None: ...
     async def list(self, *, status: WorkspaceStatus | None, after: uuid.UUID | None, limit: int) -> list[Workspace]: ...
     async def update(
         self, workspace_id: uuid.UUID, *, expected_version: int | None, values: dict[str, Any]
@@ -28,8 +32,10 @@ class IWorkspaceRepository(Protocol):
 
 
 class WorkspaceRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, direct: DirectTransaction | None = None) -> None:
         self._session = session
+        # A unit of work on asyncpg directly: the statements that have a direct form run there.
+        self._direct = direct
 
     async def add(self, *, name: str, status: WorkspaceStatus) -> Workspace:
         workspace = Workspace(name=name, status=status)
@@ -44,6 +50,16 @@ class WorkspaceRepository:
 
     async def get(self, workspace_id: uuid.UUID) -> Workspace | None:
         return await self._session.get(Workspace, workspace_id)
+
+    async def status_of(self, workspace_id: uuid.UUID) -> WorkspaceStatus | None:
+        """The workspace's status; None when there is no such workspace. One column of one row:
+        what a write checks before it adds to a workspace."""
+        parameters = {"workspace_id": workspace_id}
+        if self._direct is not None:
+            row = await self._direct.one(_STATUS_OF_PREPARED, parameters)
+            return None if row is None else WorkspaceStatus(row[0])
+        status: WorkspaceStatus | None = await self._session.scalar(_STATUS_OF, parameters)
+        return status
 
     async def list(self, *, status: WorkspaceStatus | None, after: uuid.UUID | None, limit: int) -> list[Workspace]:
         """`limit` rows after `after` in id (= creation) order; ids are UUIDv7."""

@@ -52,6 +52,7 @@ async def answered_from_cache(infrastructure: Infrastructure, read: Callable[[],
 
 
 async def cached(infrastructure: Infrastructure, caller: Caller, workspace_id: uuid.UUID | None = None) -> Principal:
+    await infrastructure.standing_cache.start()
     return await answered_from_cache(infrastructure, lambda: resolve(infrastructure, caller, workspace_id))
 
 
@@ -129,6 +130,7 @@ async def test_a_revoked_api_key_is_refused_at_once(infrastructure: Infrastructu
         )
     assert created.secret is not None
     credentials = ApiKeyCredentials(created.secret)
+    await infrastructure.standing_cache.start()
     await answered_from_cache(infrastructure, lambda: resolver(infrastructure).resolve(credentials, workspace_id=None))
 
     async with infrastructure.unit_of_work() as uow:
@@ -161,18 +163,60 @@ async def test_a_change_committed_elsewhere_reaches_the_cache(infrastructure: In
 async def test_without_a_listening_connection_nothing_is_answered_from_the_cache(
     infrastructure: Infrastructure,
 ) -> None:
-    """Notifications sent while a process has no connection are lost: closed connections empty
-    the cache, and it answers again only once a connection listens."""
+    """Notifications sent while a process has no connection are lost: a closed listening
+    connection empties the cache, and it answers again only once the connection listens again."""
     caller = await make_caller(infrastructure)
     await cached(infrastructure, caller)
     emptied = infrastructure.standing_cache.generation
-    await infrastructure.engine.dispose()
-    # asyncpg runs the termination listeners soon after the close; the last one empties the cache.
+    infrastructure.standing_cache.drop_connection()
+    # asyncpg runs the termination listener soon after the close; it empties the cache.
     await eventually(lambda: infrastructure.standing_cache.generation > emptied, within=5, what="the cache emptied")
     with sent_statements(infrastructure) as seen:
         await resolve(infrastructure, caller)
     assert len(seen) == 1
+    await infrastructure.standing_cache.start()
     await cached(infrastructure, caller)
+
+
+async def test_the_committing_process_empties_its_cache_without_the_notification(
+    infrastructure: Infrastructure,
+) -> None:
+    """The process that changes a standing empties its cache when its COMMIT returns, not when its
+    listening connection hears the notification (which may come after the RPC has answered)."""
+    cache = infrastructure.standing_cache
+    deaf = _relisten(cache, lambda *_: None)
+    try:
+        await deaf
+        caller = await make_caller(infrastructure, roles=["staff"])
+        assert (await cached(infrastructure, caller)).system_permissions
+        async with infrastructure.unit_of_work() as uow:
+            await uow.users.set_user_roles(caller.user_id, [])
+        assert cache.notifications == 0
+        assert (await resolve(infrastructure, caller)).system_permissions == frozenset()
+    finally:
+        await _relisten(cache, None)
+
+
+async def _relisten(cache: StandingCache, on_notification: Callable[..., None] | None) -> None:
+    """Listen again on a new connection, with `on_notification` (None: the cache's own)."""
+    cache.drop_connection()
+    await eventually(lambda: not cache.listening, within=5, what="the listening connection closed")
+    if on_notification is None:
+        vars(cache).pop("_on_notification", None)
+    else:
+        cache._on_notification = on_notification  # type: ignore[method-assign]
+    cache.notifications = 0
+    await cache.start()
+
+
+async def test_the_cache_listens_on_one_direct_connection(infrastructure: Infrastructure) -> None:
+    """Not on the pool's connections: behind PgBouncer those are shared with other clients."""
+    await infrastructure.standing_cache.start()
+    async with infrastructure.engine.connect() as connection:
+        listening = await connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+        )
+        assert listening.scalar_one() == 1
 
 
 def listening_cache(**options: float) -> StandingCache:

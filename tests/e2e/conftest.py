@@ -60,6 +60,11 @@ def stack_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "GRPC_DRAIN_SECONDS": "0",
         # Workers' and schedulers' heartbeat files stay in the test's data, not the machine's /tmp.
         "ADPLANE_HEARTBEAT_DIR": str(settings.data_dir),
+        # No per-caller rate limits: tests call as one caller in bursts (tests/e2e/test_rate_limits.py
+        # sets its own).
+        "RATE_LIMIT_READS_PER_SECOND": "0",
+        "RATE_LIMIT_WRITES_PER_SECOND": "0",
+        "RATE_LIMIT_STREAMS_PER_SECOND": "0",
     }
     env.update(overrides)
     return env
@@ -93,8 +98,8 @@ def wait_until(check: Callable[[], bool], *, what: str, process: subprocess.Pope
         raise
 
 
-def _serving(target: str, *, any_status: bool = False) -> bool:
-    with grpc.insecure_channel(target) as channel:
+def _serving(target: str, *, any_status: bool = False, credentials: grpc.ChannelCredentials | None = None) -> bool:
+    with grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -104,6 +109,11 @@ def _serving(target: str, *, any_status: bool = False) -> bool:
 
 def start_server(settings: Settings, tmp: Path, **env: str) -> ServerProcess:
     return _start_server(settings, tmp, env, serving=True)
+
+
+def start_tls_server(settings: Settings, tmp: Path, credentials: grpc.ChannelCredentials, **env: str) -> ServerProcess:
+    """`adplane serve` with TLS settings in `env`, once health answers SERVING over TLS (`credentials`)."""
+    return _start_server(settings, tmp, env, serving=True, credentials=credentials)
 
 
 def start_server_on(settings: Settings, tmp: Path, port: int, **env: str) -> ServerProcess:
@@ -117,7 +127,13 @@ def start_answering_server(settings: Settings, tmp: Path, **env: str) -> ServerP
 
 
 def _start_server(
-    settings: Settings, tmp: Path, env: dict[str, str], *, serving: bool, port: int | None = None
+    settings: Settings,
+    tmp: Path,
+    env: dict[str, str],
+    *,
+    serving: bool,
+    port: int | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> ServerProcess:
     port = port or free_port()
     log = tmp / f"server-{port}.log"
@@ -128,12 +144,30 @@ def _start_server(
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(process=process, port=port, log=log)
-    wait_until(lambda: _serving(server.target, any_status=not serving), what="adplane serve", process=process, log=log)
+    wait_until(
+        lambda: _serving(server.target, any_status=not serving, credentials=credentials),
+        what="adplane serve",
+        process=process,
+        log=log,
+    )
     return server
 
 
 def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: str) -> ServerProcess:
     """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=None)
+
+
+def start_tls_server_processes(
+    settings: Settings, tmp: Path, workers: int, credentials: grpc.ChannelCredentials, **env: str
+) -> ServerProcess:
+    """The same with TLS settings in `env`, each process asked over TLS (`credentials`)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=credentials)
+
+
+def _start_server_processes(
+    settings: Settings, tmp: Path, workers: int, env: dict[str, str], *, credentials: grpc.ChannelCredentials | None
+) -> ServerProcess:
     port = free_port_block(workers)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
@@ -143,7 +177,12 @@ def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: s
         stderr=subprocess.STDOUT,
     )
     for own in range(port + 1, port + 1 + workers):
-        wait_until(partial(_serving, f"127.0.0.1:{own}"), what=f"server process on {own}", process=process, log=log)
+        wait_until(
+            partial(_serving, f"127.0.0.1:{own}", credentials=credentials),
+            what=f"server process on {own}",
+            process=process,
+            log=log,
+        )
     return ServerProcess(process=process, port=port, log=log)
 
 

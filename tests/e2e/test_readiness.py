@@ -1,5 +1,5 @@
-"""Health tells the truth: NOT_SERVING while PostgreSQL is unreachable; SIGTERM turns it
-NOT_SERVING while the server still answers for GRPC_DRAIN_SECONDS."""
+"""Health tells the truth: NOT_SERVING while PostgreSQL is unreachable (the process still alive to
+the liveness service); SIGTERM turns it NOT_SERVING while the server still answers for GRPC_DRAIN_SECONDS."""
 
 import subprocess
 from pathlib import Path
@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.embedded import free_port
+from server.app import LIVENESS_SERVICE
 from server.config import Settings
 from tests.e2e.conftest import ADPLANE, stack_env, start_server
 from tests.waits import eventually
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.usefixtures("infrastructure")
 NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-async def _status(target: str) -> int | None:
+async def _status(target: str, service: str = "") -> int | None:
     async with grpc.aio.insecure_channel(target) as channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            request = health_pb2.HealthCheckRequest(service=service)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=1)
         except grpc.aio.AioRpcError:
             return None
     return int(reply.status)
@@ -52,6 +54,8 @@ async def test_not_serving_while_postgres_is_unreachable(settings: Settings, tmp
             answered_not_serving, within=20, what="NOT_SERVING", every=0.2, detail=lambda: log.read_text()[-2000:]
         )
         assert health_pb2.HealthCheckResponse.SERVING not in statuses
+        # Alive all the same: the kubelet's liveness probe must not restart it for the database's outage.
+        assert await _status(f"127.0.0.1:{port}", LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
     finally:
         process.terminate()
         process.wait(timeout=30)

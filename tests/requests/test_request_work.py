@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
 from devstack.meta_simulator import FaultKind, SimulatorControl
 from server.accounts.models import Account
@@ -16,9 +17,12 @@ from server.clients.meta import IMetaClient
 from server.composition import Infrastructure, UnitOfWork
 from server.config import Settings
 from server.db import utcnow
+from server.outbox.models import OutboxMessage
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
+from server.requests.service import REQUEST_APPROVED_TOPIC
 from server.requests.work import RequestWork
+from server.tenancy import SYSTEM
 from tests.meta_work import (
     CREATE_ACCOUNT_ROUTE,
     MAX_ATTEMPTS,
@@ -457,3 +461,34 @@ async def test_a_token_that_cannot_be_decrypted_fails_the_request_without_callin
     assert result.failure_reason is not None
     assert "cannot be decrypted" in result.failure_reason
     assert control.counters().calls.http_calls == 0
+
+
+# --- lost work found again -----------------------------------------------------------------------
+
+
+async def test_the_requeue_queues_lost_work_again_but_not_work_in_progress(
+    infrastructure: Infrastructure, meta_world: MetaWorld
+) -> None:
+    """An approved request whose task message was lost (a worker died, a Redis failover dropped it)
+    is queued again once past the bound; one a worker is carrying out right now (it holds the row
+    lock) is not, however long it takes."""
+    lost = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world))
+    busy = await approved_request(infrastructure, meta_world.workspace_id, account_payload(meta_world, name="Busy"))
+    async with infrastructure.unit_of_work() as worker:
+        assert await worker.request_repository.lock(busy, scope=SYSTEM) is not None  # in progress
+        async with infrastructure.unit_of_work() as uow:
+            assert await uow.requests.requeue_stalled_requests(cutoff=utcnow()) == 1
+        queued = await _approved_messages(infrastructure)
+        assert queued.count(str(lost)) == 2, "the approval's message and the requeue's"
+        assert queued.count(str(busy)) == 1, "the approval's message only"
+    async with infrastructure.unit_of_work() as uow:  # the worker died: its lock went with it
+        assert await uow.requests.requeue_stalled_requests(cutoff=utcnow()) == 2
+
+
+async def _approved_messages(infrastructure: Infrastructure) -> list[str]:
+    """The request ids of the `request.approved` outbox messages, one per message."""
+    async with infrastructure.unit_of_work() as uow:
+        payloads = await uow.session.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.topic == REQUEST_APPROVED_TOPIC)
+        )
+        return [payload["request_id"] for payload in payloads]

@@ -72,6 +72,14 @@ async def workspace(infrastructure: Infrastructure) -> uuid.UUID:
     return await new_workspace(infrastructure)
 
 
+@pytest.fixture(params=[False, True], ids=["session", "direct"])
+def direct(request: pytest.FixtureRequest) -> bool:
+    """The unit of work the write runs in: SQLAlchemy's session, or asyncpg directly (the hot
+    writes' servicers); every guarantee holds in both."""
+    direct: bool = request.param
+    return direct
+
+
 async def submit(
     infrastructure: Infrastructure,
     workspace_id: uuid.UUID,
@@ -79,10 +87,11 @@ async def submit(
     *,
     actor: Principal | None = None,
     request_id: str | None = None,
+    direct: bool = False,
 ) -> RequestResponseSchema:
     actor = actor or member()
     with acting_as(actor):
-        async with infrastructure.unit_of_work() as uow:
+        async with infrastructure.unit_of_work(direct=direct) as uow:
             return await uow.requests.submit(workspace_id, payload or pixel(), actor=actor, idempotency_key=request_id)
 
 
@@ -130,12 +139,12 @@ async def count_requests(infrastructure: Infrastructure) -> int:
 
 
 async def test_submit_queues_the_request_for_approval(
-    infrastructure: Infrastructure, settings: Settings, workspace: uuid.UUID
+    infrastructure: Infrastructure, settings: Settings, workspace: uuid.UUID, direct: bool
 ) -> None:
     requester = member()
     payload = pixel("Checkout pixel")
     started = utcnow()
-    request = await submit(infrastructure, workspace, payload, actor=requester)
+    request = await submit(infrastructure, workspace, payload, actor=requester, direct=direct)
     finished = utcnow()
 
     assert request.status is RequestStatus.WAITING_FOR_APPROVAL
@@ -177,23 +186,28 @@ async def test_submit_by_an_api_key_records_it_as_requester(
     assert request.type is RequestType.BUSINESS_MANAGER_CONNECTION
 
 
-async def test_a_retried_submit_returns_the_first_request(infrastructure: Infrastructure, workspace: uuid.UUID) -> None:
+async def test_a_retried_submit_returns_the_first_request(
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
+) -> None:
     requester = member()
     payload = pixel()
-    first = await submit(infrastructure, workspace, payload, actor=requester, request_id="req-1")
-    again = await submit(infrastructure, workspace, payload, actor=requester, request_id="req-1")
+    first = await submit(infrastructure, workspace, payload, actor=requester, request_id="req-1", direct=direct)
+    again = await submit(infrastructure, workspace, payload, actor=requester, request_id="req-1", direct=direct)
     assert again == first
     assert await count_requests(infrastructure) == 1
     assert len(await audit_of(infrastructure, first.id)) == 1
 
 
 async def test_concurrent_retried_submits_make_one_request(
-    infrastructure: Infrastructure, workspace: uuid.UUID
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
 ) -> None:
     requester = member()
     payload = pixel()
     results = await asyncio.gather(
-        *(submit(infrastructure, workspace, payload, actor=requester, request_id="req-c") for _ in range(4))
+        *(
+            submit(infrastructure, workspace, payload, actor=requester, request_id="req-c", direct=direct)
+            for _ in range(4)
+        )
     )
     assert len({r.id for r in results}) == 1
     assert await count_requests(infrastructure) == 1
@@ -373,10 +387,10 @@ def test_a_rejection_needs_a_reason(data: dict[str, Any]) -> None:
 
 
 async def test_approval_queues_the_work_in_the_same_transaction(
-    infrastructure: Infrastructure, workspace: uuid.UUID
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
 ) -> None:
     request = await submit(infrastructure, workspace)
-    async with infrastructure.unit_of_work() as uow:
+    async with infrastructure.unit_of_work(direct=direct) as uow:
         await uow.requests.approve_request(request.id, actor=reviewer(), idempotency_key=None)
     (message,) = await outbox(infrastructure)
     assert message.topic == "request.approved"
@@ -405,15 +419,53 @@ async def test_a_rolled_back_approval_queues_nothing(infrastructure: Infrastruct
     assert [e.action for e in await audit_of(infrastructure, request.id)] == ["request"]
 
 
-async def test_of_two_concurrent_approvals_exactly_one_wins(
+async def test_a_rolled_back_direct_approval_leaves_nothing(
     infrastructure: Infrastructure, workspace: uuid.UUID
+) -> None:
+    """A direct unit's statements are one transaction: its approval, event, audit entry and queued
+    work all go when it rolls back."""
+    request = await submit(infrastructure, workspace)
+
+    class Boom(Exception):
+        pass
+
+    async def approve_then_fail() -> None:
+        async with infrastructure.unit_of_work(direct=True) as uow:
+            await uow.requests.approve_request(request.id, actor=reviewer(), idempotency_key="approve-boom")
+            raise Boom
+
+    with pytest.raises(Boom):
+        await approve_then_fail()
+    assert await outbox(infrastructure) == []
+    assert await changes(infrastructure) == [("created", None, "waiting_for_approval")]
+    assert (await stored(infrastructure, request.id)).status is RequestStatus.WAITING_FOR_APPROVAL
+    assert [e.action for e in await audit_of(infrastructure, request.id)] == ["request"]
+    # The key went with it: the approval can be made with it again.
+    async with infrastructure.unit_of_work(direct=True) as uow:
+        await uow.requests.approve_request(request.id, actor=reviewer(), idempotency_key="approve-boom")
+    assert (await stored(infrastructure, request.id)).status is RequestStatus.APPROVED
+
+
+async def test_a_direct_unit_has_no_session(infrastructure: Infrastructure) -> None:
+    """A statement without a direct form fails instead of running outside the unit's transaction."""
+
+    async def query() -> None:
+        async with infrastructure.unit_of_work(direct=True) as uow:
+            await uow.session.execute(select(1))
+
+    with pytest.raises(RuntimeError, match="no ORM session"):
+        await query()
+
+
+async def test_of_two_concurrent_approvals_exactly_one_wins(
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
 ) -> None:
     request = await submit(infrastructure, workspace)
     first, second = reviewer(), reviewer()
 
     async def approve(actor: Principal) -> RequestResponseSchema:
         with acting_as(actor):
-            async with infrastructure.unit_of_work() as uow:
+            async with infrastructure.unit_of_work(direct=direct) as uow:
                 return await uow.requests.approve_request(request.id, actor=actor, idempotency_key=None)
 
     results = await asyncio.gather(approve(first), approve(second), return_exceptions=True)
@@ -448,13 +500,13 @@ async def test_the_loser_of_a_race_is_told_the_current_status(
 
 
 async def test_a_retried_approval_returns_the_first_result(
-    infrastructure: Infrastructure, workspace: uuid.UUID
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
 ) -> None:
     request = await submit(infrastructure, workspace)
     approver = reviewer()
-    async with infrastructure.unit_of_work() as uow:
+    async with infrastructure.unit_of_work(direct=direct) as uow:
         first = await uow.requests.approve_request(request.id, actor=approver, idempotency_key="approve-1")
-    async with infrastructure.unit_of_work() as uow:
+    async with infrastructure.unit_of_work(direct=direct) as uow:
         again = await uow.requests.approve_request(request.id, actor=approver, idempotency_key="approve-1")
     assert again == first
     assert again.status is RequestStatus.APPROVED
@@ -462,12 +514,14 @@ async def test_a_retried_approval_returns_the_first_result(
     assert [e.action for e in await audit_of(infrastructure, request.id)] == ["request", "approve"]
 
 
-async def test_concurrent_retried_approvals_approve_once(infrastructure: Infrastructure, workspace: uuid.UUID) -> None:
+async def test_concurrent_retried_approvals_approve_once(
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
+) -> None:
     request = await submit(infrastructure, workspace)
     approver = reviewer()
 
     async def approve() -> RequestResponseSchema:
-        async with infrastructure.unit_of_work() as uow:
+        async with infrastructure.unit_of_work(direct=direct) as uow:
             return await uow.requests.approve_request(request.id, actor=approver, idempotency_key="approve-c")
 
     results = await asyncio.gather(approve(), approve(), approve())
@@ -476,14 +530,14 @@ async def test_concurrent_retried_approvals_approve_once(infrastructure: Infrast
 
 
 async def test_an_approval_key_reused_for_another_request_is_rejected(
-    infrastructure: Infrastructure, workspace: uuid.UUID
+    infrastructure: Infrastructure, workspace: uuid.UUID, direct: bool
 ) -> None:
     first, second = await submit(infrastructure, workspace), await submit(infrastructure, workspace)
     approver = reviewer()
-    async with infrastructure.unit_of_work() as uow:
+    async with infrastructure.unit_of_work(direct=direct) as uow:
         await uow.requests.approve_request(first.id, actor=approver, idempotency_key="approve-2")
     with pytest.raises(RequestIdReusedException) as reused:
-        async with infrastructure.unit_of_work() as uow:
+        async with infrastructure.unit_of_work(direct=direct) as uow:
             await uow.requests.approve_request(second.id, actor=approver, idempotency_key="approve-2")
     assert reused.value.reason == "REQUEST_ID_REUSED"
     assert (await stored(infrastructure, second.id)).status is RequestStatus.WAITING_FOR_APPROVAL
