@@ -1,7 +1,8 @@
 """Where writes wait: samples taken beside a load run, every half second.
 
 - PostgreSQL's `pg_stat_activity` for the bench's database: backends by state and wait event
-  (`active`, `idle`, `idle in transaction`; `Lock`, `Client: ClientRead`...);
+  (`active`, `idle`, `idle in transaction`; `Lock`, `Client: ClientRead`...), and `pg_locks`:
+  locks some backend waits for;
 - `pg_stat_database.sessions`: connections opened during the run (a pool that closes its
   overflow connections on return opens new ones under load, each a backend forked);
 - the server's pool gauges from its /metrics (connections in use of the limit).
@@ -27,6 +28,11 @@ FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 GROUP BY 1, 2
 """
+# Locks some backend waits for (of this database, or of no database: a transaction id's).
+_WAITING_LOCKS = """
+SELECT count(*) FROM pg_locks
+WHERE NOT granted AND (database IS NULL OR database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+"""
 _SESSIONS = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 _GAUGE = re.compile(r"^(adplane_db_pool_connections_(?:in_use|limit|open))(?:\{[^}]*\})? ([0-9.e+]+)$", re.MULTILINE)
 
@@ -40,6 +46,12 @@ class Waits:
     gauges: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     gauge_max: dict[str, float] = field(default_factory=dict)
     sessions_opened: int = 0
+    # Ungranted locks, summed over the samples, and the most in one sample.
+    waiting_locks: int = 0
+    waiting_locks_max: int = 0
+
+    def waits_per_sample(self) -> float:
+        return self.waiting_locks / self.samples if self.samples else 0.0
 
     def summary(self) -> str:
         if not self.samples:
@@ -54,7 +66,10 @@ class Waits:
             for name, total in sorted(self.gauges.items())
         )
         return (
-            f"backends per sample: {per_sample}; server pools (both pools, all processes): {pools or 'no metrics'}; "
+            f"backends per sample: {per_sample}; ungranted locks per sample "
+            f"{self.waits_per_sample():.1f} (max {self.waiting_locks_max}); "
+            "server pools (connections in use or awaited, of the limit): "
+            f"{pools or 'no metrics'}; "
             f"connections opened: {self.sessions_opened} in {self.samples} samples"
         )
 
@@ -91,6 +106,9 @@ class WaitSampler:
                     for name, value in _gauges(self._metrics_url).items():
                         self.waits.gauges[name] += value
                         self.waits.gauge_max[name] = max(self.waits.gauge_max.get(name, 0.0), value)
+                waiting_locks = await connection.fetchval(_WAITING_LOCKS)
+                self.waits.waiting_locks += waiting_locks
+                self.waits.waiting_locks_max = max(self.waits.waiting_locks_max, waiting_locks)
                 self.waits.samples += 1
                 await asyncio.sleep(self._interval)
             # Less the sampler's own connection.

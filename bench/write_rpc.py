@@ -312,10 +312,8 @@ def _loads(
 
         return load
 
-    def approve_grpc(ids: list[uuid.UUID]) -> Callable[[], loadgen.LoadResult]:
-        return lambda: _python_approvals(
-            stack.grpc_port, ids, staff.access_token, in_flight=args.in_flight, seconds=args.seconds
-        )
+    def approve_grpc(ids: list[uuid.UUID], port: int = stack.grpc_port) -> Callable[[], loadgen.LoadResult]:
+        return lambda: _python_approvals(port, ids, staff.access_token, in_flight=args.in_flight, seconds=args.seconds)
 
     # Warm up (connections, prepared statements, caches) unmeasured.
     request_account_grpc(seconds=1)
@@ -325,6 +323,7 @@ def _loads(
         ("account", "RequestAccount, REST via Envoy (wrk)", request_account_rest),
         ("approve", "ApproveRequest, REST via Envoy (wrk)", approve_rest(waiting["rest"])),
         ("approve", "ApproveRequest, gRPC (Python client)", approve_grpc(waiting["grpc"])),
+        ("envoy", "ApproveRequest, gRPC via Envoy (Python client)", approve_grpc(waiting["envoy"], stack.http_port)),
     ]
 
 
@@ -369,7 +368,9 @@ def redis_for(env: dict[str, str]) -> Iterator[dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp) / "redis", ephemeral=True)
         try:
-            yield {**env, "REDIS_URL": redis.url}
+            # No per-caller rate limits: one staff token makes every approval, members many writes.
+            limits_off = {f"RATE_LIMIT_{kind}_PER_SECOND": "0" for kind in ("READS", "WRITES", "STREAMS")}
+            yield {**env, "REDIS_URL": redis.url, **limits_off}
         finally:
             redis.stop()
 
@@ -383,7 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waiting", type=int, default=20_000, help="requests prepared for each approval run")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
-        "--writes", nargs="+", choices=("account", "approve"), default=["account", "approve"], help="which to load"
+        "--writes",
+        nargs="+",
+        choices=("account", "approve", "envoy"),
+        default=["account", "approve"],
+        help="which to load",
     )
     parser.add_argument(
         "--baseline",
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                 stacks[variant] = running.enter_context(stack.running())
                 waiting = {
                     way: asyncio.run(prepare_waiting(settings.database_url, dataset, manager_id, args.waiting))
-                    for way in ("rest", "grpc")
+                    for way in ("rest", "grpc", "envoy")
                 }
                 loads[variant] = _loads(
                     stack, dataset=dataset, manager_id=manager_id, staff=staff, waiting=waiting, args=args

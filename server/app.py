@@ -4,9 +4,11 @@ import asyncio
 import gc
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.process
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -361,28 +363,81 @@ def run(settings: Settings) -> int:
         return _run_processes(settings, workers, metrics_directory=directory)
 
 
+# A server process that exits is started again on its port: after a crash or the OOM killer, or a
+# SIGTERM sent to it alone, which is how the processes are restarted one after another (each drains
+# first, and Envoy's other endpoints take its calls meanwhile). One that keeps exiting with an error
+# within STABLE_AFTER_SECONDS of its start, GIVE_UP_AFTER times in a row, stops them all with a
+# non-zero exit, so that the orchestrator sees a server that cannot run.
+STABLE_AFTER_SECONDS = 30.0
+GIVE_UP_AFTER = 5
+# How often the parent looks at its processes (a signal or an exit wakes it sooner).
+SUPERVISE_SECONDS = 0.5
+
+
+@dataclass
+class _ServerProcess:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    started: float
+    quick_failures: int = 0
+    restart_at: float | None = None
+
+
 def _run_processes(settings: Settings, workers: int, *, metrics_directory: str) -> int:
     context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=run_process, args=(settings, settings.worker_port(i)), name=f"adplane-serve-{i}")
-        for i in range(workers)
-    ]
-    for process in processes:
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
+            target=run_process, args=(settings, settings.worker_port(index)), name=f"adplane-serve-{index}"
+        )
         process.start()
+        return process
+
+    processes = [_ServerProcess(i, start(i), time.monotonic()) for i in range(workers)]
+    received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
+        received.append(signum)
+        for server in processes:
+            if server.process.pid is not None and server.process.is_alive():
+                os.kill(server.process.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    # One process dying (a crash, the OOM killer) stops them all with a non-zero exit, so the
-    # orchestrator restarts the server instead of running it at reduced capacity unnoticed.
-    multiprocessing.connection.wait([p.sentinel for p in processes])
-    forward(signal.SIGTERM, None)
-    for process in processes:
-        process.join()
-        if process.pid is not None:
-            process_ended(process.pid, metrics_directory)
-    return max((p.exitcode or 0 for p in processes), default=0)
+    failed = 0
+    while not received and not failed:
+        multiprocessing.connection.wait(
+            [server.process.sentinel for server in processes if server.restart_at is None], SUPERVISE_SECONDS
+        )
+        now = time.monotonic()
+        for server in processes:
+            if received:
+                break
+            if server.restart_at is not None:
+                if now >= server.restart_at:
+                    server.process, server.started, server.restart_at = start(server.index), now, None
+                continue
+            if server.process.is_alive():
+                continue
+            server.process.join()
+            if server.process.pid is not None:
+                process_ended(server.process.pid, metrics_directory)
+            code = server.process.exitcode
+            quick = code != 0 and now - server.started < STABLE_AFTER_SECONDS
+            server.quick_failures = server.quick_failures + 1 if quick else 0
+            if server.quick_failures >= GIVE_UP_AFTER:
+                logger.error("server process keeps exiting; stopping", index=server.index, exit_code=code)
+                failed = code or 1
+                break
+            # At once after a clean exit or a long run; after a second, two, four... while it keeps failing.
+            delay = 0.0 if not quick else min(2.0 ** (server.quick_failures - 1), 10.0)
+            logger.warning("server process exited; starting it again", index=server.index, exit_code=code, delay=delay)
+            server.restart_at = now + delay
+    if failed:
+        forward(signal.SIGTERM, None)
+    for server in processes:
+        if server.restart_at is None:
+            server.process.join()
+            if server.process.pid is not None:
+                process_ended(server.process.pid, metrics_directory)
+    return failed or max((abs(s.process.exitcode or 0) for s in processes if s.restart_at is None), default=0)

@@ -320,6 +320,10 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr = SecretStr("")
     # Lifetime of presigned download URLs.
     export_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # Spend exports (the files and their rows) are deleted this many days after they were made, by
+    # the bucket's lifecycle rule where the store has one and by the retention job in any case;
+    # asking for one after that answers NOT_FOUND with reason EXPORT_EXPIRED.
+    export_retention_days: int = Field(default=90, ge=1)
 
     # Peers whose x-forwarded-for is believed (Envoy): comma-separated CIDRs. Everyone else is
     # known by the connection's address (login throttling counts failures per address).

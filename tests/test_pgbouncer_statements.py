@@ -72,6 +72,26 @@ async def test_the_engine_the_read_pool_and_the_probe_share_pgbouncer(pooled: In
         probe.close()
 
 
+async def test_direct_transactions_share_pgbouncer(pooled: Infrastructure) -> None:
+    """The hot writes' transactions on the read pool (`unit_of_work(direct=True)`): several
+    statements each, JSON through the pool's codec, clients interleaved on fewer server connections."""
+    await pooled.open_pools()
+    doubled = PreparedRead(select(text("CAST(:a AS int) * 2")))
+    echoed = PreparedRead(select(text("CAST(:j AS jsonb)")))
+
+    async def client(n: int) -> None:
+        for i in range(ROUNDS):
+            async with pooled.read_pool.transaction() as transaction:
+                row = await transaction.one(doubled, {"a": i})
+                assert row is not None
+                assert row[0] == 2 * i
+                row = await transaction.one(echoed, {"j": {"client": n, "round": i}})
+                assert row is not None
+                assert row[0] == {"client": n, "round": i}
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+
+
 async def _shared_statements(
     arguments: dict[str, Any], run: Callable[[asyncpg.Connection, int], Awaitable[None]]
 ) -> None:
