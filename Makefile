@@ -57,3 +57,4 @@ bench: bootstrap  ## performance figures (not part of make test)
 	$(VENV)/python -m bench.read_rpc --keyset
 	$(VENV)/python -m bench.write_rpc
 	$(VENV)/python -m bench.soak
+	$(VENV)/python -m bench.retention

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.read_rpc [--seconds 10] [--in-flight 64] [--workers 2]
     .venv/bin/python -m bench.read_rpc --keyset          # page 1 vs page 200 at 1,000 and 1,000,000 rows
+    .venv/bin/python -m bench.read_rpc --rate-limits     # GetAccount's server CPU with and without them
+    .venv/bin/python -m bench.read_rpc --databases direct pgbouncer replica   # the same reads three ways
 
 Starts a throwaway embedded PostgreSQL (migrated), seeds 100 workspaces x 1,000 ad accounts with
 COPY (one member each, a signed-in access token per member), runs `adplane serve --workers N` and
@@ -29,19 +31,29 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from adplane.v1 import account_service_pb2 as pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import keyset, loadgen
 from bench.dataset import Dataset, seed
-from devstack.embedded import free_port, free_port_block, start_postgres
+from devstack.embedded import (
+    EmbeddedPostgres,
+    free_port,
+    free_port_block,
+    start_postgres,
+    start_redis,
+    start_replica,
+)
+from devstack.pgbouncer import start_pgbouncer
 from server import migrations
 from server.auth.tokens import TokenIssuer
 from server.config import Environment, Settings
@@ -376,8 +388,148 @@ def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[
     return rows
 
 
+RATE_LIMITS_OFF = {
+    "RATE_LIMIT_READS_PER_SECOND": "0",
+    "RATE_LIMIT_WRITES_PER_SECOND": "0",
+    "RATE_LIMIT_STREAMS_PER_SECOND": "0",
+}
+
+
+def _refused(metrics_port: int) -> int:
+    """GetAccount calls the server refused for their rate limit so far (its Prometheus counter)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    pattern = re.compile(r'^grpc_server_handled_total\{[^}]*grpc_code="RESOURCE_EXHAUSTED"[^}]*\} ([0-9.e+]+)$', re.M)
+    return sum(int(float(value)) for value in pattern.findall(text))
+
+
+def compare_rate_limits(env: dict[str, str], dataset: Dataset, args: argparse.Namespace) -> list[Row]:
+    """GetAccount over gRPC on two stacks that differ only in the rate limits (both with Redis), run in
+    alternating short rounds so that the load of a shared machine falls on both alike. The limited
+    stack's callers stay under their limit (each h2load process is one caller), so every call takes
+    the whole path of an admitted one: a token of the process's lease, and a Redis round trip per
+    lease (`--rate-limit` / 10 calls)."""
+    rng = random.Random(args.seed)  # noqa: S311 - reproducible picks, not secrets
+    # One member per h2load process: each caller's share of the load stays under its limit.
+    members = rng.sample(dataset.members, min(len(dataset.members), max(1, args.in_flight // 4)))
+    picked = [
+        Triple(m.access_token, str(m.workspace_id), str(rng.choice(dataset.accounts[m.workspace_id]))) for m in members
+    ]
+    calls = _grpc_calls("get", picked)
+    limited = {
+        "RATE_LIMIT_READS_PER_SECOND": str(args.rate_limit),
+        "RATE_LIMIT_READS_BURST": str(2 * args.rate_limit),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp), ephemeral=True)
+        try:
+            base = {**env, "REDIS_URL": redis.url}
+            metrics_port = free_port()
+            off = Stack({**base, **RATE_LIMITS_OFF}, workers=args.workers, log_dir=Path(tmp) / "off")
+            with off.running():
+                # Made once the first stack holds its ports, so that the second picks others.
+                on = Stack(
+                    {**base, **limited, "SERVER_METRICS_PORT": str(metrics_port)},
+                    workers=args.workers,
+                    log_dir=Path(tmp) / "on",
+                )
+                with on.running():
+                    totals = _alternate({"without rate limits": off, "with rate limits": on}, calls, args)
+                    refused = _refused(metrics_port)
+        finally:
+            redis.stop()
+    rows = [_sum_rows(f"GetAccount, gRPC, {label}", measured) for label, measured in totals.items()]
+    rows[1] = dataclasses.replace(
+        rows[1], result=dataclasses.replace(rows[1].result, errors=rows[1].result.errors + refused)
+    )
+    return rows
+
+
+def _alternate(
+    stacks: dict[str, Stack], calls: Sequence[loadgen.GrpcCall], args: argparse.Namespace
+) -> dict[str, list[Row]]:
+    totals: dict[str, list[Row]] = {label: [] for label in stacks}
+    for stack in stacks.values():  # warm up, unmeasured
+        loadgen.h2load(stack.grpc_port, calls, in_flight=args.in_flight, seconds=1)
+    for _ in range(args.rounds):
+        for label, stack in stacks.items():
+
+            def run(port: int = stack.grpc_port) -> loadgen.LoadResult:
+                return loadgen.h2load(port, calls, in_flight=args.in_flight, seconds=args.seconds)
+
+            row = _measure(stack, label, run)
+            print(row.cells(), flush=True)
+            totals[label].append(row)
+    return totals
+
+
+def _sum_rows(label: str, rows: Sequence[Row]) -> Row:
+    requests = sum(row.result.requests for row in rows)
+    seconds = sum(row.result.seconds for row in rows)
+    return Row(
+        label=label,
+        result=loadgen.LoadResult(
+            requests=requests,
+            errors=sum(row.result.errors for row in rows),
+            seconds=seconds,
+            p50=sorted(row.result.p50 for row in rows)[len(rows) // 2],
+            p99=sorted(row.result.p99 for row in rows)[len(rows) // 2],
+        ),
+        server_cpu=sum(row.server_cpu for row in rows),
+        envoy_cpu=0.0,
+        per_process=[],
+    )
+
+
+# How the server reaches PostgreSQL (--databases): straight, through PgBouncer in transaction mode,
+# or with the reads on a streaming replica (devstack.pgbouncer, devstack.embedded.start_replica).
+DATABASES = ("direct", "pgbouncer", "replica")
+
+
+@contextmanager
+def database_targets(
+    postgres: EmbeddedPostgres, url: str, wanted: Sequence[str]
+) -> Iterator[dict[str, dict[str, str]]]:
+    """The server's settings for each database set-up in `wanted`, the services they need running."""
+    with ExitStack() as running:
+        targets: dict[str, dict[str, str]] = {}
+        for name in wanted:
+            if name == "direct":
+                targets[name] = {}
+            elif name == "pgbouncer":
+                bouncer = running.enter_context(start_pgbouncer(postgres.url, pool_size=20))
+                targets[name] = {
+                    "DATABASE_URL": bouncer.url_for(url),
+                    "DATABASE_POOLER": "pgbouncer",
+                    "DATABASE_DIRECT_URL": url,
+                }
+            else:
+                replica = start_replica(postgres, postgres.pgdata.parent / "replica")
+                running.callback(replica.stop)
+                targets[name] = {"DATABASE_READ_URL": replica.url_for(make_url(url).database or "bench")}
+        yield targets
+
+
+async def _transactions(url: str) -> int:
+    """Transactions the server at `url` has run in its database (a hot standby counts its reads)."""
+    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        count: int = await connection.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await connection.close()
+
+
 @contextmanager
 def database() -> Iterator[tuple[Settings, dict[str, str]]]:
+    with database_on_server() as (settings, env, _postgres):
+        yield settings, env
+
+
+@contextmanager
+def database_on_server() -> Iterator[tuple[Settings, dict[str, str], EmbeddedPostgres]]:
+    """`database()`, and the embedded server it is on (for a replica of it, or PgBouncer in front)."""
     with tempfile.TemporaryDirectory() as tmp:
         postgres = start_postgres(Path(tmp) / "pg", ephemeral=True)
         try:
@@ -400,7 +552,7 @@ def database() -> Iterator[tuple[Settings, dict[str, str]]]:
                 "DATA_DIR": str(settings.data_dir),
                 "ACCESS_TOKEN_TTL_SECONDS": "86400",
             }
-            yield settings, env
+            yield settings, env, postgres
         finally:
             postgres.stop()
 
@@ -430,8 +582,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keyset", action="store_true", help="keyset flatness: page 1 vs 200 at 1k and 1M rows")
     parser.add_argument("--keyset-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rate-limits", action="store_true", help="GetAccount's server CPU with and without per-caller rate limits"
+    )
+    parser.add_argument("--rate-limit", type=int, default=200, help="reads per second per caller (--rate-limits)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each stack (--rate-limits)")
+    parser.add_argument(
+        "--databases", nargs="+", choices=DATABASES, default=["direct"], help="how the server reaches PostgreSQL"
+    )
+    parser.add_argument(
+        "--redis", action="store_true", help="give the server a Redis (production has one; the replica's reads use it)"
+    )
     args = parser.parse_args(argv)
-    with database() as (settings, env):
+    with database_on_server() as (settings, database_env, postgres), ExitStack() as services:
+        env = dict(database_env)
+        if args.redis:
+            redis = services.enter_context(start_redis(settings.data_dir / "redis", ephemeral=True))
+            env["REDIS_URL"] = redis.url
         if args.keyset:
             print(keyset.report(asyncio.run(keyset.measure(settings, large=args.keyset_rows))), flush=True)
             return 0
@@ -449,19 +616,47 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.monotonic() - started:.1f} s",
             flush=True,
         )
-        with Stack(env, workers=args.workers, log_dir=settings.data_dir).running() as stack:
-            rows = run_reads(stack, dataset, args)
-            problems = [
-                line for line in stack.server_log.read_text(errors="replace").splitlines() if _PROBLEM.search(line)
-            ]
-            if problems:
-                print(
-                    f"the server logged {len(problems)} warning/error lines; the first ones:", *problems[:5], sep="\n"
-                )
+        if args.rate_limits:
+            rows = compare_rate_limits(env, dataset, args)
+            without, with_limits = (row.server_cpu / max(1, row.result.requests) for row in rows)
+            print()
+            print(
+                markdown(
+                    rows,
+                    title=f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} "
+                    f"server process(es), {args.in_flight} in flight, {args.rounds} x {args.seconds:g} s alternating, "
+                    f"limit {args.rate_limit} reads/s per caller (median p50/p99 of the rounds)",
+                ),
+                f"\nrate limits: {(with_limits / without - 1) * 100:+.1f} % server CPU per GetAccount",
+                sep="\n",
+                flush=True,
+            )
+            return 0
+        rows = []
+        with database_targets(postgres, settings.database_url, args.databases) as targets:
+            for target, overrides in targets.items():
+                stack = Stack({**env, **overrides}, workers=args.workers, log_dir=settings.data_dir / target)
+                with stack.running():
+                    found = run_reads(stack, dataset, args)
+                    if "DATABASE_READ_URL" in overrides:
+                        served = asyncio.run(_transactions(overrides["DATABASE_READ_URL"]))
+                        print(f"the replica committed {served:,} (read-only) transactions", flush=True)
+                    rows += [dataclasses.replace(row, label=f"{target}: {row.label}") for row in found]
+                    problems = [
+                        line
+                        for line in stack.server_log.read_text(errors="replace").splitlines()
+                        if _PROBLEM.search(line)
+                    ]
+                    if problems:
+                        print(
+                            f"the server logged {len(problems)} warning/error lines; the first ones:",
+                            *problems[:5],
+                            sep="\n",
+                        )
         generators = "h2load + wrk" if loadgen.have_c_generators() and not args.python_client else "Python client"
         title = (
             f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} server process(es), "
-            f"{args.in_flight} in flight, {args.seconds:g} s per read, {generators}, "
+            f"{args.in_flight} in flight, {args.seconds:g} s per read, {generators}, {' / '.join(args.databases)}, "
             f"{dataset.account_count:,} accounts in {args.workspaces} workspaces"
         )
         print()

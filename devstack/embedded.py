@@ -312,6 +312,33 @@ class EmbeddedPostgres:
         return completed.stdout.strip()
 
 
+def start_replica(primary: EmbeddedPostgres, pgdata: Path) -> EmbeddedPostgres:
+    """A streaming replica (hot standby) of `primary` in `pgdata`, made with the same binaries'
+    `pg_basebackup -R` over the primary's socket (initdb's trust rules allow replication there)."""
+    replica = EmbeddedPostgres(pgdata, ephemeral=primary.ephemeral)
+    if not (replica.pgdata / "PG_VERSION").exists():
+        replica.pgdata.mkdir(parents=True, exist_ok=True)
+        replica.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if replica.system_user is not None:
+            replica._prepare_for_system_user(replica.system_user)
+        replica.pgdata.chmod(0o700)  # pg_basebackup keeps the directory, PostgreSQL wants it private
+        primary._run_as_server(
+            _postgres_bin("pg_basebackup"),
+            f"--pgdata={replica.pgdata}",
+            f"--host={primary.socket_dir}",
+            f"--port={POSTGRES_PORT}",
+            f"--username={POSTGRES_SUPERUSER}",
+            "--wal-method=stream",
+            "--write-recovery-conf",
+            "--checkpoint=fast",
+            *(["--no-sync"] if primary.ephemeral else []),
+        )
+        # The primary's socket lock, copied along when its socket lives in its data directory.
+        (replica.pgdata / f".s.PGSQL.{POSTGRES_PORT}.lock").unlink(missing_ok=True)
+    replica.start()
+    return replica
+
+
 def start_postgres(pgdata: Path, *, ephemeral: bool) -> EmbeddedPostgres:
     postgres = EmbeddedPostgres(pgdata, ephemeral=ephemeral)
     postgres.start()

@@ -7,6 +7,8 @@ topology start, and what they kill to see a failover.
         group.kill_primary()                         # SIGKILL; the sentinels promote the replica
         group.wait_for_new_primary()                 # seconds the failover took
         group.restart_killed()                       # the old primary comes back as a replica
+        replica = group.cut_off_replica()            # writes from now on are lost in a failover
+        group.restore_replica(replica)
 
 Each process is a child of this one in its own process group, on `host` (127.0.0.1 unless told;
 a topology puts nodes on 127.0.0.2, 127.0.0.3). Down after 1 s without an answer, a quorum of 2.
@@ -116,6 +118,7 @@ class RedisProcess:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a frozen one (cut_off_replica) would not hear SIGTERM
         process.terminate()
         try:
             process.wait(timeout)
@@ -205,6 +208,27 @@ class SentinelGroup:
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"no failover within {timeout} s:\n{self.logs()}")
             time.sleep(0.05)
+
+    def replica(self) -> RedisProcess:
+        """The data node that is not the primary now."""
+        primary = self.primary()
+        (replica,) = (node for node in self.data_nodes if node is not primary)
+        return replica
+
+    def cut_off_replica(self) -> RedisProcess:
+        """Freeze the replica (SIGSTOP) and drop its link from the primary: writes from now on reach the
+        primary only, as what a primary acknowledged just before it died and had not yet sent. The
+        sentinels see the replica down meanwhile; `restore_replica` wakes it."""
+        replica = self.replica()
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGSTOP)
+        primary = self.primary()
+        _ask(primary.host, primary.port, "CLIENT", "KILL", "TYPE", "replica")
+        return replica
+
+    def restore_replica(self, replica: RedisProcess) -> None:
+        if replica.process is not None:
+            replica.process.send_signal(signal.SIGCONT)
 
     def restart_killed(self) -> None:
         """Start the killed primary again: the sentinels make it a replica of the new primary."""

@@ -42,6 +42,9 @@ DEV_ADMIN_EMAIL = "admin@example.com"
 DEV_ADMIN_PASSWORD = "adplane-dev-admin"  # noqa: S105 - a development login, printed in the banner
 # Not 6379, so a Redis installed on the machine keeps its port.
 DEV_REDIS_PORT = 6380
+# Server processes unless GRPC_WORKERS is set: more than one, so that a developer sees what production
+# does when one restarts or dies (Envoy sends its calls to the others while it comes back).
+DEV_GRPC_WORKERS = 2
 # /metrics of the server, the worker and the scheduler.
 DEV_METRICS_PORTS = (9464, 9465, 9466)
 # How long children get after the grace period of the gRPC server before they are killed.
@@ -107,6 +110,7 @@ def run_dev_stack(settings: Settings, *, tls: bool = False) -> int:
             write_dev_env(dev_env, env)
             backing_services.callback(dev_env.unlink, missing_ok=True)
             _metrics_ports(settings, env)
+            _server_processes(settings, env)
             for name, arguments in CHILDREN.items():
                 children.append(Child(name, partial(_spawn, arguments, env)))
                 children[-1].launch(time.monotonic())
@@ -157,6 +161,12 @@ def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Cal
         env.setdefault("AWS_ACCESS_KEY_ID", "dev")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "dev")
     return fakes
+
+
+def _server_processes(settings: Settings, env: dict[str, str]) -> None:
+    """GRPC_WORKERS for the server and Envoy alike: DEV_GRPC_WORKERS unless set."""
+    if "grpc_workers" not in settings.model_fields_set:
+        env["GRPC_WORKERS"] = str(DEV_GRPC_WORKERS)
 
 
 def _metrics_ports(settings: Settings, env: dict[str, str]) -> None:

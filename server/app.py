@@ -4,9 +4,11 @@ import asyncio
 import gc
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.process
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -227,6 +229,19 @@ def build_server(
     return server, health
 
 
+def health_only_server(settings: Settings, health: health_aio.HealthServicer) -> grpc.aio.Server | None:
+    """GRPC_HEALTH_PORT: the health service alone, in plaintext, for probes that cannot speak TLS
+    (the kubelet's native gRPC probes) to a server that serves TLS and may require client
+    certificates. The same servicer as GRPC_PORT's, so the same answers; nothing else is reachable
+    there. None when the setting is unset."""
+    if settings.grpc_health_port is None:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_health_port}")
+    return server
+
+
 async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: NOT_SERVING at once, in-flight RPCs get the grace period.
 
@@ -236,10 +251,13 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     infrastructure = Infrastructure.build(settings)
     server, health = build_server(settings, infrastructure)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    credentials = server_credentials(settings)
+    tls = settings.tls_cert_file is not None
     for port in (settings.grpc_port, own_port):
         if port is None:
             continue
+        # Credentials of their own for each port: a second port given the same dynamic credentials asks
+        # their fetcher for a first configuration, gets "unchanged", and fails to bind.
+        credentials = server_credentials(settings)
         if credentials is None:
             server.add_insecure_port(f"{settings.grpc_host}:{port}")
         else:
@@ -254,6 +272,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # Redis do, so only a process that no longer answers is restarted, not every one in an outage.
     await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
+    health_server = health_only_server(settings, health)
+    if health_server is not None:
+        await health_server.start()
     # SERVING only while PostgreSQL (and Redis) answer; the first probe runs before "serving".
     readiness = asyncio.create_task(
         keep_health_true(
@@ -268,8 +289,9 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
         "serving",
         address=address,
         own_port=own_port,
-        tls=credentials is not None,
+        tls=tls,
         client_certificates=settings.tls_client_ca_file is not None,
+        health_port=settings.grpc_health_port,
         pid=os.getpid(),
     )
 
@@ -288,6 +310,8 @@ async def serve(settings: Settings, *, own_port: int | None = None) -> None:
     # reconnect to another server, instead of holding the drain for the whole grace period.
     await infrastructure.request_events.close()
     await server.stop(settings.grpc_shutdown_grace)
+    if health_server is not None:
+        await health_server.stop(None)
     await infrastructure.close()
     logger.info("stopped")
 
@@ -339,28 +363,81 @@ def run(settings: Settings) -> int:
         return _run_processes(settings, workers, metrics_directory=directory)
 
 
+# A server process that exits is started again on its port: after a crash or the OOM killer, or a
+# SIGTERM sent to it alone, which is how the processes are restarted one after another (each drains
+# first, and Envoy's other endpoints take its calls meanwhile). One that keeps exiting with an error
+# within STABLE_AFTER_SECONDS of its start, GIVE_UP_AFTER times in a row, stops them all with a
+# non-zero exit, so that the orchestrator sees a server that cannot run.
+STABLE_AFTER_SECONDS = 30.0
+GIVE_UP_AFTER = 5
+# How often the parent looks at its processes (a signal or an exit wakes it sooner).
+SUPERVISE_SECONDS = 0.5
+
+
+@dataclass
+class _ServerProcess:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    started: float
+    quick_failures: int = 0
+    restart_at: float | None = None
+
+
 def _run_processes(settings: Settings, workers: int, *, metrics_directory: str) -> int:
     context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=run_process, args=(settings, settings.worker_port(i)), name=f"adplane-serve-{i}")
-        for i in range(workers)
-    ]
-    for process in processes:
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
+            target=run_process, args=(settings, settings.worker_port(index)), name=f"adplane-serve-{index}"
+        )
         process.start()
+        return process
+
+    processes = [_ServerProcess(i, start(i), time.monotonic()) for i in range(workers)]
+    received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
+        received.append(signum)
+        for server in processes:
+            if server.process.pid is not None and server.process.is_alive():
+                os.kill(server.process.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    # One process dying (a crash, the OOM killer) stops them all with a non-zero exit, so the
-    # orchestrator restarts the server instead of running it at reduced capacity unnoticed.
-    multiprocessing.connection.wait([p.sentinel for p in processes])
-    forward(signal.SIGTERM, None)
-    for process in processes:
-        process.join()
-        if process.pid is not None:
-            process_ended(process.pid, metrics_directory)
-    return max((p.exitcode or 0 for p in processes), default=0)
+    failed = 0
+    while not received and not failed:
+        multiprocessing.connection.wait(
+            [server.process.sentinel for server in processes if server.restart_at is None], SUPERVISE_SECONDS
+        )
+        now = time.monotonic()
+        for server in processes:
+            if received:
+                break
+            if server.restart_at is not None:
+                if now >= server.restart_at:
+                    server.process, server.started, server.restart_at = start(server.index), now, None
+                continue
+            if server.process.is_alive():
+                continue
+            server.process.join()
+            if server.process.pid is not None:
+                process_ended(server.process.pid, metrics_directory)
+            code = server.process.exitcode
+            quick = code != 0 and now - server.started < STABLE_AFTER_SECONDS
+            server.quick_failures = server.quick_failures + 1 if quick else 0
+            if server.quick_failures >= GIVE_UP_AFTER:
+                logger.error("server process keeps exiting; stopping", index=server.index, exit_code=code)
+                failed = code or 1
+                break
+            # At once after a clean exit or a long run; after a second, two, four... while it keeps failing.
+            delay = 0.0 if not quick else min(2.0 ** (server.quick_failures - 1), 10.0)
+            logger.warning("server process exited; starting it again", index=server.index, exit_code=code, delay=delay)
+            server.restart_at = now + delay
+    if failed:
+        forward(signal.SIGTERM, None)
+    for server in processes:
+        if server.restart_at is None:
+            server.process.join()
+            if server.process.pid is not None:
+                process_ended(server.process.pid, metrics_directory)
+    return failed or max((abs(s.process.exitcode or 0) for s in processes if s.restart_at is None), default=0)

@@ -15,6 +15,7 @@ from typing import Any, cast
 import asyncpg
 import structlog
 from redis.asyncio import Redis
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.accounts.repository import AccountRepository
@@ -45,12 +46,14 @@ from server.exports.service import ExportService, IExportService
 from server.exports.storage import IExportStorage, S3ExportStorage
 from server.idempotency.repository import IdempotencyRepository
 from server.idempotency.service import IdempotencyService
+from server.outages import is_outage
 from server.outbox.repository import IOutbox, OutboxRepository
 from server.pagination import PageTokenCodec
 from server.pixels.repository import PixelRepository
 from server.pixels.request_work import PixelRequestWork
 from server.pixels.service import IPixelService, PixelService
 from server.read_pool import DirectTransaction, ReadPool
+from server.read_replica import ReplicaRouter
 from server.redis_client import connect_redis
 from server.requests.events import IRequestEvents, RequestEventPublisher, RequestEventRecorder
 from server.requests.handlers import HandlerFactory, RequestHandler
@@ -65,6 +68,60 @@ from server.users.repository import RoleRepository, UserRepository
 from server.users.service import IUserService, UserService
 from server.workspaces.repository import WorkspaceMemberRepository, WorkspaceRepository
 from server.workspaces.service import IWorkspaceService, WorkspaceService
+
+
+@dataclass(frozen=True)
+class ReplicaReads:
+    """A streaming replica (DATABASE_READ_URL) for read-only units: its own read pool (falling back
+    to the primary's when the replica is out of reach) and autocommit sessions."""
+
+    router: ReplicaRouter
+    read_pool: ReadPool
+    engine: AsyncEngine
+    read_sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def build(cls, settings: Settings, primary: ReadPool, redis: Redis | None) -> "ReplicaReads":
+        # The lag probe's own connection: a probe must not fall back to the primary.
+        probe = ReadPool(pooled_connect_arguments(settings, settings.database_read_url), size=1)
+        router = ReplicaRouter(
+            primary,
+            probe,
+            max_lag_seconds=settings.database_read_max_lag_seconds,
+            check_interval_seconds=settings.database_read_check_interval_seconds,
+            redis=redis,
+        )
+        # (create_engine and the pools declare their connections to the limit metric themselves.)
+        engine = create_engine(settings, url=settings.database_read_url).execution_options(isolation_level="AUTOCOMMIT")
+
+        def skip_on_outage(context: Any) -> None:
+            if context.is_disconnect or is_outage(context.original_exception):
+                router.skip()
+
+        event.listen(engine.sync_engine, "handle_error", skip_on_outage)
+        return cls(
+            router=router,
+            # Reads the replica fails go to the primary; the replica is skipped until its next probe.
+            read_pool=ReadPool(
+                pooled_connect_arguments(settings, settings.database_read_url),
+                size=settings.database_read_pool_size,
+                fallback=primary,
+                on_outage=router.skip,
+            ),
+            engine=engine,
+            read_sessions=create_sessionmaker(engine),
+        )
+
+    async def close(self) -> None:
+        await self.router.close()
+        await self.read_pool.close()
+        await self.engine.dispose()
+
+
+def _caller() -> str | None:
+    """Whose reads and writes these are, for read-your-writes (server.read_replica)."""
+    principal = current_principal_or_none()
+    return None if principal is None else f"{principal.kind.value}:{principal.id}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +148,8 @@ class Infrastructure:
     # Request changes: appended to the Redis stream after commit, read by this process's watches.
     request_event_publisher: RequestEventPublisher | None
     request_events: RequestEventHub
+    # The read replica (DATABASE_READ_URL), None without one.
+    replica: ReplicaReads | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> "Infrastructure":
@@ -100,6 +159,7 @@ class Infrastructure:
         standing_cache = StandingCache()
         standing_cache.attach(engine, sessions, partial(asyncpg.connect, **direct_connect_arguments(settings)))
         redis = connect_redis(settings) if settings.redis_configured else None
+        read_pool = ReadPool(pooled_connect_arguments(settings), size=settings.database_read_pool_size)
         watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,
@@ -107,7 +167,8 @@ class Infrastructure:
             sessions=sessions,
             read_sessions=create_sessionmaker(read_engine),
             read_engine=read_engine,
-            read_pool=ReadPool(pooled_connect_arguments(settings), size=settings.database_read_pool_size),
+            read_pool=read_pool,
+            replica=ReplicaReads.build(settings, read_pool, redis) if settings.database_read_url else None,
             standing_cache=standing_cache,
             page_tokens=PageTokenCodec(settings.secret_key.get_secret_value()),
             tokens=TokenIssuer(
@@ -130,7 +191,9 @@ class Infrastructure:
         )
 
     @asynccontextmanager
-    async def unit_of_work(self, *, read_only: bool = False, direct: bool = False) -> AsyncIterator["UnitOfWork"]:
+    async def unit_of_work(
+        self, *, read_only: bool = False, direct: bool = False, primary: bool = False
+    ) -> AsyncIterator["UnitOfWork"]:
         """One transaction: committed when the block ends normally, rolled back on an exception.
 
         `read_only` units (Get and List RPCs) run each statement on its own in autocommit mode,
@@ -141,15 +204,22 @@ class Infrastructure:
         asyncpg connection of the read pool, without SQLAlchemy: the repositories they use run their
         statements' direct forms there, and any statement without one fails loudly (it would run
         outside the transaction). bench/README.md, "The write path", has the figures.
+
+        With a replica (DATABASE_READ_URL), read-only units read it unless `primary` (or the caller
+        has a write the replica has not replayed: server.read_replica); writes are remembered.
         """
         if direct:
             async with self.read_pool.transaction() as transaction:
                 direct_unit = UnitOfWork(self, direct=transaction)
                 yield direct_unit
+            await self._remember_write()
             await direct_unit.run_after_commit()
             return
         if read_only:
-            unit = UnitOfWork(self, read_only=True)
+            replica = self.replica
+            if replica is not None and (primary or not await replica.router.replica_for(_caller())):
+                replica = None
+            unit = UnitOfWork(self, read_only=True, replica=replica)
             try:
                 yield unit
             finally:
@@ -159,7 +229,13 @@ class Infrastructure:
             async with session.begin():
                 uow = UnitOfWork(self, session)
                 yield uow
+            await self._remember_write()
             await uow.run_after_commit()
+
+    async def _remember_write(self) -> None:
+        """After a commit: the caller reads the primary until the replica has replayed it."""
+        if self.replica is not None and (caller := _caller()) is not None:
+            await self.replica.router.remember_write(caller)
 
     def meta_steps(
         self, meta: IMetaClient, settings: Settings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -204,6 +280,8 @@ class Infrastructure:
         serves: the first burst of calls then finds connections instead of each opening one
         (bench/README.md, "Measurements behind the code")."""
         await self.read_pool.open()
+        if self.replica is not None:
+            await self.replica.router.start()
         # Checked out together (so the pool opens that many), returned when the stack closes; the
         # task group cancels the rest if one fails, before the stack returns what was opened.
         async with AsyncExitStack() as opened, asyncio.TaskGroup() as group:
@@ -213,6 +291,8 @@ class Infrastructure:
 
     async def close(self) -> None:
         await self.standing_cache.close()
+        if self.replica is not None:
+            await self.replica.close()
         await self.read_pool.close()
         await self.engine.dispose()
         await self.export_storage.close()
@@ -298,10 +378,13 @@ class UnitOfWork:
         *,
         read_only: bool = False,
         direct: DirectTransaction | None = None,
+        replica: ReplicaReads | None = None,
     ) -> None:
+        """`replica`: where a read-only unit reads (None: the primary)."""
         if (session is None) != (read_only or direct is not None) or (read_only and direct is not None):
             raise ValueError("a unit of work has a session, or is read-only, or direct")
         self._infrastructure = infrastructure
+        self._replica = replica
         self._session = session
         self._read_only = read_only
         self._direct = direct
@@ -313,12 +396,17 @@ class UnitOfWork:
         first needs it (its hot reads do not). A direct unit has none: a statement that would need
         it fails, rather than run outside the unit's transaction."""
         if self._session is None:
-            self._session = _deferred(self._infrastructure.read_sessions if self._direct is None else _no_session)
+            if self._direct is not None:
+                self._session = _deferred(_no_session)
+            else:
+                self._session = _deferred((self._replica or self._infrastructure).read_sessions)
         return self._session
 
     @property
     def _reader(self) -> ReadPool | None:
-        return self._infrastructure.read_pool if self._read_only else None
+        if not self._read_only:
+            return None
+        return (self._replica or self._infrastructure).read_pool
 
     async def close(self) -> None:
         """End a read-only unit (a transactional unit's session is closed by its owner)."""
@@ -512,4 +600,5 @@ class UnitOfWork:
             audit=_deferred(lambda: self.audit),
             page_tokens=self._infrastructure.page_tokens,
             url_ttl=dt.timedelta(seconds=self._infrastructure.settings.export_url_ttl_seconds),
+            retention_days=self._infrastructure.settings.export_retention_days,
         )

@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     # mTLS: callers must present a certificate signed by a CA of this PEM bundle (Envoy presents
     # ENVOY_UPSTREAM_CERT_FILE). Needs TLS_CERT_FILE.
     tls_client_ca_file: Path | None = None
+    # A plaintext port answering grpc.health.v1 only (the same answers as GRPC_PORT's), for probes
+    # that cannot speak TLS, such as the kubelet's native gRPC probes; shared by the server processes
+    # like GRPC_PORT. Unset: none.
+    grpc_health_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Watch streams (WatchRequests): changes reach every server process through a Redis stream.
     # A resume token older than this many seconds is refused (the client re-snapshots).
@@ -316,6 +320,10 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr = SecretStr("")
     # Lifetime of presigned download URLs.
     export_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # Spend exports (the files and their rows) are deleted this many days after they were made, by
+    # the bucket's lifecycle rule where the store has one and by the retention job in any case;
+    # asking for one after that answers NOT_FOUND with reason EXPORT_EXPIRED.
+    export_retention_days: int = Field(default=90, ge=1)
 
     # Peers whose x-forwarded-for is believed (Envoy): comma-separated CIDRs. Everyone else is
     # known by the connection's address (login throttling counts failures per address).

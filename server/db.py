@@ -40,8 +40,21 @@ def first_id_at(moment: dt.datetime) -> uuid.UUID:
     return uuid.UUID(int=int(moment.timestamp() * 1000) << 80)
 
 
-def id_time(row_id: uuid.UUID) -> dt.datetime:
-    """When a UUIDv7 was made (its first 48 bits: milliseconds since the epoch)."""
+def new_id_at(moment: dt.datetime) -> uuid.UUID:
+    """A UUIDv7 as new_id() would have made it at `moment` (rows of the past: tests, benchmarks)."""
+    random = uuid.uuid4().int
+    version_7 = 0x7 << 76
+    variant = 0b10 << 62
+    return uuid.UUID(
+        int=first_id_at(moment).int | version_7 | (random & (0xFFF << 64)) | variant | (random & ((1 << 62) - 1))
+    )
+
+
+def id_time(row_id: uuid.UUID) -> dt.datetime | None:
+    """When a UUIDv7 was made (its first 48 bits: milliseconds since the epoch); None for an id of
+    another version (a client may send any UUID)."""
+    if row_id.version != 7:
+        return None
     return dt.datetime.fromtimestamp((row_id.int >> 80) / 1000, dt.UTC)
 
 
@@ -63,14 +76,15 @@ class TimestampMixin:
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), default=utcnow, onupdate=utcnow)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """The engine of DATABASE_URL, or of `url` (the replica's) with the same pool settings."""
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL for you)")
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     if settings.database_pooler is DatabasePooler.PGBOUNCER:
         connect_args |= _UNPREPARED | {"prepared_statement_cache_size": 0}
     engine = create_async_engine(
-        settings.database_url,
+        url or settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,

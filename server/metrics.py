@@ -73,6 +73,9 @@ STEP_RETRIES = Counter(
 SCHEDULED_RUNS = Counter(
     "adplane_scheduled_runs_total", "Periodic task runs the scheduler sent to the broker.", ["task"]
 )
+SCHEDULER_LEASE_HELD = Gauge(
+    "adplane_scheduler_lease_held", "1 while this scheduler holds the lease (sends the runs), else 0."
+)
 
 # --- the outbox relay (server.outbox.relay) ---
 OUTBOX_PUBLISHED = Counter("adplane_outbox_published_total", "Outbox rows published to the broker.", ["topic"])
@@ -130,6 +133,17 @@ DB_CONNECTIONS_LIMIT = Gauge(
     multiprocess_mode="livesum",
 )
 DB_CHECKOUTS = Counter("adplane_db_pool_checkouts_total", "Connections taken from the pools.")
+# --- the read replica (server.read_replica) ---
+DB_REPLICA_LAG = Gauge(
+    "adplane_db_replica_lag_seconds",
+    "How far the read replica is behind the primary, as the last probe measured it (+Inf: not answering).",
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_SKIPPED = Gauge(
+    "adplane_db_replica_skipped",
+    "Server processes that skip the read replica (lagging past DATABASE_READ_MAX_LAG_SECONDS, or down).",
+    multiprocess_mode="livesum",
+)
 
 
 def instrument_pool(engine: AsyncEngine, *, limit: int) -> None:

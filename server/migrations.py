@@ -71,7 +71,7 @@ def schema_is_ready(settings: Settings) -> bool:
     know were written by a newer release (this one was rolled back to), whose migrations keep the
     release before working. Raises when the database cannot be reached."""
     script = ScriptDirectory.from_config(alembic_config(settings))
-    current = asyncio.run(_database_revisions(settings.database_url))
+    current = asyncio.run(_database_revisions(settings.direct_database_url))
     if current == set(script.get_heads()):
         return True
     known = {revision.revision for revision in script.walk_revisions()}

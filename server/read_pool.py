@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.sql import Insert, Select, Update
 
 from server.metrics import DB_CHECKOUTS, DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_LIMIT, DB_CONNECTIONS_OPEN
+from server.outages import is_outage
 from server.tracing import database_span
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
@@ -64,8 +65,19 @@ class ReadPool:
     timer per read); the call's deadline, or its cancellation, ends the wait like the query.
     """
 
-    def __init__(self, connect_arguments: Mapping[str, Any], *, size: int) -> None:
+    def __init__(
+        self,
+        connect_arguments: Mapping[str, Any],
+        *,
+        size: int,
+        fallback: ReadPool | None = None,
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
+        """`fallback`: where a read goes when this pool's database is out of reach (a replica's
+        reads go to the primary), after calling `on_outage`."""
         self._connect_arguments = dict(connect_arguments)
+        self._fallback = fallback
+        self._on_outage = on_outage
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._starting: asyncio.Lock | None = None
@@ -105,6 +117,18 @@ class ReadPool:
         await self._start(opened=self._size)
 
     async def _run(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
+        if self._fallback is None:
+            return await self._read(read, parameters, every_row=every_row)
+        try:
+            return await self._read(read, parameters, every_row=every_row)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            if self._on_outage is not None:
+                self._on_outage()
+            return await self._fallback._run(read, parameters, every_row=every_row)
+
+    async def _read(self, read: PreparedRead, parameters: Mapping[str, Any], *, every_row: bool) -> Any:
         pool = self._pool or await self._start(opened=1)
         self._observe(read)
         with database_span(read.sql):

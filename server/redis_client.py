@@ -18,7 +18,7 @@ REDIS_URL then gives only the database number and the primary's credentials.
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
@@ -32,8 +32,8 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 # How long a reply may take before the command fails with TimeoutError (redis-py's own default,
 # stated here because a blocking command must block for less: see `server.requests.watch`).
 SOCKET_TIMEOUT_SECONDS = 5.0
-# What REDIS_URL may say when sentinels name the primary.
-_URL_OPTIONS_BESIDE_SENTINELS = ("db", "username", "password")
+# What REDIS_URL says that the sentinels do: where the primary is.
+_ADDRESS_OPTIONS = ("host", "port", "path", "connection_class")
 
 
 def connection_options() -> dict[str, Any]:
@@ -56,7 +56,7 @@ def connection_pool(settings: Settings) -> ConnectionPool:
         if not settings.redis_url:
             raise RuntimeError("REDIS_URL is not set (make run starts an embedded Redis for you)")
         return ConnectionPool.from_url(settings.redis_url, **connection_options())
-    from_url: dict[str, Any] = dict(parse_url(settings.redis_url)) if settings.redis_url else {}
+    primary = _primary_options(settings.redis_url)
     password = settings.redis_sentinel_password.get_secret_value() or None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         settings.redis_sentinel_addresses,
@@ -65,11 +65,25 @@ def connection_pool(settings: Settings) -> ConnectionPool:
             "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "socket_timeout": CONNECT_TIMEOUT_SECONDS,
         },
-        **{name: from_url[name] for name in _URL_OPTIONS_BESIDE_SENTINELS if name in from_url},
+        **primary,
         **connection_options(),
     )
     pool: ConnectionPool = sentinel.master_for(settings.redis_sentinel_service).connection_pool
     return pool
+
+
+def _primary_options(url: str) -> dict[str, Any]:
+    """REDIS_URL's options for connections to the primary the sentinels name: its database,
+    credentials and query options, and TLS for a rediss:// URL (the sentinels themselves are
+    reached without TLS)."""
+    if not url:
+        return {}
+    parsed: dict[str, Any] = dict(parse_url(url))
+    options = {name: value for name, value in parsed.items() if name not in _ADDRESS_OPTIONS}
+    connection_class = parsed.get("connection_class")
+    if isinstance(connection_class, type) and issubclass(connection_class, SSLConnection):
+        options["ssl"] = True  # SentinelConnectionPool then uses SentinelManagedSSLConnection
+    return options
 
 
 def connect_redis(settings: Settings) -> Redis:

@@ -14,4 +14,9 @@ from typing import Protocol
 
 
 class UnitOfWorkFactory[U](Protocol):
-    def __call__(self, *, read_only: bool = False, direct: bool = False) -> AbstractAsyncContextManager[U]: ...
+    def __call__(
+        self, *, read_only: bool = False, direct: bool = False, primary: bool = False
+    ) -> AbstractAsyncContextManager[U]:
+        """`primary`: a read-only unit that must see every committed write reads the primary even
+        when a replica serves reads (server.read_replica)."""
+        ...

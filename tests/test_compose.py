@@ -587,12 +587,23 @@ def test_database_connections_fit_max_connections() -> None:
     assert f"max_connections ({given['max_connections']})" in header
 
 
-def test_the_scheduler_runs_once() -> None:
-    """Two schedulers would send every periodic task twice, until the scheduler holds a lease."""
+def test_more_than_one_scheduler_only_with_the_lease() -> None:
+    """Two schedulers would send every periodic task twice, unless they share the lease in Redis."""
     scheduler = services()["scheduler"]
     assert parse_cli(command_of(scheduler)).subcommand == "scheduler"
-    if "scheduler_lease_seconds" not in Settings.model_fields:
-        assert (scheduler.get("deploy") or {}).get("replicas") == 1, "the scheduler: exactly one replica"
+    if replicas(scheduler) > 1:
+        assert "scheduler_lease_seconds" in Settings.model_fields, "several schedulers without the lease"
+
+
+# What Envoy and the server must agree on: the edge enforces the server's limits.
+SHARED_WITH_THE_EDGE = ("grpc_max_message_bytes", "max_request_headers_kb", "cors_allowed_origins")
+
+
+def test_envoy_and_the_server_share_their_limits() -> None:
+    envoy = service_settings(services()["envoy"])
+    server = service_settings(services()["server"])
+    for field in SHARED_WITH_THE_EDGE:
+        assert getattr(envoy, field) == getattr(server, field), field
 
 
 def test_envoy_balances_over_each_server_process() -> None:

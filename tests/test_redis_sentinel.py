@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio.sentinel import SentinelManagedSSLConnection
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 
@@ -12,7 +13,7 @@ from server.background.lease import SchedulerLease
 from server.background.registry import register_tasks
 from server.composition import Infrastructure
 from server.config import Settings
-from server.redis_client import connect_redis
+from server.redis_client import connect_redis, connection_pool
 from server.taskqueue.broker import QUEUE, create_broker
 from tests.sentinel import SentinelGroup, sentinel_settings
 from tests.waits import eventually
@@ -76,3 +77,24 @@ async def _sends(broker: AsyncBroker) -> bool:
     except RedisError:
         return False
     return True
+
+
+def test_redis_url_gives_the_primarys_database_credentials_and_tls(settings: Settings) -> None:
+    through_sentinel = settings.model_copy(
+        update={
+            "redis_url": "rediss://user:secret@ignored.example:6380/3?ssl_cert_reqs=none",
+            "redis_sentinels": "127.0.0.1:26379, [::1]:26380",
+        }
+    )
+    assert through_sentinel.redis_sentinel_addresses == [("127.0.0.1", 26379), ("::1", 26380)]
+    pool = connection_pool(through_sentinel)
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)
+    options = pool.connection_kwargs
+    assert (options["db"], options["username"], options["password"]) == (3, "user", "secret")
+    assert options["ssl_cert_reqs"] == "none"
+    assert "host" not in options, "the sentinels say where the primary is"
+
+
+def test_redis_sentinels_must_be_host_port_pairs(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        Settings(redis_sentinels="127.0.0.1:26379,sentinel-b")

@@ -7,7 +7,7 @@ at the same pace with a compare-and-extend script (PEXPIRE only while the key st
 token). A holder that dies stops extending: the key expires after at most one lease, and another
 scheduler takes it at its next try, so the handover takes at most 4/3 of SCHEDULER_LEASE_SECONDS
 (13.3 s with the default 10 s). A scheduler stopped by SIGTERM deletes its lease (compare-and-delete),
-so a rolling restart hands over at once.
+so a rolling restart hands over at the others' next try, within a third of the lease.
 
 Why a lease in Redis and not a PostgreSQL advisory lock: every scheduler already depends on Redis
 (the runs go there), and a session-level advisory lock needs a direct, long-lived PostgreSQL session
@@ -25,7 +25,8 @@ key, kept a day). So:
 - the new holder's claim of a minute the old holder already sent fails (the identity is taken), so
   a handover in the middle of a minute sends nothing twice;
 - a run the dead holder never claimed is claimed by the new holder: schedulers that do not hold
-  the lease wait for a due run to be claimed (up to WAIT_FOR_CLAIM_SECONDS) instead of skipping it.
+  the lease wait for a due run to be claimed (a minute, and longer than a handover) instead of
+  skipping it.
 The token travels with the run (labels `scheduled_run`, `scheduler_fence`) for operators.
 
 Limits: a Redis failover that loses the lease and run keys (asynchronous replication) may let one
@@ -43,6 +44,7 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
+from server.metrics import SCHEDULER_LEASE_HELD
 from server.outages import is_outage
 
 logger = structlog.get_logger("adplane.scheduler")
@@ -53,7 +55,7 @@ FENCE_KEY = "{adplane:scheduler}:fence"
 RUN_KEY_PREFIX = "{adplane:scheduler}:run:"
 RUN_KEY_TTL_MS = 24 * 3600 * 1000
 # How long a scheduler without the lease waits for someone to claim a due run before leaving it to
-# the next one: longer than a handover (4/3 of the lease) with the default lease.
+# the next one: a minute, and always longer than a handover (4/3 of the lease).
 WAIT_FOR_CLAIM_SECONDS = 60.0
 CLAIM_RETRY_SECONDS = 0.5
 OUTAGE_RETRY_SECONDS = 1.0
@@ -112,6 +114,11 @@ class SchedulerLease:
     def renew_every(self) -> float:
         return self.lease_ms / 3000
 
+    @property
+    def handover_bound(self) -> float:
+        """Seconds at most between the holder's death and another scheduler holding the lease."""
+        return self.lease_ms / 1000 + self.renew_every
+
     async def try_hold(self) -> bool:
         """Take the lease when it is free, extend it when it is ours; whether we hold it now."""
         if self.token is not None:
@@ -123,6 +130,7 @@ class SchedulerLease:
         if token:
             self.token = token.decode() if isinstance(token, bytes) else str(token)
             logger.info("scheduler lease taken; this scheduler sends the runs", token=self.token)
+        SCHEDULER_LEASE_HELD.set(self.token is not None)
         return self.token is not None
 
     async def keep(self, stop: asyncio.Event) -> None:
@@ -140,6 +148,7 @@ class SchedulerLease:
 
     async def release(self) -> None:
         token, self.token = self.token, None
+        SCHEDULER_LEASE_HELD.set(0)
         if token is None:
             return
         try:
@@ -149,10 +158,13 @@ class SchedulerLease:
             if not is_outage(error):
                 raise
 
-    async def claim(self, run: str, *, wait_for_claim: float = WAIT_FOR_CLAIM_SECONDS) -> str | None:
+    async def claim(self, run: str, *, wait_for_claim: float | None = None) -> str | None:
         """The fencing token to send run `run` with, or None when it must not be sent here: someone
-        claimed it before, or nobody did within `wait_for_claim` while another scheduler held the
-        lease. Waits through Redis outages."""
+        claimed it before, or nobody did within `wait_for_claim` (default: a minute, or a handover
+        and a little more when that is longer) while another scheduler held the lease. Waits
+        through Redis outages."""
+        if wait_for_claim is None:
+            wait_for_claim = max(WAIT_FOR_CLAIM_SECONDS, self.handover_bound + 5)
         deadline = asyncio.get_running_loop().time() + wait_for_claim
         while True:
             token = self.token or ""

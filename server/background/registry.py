@@ -23,6 +23,7 @@ from server.audit_logs.partitions import rotate_partitions
 from server.background.resources import WorkerResources, worker_resources
 from server.business_managers import sync as business_manager_sync
 from server.config import Environment, Settings
+from server.exports.retention import expire_exports
 from server.exports.tasks import SpendExportIncomplete, run_daily_spend_export
 from server.idempotency.retention import delete_expired_keys
 from server.outbox.relay import UnroutableMessage
@@ -196,6 +197,13 @@ async def delete_spent_refresh_tokens(resources: WorkerResources) -> int:
     )
 
 
+async def delete_expired_exports(resources: WorkerResources) -> dict[str, Any]:
+    expiry = await expire_exports(
+        resources.infrastructure.unit_of_work, batch_size=resources.settings.retention_batch_size
+    )
+    return asdict(expiry)
+
+
 async def rotate_audit_log(resources: WorkerResources) -> dict[str, Any]:
     """The audit log's next monthly partitions, and old ones dropped when AUDIT_LOG_RETENTION_MONTHS is set."""
     settings = resources.settings
@@ -248,6 +256,7 @@ TASKS = [
     ),
     TaskSpec("signin.delete_spent_tokens", scheduled(delete_spent_refresh_tokens), schedule=lambda s: s.retention_cron),
     TaskSpec("taskqueue.trim_stream", scheduled(trim_task_stream), schedule=lambda s: s.retention_cron),
+    TaskSpec("exports.delete_expired", scheduled(delete_expired_exports), schedule=lambda s: s.retention_cron),
     TaskSpec("audit_logs.rotate", scheduled(rotate_audit_log), schedule=lambda s: s.audit_log_rotate_cron),
 ]
 

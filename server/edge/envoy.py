@@ -22,6 +22,7 @@ from server.edge.local_replies import local_reply_config
 from server.edge.methods import method_not_allowed_routes
 from server.edge.strict_json import lua_source
 from server.edge.tls import listener_transport_socket, upstream_transport_socket, write_sds_files
+from server.method_classes import MethodClass, method_classes_in
 
 DESCRIPTOR_PATH = PROJECT_ROOT / "generated" / "descriptors.binpb"
 OPENAPI_PATH = PROJECT_ROOT / "generated" / "openapi.json"
@@ -85,9 +86,61 @@ def render_envoy_config(
             else []
         ),
         METHOD_NOT_ALLOWED_ROUTES=_route_items(method_not_allowed_routes(descriptor_path, API_PACKAGE)),
+        READ_ROUTES=_route_items(read_routes(descriptor_path)),
+        UNSENT_RETRY_POLICY=json.dumps(retry_policy(UNSENT_RETRY_ON)),
         LISTENER_TRANSPORT_SOCKET=json.dumps(listener_transport_socket(settings, sds_dir)),
         UPSTREAM_TRANSPORT_SOCKET=json.dumps(upstream_transport_socket(settings, sds_dir)),
     )
+
+
+# Failures after which the server surely did nothing with the request: any call may be sent again.
+UNSENT_RETRY_ON = "connect-failure,refused-stream,reset-before-request"
+# Reads change nothing: also a reset after they were sent (a killed process) and UNAVAILABLE.
+READ_RETRY_ON = f"{UNSENT_RETRY_ON},reset,unavailable"
+# Retries of one call; each goes to another endpoint while there is one it has not tried.
+RETRIES = 3
+# gRPC services outside the contract whose methods are reads too.
+INFRASTRUCTURE_READS = ("/grpc.health.v1.Health/Check",)
+
+
+def retry_policy(retry_on: str) -> dict[str, object]:
+    """A route's retry policy (envoy/envoy.yaml says which calls get which)."""
+    return {
+        "retry_on": retry_on,
+        "num_retries": RETRIES,
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 5,
+        "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+    }
+
+
+def read_methods(descriptor_path: Path = DESCRIPTOR_PATH) -> list[str]:
+    """The read RPCs' paths (`/adplane.v1.AccountService/GetAccount`), from the contract."""
+    classes = method_classes_in(FileDescriptorSet.FromString(descriptor_path.read_bytes()), API_PACKAGE)
+    return sorted(name for name, method_class in classes.items() if method_class is MethodClass.READ)
+
+
+def read_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[dict[str, object]]:
+    """A route per read (its exact path, matched after the transcoder's rewrite) with the read retries."""
+    return [
+        {
+            "match": {"path": path},
+            "route": {
+                "cluster": "grpc_server",
+                "timeout": "60s",
+                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+                "retry_policy": retry_policy(READ_RETRY_ON),
+            },
+        }
+        for path in (*read_methods(descriptor_path), *INFRASTRUCTURE_READS)
+    ]
 
 
 def _route_items(routes: list[dict[str, object]]) -> str:

@@ -6,11 +6,11 @@ import datetime as dt
 import uuid
 from typing import Protocol
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import new_id, utcnow
+from server.db import first_id_at, new_id, utcnow
 from server.exports.models import Export
 from server.exports.schemas import ExportListRequestSchema
 from server.tenancy import TenantScope, WorkspaceScope, conflicts, narrowed
@@ -19,8 +19,16 @@ from server.tenancy import TenantScope, WorkspaceScope, conflicts, narrowed
 class IExportRepository(Protocol):
     async def get(self, export_id: uuid.UUID, *, scope: TenantScope) -> Export | None: ...
     async def list_exports(
-        self, query: ExportListRequestSchema, *, scope: TenantScope, before: uuid.UUID | None, limit: int
+        self,
+        query: ExportListRequestSchema,
+        *,
+        scope: TenantScope,
+        before: uuid.UUID | None,
+        limit: int,
+        made_since: dt.datetime | None = None,
     ) -> list[Export]: ...
+    async def lock_expired(self, *, made_before: dt.datetime, limit: int) -> list[Export]: ...
+    async def delete(self, export_ids: list[uuid.UUID]) -> None: ...
     async def lock_workspace_day(self, workspace_id: uuid.UUID, day: dt.date) -> None: ...
     async def get_for_day(self, workspace_id: uuid.UUID, day: dt.date) -> Export | None: ...
     async def upsert(
@@ -41,19 +49,44 @@ class ExportRepository:
         return await self._session.scalar(self._readable(scope).where(Export.id == export_id))
 
     async def list_exports(
-        self, query: ExportListRequestSchema, *, scope: TenantScope, before: uuid.UUID | None, limit: int
+        self,
+        query: ExportListRequestSchema,
+        *,
+        scope: TenantScope,
+        before: uuid.UUID | None,
+        limit: int,
+        made_since: dt.datetime | None = None,
     ) -> list[Export]:
         """`limit` exports of `scope` before `before`, newest first (ids are UUIDv7: id order is
-        creation order); `query.workspace_id` narrows further (a staff filter)."""
+        creation order), made at `made_since` or later; `query.workspace_id` narrows further (a
+        staff filter)."""
         if conflicts(scope, query.workspace_id):
             return []
         statement = self._readable(scope)
+        if made_since is not None:
+            statement = statement.where(Export.created_at >= made_since)
         if query.workspace_id is not None:
             statement = statement.where(Export.workspace_id == query.workspace_id)
         statement = statement.order_by(Export.id.desc()).limit(limit)
         if before is not None:
             statement = statement.where(Export.id < before)
         return list(await self._session.scalars(statement))
+
+    async def lock_expired(self, *, made_before: dt.datetime, limit: int) -> list[Export]:
+        """Up to `limit` exports made before `made_before`, oldest first, locked until the transaction
+        ends (a range of the primary key: ids are UUIDv7); exports locked elsewhere are skipped."""
+        statement = (
+            select(Export)
+            .where(Export.id < first_id_at(made_before), Export.created_at < made_before)
+            .order_by(Export.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self._session.scalars(statement))
+
+    async def delete(self, export_ids: list[uuid.UUID]) -> None:
+        if export_ids:
+            await self._session.execute(delete(Export).where(Export.id.in_(export_ids)))
 
     async def lock_workspace_day(self, workspace_id: uuid.UUID, day: dt.date) -> None:
         """Hold a transaction-scoped advisory lock on (workspace, day) until commit or rollback.

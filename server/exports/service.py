@@ -10,8 +10,9 @@ import uuid
 from typing import Protocol
 
 from server.accounts.models import Account
-from server.audit_logs.service import IAuditTrail
-from server.exports.exceptions import ExportNotFoundException
+from server.audit_logs.service import AuditEntry, IAuditTrail
+from server.db import id_time, utcnow
+from server.exports.exceptions import ExportExpiredException, ExportNotFoundException
 from server.exports.models import Export
 from server.exports.repository import IExportRepository
 from server.exports.schemas import ExportDownloadUrlSchema, ExportListRequestSchema, ExportResponseSchema
@@ -31,6 +32,8 @@ SPEND_CSV_HEADER = (
     "synced_at",
 )
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+# Every export's object lives under this prefix (the lifecycle rule's filter).
+EXPORTS_PREFIX = "exports/"
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -40,7 +43,7 @@ def spend_file_name(day: dt.date) -> str:
 
 
 def spend_object_key(workspace_id: uuid.UUID, day: dt.date) -> str:
-    return f"exports/{workspace_id}/{spend_file_name(day)}"
+    return f"{EXPORTS_PREFIX}{workspace_id}/{spend_file_name(day)}"
 
 
 class IAccountSpend(Protocol):
@@ -59,6 +62,8 @@ class IExportService(Protocol):
     async def workspaces_with_accounts(self, *, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]: ...
     async def export_workspace_spend(self, workspace_id: uuid.UUID, day: dt.date) -> ExportResponseSchema | None: ...
     async def ensure_bucket(self) -> None: ...
+    async def delete_expired(self, *, limit: int, now: dt.datetime | None = None) -> int: ...
+    async def apply_lifecycle_rule(self) -> bool: ...
 
 
 class ExportService:
@@ -73,6 +78,7 @@ class ExportService:
         audit: IAuditTrail,
         page_tokens: PageTokenCodec,
         url_ttl: dt.timedelta,
+        retention_days: int,
     ) -> None:
         self._repository = repository
         self._accounts = accounts
@@ -80,6 +86,11 @@ class ExportService:
         self._audit = audit
         self._page_tokens = page_tokens
         self._url_ttl = url_ttl
+        self._retention_days = retention_days
+
+    def _expired_before(self, now: dt.datetime | None = None) -> dt.datetime:
+        """Exports made before this have expired (EXPORT_RETENTION_DAYS)."""
+        return (now or utcnow()) - dt.timedelta(days=self._retention_days)
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -99,11 +110,18 @@ class ExportService:
         """A presigned GET URL of the export's file, valid for the configured lifetime.
 
         An export outside `scope` (another workspace's, for a workspace caller) is NOT_FOUND exactly
-        like a missing one.
+        like a missing one. One older than EXPORT_RETENTION_DAYS is NOT_FOUND with reason
+        EXPORT_EXPIRED, whether or not the retention job has deleted it yet: told by the time in
+        the id itself, so it says nothing of whether the export exists or whose it is.
         """
+        made = id_time(export_id)
+        if made is not None and made < self._expired_before():
+            raise ExportExpiredException(export_id, retention_days=self._retention_days)
         export = await self._repository.get(export_id, scope=scope)
         if export is None:
             raise ExportNotFoundException(export_id)
+        if export.created_at < self._expired_before():
+            raise ExportExpiredException(export_id, retention_days=self._retention_days)
         # Taken before signing, so the URL lasts at least until the time we report.
         expires_at = dt.datetime.now(dt.UTC) + self._url_ttl
         url = await self._storage.presigned_get(
@@ -166,6 +184,32 @@ class ExportService:
         )
         return after
 
+    # -- retention -----------------------------------------------------------------------------
+
+    async def delete_expired(self, *, limit: int, now: dt.datetime | None = None) -> int:
+        """Delete up to `limit` exports older than EXPORT_RETENTION_DAYS, their files first (a file
+        that is already gone, by the bucket's lifecycle rule, is no error); how many.
+
+        The rows stay locked while their files are deleted: a failure rolls the rows back and the
+        next run deletes both. A row whose file went before a crash is expired all the same."""
+        expired = await self._repository.lock_expired(made_before=self._expired_before(now), limit=limit)
+        if not expired:
+            return 0
+        await self._storage.delete([export.object_key for export in expired])
+        await self._repository.delete([export.id for export in expired])
+        await self._audit.record_many(
+            [
+                AuditEntry(EXPORT_ENTITY, export.id, "expire", export.workspace_id, before=_to_schema(export))
+                for export in expired
+            ]
+        )
+        return len(expired)
+
+    async def apply_lifecycle_rule(self) -> bool:
+        """Have the bucket itself delete export files after EXPORT_RETENTION_DAYS (counted from the
+        file's last write, rounded up to a midnight by S3: never before its row expires)."""
+        return await self._storage.expire_after(EXPORTS_PREFIX, self._retention_days)
+
     # -- helpers -------------------------------------------------------------------------------
 
     async def _list(
@@ -174,7 +218,9 @@ class ExportService:
         return await self._page_tokens.page(
             query,
             collection,
-            fetch=lambda after, limit: self._repository.list_exports(query, scope=scope, before=after, limit=limit),
+            fetch=lambda after, limit: self._repository.list_exports(
+                query, scope=scope, before=after, limit=limit, made_since=self._expired_before()
+            ),
             convert=_to_schema,
         )
 

@@ -10,18 +10,26 @@ belongs to the event loop that first used it; `Infrastructure.close()` closes it
 """
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
-from botocore.exceptions import ClientError
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
 
 from server.config import Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
-    from types_aiobotocore_s3.type_defs import CreateBucketConfigurationTypeDef
+    from types_aiobotocore_s3.type_defs import BucketLifecycleConfigurationTypeDef, CreateBucketConfigurationTypeDef
 
 _MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+# The rule adplane keeps among the bucket's lifecycle rules (the others are left as they are).
+LIFECYCLE_RULE_ID = "adplane-export-retention"
+# DeleteObjects takes at most this many keys.
+_DELETE_BATCH = 1000
+
+logger = structlog.get_logger("adplane.exports.storage")
 
 
 class IExportStorage(Protocol):
@@ -36,6 +44,15 @@ class IExportStorage(Protocol):
 
     async def ensure_bucket(self) -> None:
         """Create the bucket when it does not exist (development and tests; production buckets exist)."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete the objects at `keys` (a key with no object is no error)."""
+        ...
+
+    async def expire_after(self, prefix: str, days: int) -> bool:
+        """Have the store itself delete the objects under `prefix` `days` days after they were written
+        (a lifecycle rule of the bucket); False when the store or the credentials do not allow it."""
         ...
 
     async def close(self) -> None: ...
@@ -154,6 +171,50 @@ class S3ExportStorage:
             # Another process created it between our check and our create.
             if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                 raise
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        s3 = await self._s3()
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            response = await s3.delete_objects(
+                Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
+            if errors := response.get("Errors"):
+                raise RuntimeError(f"S3 refused to delete {len(errors)} objects, e.g. {errors[0]}")
+
+    async def expire_after(self, prefix: str, days: int) -> bool:
+        rule: dict[str, Any] = {
+            "ID": LIFECYCLE_RULE_ID,
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+        }
+        s3 = await self._s3()
+        try:
+            try:
+                current = await s3.get_bucket_lifecycle_configuration(Bucket=self._bucket)
+                rules: list[dict[str, Any]] = [dict(r) for r in current.get("Rules", [])]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                    raise
+                rules = []
+            ours = [r for r in rules if r.get("ID") == LIFECYCLE_RULE_ID]
+            if ours and ours[0].get("Expiration") == rule["Expiration"] and ours[0].get("Filter") == rule["Filter"]:
+                return True
+            others = [r for r in rules if r.get("ID") != LIFECYCLE_RULE_ID]
+            await s3.put_bucket_lifecycle_configuration(
+                Bucket=self._bucket,
+                LifecycleConfiguration=cast("BucketLifecycleConfigurationTypeDef", {"Rules": [*others, rule]}),
+            )
+        except (ClientError, BotoCoreError) as error:
+            # A store without lifecycle rules, credentials not allowed to set them, or a store out of
+            # reach: the scheduled delete alone expires the exports.
+            code = (
+                error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else type(error).__name__
+            )
+            logger.warning("export lifecycle rule not set; the scheduled delete expires exports", code=code)
+            return False
+        return True
 
     async def close(self) -> None:
         self._clients.clear()

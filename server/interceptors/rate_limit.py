@@ -15,11 +15,12 @@ is remembered locally until the time Redis gave, so a caller hammering over its 
 without a round trip either, at the cost of a dictionary lookup.
 
 Who is not limited here: health checks and reflection (load balancers and probes must get through),
-public RPCs (sign-in has its own throttle, `server.auth.throttle`), and every class whose
-`per_second` is 0. Staff are callers like any other, with buckets of their own: one caller over its
-limit spends only its own tokens, so everyone else, staff included, is served meanwhile. Redis out of
-reach: calls are admitted (the readiness probe turns the server NOT_SERVING meanwhile anyway), and
-the next try is a second later, not on every call.
+public RPCs (sign-in has its own throttle, `server.auth.throttle`), every class whose `per_second`
+is 0, and every call of a server without Redis (tests and benchmarks that run none). Staff are
+callers like any other, with buckets of their own: one caller over its limit spends only its own
+tokens, so everyone else, staff included, is served meanwhile. Redis out of reach: calls are admitted
+(the readiness probe turns the server NOT_SERVING meanwhile anyway), and the next try is a second
+later, not on every call.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ class SharedBuckets:
         self._allowances: dict[tuple[str, MethodClass], _Allowance] = {}
         self._outage_until = 0.0
 
+    @property
+    def shared(self) -> bool:
+        """Whether there is a Redis to keep the buckets in (without one nothing is limited)."""
+        return self._take is not None
+
     def try_take(self, caller: str, method_class: MethodClass) -> float | None:
         """Without Redis: 0.0 when a token of this process's lease was spent, the seconds until the
         caller may call again while a refusal stands, None when a lease must be drawn (`take`)."""
@@ -200,7 +206,7 @@ class RateLimit(Step):
         self._classes = classes
 
     def _limit(self, method: Method) -> tuple[MethodClass, Limit] | None:
-        if is_public_infrastructure(method.name):
+        if not self._buckets.shared or is_public_infrastructure(method.name):
             return None
         method_class = self._classes.get(method.name)
         if method_class is None:

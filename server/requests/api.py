@@ -114,7 +114,9 @@ class RequestServicer(request_service_pb2_grpc.RequestServiceServicer):
         async def snapshot() -> tuple[list[RequestResponseSchema], bool]:
             found: list[RequestResponseSchema] = []
             page_query = query
-            async with self._units(read_only=True) as uow:
+            # On the primary: a change committed before the watch joined must be in the snapshot,
+            # which a lagging replica might not have replayed yet.
+            async with self._units(read_only=True, primary=True) as uow:
                 while True:
                     if workspace and query.workspace_id is not None:
                         page = await uow.requests.list_workspace_requests(query.workspace_id, page_query)

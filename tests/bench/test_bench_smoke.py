@@ -8,7 +8,7 @@ import struct
 
 from sqlalchemy import func, select
 
-from bench import keyset, loadgen, read_rpc, soak
+from bench import keyset, loadgen, read_rpc, retention, soak
 from bench.dataset import seed
 from server.accounts.models import Account
 from server.composition import Infrastructure
@@ -92,3 +92,15 @@ def test_the_soak_report_judges_the_targets() -> None:
     assert (ended.met, ended.broken) == (False, True)
     assert "streams that ended unasked: 1 (first: UNAVAILABLE: gone)" in ended.lines
     assert soak.resident_kib(os.getpid()) > 0
+
+
+async def test_the_retention_snapshot_and_report(infrastructure: Infrastructure) -> None:
+    assert infrastructure.redis is not None
+    before = await retention.snapshot("before", infrastructure, infrastructure.redis)
+    assert set(before.rows) == set(retention.TABLES)
+    assert before.sizes["audit_logs"] > 0  # the partitions' size, not the empty parent's
+    drive = retention.Drive(tasks_sent=10, approvals=2, completed=2, seconds=1.0, deleted={"outbox_messages": 4})
+    table = retention.report([before, before], drive)
+    assert table.splitlines()[0] == "| | before | before |"
+    assert "| task stream: length, memory | 0, 0 KiB | 0, 0 KiB |" in table
+    assert table.endswith("Retention deleted: outbox_messages 4")

@@ -4,7 +4,8 @@ Kubernetes manifests size `max_connections` by (docs/deploy/connections.md).
 The pool sizes are not re-derived here: each process's pools are built by the code that builds them
 (`Infrastructure.build`, `WorkerResources.open`) and the limit they declare to the metrics
 (`adplane_db_pool_connections_limit`: pool size + overflow + read pool) is read back. A server process
-adds the readiness probe's own connection (server/readiness.py, `DatabaseProbe`); the scheduler
+adds the readiness probe's own connection (server/readiness.py, `DatabaseProbe`) and the standing
+cache's listening one (server/auth/standing_cache.py); the scheduler
 reaches Redis only; `adplane migrate` holds one connection.
 """
 
@@ -19,8 +20,9 @@ from server.metrics import DB_CONNECTIONS_LIMIT
 
 # The subcommands that open no pool, and what they hold instead.
 FIXED_CONNECTIONS = {"scheduler": 0, "migrate": 1}
-# The readiness probe's connection, beside the pools (server processes only).
-PROBE_CONNECTIONS = 1
+# Beside the pools, server processes only: the readiness probe's connection and the standing cache's
+# LISTEN connection (to DATABASE_DIRECT_URL, which is PostgreSQL itself even behind PgBouncer).
+PROBE_CONNECTIONS = 2
 # PostgreSQL's default superuser_reserved_connections: not available to the application's role.
 SUPERUSER_RESERVED = 3
 # Room for one-off commands (`adplane createsuperuser`, `sync accounts`, psql) beside the processes.

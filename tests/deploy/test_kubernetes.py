@@ -27,6 +27,7 @@ from tests.deploy import connections
 from tests.test_compose import (
     REQUIRED_IN_PRODUCTION,
     SECRET_SETTINGS,
+    SHARED_WITH_THE_EDGE,
     dockerfile,
     dockerfile_cmd,
     env_names,
@@ -46,6 +47,8 @@ KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 MAX_CONNECTIONS = {"dev": 100, "production": 400}
 # The base's name of the adplane image: the overlays' `images:` map it to a registry.
 IMAGE = "adplane"
+# The Secret holding the app's secrets (docs/deploy/kubernetes.md, "Secrets").
+APP_SECRET = "adplane-secrets"
 # The temporary directory in the containers (tempfile.gettempdir(): heartbeats, metrics files).
 TMP = "/tmp"  # noqa: S108
 
@@ -280,9 +283,14 @@ def test_every_setting_the_code_requires_is_provided(
             for name, value in values.items():
                 if name not in file_variable_names():
                     validate_setting(name, value)
+            mounts = secret_mounts(pod, container)
+            for name, value in values.items():
+                if name.endswith("_FILE"):  # secrets as NAME_FILE, certificates and keys as *_FILE settings
+                    assert PurePosixPath(value).parent in mounts, f"{where}: {name}={value} is not in a mounted Secret"
             subcommand = parse_cli(container["command"]).subcommand
             if subcommand == "envoy":
-                assert not secret_mounts(pod, container), f"{where}: Envoy holds no secret"
+                # Its own TLS certificate at most: none of the app's secrets.
+                assert APP_SECRET not in mounts.values(), f"{where}: Envoy holds none of the app's secrets"
                 continue
             files = {name.removesuffix("_FILE") for name in values if name in file_variable_names()}
             missing = [name for name in REQUIRED_IN_PRODUCTION if name not in files and name not in values]
@@ -297,7 +305,7 @@ def test_the_secret_keys_are_the_documented_ones() -> None:
     docs = (PROJECT_ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
     documented = set(re.findall(r"--from-file=([a-z_]+)=", docs))
     for overlay in OVERLAYS:
-        assert secret_keys(overlay) == {"adplane-secrets": documented}, overlay
+        assert secret_keys(overlay) == {APP_SECRET: documented}, overlay
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -312,6 +320,10 @@ def test_probes_and_ports_are_the_ones_the_processes_open(
 
     def ports(container: Object) -> dict[str, int]:
         return {port["name"]: port["containerPort"] for port in container.get("ports") or []}
+
+    # Probes and scrapers come to the pod's address: the metrics listeners bind every interface.
+    for name in ("server", "envoy", "worker", "scheduler"):
+        assert settings(name).metrics_host == "0.0.0.0", f"{name}: METRICS_HOST must not be loopback"
 
     server, server_settings = main_container(overlay, "server"), settings("server")
     assert server_settings.effective_grpc_workers == 1, "one server process per pod: pods are the unit of scale"
@@ -347,6 +359,9 @@ def test_envoy_reaches_every_server_pod(overlay: str, tmp_path: Path, monkeypatc
     server_pod = workload(overlay, "server")["spec"]["template"]
     assert selects({"matchLabels": service["spec"]["selector"]}, server_pod["metadata"]["labels"])
     assert envoy.upstream_ports == [main_container(overlay, "server")["ports"][0]["containerPort"]]
+    server = settings_of(overlay, server_pod, main_container(overlay, "server"), tmp_path / "server", monkeypatch)
+    for field in SHARED_WITH_THE_EDGE:  # Envoy enforces the server's limits
+        assert getattr(envoy, field) == getattr(server, field), field
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -453,6 +468,9 @@ def test_network_policies_let_only_envoy_reach_the_servers_and_only_the_app_the_
 def test_the_migration_runs_before_the_new_pods_start(overlay: str) -> None:
     (job,) = objects(overlay, "Job")
     assert job["metadata"]["name"] == f"adplane-migrate-{release(overlay)}", "one Job per release (immutable)"
+    # The name becomes the label `job-name` of its pod: a DNS label, 63 characters at most; the release
+    # is an image tag too.
+    assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?", job["metadata"]["name"]), "release: a-z 0-9 . -"
     assert parse_cli(containers(job["spec"]["template"])[0]["command"]).subcommand == "migrate"
     # A generated (hash-named) ConfigMap in the Job would change its template with any setting.
     assert not any(c.get("envFrom") for c in containers(job["spec"]["template"]))
@@ -493,6 +511,9 @@ def test_database_connections_fit_max_connections(
             most += surge
         total += most * connections.processes(subcommand, settings) * connections.pool_connections(subcommand, settings)
     allowed = connections.available(MAX_CONNECTIONS[overlay])
+    if overlay == "production":  # the figure docs/deploy/kubernetes.md gives
+        docs = (PROJECT_ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
+        assert f"= {total}, within a PostgreSQL with `max_connections={MAX_CONNECTIONS[overlay]}`" in docs
     assert total <= allowed, (
         f"{overlay}: {total} connections at most, max_connections {MAX_CONNECTIONS[overlay]} leaves {allowed}"
     )
@@ -500,10 +521,9 @@ def test_database_connections_fit_max_connections(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_scheduler_replicas_rely_on_the_lease(overlay: str) -> None:
+    """Several schedulers send each run once only through the lease in Redis (server/background)."""
     replicas = workload(overlay, "scheduler")["spec"].get("replicas", 1)
-    if replicas > 1 and "scheduler_lease_seconds" not in Settings.model_fields:
-        pytest.xfail(
-            f"{overlay}: {replicas} schedulers, but the scheduler's Redis lease (SCHEDULER_LEASE_SECONDS, "
-            "issue 22) is not in this code: every periodic task would be sent twice"
+    if replicas > 1:
+        assert field_for("SCHEDULER_LEASE_SECONDS") in Settings.model_fields, (
+            f"{overlay}: {replicas} schedulers without the scheduler's lease would send every periodic task twice"
         )
-    assert field_for("SCHEDULER_LEASE_SECONDS") in Settings.model_fields or replicas == 1

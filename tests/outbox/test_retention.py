@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from server.composition import Infrastructure
-from server.db import first_id_at, utcnow
+from server.db import new_id_at, utcnow
 from server.outbox.models import OutboxMessage
 from server.outbox.retention import delete_published
 
@@ -19,7 +19,7 @@ def _message(*, created_ago: dt.timedelta, published_ago: dt.timedelta | None) -
     created = NOW - created_ago
     # An id of the time it was made, as new_id() would have given it then.
     return OutboxMessage(
-        id=uuid.UUID(int=first_id_at(created).int | uuid.uuid4().int >> 48),
+        id=new_id_at(created),
         topic="request.approved",
         payload={},
         created_at=created,

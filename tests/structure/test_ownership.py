@@ -200,7 +200,13 @@ CONNECTION_OPENERS = re.compile(
     r"|\b\w*(?:engine|session)s?\.begin(?:_nested)?\("
     r"|\.(?:read_)?sessions\(\)"
 )
-MAY_OPEN_CONNECTIONS = {"server/composition.py", "server/db.py", "server/read_pool.py", "server/readiness.py"}
+MAY_OPEN_CONNECTIONS = {
+    "server/composition.py",
+    "server/db.py",
+    "server/migrations.py",  # alembic and the schema check, on DATABASE_DIRECT_URL
+    "server/read_pool.py",
+    "server/readiness.py",
+}
 
 
 def connection_openers() -> set[str]:

@@ -203,7 +203,9 @@ class GetAnyExportDownloadUrlRequest(_message.Message):
 
     EXPORT_ID_FIELD_NUMBER: _builtins.int
     export_id: _builtins.str
-    """The export (a UUID); one that does not exist is NOT_FOUND (reason EXPORT_NOT_FOUND)."""
+    """The export (a UUID); one that does not exist is NOT_FOUND (reason EXPORT_NOT_FOUND), one older
+    than the exports' retention NOT_FOUND with reason EXPORT_EXPIRED.
+    """
     def __init__(
         self,
         *,

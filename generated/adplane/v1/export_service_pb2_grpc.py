@@ -72,7 +72,8 @@ class ExportServiceServicer:
 
     def GetExportDownloadUrl(self, request, context):
         """Returns a short-lived link to download an export of the workspace; an export of another
-        workspace is NOT_FOUND (reason EXPORT_NOT_FOUND).
+        workspace is NOT_FOUND (reason EXPORT_NOT_FOUND), one older than the exports' retention
+        (EXPORT_RETENTION_DAYS) NOT_FOUND with reason EXPORT_EXPIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

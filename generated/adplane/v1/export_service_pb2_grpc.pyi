@@ -39,7 +39,8 @@ class ExportServiceStub:
     """Lists the workspace's exports, newest first."""
     GetExportDownloadUrl: _grpc.UnaryUnaryMultiCallable[_export_service_pb2.GetExportDownloadUrlRequest, _export_service_pb2.GetExportDownloadUrlResponse]
     """Returns a short-lived link to download an export of the workspace; an export of another
-    workspace is NOT_FOUND (reason EXPORT_NOT_FOUND).
+    workspace is NOT_FOUND (reason EXPORT_NOT_FOUND), one older than the exports' retention
+    (EXPORT_RETENTION_DAYS) NOT_FOUND with reason EXPORT_EXPIRED.
     """
     ListAllExports: _grpc.UnaryUnaryMultiCallable[_export_service_pb2.ListAllExportsRequest, _export_service_pb2.ListAllExportsResponse]
     """Lists exports of every workspace, newest first (staff)."""
@@ -57,7 +58,8 @@ class ExportServiceAsyncStub(ExportServiceStub):
     """Lists the workspace's exports, newest first."""
     GetExportDownloadUrl: _aio.UnaryUnaryMultiCallable[_export_service_pb2.GetExportDownloadUrlRequest, _export_service_pb2.GetExportDownloadUrlResponse]  # type: ignore[assignment]
     """Returns a short-lived link to download an export of the workspace; an export of another
-    workspace is NOT_FOUND (reason EXPORT_NOT_FOUND).
+    workspace is NOT_FOUND (reason EXPORT_NOT_FOUND), one older than the exports' retention
+    (EXPORT_RETENTION_DAYS) NOT_FOUND with reason EXPORT_EXPIRED.
     """
     ListAllExports: _aio.UnaryUnaryMultiCallable[_export_service_pb2.ListAllExportsRequest, _export_service_pb2.ListAllExportsResponse]  # type: ignore[assignment]
     """Lists exports of every workspace, newest first (staff)."""
@@ -84,7 +86,8 @@ class ExportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_export_service_pb2.GetExportDownloadUrlResponse, _abc.Awaitable[_export_service_pb2.GetExportDownloadUrlResponse]]:
         """Returns a short-lived link to download an export of the workspace; an export of another
-        workspace is NOT_FOUND (reason EXPORT_NOT_FOUND).
+        workspace is NOT_FOUND (reason EXPORT_NOT_FOUND), one older than the exports' retention
+        (EXPORT_RETENTION_DAYS) NOT_FOUND with reason EXPORT_EXPIRED.
         """
 
     @_abc_1.abstractmethod

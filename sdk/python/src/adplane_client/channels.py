@@ -30,15 +30,32 @@ SERVICE_CONFIG = {
 OPTIONS = [("grpc.service_config", json.dumps(SERVICE_CONFIG)), ("grpc.enable_retries", 1)]
 
 
-def channel_credentials(*, tls: bool) -> grpc.ChannelCredentials:
-    """TLS with the system roots, or gRPC's local credentials (plaintext, loopback peers only)."""
-    if tls:
-        return grpc.ssl_channel_credentials()
+def channel_credentials(
+    *,
+    tls: bool,
+    root_certificates: bytes | None = None,
+    certificate_chain: bytes | None = None,
+    private_key: bytes | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS, or gRPC's local credentials (plaintext, loopback peers only) when `tls` is false and no
+    certificate is given.
+
+    TLS trusts the system's roots, or only the CAs of `root_certificates` (PEM: a private CA, the
+    one `make run TLS=1` makes). `certificate_chain` and `private_key` (PEM) are a client certificate,
+    for a server that requires one (mTLS, TLS_CLIENT_CA_FILE).
+    """
+    if (certificate_chain is None) != (private_key is None):
+        raise ValueError("certificate_chain and private_key go together")
+    if tls or root_certificates is not None or certificate_chain is not None:
+        return grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
     return grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
 
 
-def _credentials(credentials: Credentials | None, tls: bool) -> grpc.ChannelCredentials:
-    base = channel_credentials(tls=tls)
+# `connect`'s keyword of the same name hides the function there.
+_channel_credentials = channel_credentials
+
+
+def _credentials(credentials: Credentials | None, base: grpc.ChannelCredentials) -> grpc.ChannelCredentials:
     return base if credentials is None else grpc.composite_channel_credentials(base, call_credentials(credentials))
 
 
@@ -99,14 +116,30 @@ async def _decoded(call: Any) -> AsyncIterator[Any]:
         raise AdplaneError.from_rpc_error(error) from None
 
 
-def connect(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.Channel:
-    """A sync channel. Without TLS the target must be on this machine (local credentials)."""
-    channel = grpc.secure_channel(target, _credentials(credentials, tls), options=OPTIONS)
-    return grpc.intercept_channel(channel, _Errors(), _StreamErrors())
+def connect(
+    target: str,
+    credentials: Credentials | None = None,
+    *,
+    tls: bool = False,
+    channel_credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.Channel:
+    """A sync channel. Over TLS with the system's roots (`tls=True`), or with `channel_credentials`
+    (made by `adplane_client.channel_credentials`: a private CA, a client certificate); else the target
+    must be on this machine (local credentials)."""
+    base = channel_credentials or _channel_credentials(tls=tls)
+    secure = grpc.secure_channel(target, _credentials(credentials, base), options=OPTIONS)
+    return grpc.intercept_channel(secure, _Errors(), _StreamErrors())
 
 
-def connect_async(target: str, credentials: Credentials | None = None, *, tls: bool = False) -> grpc.aio.Channel:
+def connect_async(
+    target: str,
+    credentials: Credentials | None = None,
+    *,
+    tls: bool = False,
+    channel_credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
     """An asyncio channel; same rules as `connect`."""
+    base = channel_credentials or _channel_credentials(tls=tls)
     return grpc.aio.secure_channel(
-        target, _credentials(credentials, tls), options=OPTIONS, interceptors=[_AsyncErrors(), _AsyncStreamErrors()]
+        target, _credentials(credentials, base), options=OPTIONS, interceptors=[_AsyncErrors(), _AsyncStreamErrors()]
     )

@@ -211,7 +211,8 @@ export const ListAllExportsResponseSchema: GenMessage<ListAllExportsResponse> = 
  */
 export type GetAnyExportDownloadUrlRequest = Message<"adplane.v1.GetAnyExportDownloadUrlRequest"> & {
   /**
-   * The export (a UUID); one that does not exist is NOT_FOUND (reason EXPORT_NOT_FOUND).
+   * The export (a UUID); one that does not exist is NOT_FOUND (reason EXPORT_NOT_FOUND), one older
+   * than the exports' retention NOT_FOUND with reason EXPORT_EXPIRED.
    *
    * @generated from field: string export_id = 1;
    */
@@ -272,7 +273,8 @@ export const ExportService: GenService<{
   },
   /**
    * Returns a short-lived link to download an export of the workspace; an export of another
-   * workspace is NOT_FOUND (reason EXPORT_NOT_FOUND).
+   * workspace is NOT_FOUND (reason EXPORT_NOT_FOUND), one older than the exports' retention
+   * (EXPORT_RETENTION_DAYS) NOT_FOUND with reason EXPORT_EXPIRED.
    *
    * @generated from rpc adplane.v1.ExportService.GetExportDownloadUrl
    */
