@@ -44,7 +44,7 @@ from adplane.v1 import request_service_pb2 as request_pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import loadgen
 from bench.dataset import Dataset, asyncpg_dsn, seed
-from bench.read_rpc import _PROBLEM, Row, Stack, _measure, database, token_issuer
+from bench.read_rpc import _PROBLEM, RATE_LIMITS_OFF, Row, Stack, _measure, database, token_issuer
 from bench.wait_sampler import WaitSampler
 from devstack.embedded import free_port, start_redis
 from server.db import new_id
@@ -369,8 +369,7 @@ def redis_for(env: dict[str, str]) -> Iterator[dict[str, str]]:
         redis = start_redis(Path(tmp) / "redis", ephemeral=True)
         try:
             # No per-caller rate limits: one staff token makes every approval, members many writes.
-            limits_off = {f"RATE_LIMIT_{kind}_PER_SECOND": "0" for kind in ("READS", "WRITES", "STREAMS")}
-            yield {**env, "REDIS_URL": redis.url, **limits_off}
+            yield {**env, "REDIS_URL": redis.url, **RATE_LIMITS_OFF}
         finally:
             redis.stop()
 
