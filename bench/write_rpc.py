@@ -341,12 +341,21 @@ def run_writes(
             load = loads[variant][n][2]
             named = f"{label}{variant}"
             metrics_url = f"http://127.0.0.1:{stack.env['SERVER_METRICS_PORT']}/metrics"
-            before = loadgen.machine_ticks()
+            before, kernel_before = loadgen.machine_ticks(), loadgen.kernel_share(stack.server_pid)
             with WaitSampler(asyncpg_dsn(stack.env["DATABASE_URL"]), metrics_url=metrics_url) as sampler:
                 row = _measure(stack, named, load, profile=args.profile, seconds=args.seconds)
             written = WriteRow(row, loadgen.busy_share(before, loadgen.machine_ticks()))
+            kernel_after = loadgen.kernel_share(stack.server_pid)
             print(written.cells(), flush=True)
             print(f"  {named}: {sampler.waits.summary()}", flush=True)
+            requests = max(1, row.result.requests)
+            print(
+                f"  {named}: server system CPU {(kernel_after.system - kernel_before.system) / requests * 1000:.2f}"
+                f" ms/req; context switches per request: "
+                f"{(kernel_after.voluntary - kernel_before.voluntary) / requests:.1f} voluntary, "
+                f"{(kernel_after.involuntary - kernel_before.involuntary) / requests:.1f} involuntary",
+                flush=True,
+            )
             rows.append(written)
     return rows
 

@@ -169,7 +169,8 @@ class ReadPool:
                     init=_prepare_connection,
                     # Each use is one autocommit statement or one transaction that ends with its
                     # block: nothing to reset between uses (the default reset is a round trip per
-                    # release).
+                    # release). A transaction left open (cancelled as it ended) is rolled back by
+                    # asyncpg before any reset.
                     reset=_nothing_to_reset,
                 )
         return self._pool
