@@ -3,13 +3,16 @@ SHELL := bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap test-tools run test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
+.PHONY: bootstrap test-tools run cluster test lint typecheck proto-lint proto-breaking generate check-generated migrate pytest bench fuzz
 
 bootstrap:  ## find Python 3.13, install uv if missing, sync .venv from uv.lock
 	@./scripts/bootstrap.sh
 
 run: bootstrap  ## the whole stack on this machine: PostgreSQL, Redis, migrations, server, Envoy (TLS=1: over TLS)
 	$(VENV)/adplane dev $(if $(TLS),--tls)
+
+cluster: bootstrap test-tools  ## two nodes (127.0.0.2, .3), Envoy over both, PgBouncer, Redis Sentinel (docs/scaling.md)
+	$(VENV)/adplane dev --topology cluster
 
 test: bootstrap lint typecheck proto-lint proto-breaking check-generated pytest  ## every check CI runs
 

@@ -388,6 +388,7 @@ def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[
     return rows
 
 
+# Per-caller rate limits off (a bench's few callers would be held to them).
 RATE_LIMITS_OFF = {
     "RATE_LIMIT_READS_PER_SECOND": "0",
     "RATE_LIMIT_WRITES_PER_SECOND": "0",

@@ -21,6 +21,7 @@ from types import FrameType
 
 from devstack.certificates import DevCertificates, dev_certificates
 from devstack.children import Child, ChildState, stop_children
+from devstack.cluster import Cluster, ClusterPorts, DataTier, cluster_refusal, start_data_tier
 from devstack.embedded import free_port, is_port_free, start_postgres, start_redis
 from devstack.probes import Probe, postgres_reachable, redis_reachable, routes_to_serving_server
 from server.config import DEV_ENV_FILE, Settings, write_dev_env
@@ -56,12 +57,16 @@ PROBE_SECONDS = 2.0
 SLOW_START_SECONDS = 60.0
 
 
-def run_dev_stack(settings: Settings, *, tls: bool = False) -> int:
+def run_dev_stack(settings: Settings, *, tls: bool = False, cluster: bool = False) -> int:
     """Runs the stack until a signal (returns 0) or a child that cannot stay up (returns non-zero).
 
     `tls`: the server and Envoy serve TLS with certificates of a local CA made on first use under
     DATA_DIR/tls (devstack/certificates.py); the server requires client certificates, Envoy presents one.
+    `cluster`: the multi-node topology of devstack/cluster.py instead of one process of each kind.
     """
+    if cluster and (problem := cluster_refusal(settings, tls=tls)):
+        print(f"adplane dev: {problem}", file=sys.stderr)
+        return 2
     received: list[int] = []
 
     def remember(signum: int, _frame: FrameType | None) -> None:
@@ -72,31 +77,16 @@ def run_dev_stack(settings: Settings, *, tls: bool = False) -> int:
     previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with ExitStack() as backing_services:
-            env = _start_backing_services(settings, backing_services)
+            tier = start_data_tier(settings.data_dir / "cluster", backing_services) if cluster else None
+            env = dict(environ) | tier.env if tier else _start_backing_services(settings, backing_services)
             certificates = dev_certificates(settings.data_dir) if tls else None
             if certificates is not None:
                 env.update(certificates.env())
             if received:
                 return 0
-            migrate = _spawn(["migrate"], env)
-            if migrate.wait() != 0:
-                print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
-                return migrate.returncode
-            if not settings.database_url:
-                admin = _spawn(
-                    [
-                        "createsuperuser",
-                        "--email",
-                        DEV_ADMIN_EMAIL,
-                        "--password",
-                        DEV_ADMIN_PASSWORD,
-                        "--keep-existing",
-                    ],
-                    env,
-                )
-                if admin.wait() != 0:
-                    print(f"adplane dev: createsuperuser exited with {admin.returncode}", file=sys.stderr)
-                    return admin.returncode
+            prepared = _prepare_database(env, create_admin=not settings.database_url)
+            if prepared != 0:
+                return prepared
             if received:
                 return 0
             children = [Child(name, start) for name, start in _third_party_fakes(settings, env).items()]
@@ -109,29 +99,57 @@ def run_dev_stack(settings: Settings, *, tls: bool = False) -> int:
             dev_env = settings.data_dir / DEV_ENV_FILE
             write_dev_env(dev_env, env)
             backing_services.callback(dev_env.unlink, missing_ok=True)
-            _metrics_ports(settings, env)
-            _server_processes(settings, env)
-            for name, arguments in CHILDREN.items():
-                children.append(Child(name, partial(_spawn, arguments, env)))
-                children[-1].launch(time.monotonic())
+            processes, redis_probe, described = _stack_processes(settings, env, tier)
+            children += processes
+            for child in children:
+                if child.process is None:
+                    child.launch(time.monotonic())
             return _supervise(
                 children,
                 received,
                 probes=[
                     Probe(f"PostgreSQL ({env['DATABASE_URL']})", postgres_reachable(env["DATABASE_URL"])),
-                    Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])),
+                    redis_probe,
                 ],
                 serving=partial(
                     routes_to_serving_server,
                     settings.http_port,
                     ca_file=certificates.ca if certificates is not None else None,
                 ),
-                banner=partial(_print_banner, settings, env, certificates),
+                banner=partial(_print_banner, settings, env, certificates, described),
                 stop_timeout=settings.grpc_shutdown_grace + EXTRA_STOP_SECONDS,
             )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _stack_processes(settings: Settings, env: dict[str, str], tier: DataTier | None) -> tuple[list[Child], Probe, str]:
+    """The adplane processes to run, how to tell that Redis answers, and the banner's lines on the nodes."""
+    if tier is None:
+        _metrics_ports(settings, env)
+        _server_processes(settings, env)
+        children = [Child(name, partial(_spawn, arguments, env)) for name, arguments in CHILDREN.items()]
+        return children, Probe(f"Redis ({env['REDIS_URL']})", redis_reachable(env["REDIS_URL"])), ""
+    nodes = Cluster(env, ClusterPorts.pick(settings.grpc_port), settings.data_dir / "cluster")
+    redis = Probe(f"Redis (the primary the sentinels {tier.redis.sentinels} name)", tier.primary_up)
+    return list(nodes.children.values()), redis, nodes.describe()
+
+
+def _prepare_database(env: dict[str, str], *, create_admin: bool) -> int:
+    """Migrations, and the development superuser in a database `make run` made; an exit code."""
+    migrate = _spawn(["migrate"], env)
+    if migrate.wait() != 0:
+        print(f"adplane dev: migrate exited with {migrate.returncode}", file=sys.stderr)
+        return migrate.returncode
+    if create_admin:
+        admin = _spawn(
+            ["createsuperuser", "--email", DEV_ADMIN_EMAIL, "--password", DEV_ADMIN_PASSWORD, "--keep-existing"], env
+        )
+        if admin.wait() != 0:
+            print(f"adplane dev: createsuperuser exited with {admin.returncode}", file=sys.stderr)
+            return admin.returncode
+    return 0
 
 
 def _third_party_fakes(settings: Settings, env: dict[str, str]) -> dict[str, Callable[[], subprocess.Popen[bytes]]]:
@@ -267,11 +285,13 @@ def _supervise(
         time.sleep(POLL_SECONDS)
 
 
-def _print_banner(settings: Settings, env: dict[str, str], certificates: DevCertificates | None = None) -> None:
+def _print_banner(
+    settings: Settings, env: dict[str, str], certificates: DevCertificates | None = None, nodes: str = ""
+) -> None:
     grpc_host = "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
     if certificates is None:
         rest, curl, tls = f"http://127.0.0.1:{settings.http_port}", "curl", ""
-        grpc_line = f"{grpc_host}:{settings.grpc_port}"
+        grpc_line = f"127.0.0.1:{settings.http_port}  (through Envoy)" if nodes else f"{grpc_host}:{settings.grpc_port}"
     else:
         rest, curl = f"https://localhost:{settings.http_port}", f"curl --cacert {certificates.ca}"
         client_cert, client_key = certificates.client
@@ -279,13 +299,13 @@ def _print_banner(settings: Settings, env: dict[str, str], certificates: DevCert
         tls = f"\n  TLS CA       {certificates.ca}  (the local CA: trust it in clients; made on first use)"
     print(
         f"""
-adplane dev stack (Ctrl-C stops everything)
+adplane dev stack (Ctrl-C stops everything){nodes}
   gRPC         {grpc_line}
   REST         {rest}  (gRPC-Web on the same port{", and gRPC" if certificates else ""}){tls}
   Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}
   Metrics      {_metrics_urls(settings, env)}
   PostgreSQL   {env["DATABASE_URL"]}
-  Redis        {env["REDIS_URL"]}
+  Redis        {env.get("REDIS_URL") or f"through the sentinels {env['REDIS_SENTINELS']}"}
   Meta Graph   {env.get("META_GRAPH_URL", settings.meta_graph_url)}
   S3           {env.get("S3_ENDPOINT_URL") or "AWS"}
 {_login_help(settings, rest, curl)}

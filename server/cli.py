@@ -1,5 +1,6 @@
 """The `adplane` command."""
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -272,6 +273,11 @@ def _require_devstack(command: str) -> None:
         raise typer.Exit(2)
 
 
+class Topology(StrEnum):
+    SINGLE = "single"
+    CLUSTER = "cluster"
+
+
 @app.command()
 def dev(
     tls: Annotated[
@@ -282,6 +288,14 @@ def dev(
             "certificates of a local CA made on first use under DATA_DIR/tls.",
         ),
     ] = False,
+    topology: Annotated[
+        Topology,
+        typer.Option(
+            help="single: one process of each kind. cluster (make cluster): two nodes on 127.0.0.2 and "
+            "127.0.0.3, each with server processes, a worker and a scheduler, Envoy over both, PostgreSQL "
+            "behind PgBouncer, Redis behind three sentinels (docs/scaling.md).",
+        ),
+    ] = Topology.SINGLE,
 ) -> None:
     """Run the whole stack on this machine (what `make run` does): embedded PostgreSQL and Redis
     when DATABASE_URL / REDIS_URL are unset, the Graph API simulator and moto's S3 when
@@ -290,7 +304,7 @@ def dev(
     _require_devstack("dev")
     from devstack.supervisor import run_dev_stack
 
-    raise typer.Exit(run_dev_stack(Settings(), tls=tls))
+    raise typer.Exit(run_dev_stack(Settings(), tls=tls, cluster=topology is Topology.CLUSTER))
 
 
 @app.command()

@@ -108,7 +108,9 @@ class ReadPool:
         DB_CONNECTIONS_IN_USE.inc()
         try:
             async with pool.acquire() as connection, connection.transaction():
-                yield DirectTransaction(connection, self)
+                transaction = DirectTransaction(connection, self)
+                yield transaction
+                await transaction.write_deferred()
             self.answered_at = time.monotonic()
         finally:
             DB_CONNECTIONS_IN_USE.dec()
@@ -167,7 +169,8 @@ class ReadPool:
                     init=_prepare_connection,
                     # Each use is one autocommit statement or one transaction that ends with its
                     # block: nothing to reset between uses (the default reset is a round trip per
-                    # release).
+                    # release). A transaction left open (cancelled as it ended) is rolled back by
+                    # asyncpg before any reset.
                     reset=_nothing_to_reset,
                 )
         return self._pool
@@ -184,6 +187,20 @@ class DirectTransaction:
     def __init__(self, connection: asyncpg.Connection, pool: ReadPool) -> None:
         self._connection = connection
         self._pool = pool
+        self._deferred: dict[PreparedRead, list[Mapping[str, Any]]] = {}
+
+    def defer(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> None:
+        """Run `statement` just before the commit, with the other rows deferred for it: rows that
+        nothing in the transaction reads back (outbox messages) cost one round trip together."""
+        self._deferred.setdefault(statement, []).append(parameters)
+
+    async def write_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, {}
+        for statement, rows in deferred.items():
+            if len(rows) == 1:
+                await self.execute(statement, rows[0])
+            else:
+                await self.execute_many(statement, rows)
 
     async def one(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
         """The first row `statement` returns (RETURNING for a write), or None."""
