@@ -8,7 +8,7 @@ pooling), Redis primary + replica + three sentinels.
 
 `Cluster` starts and owns the processes; the supervisor of `adplane dev` restarts what dies, and the
 failover drill (tests/e2e/test_cluster.py) kills a whole node, then the Redis primary, instead; its
-rolling restart stops and starts one node after the other (`restart_node`), as a deploy does.
+rolling restart stops and starts one node after the other (`stop_node`, `start_node`), as a deploy does.
 """
 
 import os
@@ -205,11 +205,6 @@ class Cluster:
             except FileNotFoundError:
                 return False
         return True
-
-    def restart_node(self, node: Node, *, timeout: float) -> None:
-        """What a deploy does to a node: stop its processes with SIGTERM, then start them again."""
-        self.stop_node(node, timeout=timeout)
-        self.start_node(node)
 
     def stop(self, *, timeout: float) -> None:
         stop_children(list(self.children.values()), signal.SIGTERM, timeout=timeout)

@@ -433,7 +433,9 @@ async def test_nodes_restarted_one_after_the_other_under_load(
     figures["restarts"] = {
         name: {
             "seconds from SIGTERM until every process exited": round(stopped - signalled, 1),
-            "seconds from SIGTERM until Envoy saw it healthy again": round(back - signalled, 1),
+            "seconds from SIGTERM until back (Envoy sees it healthy, worker and scheduler beat)": round(
+                back - signalled, 1
+            ),
         }
         for name, (signalled, stopped, back) in restarts.items()
     }
