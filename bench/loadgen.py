@@ -268,3 +268,31 @@ def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
     """How busy the machine was between two `machine_ticks()` (0 to 1)."""
     total = after[1] - before[1]
     return (after[0] - before[0]) / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class KernelShare:
+    """Of a process tree: system CPU seconds, and context switches of all its threads (voluntary:
+    it waited; involuntary: the scheduler took the core away)."""
+
+    system: float
+    voluntary: int
+    involuntary: int
+
+
+def kernel_share(root: int) -> KernelShare:
+    ticks = os.sysconf("SC_CLK_TCK")
+    system, voluntary, involuntary = 0.0, 0, 0
+    for pid in process_cpu(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            system += int(fields[12]) / ticks
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return KernelShare(system, voluntary, involuntary)

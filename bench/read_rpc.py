@@ -388,6 +388,7 @@ def run_reads(stack: Stack, dataset: Dataset, args: argparse.Namespace) -> list[
     return rows
 
 
+# Per-caller rate limits off (a bench's few callers would be held to them).
 RATE_LIMITS_OFF = {
     "RATE_LIMIT_READS_PER_SECOND": "0",
     "RATE_LIMIT_WRITES_PER_SECOND": "0",
@@ -485,27 +486,30 @@ def _sum_rows(label: str, rows: Sequence[Row]) -> Row:
 DATABASES = ("direct", "pgbouncer", "replica")
 
 
+@dataclass(frozen=True)
+class Target:
+    """A database set-up: the server's settings, and the pid of a process in between (PgBouncer)."""
+
+    env: dict[str, str]
+    between_pid: int | None = None
+
+
 @contextmanager
-def database_targets(
-    postgres: EmbeddedPostgres, url: str, wanted: Sequence[str]
-) -> Iterator[dict[str, dict[str, str]]]:
+def database_targets(postgres: EmbeddedPostgres, url: str, wanted: Sequence[str]) -> Iterator[dict[str, Target]]:
     """The server's settings for each database set-up in `wanted`, the services they need running."""
     with ExitStack() as running:
-        targets: dict[str, dict[str, str]] = {}
+        targets: dict[str, Target] = {}
         for name in wanted:
             if name == "direct":
-                targets[name] = {}
+                targets[name] = Target({})
             elif name == "pgbouncer":
                 bouncer = running.enter_context(start_pgbouncer(postgres.url, pool_size=20))
-                targets[name] = {
-                    "DATABASE_URL": bouncer.url_for(url),
-                    "DATABASE_POOLER": "pgbouncer",
-                    "DATABASE_DIRECT_URL": url,
-                }
+                env = {"DATABASE_URL": bouncer.url_for(url), "DATABASE_POOLER": "pgbouncer", "DATABASE_DIRECT_URL": url}
+                targets[name] = Target(env, bouncer.process.pid if bouncer.process is not None else None)
             else:
                 replica = start_replica(postgres, postgres.pgdata.parent / "replica")
                 running.callback(replica.stop)
-                targets[name] = {"DATABASE_READ_URL": replica.url_for(make_url(url).database or "bench")}
+                targets[name] = Target({"DATABASE_READ_URL": replica.url_for(make_url(url).database or "bench")})
         yield targets
 
 
@@ -563,6 +567,29 @@ def token_issuer(settings: Settings) -> TokenIssuer:
         access_ttl=dt.timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
+
+
+def run_target(
+    target: str, setup: Target, env: dict[str, str], dataset: Dataset, args: argparse.Namespace
+) -> list[Row]:
+    """The reads against a server on one database set-up (`database_targets`), labelled with it."""
+    data_dir = Path(env["DATA_DIR"])
+    stack = Stack({**env, **setup.env}, workers=args.workers, log_dir=data_dir / target)
+    with stack.running():
+        between = loadgen.cpu_seconds(setup.between_pid) if setup.between_pid else 0.0
+        found = run_reads(stack, dataset, args)
+        if setup.between_pid:
+            spent = loadgen.cpu_seconds(setup.between_pid) - between
+            # Warm-up calls included: a slight overestimate per request.
+            requests = max(1, sum(row.result.requests for row in found))
+            print(f"PgBouncer's own CPU: {spent / requests * 1000:.3f} ms per request", flush=True)
+        if "DATABASE_READ_URL" in setup.env:
+            served = asyncio.run(_transactions(setup.env["DATABASE_READ_URL"]))
+            print(f"the replica committed {served:,} (read-only) transactions", flush=True)
+        problems = [line for line in stack.server_log.read_text(errors="replace").splitlines() if _PROBLEM.search(line)]
+        if problems:
+            print(f"the server logged {len(problems)} warning/error lines; the first ones:", *problems[:5], sep="\n")
+    return [dataclasses.replace(row, label=f"{target}: {row.label}") for row in found]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -632,27 +659,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             return 0
-        rows = []
         with database_targets(postgres, settings.database_url, args.databases) as targets:
-            for target, overrides in targets.items():
-                stack = Stack({**env, **overrides}, workers=args.workers, log_dir=settings.data_dir / target)
-                with stack.running():
-                    found = run_reads(stack, dataset, args)
-                    if "DATABASE_READ_URL" in overrides:
-                        served = asyncio.run(_transactions(overrides["DATABASE_READ_URL"]))
-                        print(f"the replica committed {served:,} (read-only) transactions", flush=True)
-                    rows += [dataclasses.replace(row, label=f"{target}: {row.label}") for row in found]
-                    problems = [
-                        line
-                        for line in stack.server_log.read_text(errors="replace").splitlines()
-                        if _PROBLEM.search(line)
-                    ]
-                    if problems:
-                        print(
-                            f"the server logged {len(problems)} warning/error lines; the first ones:",
-                            *problems[:5],
-                            sep="\n",
-                        )
+            rows = [row for target, setup in targets.items() for row in run_target(target, setup, env, dataset, args)]
         generators = "h2load + wrk" if loadgen.have_c_generators() and not args.python_client else "Python client"
         title = (
             f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {args.workers} server process(es), "

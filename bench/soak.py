@@ -54,7 +54,7 @@ from adplane.v1 import request_service_pb2 as pb
 from adplane.v1.request_service_pb2_grpc import RequestServiceStub
 from bench import loadgen
 from bench.dataset import seed
-from bench.read_rpc import ADPLANE, PY_SPY, Stack, database, token_issuer
+from bench.read_rpc import ADPLANE, PY_SPY, RATE_LIMITS_OFF, Stack, database, token_issuer
 from devstack.embedded import start_redis
 from server.auth.principal import Principal, PrincipalKind, set_current_principal
 from server.composition import Infrastructure
@@ -521,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         redis = start_redis(Path(tmp) / "redis", ephemeral=True)
         try:
             settings = database_settings.model_copy(update={"redis_url": redis.url})
-            env = {**database_env, "REDIS_URL": redis.url}
+            # One caller opens a thousand streams: what the soak measures is the streams, not the limits.
+            env = {**database_env, **RATE_LIMITS_OFF, "REDIS_URL": redis.url}
             command: list[str] = [ADPLANE, "serve"]
             if args.tracemalloc:
                 env["TRACEMALLOC_DIR"] = str(args.tracemalloc)

@@ -44,7 +44,7 @@ from adplane.v1 import request_service_pb2 as request_pb
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from bench import loadgen
 from bench.dataset import Dataset, asyncpg_dsn, seed
-from bench.read_rpc import _PROBLEM, Row, Stack, _measure, database, token_issuer
+from bench.read_rpc import _PROBLEM, RATE_LIMITS_OFF, Row, Stack, _measure, database, token_issuer
 from bench.wait_sampler import WaitSampler
 from devstack.embedded import free_port, start_redis
 from server.db import new_id
@@ -341,12 +341,21 @@ def run_writes(
             load = loads[variant][n][2]
             named = f"{label}{variant}"
             metrics_url = f"http://127.0.0.1:{stack.env['SERVER_METRICS_PORT']}/metrics"
-            before = loadgen.machine_ticks()
+            before, kernel_before = loadgen.machine_ticks(), loadgen.kernel_share(stack.server_pid)
             with WaitSampler(asyncpg_dsn(stack.env["DATABASE_URL"]), metrics_url=metrics_url) as sampler:
                 row = _measure(stack, named, load, profile=args.profile, seconds=args.seconds)
             written = WriteRow(row, loadgen.busy_share(before, loadgen.machine_ticks()))
+            kernel_after = loadgen.kernel_share(stack.server_pid)
             print(written.cells(), flush=True)
             print(f"  {named}: {sampler.waits.summary()}", flush=True)
+            requests = max(1, row.result.requests)
+            print(
+                f"  {named}: server system CPU {(kernel_after.system - kernel_before.system) / requests * 1000:.2f}"
+                f" ms/req; context switches per request: "
+                f"{(kernel_after.voluntary - kernel_before.voluntary) / requests:.1f} voluntary, "
+                f"{(kernel_after.involuntary - kernel_before.involuntary) / requests:.1f} involuntary",
+                flush=True,
+            )
             rows.append(written)
     return rows
 
@@ -369,8 +378,7 @@ def redis_for(env: dict[str, str]) -> Iterator[dict[str, str]]:
         redis = start_redis(Path(tmp) / "redis", ephemeral=True)
         try:
             # No per-caller rate limits: one staff token makes every approval, members many writes.
-            limits_off = {f"RATE_LIMIT_{kind}_PER_SECOND": "0" for kind in ("READS", "WRITES", "STREAMS")}
-            yield {**env, "REDIS_URL": redis.url, **limits_off}
+            yield {**env, "REDIS_URL": redis.url, **RATE_LIMITS_OFF}
         finally:
             redis.stop()
 

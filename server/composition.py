@@ -38,7 +38,7 @@ from server.business_managers.repository import BusinessManagerRepository
 from server.business_managers.request_work import BusinessManagerRequestWork
 from server.business_managers.service import BusinessManagerService, IBusinessManagerService
 from server.clients.meta.protocol import IMetaClient
-from server.config import Settings
+from server.config import DatabasePooler, Settings
 from server.crypto import SecretCipher
 from server.db import create_engine, create_sessionmaker, direct_connect_arguments, pooled_connect_arguments
 from server.exports.repository import ExportRepository
@@ -105,6 +105,7 @@ class ReplicaReads:
             read_pool=ReadPool(
                 pooled_connect_arguments(settings, settings.database_read_url),
                 size=settings.database_read_pool_size,
+                unnamed=_behind_pgbouncer(settings),
                 fallback=primary,
                 on_outage=router.skip,
             ),
@@ -116,6 +117,10 @@ class ReplicaReads:
         await self.router.close()
         await self.read_pool.close()
         await self.engine.dispose()
+
+
+def _behind_pgbouncer(settings: Settings) -> bool:
+    return settings.database_pooler is DatabasePooler.PGBOUNCER
 
 
 def _caller() -> str | None:
@@ -159,7 +164,11 @@ class Infrastructure:
         standing_cache = StandingCache()
         standing_cache.attach(engine, sessions, partial(asyncpg.connect, **direct_connect_arguments(settings)))
         redis = connect_redis(settings) if settings.redis_configured else None
-        read_pool = ReadPool(pooled_connect_arguments(settings), size=settings.database_read_pool_size)
+        read_pool = ReadPool(
+            pooled_connect_arguments(settings),
+            size=settings.database_read_pool_size,
+            unnamed=_behind_pgbouncer(settings),
+        )
         watch_retention = dt.timedelta(seconds=settings.watch_retention_seconds)
         return cls(
             settings=settings,
@@ -222,6 +231,10 @@ class Infrastructure:
             unit = UnitOfWork(self, read_only=True, replica=replica)
             try:
                 yield unit
+            except Exception as error:
+                if replica is not None and is_outage(error):
+                    replica.router.skip()  # out of reach (connecting or mid-statement): the primary, until a probe says
+                raise
             finally:
                 await unit.close()
             return

@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     # How long a call waits for a pooled connection before it answers UNAVAILABLE; SQLAlchemy's
     # default (30 s) outlasts every client's deadline while PostgreSQL is unreachable.
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
-    # asyncpg connections per process for the hot reads (Gets and Lists), beside the pool above.
+    # asyncpg connections per process for the hot reads (Gets and Lists) and the hot writes'
+    # transactions (RequestAccount, ApproveRequest), beside the pool above.
     database_read_pool_size: int = Field(default=10, ge=1)
     # `pgbouncer`: DATABASE_URL (and DATABASE_READ_URL) go through PgBouncer in transaction mode.
     database_pooler: DatabasePooler = DatabasePooler.NONE

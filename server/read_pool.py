@@ -72,10 +72,13 @@ class ReadPool:
         size: int,
         fallback: ReadPool | None = None,
         on_outage: Callable[[], None] | None = None,
+        unnamed: bool = False,
     ) -> None:
         """`fallback`: where a read goes when this pool's database is out of reach (a replica's
-        reads go to the primary), after calling `on_outage`."""
+        reads go to the primary), after calling `on_outage`. `unnamed`: behind PgBouncer in
+        transaction mode (`connect_arguments` without a statement cache), see `_DescribedOnce`."""
         self._connect_arguments = dict(connect_arguments)
+        self._unnamed = unnamed
         self._fallback = fallback
         self._on_outage = on_outage
         self._size = size
@@ -105,7 +108,9 @@ class ReadPool:
         DB_CONNECTIONS_IN_USE.inc()
         try:
             async with pool.acquire() as connection, connection.transaction():
-                yield DirectTransaction(connection, self)
+                transaction = DirectTransaction(connection, self)
+                yield transaction
+                await transaction.write_deferred()
             self.answered_at = time.monotonic()
         finally:
             DB_CONNECTIONS_IN_USE.dec()
@@ -134,8 +139,11 @@ class ReadPool:
             DB_CONNECTIONS_IN_USE.inc()
             try:
                 async with pool.acquire() as connection:
-                    fetch = connection.fetch if every_row else connection.fetchrow
-                    rows = await fetch(read.sql, *read.arguments(parameters))
+                    if self._unnamed:
+                        rows = await connection.run_described(read.sql, read.arguments(parameters), every_row)
+                    else:
+                        fetch = connection.fetch if every_row else connection.fetchrow
+                        rows = await fetch(read.sql, *read.arguments(parameters))
                     self.answered_at = time.monotonic()
                     return rows
             finally:
@@ -151,6 +159,7 @@ class ReadPool:
         async with self._starting:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
+                    connection_class=_DescribedOnce if self._unnamed else asyncpg.Connection,
                     **self._connect_arguments,
                     # Opened now; beyond the one kept at all times, idle connections close after
                     # asyncpg's inactivity limit and reopen on demand.
@@ -160,7 +169,8 @@ class ReadPool:
                     init=_prepare_connection,
                     # Each use is one autocommit statement or one transaction that ends with its
                     # block: nothing to reset between uses (the default reset is a round trip per
-                    # release).
+                    # release). A transaction left open (cancelled as it ended) is rolled back by
+                    # asyncpg before any reset.
                     reset=_nothing_to_reset,
                 )
         return self._pool
@@ -177,6 +187,20 @@ class DirectTransaction:
     def __init__(self, connection: asyncpg.Connection, pool: ReadPool) -> None:
         self._connection = connection
         self._pool = pool
+        self._deferred: dict[PreparedRead, list[Mapping[str, Any]]] = {}
+
+    def defer(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> None:
+        """Run `statement` just before the commit, with the other rows deferred for it: rows that
+        nothing in the transaction reads back (outbox messages) cost one round trip together."""
+        self._deferred.setdefault(statement, []).append(parameters)
+
+    async def write_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, {}
+        for statement, rows in deferred.items():
+            if len(rows) == 1:
+                await self.execute(statement, rows[0])
+            else:
+                await self.execute_many(statement, rows)
 
     async def one(self, statement: PreparedRead, parameters: Mapping[str, Any]) -> Any | None:
         """The first row `statement` returns (RETURNING for a write), or None."""
@@ -194,6 +218,40 @@ class DirectTransaction:
         self._pool._observe(statement)
         with database_span(statement.sql):
             await self._connection.executemany(statement.sql, [statement.arguments(row) for row in rows])
+
+
+class _DescribedOnce(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no annotations
+    """A connection behind PgBouncer in transaction mode, which keeps each statement's description.
+
+    Without a statement cache asyncpg asks the server to describe every statement before running
+    it: two round trips per read. Here a statement is described once per connection (an unnamed
+    Parse and Describe), and every later read sends it unnamed with its Parse in the batch that runs
+    it (Parse, Bind, Execute, Sync: asyncpg does so for an unnamed statement when the statement cache
+    is off), one round trip that PgBouncer keeps on one server connection. A statement whose result
+    columns a migration changes is described again when the connection is replaced (asyncpg closes
+    idle ones after five minutes; a deploy restarts the processes).
+    """
+
+    __slots__ = ("_described",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SQL -> asyncpg's state of the unnamed statement (its description and codecs).
+        self._described: dict[str, Any] = {}
+
+    async def run_described(self, sql: str, arguments: list[Any], every_row: bool) -> Any:
+        state = self._described.get(sql)
+        if state is None:
+            # name="": unnamed, which asyncpg (statement cache off) parses again in each run's batch.
+            described = await self.prepare(sql, name="")
+            state = self._described[sql] = described._state
+            state.mark_unprepared()  # as asyncpg does without a statement cache: Parse on every run
+        # What PreparedStatement.fetch does, without a statement object per read (asyncpg refuses
+        # one after its connection went back to the pool; the state lives as long as the connection).
+        rows, _status, _done = await self._protocol.bind_execute(
+            state, arguments, "", 0 if every_row else 1, True, None
+        )
+        return rows if every_row else (rows[0] if rows else None)
 
 
 async def _prepare_connection(connection: asyncpg.Connection) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -109,3 +110,45 @@ def test_wait_for_schema_gives_up_after_its_timeout(scratch_database: Settings) 
         check=False,
     )
     assert ready.returncode == 0, ready.stderr
+
+
+def test_the_audit_log_keeps_its_entries_through_partitioning_and_back(scratch_database: Settings) -> None:
+    """Entries of past months land in partitions of their months (made for them), and a downgrade
+    puts every one back in the plain table."""
+    months = ["2025-11-15", "2026-01-31", "2026-02-01"]
+
+    async def run(statements: list[str]) -> list[list[tuple[object, ...]]]:
+        engine = create_async_engine(scratch_database.database_url)
+        try:
+            async with engine.begin() as connection:
+                results = [await connection.execute(text(statement)) for statement in statements]
+                return [[tuple(row) for row in result] if result.returns_rows else [] for result in results]
+        finally:
+            await engine.dispose()
+
+    migrations.upgrade(scratch_database, "a41c7e9d2b60")
+    asyncio.run(
+        run(
+            [
+                "INSERT INTO audit_logs (id, entity_type, entity_id, action, created_at) VALUES "  # noqa: S608
+                + ", ".join(
+                    f"(gen_random_uuid(), 'workspace', gen_random_uuid(), 'create', '{day} 12:00+00')" for day in months
+                )
+            ]
+        )
+    )
+    migrations.upgrade(scratch_database)
+    [placed] = asyncio.run(
+        run(["SELECT created_at::date::text, tableoid::regclass::text FROM audit_logs ORDER BY created_at"])
+    )
+    assert placed == [
+        ("2025-11-15", "audit_logs_y2025m11"),
+        ("2026-01-31", "audit_logs_y2026m01"),
+        ("2026-02-01", "audit_logs_y2026m02"),
+    ]
+    with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+        asyncio.run(run(["DELETE FROM audit_logs_y2025m11"]))
+
+    migrations.downgrade(scratch_database, "a41c7e9d2b60")
+    [kept] = asyncio.run(run(["SELECT created_at::date::text, tableoid::regclass::text FROM audit_logs ORDER BY 1"]))
+    assert kept == [(day, "audit_logs") for day in months]

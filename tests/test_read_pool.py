@@ -182,3 +182,22 @@ async def test_a_read_is_a_client_span_of_the_call(infrastructure: Infrastructur
 async def test_no_span_without_tracing() -> None:
     with tracing.tracer.start_as_current_span("call") as call, tracing.database_span(_ARITHMETIC.sql):
         assert trace.get_current_span() is call
+
+
+async def test_a_transaction_left_open_is_rolled_back_when_its_connection_returns(settings: Settings) -> None:
+    """A direct transaction cancelled while it ended may hand its connection back inside the
+    transaction: the pool skips the default reset, so this checks that asyncpg still rolls it back
+    on release. The next user of the connection (one here) starts clean, what it wrote gone."""
+    pool = ReadPool(pooled_connect_arguments(settings), size=1)
+    try:
+        async with pool.transaction() as transaction:
+            assert await transaction.one(_ARITHMETIC, {"a": 1, "b": 2}) is not None
+        assert pool._pool is not None
+        async with pool._pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.execute("CREATE TEMPORARY TABLE left_open (n int)")
+        async with pool._pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+    finally:
+        await pool.close()

@@ -53,3 +53,18 @@ def test_the_cli_says_what_is_wrong_with_a_secret_file(tmp_path: Path) -> None:
     assert "adplane: " in result.stderr
     assert "SECRET_KEY_FILE: cannot read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pgbouncer_needs_a_direct_url() -> None:
+    """Behind PgBouncer in transaction mode, LISTEN and migrations need PostgreSQL itself."""
+    pooled = "postgresql://adplane@pgbouncer:6432/adplane"
+    with pytest.raises(ValueError, match="DATABASE_DIRECT_URL"):
+        Settings(_env_file=None, database_url=pooled, database_pooler="pgbouncer")
+    settings = Settings(
+        _env_file=None,
+        database_url=pooled,
+        database_pooler="pgbouncer",
+        database_direct_url="postgres://adplane@postgres:5432/adplane?sslmode=require",
+    )
+    assert settings.direct_database_url == "postgresql+asyncpg://adplane@postgres:5432/adplane?ssl=require"
+    assert Settings(_env_file=None, database_url=pooled).direct_database_url == "postgresql+asyncpg://" + pooled[13:]

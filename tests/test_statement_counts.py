@@ -176,7 +176,7 @@ async def test_list_cost_does_not_grow_with_the_page(
 # round trip whatever the statements). Each is a round trip on the call's connection while its
 # transaction holds it: one more here is one more wait per write (bench/README.md, the write path).
 REQUEST_ACCOUNT_STATEMENTS = 6
-APPROVE_REQUEST_STATEMENTS = 7
+APPROVE_REQUEST_STATEMENTS = 6
 
 
 def _servicer(infrastructure: Infrastructure, service: str) -> Any:
@@ -240,7 +240,8 @@ async def test_request_account_statements(infrastructure: Infrastructure, reques
 
 async def test_approve_request_statements(infrastructure: Infrastructure, requester: dict[str, uuid.UUID]) -> None:
     """ApproveRequest with a request_id: the idempotency claim, the request, the workspace check,
-    the conditional UPDATE, the event, the audit entry and the approved work in the outbox."""
+    the conditional UPDATE, the audit entry, and the event and the approved work in the outbox
+    (one executemany just before the commit)."""
     accounts = _servicer(infrastructure, "AccountService")
     requests = _servicer(infrastructure, "RequestService")
     set_current_principal(Principal(kind=PrincipalKind.USER, id=requester["user_id"]))

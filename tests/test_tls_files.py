@@ -70,3 +70,17 @@ def test_serve_says_what_is_wrong_with_its_tls_files(tmp_path: Path, case: str, 
 def test_tls_settings_that_cannot_work_are_refused(settings: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings(_env_file=None, **settings)  # type: ignore[arg-type]
+
+
+def test_a_new_client_ca_bundle_is_taken_at_the_next_connection(tmp_path: Path) -> None:
+    ca = make_authority("test CA")
+    cert, key, client_ca = tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.crt"
+    write_issued(ca.issue("server", names=("localhost",)), cert, key)
+    write_atomically(client_ca, ca.cert_pem)
+    certificates = ReloadingCertificates(cert, key, client_ca)
+    assert certificates.fetch() is None
+    # A second CA added beside the first (how a client CA is rotated: both, then the new one alone).
+    write_atomically(client_ca, ca.cert_pem + make_authority("next CA").cert_pem)
+    assert certificates.fetch() is not None
+    write_atomically(client_ca, b"not a certificate\n")
+    assert certificates.fetch() is None  # refused: the bundle before it stays

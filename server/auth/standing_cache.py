@@ -190,8 +190,13 @@ def _set(flag: asyncio.Event, _connection: object) -> None:
     flag.set()
 
 
+def changes_standing(statement: str) -> bool:
+    """Whether `statement` writes a table a standing is read from (as the triggers NOTIFY for)."""
+    return statement[:1] in "UDIudi" and _STANDING_WRITE.match(statement) is not None
+
+
 def _note_standing_write(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-    if statement[:1] in "UDIudi" and _STANDING_WRITE.match(statement):
+    if changes_standing(statement):
         connection.info[_CHANGED] = True
 
 

@@ -105,6 +105,8 @@ def upstream_transport_socket(settings: Settings, sds_dir: Path) -> dict[str, ob
         san_type, sni = "DNS", name
     common: dict[str, object] = {
         "alpn_protocols": ["h2"],
+        # Envoy's upstream default stops at TLS 1.2; the server speaks 1.3.
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
         "combined_validation_context": {
             "default_validation_context": {
                 "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": name}}]

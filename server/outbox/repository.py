@@ -46,7 +46,8 @@ class OutboxRepository:
                 "trace_context": outbox_context() or None,
                 "created_at": utcnow(),
             }
-            await self._direct.execute(_ADD_PREPARED, parameters)
+            # Written just before the commit, with the transaction's other messages (one round trip).
+            self._direct.defer(_ADD_PREPARED, parameters)
             return
         self._session.add(OutboxMessage(topic=topic, payload=payload, trace_context=outbox_context() or None))
         await self._session.flush()

@@ -83,10 +83,10 @@ class ReclaimingRedisStreamBroker(RedisStreamBroker):
                 except (redis_errors.ConnectionError, redis_errors.TimeoutError):
                     await _wait_for_redis()
                     continue
-                for claimed_id, claimed in cast(list[tuple[str, dict[bytes, bytes] | None]], reclaimed[1]):
-                    if not claimed:
-                        # Deleted while pending (Redis 6.2 still lists such entries): nothing to run.
-                        await self._ack(claimed_id)()
+                for claimed_id, claimed in cast(list[tuple[str | None, dict[bytes, bytes] | None]], reclaimed[1]):
+                    if claimed_id is None or not claimed:
+                        # Deleted while pending, which this broker never does (Redis 6.2 lists such
+                        # an entry as nil; 7 leaves it out): nothing to run.
                         continue
                     yield AckableMessage(data=claimed[b"data"], ack=self._ack(claimed_id))
 

@@ -2,8 +2,10 @@
 standing (a revoked sign-in, a deactivation, a membership change, a role change, a revoked API key)
 empties it at once, whichever connection or process committed it."""
 
+import importlib.util
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -15,7 +17,7 @@ from server.auth.principal import Principal, PrincipalKind
 from server.auth.resolver import PrincipalResolver
 from server.auth.roles import WorkspaceRole
 from server.auth.schemas import UserStandingSchema
-from server.auth.standing_cache import StandingCache
+from server.auth.standing_cache import StandingCache, changes_standing
 from server.composition import Infrastructure
 from server.signin.schemas import RefreshTokenRequestSchema
 from server.statement_log import sent_statements
@@ -246,3 +248,22 @@ def test_entries_expire_and_the_cache_is_bounded() -> None:
         cache.put_user(key, None, generation=cache.generation)
     assert len(cache._users) == 2
     assert cache.user(keys[2]) == (False, None)  # older than max_age 0
+
+
+def test_the_writes_that_empty_the_cache_at_commit_are_the_triggers() -> None:
+    """The committing process's own rule (`_STANDING_WRITE`) covers every table and event the
+    migration's triggers NOTIFY for."""
+    path = next((Path(__file__).parents[2] / "migrations" / "versions").glob("*_notify_standing_changes.py"))
+    spec = importlib.util.spec_from_file_location("notify_standing_changes", path)
+    assert spec is not None
+    assert spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    for table, events in migration.TRIGGERS.items():
+        update, delete, insert = (f"{verb} {table} " for verb in ("UPDATE", "DELETE FROM", "INSERT INTO"))
+        assert changes_standing(update + "SET x = 1 WHERE id = $1::UUID"), table
+        assert changes_standing(delete + "WHERE id = $1::UUID"), table
+        values = "(a, b) VALUES ($1, $2)"
+        assert changes_standing(insert + values) == ("INSERT" in events), table
+    assert not changes_standing("UPDATE usersettings SET x = 1")
+    assert not changes_standing("SELECT * FROM users")

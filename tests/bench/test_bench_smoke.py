@@ -1,16 +1,18 @@
 """A quick smoke of `make bench`'s pieces (the benchmark itself is not a test): the COPY seed, the
 keyset measurement, the gRPC framing h2load is fed, the parsing of h2load's and wrk's output, the
-table."""
+tables, the write bench's waiting requests and its check of the approvals."""
 
 import argparse
 import os
 import struct
+import uuid
 
 from sqlalchemy import func, select
 
-from bench import keyset, loadgen, read_rpc, retention, soak
+from bench import keyset, loadgen, read_rpc, retention, soak, write_rpc
 from bench.dataset import seed
 from server.accounts.models import Account
+from server.auth.principal import Principal, PrincipalKind, current_principal, set_current_principal
 from server.composition import Infrastructure
 
 
@@ -104,3 +106,32 @@ async def test_the_retention_snapshot_and_report(infrastructure: Infrastructure)
     assert table.splitlines()[0] == "| | before | before |"
     assert "| task stream: length, memory | 0, 0 KiB | 0, 0 KiB |" in table
     assert table.endswith("Retention deleted: outbox_messages 4")
+
+
+async def test_the_write_bench_prepares_waiting_requests_and_checks_approvals(infrastructure: Infrastructure) -> None:
+    dataset = await seed(
+        infrastructure.settings.database_url, infrastructure.tokens, workspaces=2, accounts_per_workspace=1
+    )
+    manager_id = await write_rpc._business_manager(infrastructure.settings.database_url)
+    waiting = await write_rpc.prepare_waiting(infrastructure.settings.database_url, dataset, manager_id, 5)
+    assert len(set(waiting)) == 5
+    set_current_principal(Principal(kind=PrincipalKind.USER, id=uuid.uuid4(), superuser=True))
+    try:
+        async with infrastructure.unit_of_work(direct=True) as uow:
+            approved = await uow.requests.approve_request(
+                waiting[0], actor=current_principal(), idempotency_key="smoke"
+            )
+    finally:
+        set_current_principal(None)
+    assert approved.payload.type == "account_creation"
+    assert await write_rpc.check_approvals(infrastructure.settings.database_url) == (1, 1, 1)
+
+
+def test_the_write_table_and_the_machine_figures() -> None:
+    result = loadgen.LoadResult(requests=1000, errors=0, seconds=10, p50=2.0, p99=9.0)
+    row = read_rpc.Row(label="ApproveRequest, REST", result=result, server_cpu=2.0, envoy_cpu=0.5, per_process=[1, 1])
+    table = write_rpc.markdown([write_rpc.WriteRow(row, busy=0.95)], title="today")
+    assert "| ApproveRequest, REST | 100 | 2.0 | 9.0 | 2.00 | 0.50 | 95 % | 0 |" in table.splitlines()
+    busy, total = loadgen.machine_ticks()
+    assert 0 <= busy <= total
+    assert loadgen.busy_share((0, 0), (3, 4)) == 0.75

@@ -120,6 +120,11 @@ class TlsStack:
     server: ServerProcess
     envoy: ServerProcess
     health_port: int  # GRPC_HEALTH_PORT: plaintext, the health service only
+    envoy_admin: int
+
+    def envoy_stat(self, name: str) -> int:
+        text = httpx.get(f"http://127.0.0.1:{self.envoy_admin}/stats?filter=^{name}$", timeout=5).text
+        return int(text.split(":")[1]) if ":" in text else 0
 
 
 def _health_through(target: str, credentials: grpc.ChannelCredentials) -> bool:
@@ -146,14 +151,15 @@ def tls_stack(settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFac
         GRPC_HEALTH_PORT=str(health_port),
         **_server_env(pki),
     )
-    envoy = start_envoy(settings, tmp, upstream_port=server.port, **_envoy_env(pki))
+    envoy_admin = free_port()
+    envoy = start_envoy(settings, tmp, upstream_port=server.port, ENVOY_ADMIN_PORT=str(envoy_admin), **_envoy_env(pki))
     waits.wait_until(
         lambda: _health_through(f"127.0.0.1:{envoy.port}", pki.channel_credentials()),
         within=60,
         what="a serving server through Envoy over TLS",
         detail=lambda: envoy.log.read_text()[-4000:],
     )
-    yield TlsStack(server=server, envoy=envoy, health_port=health_port)
+    yield TlsStack(server=server, envoy=envoy, health_port=health_port, envoy_admin=envoy_admin)
     envoy.stop()
     assert server.stop() == 0, server.log.read_text()[-4000:]
 
@@ -227,6 +233,10 @@ async def test_rest_grpc_web_and_grpc_through_envoy_over_https(tls_stack: TlsSta
     assert grpc_web.status_code == 200
     assert b"grpc-status:0" in grpc_web.content
     assert reply.user.email == admin.email
+    # Envoy's side: TLS from the callers, TLS 1.3 on to the server, its certificate checked.
+    stat = tls_stack.envoy_stat
+    assert await asyncio.to_thread(stat, "cluster.grpc_server.ssl.versions.TLSv1.3") > 0
+    assert await asyncio.to_thread(stat, "cluster.grpc_server.ssl.fail_verify_error") == 0
 
 
 async def test_a_direct_caller_with_a_client_certificate_is_served(

@@ -68,6 +68,8 @@ OTHER_CRONS = (
     "EXPIRE_REQUESTS_CRON",
     "SPEND_CAP_ALERTS_CRON",
     "SPEND_EXPORT_CRON",
+    "RETENTION_CRON",
+    "AUDIT_LOG_ROTATE_CRON",
 )
 KILL_AFTER = 8  # approvals before the primary dies
 APPROVAL_GAP_SECONDS = 0.2

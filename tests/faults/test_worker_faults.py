@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import httpx
@@ -39,6 +40,7 @@ from server.requests.models import Request, RequestStatus
 from server.requests.schemas import AccountCreationPayload
 from server.taskqueue.broker import CONSUMER_GROUP, QUEUE, create_broker
 from server.taskqueue.heartbeat import HEARTBEAT_SECONDS
+from server.taskqueue.trim import trim_acknowledged
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until
@@ -438,6 +440,100 @@ async def test_a_long_throttle_holds_the_request_past_its_runs_then_fails_retrya
         )
     assert actions == ["request", "approve", "fail", "retry", "complete"]
     print(f"\nthrottled calls: {throttled_calls}; audit: {actions}; accounts on Meta: 1")
+
+
+async def test_a_worker_paused_mid_task_acknowledges_it_after_others_worked_and_the_stream_was_trimmed(
+    settings: Settings,
+    infrastructure: Infrastructure,
+    workers: Workers,
+    redis: EmbeddedRedis,
+    simulator: tuple[str, SimulatorControl],
+) -> None:
+    """The task stream is bounded by deleting what was acknowledged and trimming below what is held
+    (`server.taskqueue.trim`): a worker frozen (SIGSTOP) in the middle of a task while another runs a
+    hundred and the trim runs finds its message still there, finishes the task and acknowledges it."""
+    _, control = simulator
+    workspace_id, manager_id = await _workspace_and_manager(infrastructure)
+    request_id = await _ask(infrastructure, workspace_id, manager_id, "Paused Mid Task")
+    control.set_latency(3000, path_prefix="/v26.0/act_")  # reading the new account back is slow
+    # Redelivery far away: no other worker takes the paused worker's message meanwhile.
+    paused = workers.start(TASK_REDELIVERY_SECONDS="600")
+    await workers.wait_until_listening()
+    await _approve(infrastructure, request_id)
+
+    async def created_on_meta() -> bool:
+        return control.counters().objects.ad_accounts == 1
+
+    await _wait_for(created_on_meta, within=30, what="the account creation on Meta", workers=workers)
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        async with Redis.from_url(redis.url) as client:
+
+            async def stream_ids() -> list[bytes]:
+                entries = cast(list[tuple[bytes, object]], await client.xrange(QUEUE))
+                return [entry_id for entry_id, _ in entries]
+
+            [held] = await stream_ids()
+            workers.start(TASK_REDELIVERY_SECONDS="600")
+            broker = create_broker(settings.model_copy(update={"redis_url": redis.url}))
+            register_tasks(broker, settings)
+            await broker.startup()
+            try:
+                alert = broker.find_task("accounts.notify_spend_cap_alert")
+                assert alert is not None
+                for n in range(100):
+                    await alert.kiq({"account_id": str(uuid.uuid4()), "percent": 80, "n": n})
+            finally:
+                await broker.shutdown()
+
+            async def held_by_the_paused_worker() -> set[bytes]:
+                pending = cast(
+                    list[dict[str, bytes]], await client.xpending_range(QUEUE, CONSUMER_GROUP, "-", "+", 1000)
+                )
+                consumers = {entry["message_id"]: entry["consumer"] for entry in pending}
+                return {entry_id for entry_id, consumer in consumers.items() if consumer == consumers.get(held)}
+
+            async def only_what_the_paused_worker_holds_is_left() -> bool:
+                # Its last XREADGROUP, sent before it froze, may still have taken the first alert.
+                left = set(await stream_ids())
+                return held in left and len(left) <= 2 and left == await held_by_the_paused_worker()
+
+            await _wait_for(
+                only_what_the_paused_worker_holds_is_left,
+                within=60,
+                what="the other worker's hundred tasks done",
+                workers=workers,
+            )
+            kept = await stream_ids()
+            assert await trim_acknowledged(client, QUEUE) == 0
+            assert await stream_ids() == kept
+    finally:
+        control.set_latency(0, path_prefix="/v26.0/act_")
+        paused.send_signal(signal.SIGCONT)
+
+    await _wait_for(_finished(infrastructure, request_id), within=60, what="the resumed task", workers=workers)
+    assert (await _status(infrastructure, request_id))[0] is RequestStatus.COMPLETED
+
+    state: list[object] = []
+
+    async def the_held_task_acknowledged_and_deleted() -> bool:
+        async with Redis.from_url(redis.url) as client:
+            entries = cast(list[tuple[bytes, object]], await client.xrange(QUEUE))
+            pending = cast(list[dict[str, bytes]], await client.xpending_range(QUEUE, CONSUMER_GROUP, "-", "+", 1000))
+        state[:] = [entries, pending]
+        in_stream = {entry_id for entry_id, _ in entries}
+        held_now = {entry["message_id"] for entry in pending}
+        # What else is left is still held, so redelivered after TASK_REDELIVERY_SECONDS: the alert the
+        # frozen worker's last read took, when its connection timed out as it woke up.
+        return held not in in_stream | held_now and in_stream == held_now
+
+    await eventually(
+        the_held_task_acknowledged_and_deleted,
+        within=30,
+        what="the resumed task acknowledged and deleted",
+        detail=lambda: str(state),
+    )
+    assert control.counters().objects.ad_accounts == 1
 
 
 async def test_a_running_worker_beats_and_a_frozen_or_stopped_one_does_not(workers: Workers, tmp_path: Path) -> None:

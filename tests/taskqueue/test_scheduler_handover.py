@@ -34,6 +34,8 @@ NOT_TODAY = (
     "SPEND_CAP_ALERTS_CRON",
     "SPEND_EXPORT_CRON",
     "REQUEUE_STALLED_CRON",
+    "RETENTION_CRON",
+    "AUDIT_LOG_ROTATE_CRON",
 )
 NOT_TODAY_CRON = "0 0 29 2 *"  # 29 February, midnight
 # Slack on a machine whose cores are shared with other test processes.
