@@ -7,13 +7,15 @@ and a scheduler. Envoy on 127.0.0.1 balances over both nodes. Below them the dat
 pooling), Redis primary + replica + three sentinels.
 
 `Cluster` starts and owns the processes; the supervisor of `adplane dev` restarts what dies, and the
-failover drill (tests/e2e/test_cluster.py) kills a whole node, then the Redis primary, instead.
+failover drill (tests/e2e/test_cluster.py) kills a whole node, then the Redis primary, instead; its
+rolling restart stops and starts one node after the other (`stop_node`, `start_node`), as a deploy does.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +26,7 @@ from devstack.embedded import EmbeddedPostgres, free_port_block, is_port_free, s
 from devstack.pgbouncer import PgBouncer, start_pgbouncer
 from devstack.sentinel import SentinelGroup
 from server.config import Settings
+from server.taskqueue.heartbeat import heartbeat_path
 
 # 127.0.0.0/8 is loopback on Linux as a whole: every address in it is this machine.
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -163,6 +166,45 @@ class Cluster:
             if child.process is not None and child.process.poll() is None:
                 os.killpg(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+
+    def stop_node(self, node: Node, *, timeout: float) -> None:
+        """SIGTERM every process group of `node` (each drains first) and wait until they have exited.
+
+        One still running after `timeout` seconds is SIGKILLed, and TimeoutError names it."""
+        running = [c for c in self.node_children(node) if c.process is not None and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            os.killpg(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        late = []
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                late.append(child.name)
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+        if late:
+            raise TimeoutError(f"{', '.join(late)} did not stop within {timeout:g} s of SIGTERM")
+
+    def start_node(self, node: Node) -> None:
+        """Start the processes of `node` that are not running (all of them after `stop_node` or `kill_node`)."""
+        for child in self.node_children(node):
+            if child.process is None or child.process.poll() is not None:
+                child.launch(time.monotonic())
+
+    def background_beating(self, node: Node, *, since: float) -> bool:
+        """Whether the worker and the scheduler of `node` touched their heartbeat files after `since`
+        (a `time.time()`): they run (a stopped one removes its file)."""
+        directory = Path(self.node_env(node)["ADPLANE_HEARTBEAT_DIR"])
+        for kind in ("worker", "scheduler"):
+            try:
+                if (directory / heartbeat_path(kind).name).stat().st_mtime < since:
+                    return False
+            except FileNotFoundError:
+                return False
+        return True
 
     def stop(self, *, timeout: float) -> None:
         stop_children(list(self.children.values()), signal.SIGTERM, timeout=timeout)

@@ -1,10 +1,17 @@
 """The multi-node topology (devstack/cluster.py, what `make cluster` starts) under a bounded load
-through Envoy, while one whole node is SIGKILLed and then the Redis primary: reads keep being
-answered, every approved request ends completed with its account created once on Meta (the Graph
-API simulator counts them), and the stack recovers without a restart.
+through Envoy:
+
+- the drill: one whole node is SIGKILLed and then the Redis primary;
+- the rolling restart: one node after the other is stopped with SIGTERM and started again, as a
+  deploy does.
+
+Either way reads keep being answered, every approved request ends completed with its account
+created once on Meta (the Graph API simulator counts them), and the stack recovers without a restart.
+The two tests share the topology and run in either order: the rolling restart first starts again
+whatever the drill killed, and each counts the accounts made on Meta during its own run.
 
 The figures (calls per phase, failed calls, seconds to recover) are printed (`pytest -s`) and
-written to cluster-drill.json in the test's directory.
+written to cluster-drill.json / cluster-restart.json in the test's directory.
 """
 
 import asyncio
@@ -21,12 +28,13 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from sqlalchemy import text
 
 from adplane.v1 import account_service_pb2, request_pb2, request_service_pb2, workspace_service_pb2
 from adplane.v1.account_service_pb2_grpc import AccountServiceStub
 from adplane.v1.request_service_pb2_grpc import RequestServiceStub
 from adplane.v1.workspace_service_pb2_grpc import WorkspaceServiceStub
-from devstack.cluster import NODES, Cluster, ClusterPorts, DataTier, start_data_tier
+from devstack.cluster import NODES, SERVER_PROCESSES_PER_NODE, Cluster, ClusterPorts, DataTier, Node, start_data_tier
 from devstack.embedded import free_port
 from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
@@ -50,6 +58,10 @@ CALL_TIMEOUT = 10.0
 PHASE_SECONDS = 12.0
 # A write that fails with one of these is sent again with the same request_id (what a client does).
 RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# Bounds, not expectations: a node's processes exiting after SIGTERM (drain, then the grace period),
+# and nine processes starting on two shared cores until Envoy sees them healthy.
+STOP_WITHIN = 60.0
+START_WITHIN = 300.0
 
 
 @dataclass
@@ -61,6 +73,8 @@ class Topology:
     settings: Settings
     control: SimulatorControl
     logs: Path
+    # The workspace and business manager the loads write to (one live manager per Meta business).
+    subjects: tuple[uuid.UUID, uuid.UUID] | None = None
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.logs.glob("*.log")))
@@ -111,9 +125,8 @@ def topology(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
             logs=tmp,
         )
         wait_until(
-            lambda: healthy_endpoints(topology) == 2 * len(NODES),
-            # A bound for nine processes starting at once on two shared cores, not an expectation.
-            within=300,
+            lambda: healthy_endpoints(topology) == SERVER_PROCESSES_PER_NODE * len(NODES),
+            within=START_WITHIN,
             every=0.5,
             what="Envoy seeing every server process of both nodes healthy",
             detail=topology.log_tail,
@@ -122,16 +135,15 @@ def topology(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         yield topology
 
 
-def healthy_endpoints(topology: Topology) -> int:
-    """How many server processes Envoy's health checks find healthy."""
+def healthy_endpoints(topology: Topology, address: str | None = None) -> int:
+    """How many server processes (of the node at `address`, or of all) Envoy's health checks find healthy."""
     try:
         clusters = httpx.get(f"http://127.0.0.1:{topology.envoy_admin}/clusters", timeout=2).text
     except httpx.HTTPError:
         return 0
+    prefix = f"grpc_server::{address}:" if address else "grpc_server::"
     return sum(
-        1
-        for line in clusters.splitlines()
-        if line.startswith("grpc_server::") and line.endswith("::health_flags::healthy")
+        1 for line in clusters.splitlines() if line.startswith(prefix) and line.endswith("::health_flags::healthy")
     )
 
 
@@ -222,6 +234,28 @@ class Load:
         raise AssertionError("a write failed 30 times in a row")
 
 
+async def every_approval_completed(topology: Topology, load: Load) -> float:
+    """Seconds until every request the load approved is completed (they may still be in the works)."""
+    requests = RequestServiceStub(load.channel)
+
+    async def completed() -> bool:
+        for request_id in load.approved:
+            reply = await requests.GetRequest(
+                request_service_pb2.GetRequestRequest(workspace_id=str(load.workspace_id), id=request_id),
+                metadata=load.admin.metadata,
+                timeout=CALL_TIMEOUT,
+            )
+            if reply.request.status != COMPLETED:
+                return False
+        return True
+
+    began = time.monotonic()
+    await eventually(
+        completed, within=180, what="every approved request completed", every=1.0, detail=topology.log_tail
+    )
+    return time.monotonic() - began
+
+
 @pytest.fixture
 async def cluster_infrastructure(topology: Topology) -> AsyncIterator[Infrastructure]:
     infrastructure = Infrastructure.build(topology.settings)
@@ -229,12 +263,21 @@ async def cluster_infrastructure(topology: Topology) -> AsyncIterator[Infrastruc
     await infrastructure.close()
 
 
+@pytest.fixture
+async def subjects(topology: Topology, cluster_infrastructure: Infrastructure) -> tuple[uuid.UUID, uuid.UUID]:
+    """The workspace and business manager of the loads, made by whichever test runs first."""
+    if topology.subjects is None:
+        topology.subjects = await _workspace_and_manager(cluster_infrastructure)
+    return topology.subjects
+
+
 async def test_a_node_then_the_redis_primary_fail_under_load(
-    topology: Topology, cluster_infrastructure: Infrastructure, tmp_path: Path
+    topology: Topology, cluster_infrastructure: Infrastructure, subjects: tuple[uuid.UUID, uuid.UUID], tmp_path: Path
 ) -> None:
-    workspace_id, manager_id = await _workspace_and_manager(cluster_infrastructure)
+    workspace_id, manager_id = subjects
     admin = await make_caller(cluster_infrastructure, superuser=True)
     figures: dict[str, object] = {}
+    accounts_before = topology.control.counters().objects.ad_accounts
     async with grpc.aio.insecure_channel(f"127.0.0.1:{topology.envoy_port}") as channel:
         load = Load(channel, admin, workspace_id, manager_id)
         tasks = [asyncio.create_task(load.read_loop()), asyncio.create_task(load.write_loop())]
@@ -261,30 +304,9 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
                     figures["load error"] = repr(error)
                     raise
 
-        requests = RequestServiceStub(channel)
+        settle_seconds = await every_approval_completed(topology, load)
 
-        async def every_approval_completed() -> bool:
-            for request_id in load.approved:
-                reply = await requests.GetRequest(
-                    request_service_pb2.GetRequestRequest(workspace_id=str(workspace_id), id=request_id),
-                    metadata=admin.metadata,
-                    timeout=CALL_TIMEOUT,
-                )
-                if reply.request.status != COMPLETED:
-                    return False
-            return True
-
-        completed_from = time.monotonic()
-        await eventually(
-            every_approval_completed,
-            within=180,
-            what="every approved request completed",
-            every=1.0,
-            detail=topology.log_tail,
-        )
-        settle_seconds = time.monotonic() - completed_from
-
-    created_on_meta = topology.control.counters().objects.ad_accounts
+    created_on_meta = topology.control.counters().objects.ad_accounts - accounts_before
     phases = {
         "before the faults": (0.0, node_killed),
         "after a node was killed": (node_killed, redis_killed),
@@ -318,3 +340,124 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
     assert len(load.approved) >= PHASE_SECONDS * 3 / WRITE_EVERY / 4, report  # the writes kept flowing
     # Reads through Envoy survive a node's death (retries, health checks) and a Redis failover.
     assert all(figures[name]["failed reads"] == 0 for name in phases), report  # type: ignore[index]
+
+
+async def node_endpoints(topology: Topology, node: Node) -> int:
+    return await asyncio.to_thread(healthy_endpoints, topology, node.address)
+
+
+async def wait_for_node_out(topology: Topology, node: Node) -> None:
+    """Until Envoy no longer sends calls to `node` (its health checks failed)."""
+
+    async def out() -> bool:
+        return await node_endpoints(topology, node) == 0
+
+    await eventually(out, within=30, every=0.2, what=f"Envoy seeing {node.name} down", detail=topology.log_tail)
+
+
+async def wait_for_node_back(topology: Topology, node: Node, *, launched: float) -> None:
+    """Until Envoy sees every server process of `node` healthy, and its worker and scheduler beat
+    (`launched`: the `time.time()` they were started at)."""
+
+    async def back() -> bool:
+        serving = await node_endpoints(topology, node) == SERVER_PROCESSES_PER_NODE
+        return serving and topology.cluster.background_beating(node, since=launched)
+
+    await eventually(back, within=START_WITHIN, every=0.2, what=f"{node.name} serving again", detail=topology.log_tail)
+
+
+async def requests_in(infrastructure: Infrastructure, workspace_id: uuid.UUID) -> int:
+    async with infrastructure.engine.connect() as connection:
+        count = await connection.scalar(
+            text("SELECT count(*) FROM requests WHERE workspace_id = :workspace_id"), {"workspace_id": workspace_id}
+        )
+    return int(count or 0)
+
+
+async def test_nodes_restarted_one_after_the_other_under_load(
+    topology: Topology, cluster_infrastructure: Infrastructure, subjects: tuple[uuid.UUID, uuid.UUID], tmp_path: Path
+) -> None:
+    # What the drill killed, when it ran first, is started again before the load begins.
+    for node in NODES:
+        launched = time.time()
+        topology.cluster.start_node(node)
+        await wait_for_node_back(topology, node, launched=launched)
+    workspace_id, manager_id = subjects
+    admin = await make_caller(cluster_infrastructure, superuser=True)
+    figures: dict[str, object] = {}
+    accounts_before = topology.control.counters().objects.ad_accounts
+    requests_before = await requests_in(cluster_infrastructure, workspace_id)
+    # For each node: seconds since the start at SIGTERM, when its processes had all exited, when it was back.
+    restarts: dict[str, tuple[float, float, float]] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{topology.envoy_port}") as channel:
+        load = Load(channel, admin, workspace_id, manager_id)
+        tasks = [asyncio.create_task(load.read_loop()), asyncio.create_task(load.write_loop())]
+        try:
+            await asyncio.sleep(PHASE_SECONDS)
+            # One node after the other, as a deploy does: SIGTERM (each process drains), exit, start again.
+            for node in NODES:
+                signalled = load.now()
+                await asyncio.to_thread(topology.cluster.stop_node, node, timeout=STOP_WITHIN)
+                stopped = load.now()
+                await wait_for_node_out(topology, node)
+                launched = time.time()
+                topology.cluster.start_node(node)
+                await wait_for_node_back(topology, node, launched=launched)
+                restarts[node.name] = (signalled, stopped, load.now())
+                await asyncio.sleep(PHASE_SECONDS)
+            ended = load.now()
+        finally:
+            load.running = False
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, CALL_TIMEOUT * 2)
+                except (TimeoutError, grpc.aio.AioRpcError, AssertionError) as error:
+                    figures["load error"] = repr(error)
+                    raise
+        settle_seconds = await every_approval_completed(topology, load)
+
+    created_on_meta = topology.control.counters().objects.ad_accounts - accounts_before
+    requests_made = await requests_in(cluster_infrastructure, workspace_id) - requests_before
+    # Phases: before the first SIGTERM, then from each node's SIGTERM to the next one (or the end).
+    marks = [("before the restarts", 0.0), *((f"from {name}'s SIGTERM", r[0]) for name, r in restarts.items())]
+    ends = [start for _, start in marks[1:]] + [ended]
+    phases = {name: (start, end) for (name, start), end in zip(marks, ends, strict=True)}
+    for name, (start, end) in phases.items():
+        figures[name] = {
+            "seconds": round(end - start, 1),
+            "reads": load.reads.count_between(start, end),
+            "failed reads": len(load.reads.failed_between(start, end)),
+            "writes sent": load.writes.count_between(start, end),
+            "failed write attempts (sent again)": len(load.writes.failed_between(start, end)),
+        }
+    figures["restarts"] = {
+        name: {
+            "seconds from SIGTERM until every process exited": round(stopped - signalled, 1),
+            "seconds from SIGTERM until back (Envoy sees it healthy, worker and scheduler beat)": round(
+                back - signalled, 1
+            ),
+        }
+        for name, (signalled, stopped, back) in restarts.items()
+    }
+    failed_reads = load.reads.failed_between(0.0, ended)
+    figures |= {
+        "reads": load.reads.count_between(0.0, ended),
+        "failed reads": len(failed_reads),
+        "writes sent": load.writes.count_between(0.0, ended),
+        "failed write attempts (sent again)": len(load.writes.failed_between(0.0, ended)),
+        "approved requests": len(load.approved),
+        "requests made": requests_made,
+        "accounts created on Meta": created_on_meta,
+        "seconds until every approval completed, after the load": round(settle_seconds, 1),
+    }
+    report = json.dumps(figures, indent=2)
+    (tmp_path / "cluster-restart.json").write_text(report)
+    print(f"\ncluster rolling restart:\n{report}")
+
+    # Nothing lost, nothing done twice: one request per write the load made (a resent RequestAccount
+    # does not make a second one), and one account on Meta per approved request.
+    assert requests_made == len(load.approved), report
+    assert created_on_meta == len(load.approved), report
+    assert len(load.approved) >= PHASE_SECONDS * 3 / WRITE_EVERY / 4, report  # the writes kept flowing
+    # Reads through Envoy never fail while a node drains, stops and starts again.
+    assert failed_reads == [], report
