@@ -68,10 +68,8 @@ class ClusterPorts:
         """`preferred_grpc` and the ports after it when free on every node, else free ones."""
         size = SERVER_PROCESSES_PER_NODE + 4
         grpc = preferred_grpc
-        if grpc is None or not all(_port_free_everywhere(p) for p in range(grpc, grpc + size)):
+        while grpc is None or not all(_port_free_everywhere(p) for p in range(grpc, grpc + size)):
             grpc = free_port_block(size)
-            while not all(_port_free_everywhere(p) for p in range(grpc, grpc + size)):
-                grpc = free_port_block(size)
         metrics = grpc + SERVER_PROCESSES_PER_NODE + 1
         return cls(grpc=grpc, server_metrics=metrics, worker_metrics=metrics + 1, scheduler_metrics=metrics + 2)
 

@@ -544,6 +544,8 @@ async def test_a_running_worker_beats_and_a_frozen_or_stopped_one_does_not(worke
     worker = workers.start(ADPLANE_HEARTBEAT_DIR=str(heartbeats))
     await workers.wait_until_listening()
     path = heartbeats / "adplane-worker.heartbeat"
+    # The first beat is the loop's, which "worker started" does not wait for.
+    await _wait_for(path.exists, within=HEARTBEAT_SECONDS * 3, what="the worker's first heartbeat", workers=workers)
     alive = await asyncio.to_thread(liveness, "worker", heartbeats)
     assert alive.returncode == 0, alive.stdout + alive.stderr
     first = path.stat().st_mtime_ns
