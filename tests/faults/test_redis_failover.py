@@ -32,12 +32,6 @@ from devstack.meta_simulator import SimulatorServer
 from devstack.meta_simulator.control_client import SimulatorControl
 from server.auth.principal import Principal, PrincipalKind
 from server.background.registry import event_streams, publish, register_tasks
-from server.business_managers.models import (
-    BusinessManager,
-    BusinessManagerOwnership,
-    BusinessManagerStatus,
-    BusinessVerificationStatus,
-)
 from server.composition import Infrastructure
 from server.config import Settings
 from server.outbox.relay import OutboxRelay
@@ -49,7 +43,7 @@ from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, ServerProcess, stack_env, start_server
 from tests.e2e.test_watch import Watch
-from tests.meta_work import CREATE_ACCOUNT_ROUTE
+from tests.meta_work import CREATE_ACCOUNT_ROUTE, add_business_manager
 from tests.sentinel import SentinelGroup, sentinel_env, sentinel_settings
 from tests.waits import eventually
 
@@ -148,21 +142,12 @@ class Watcher:
 
 
 async def _workspace_and_manager(infrastructure: Infrastructure) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new workspace, and the platform business manager of META_BUSINESS_ID with its token."""
     async with infrastructure.unit_of_work() as uow:
         workspace = await uow.workspaces.create_workspace(
             WorkspaceCreateRequestSchema(name=f"Failover {uuid.uuid4().hex[:6]}")
         )
-        manager = BusinessManager(
-            meta_business_id=META_BUSINESS_ID,
-            name="Failover Co Platform",
-            ownership=BusinessManagerOwnership.PLATFORM,
-            status=BusinessManagerStatus.ACTIVE,
-            verification_status=BusinessVerificationStatus.VERIFIED,
-            encrypted_token=infrastructure.cipher.encrypt(TOKEN),
-        )
-        uow.session.add(manager)
-        await uow.session.flush()
-        return workspace.id, manager.id
+    return workspace.id, await add_business_manager(infrastructure, meta_business_id=META_BUSINESS_ID, token=TOKEN)
 
 
 async def _submit(infrastructure: Infrastructure, workspace_id: uuid.UUID, manager_id: uuid.UUID, n: int) -> str:

@@ -28,9 +28,7 @@ from server.auth.principal import Principal, PrincipalKind
 from server.background.registry import register_tasks
 from server.business_managers.models import (
     BusinessManager,
-    BusinessManagerOwnership,
     BusinessManagerStatus,
-    BusinessVerificationStatus,
 )
 from server.composition import Infrastructure
 from server.config import Settings
@@ -44,6 +42,7 @@ from server.taskqueue.trim import trim_acknowledged
 from server.workspaces.schemas import WorkspaceCreateRequestSchema
 from tests.callers import make_caller
 from tests.e2e.conftest import ADPLANE, stack_env, start_server, wait_until
+from tests.meta_work import add_business_manager
 from tests.scrape import label_values, scrape, total
 from tests.taskqueue.test_heartbeat import liveness
 from tests.waits import eventually
@@ -129,21 +128,12 @@ def workers(
 
 
 async def _workspace_and_manager(infrastructure: Infrastructure) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new workspace, and the platform business manager of META_BUSINESS_ID with its token."""
     async with infrastructure.unit_of_work() as uow:
         workspace = await uow.workspaces.create_workspace(
             WorkspaceCreateRequestSchema(name=f"Fault {uuid.uuid4().hex[:6]}")
         )
-        manager = BusinessManager(
-            meta_business_id=META_BUSINESS_ID,
-            name="Fault Co Platform",
-            ownership=BusinessManagerOwnership.PLATFORM,
-            status=BusinessManagerStatus.ACTIVE,
-            verification_status=BusinessVerificationStatus.VERIFIED,
-            encrypted_token=infrastructure.cipher.encrypt(TOKEN),
-        )
-        uow.session.add(manager)
-        await uow.session.flush()
-        return workspace.id, manager.id
+    return workspace.id, await add_business_manager(infrastructure, meta_business_id=META_BUSINESS_ID, token=TOKEN)
 
 
 async def _ask(infrastructure: Infrastructure, workspace_id: uuid.UUID, manager_id: uuid.UUID, name: str) -> uuid.UUID:
