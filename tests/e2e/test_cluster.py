@@ -21,7 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +179,32 @@ class Load:
     def now(self) -> float:
         return time.monotonic() - self.started
 
+    @asynccontextmanager
+    async def flowing(self) -> AsyncIterator[None]:
+        """The read and write loops run inside; on leaving, they finish their call and stop (an error
+        of theirs fails the test)."""
+        tasks = [asyncio.create_task(self.read_loop()), asyncio.create_task(self.write_loop())]
+        try:
+            yield
+        finally:
+            self.running = False
+            for task in tasks:
+                await asyncio.wait_for(task, CALL_TIMEOUT * 2)
+
+    def figures(self, start: float, end: float) -> dict[str, float]:
+        """The calls made between `start` and `end` (seconds since the start) and how many failed."""
+        failed_reads, failed_writes = self.reads.failed_between(start, end), self.writes.failed_between(start, end)
+        return {
+            "seconds": round(end - start, 1),
+            "reads": self.reads.count_between(start, end),
+            "failed reads": len(failed_reads),
+            "writes sent": self.writes.count_between(start, end),
+            "failed write attempts (sent again)": len(failed_writes),
+            "seconds from its start to the last failed call": round(
+                max([t for t, _ in failed_reads + failed_writes], default=start) - start, 1
+            ),
+        }
+
     async def read_loop(self) -> None:
         workspaces = WorkspaceServiceStub(self.channel)
         while self.running:
@@ -276,12 +302,10 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
 ) -> None:
     workspace_id, manager_id = subjects
     admin = await make_caller(cluster_infrastructure, superuser=True)
-    figures: dict[str, object] = {}
     accounts_before = topology.control.counters().objects.ad_accounts
     async with grpc.aio.insecure_channel(f"127.0.0.1:{topology.envoy_port}") as channel:
         load = Load(channel, admin, workspace_id, manager_id)
-        tasks = [asyncio.create_task(load.read_loop()), asyncio.create_task(load.write_loop())]
-        try:
+        async with load.flowing():
             await asyncio.sleep(PHASE_SECONDS)
 
             # 1. A whole node dies: its server processes, its worker and its scheduler.
@@ -295,14 +319,6 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
             failover = await asyncio.to_thread(topology.tier.redis.wait_for_new_primary)
             await asyncio.sleep(PHASE_SECONDS)
             ended = load.now()
-        finally:
-            load.running = False
-            for task in tasks:
-                try:
-                    await asyncio.wait_for(task, CALL_TIMEOUT * 2)
-                except (TimeoutError, grpc.aio.AioRpcError, AssertionError) as error:
-                    figures["load error"] = repr(error)
-                    raise
 
         settle_seconds = await every_approval_completed(topology, load)
 
@@ -312,20 +328,8 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
         "after a node was killed": (node_killed, redis_killed),
         "after the Redis primary was killed": (redis_killed, ended),
     }
-    for name, (start, end) in phases.items():
-        failed_reads = load.reads.failed_between(start, end)
-        failed_writes = load.writes.failed_between(start, end)
-        figures[name] = {
-            "seconds": round(end - start, 1),
-            "reads": load.reads.count_between(start, end),
-            "failed reads": len(failed_reads),
-            "writes sent": load.writes.count_between(start, end),
-            "failed write attempts (sent again)": len(failed_writes),
-            "seconds from the fault to the last failed call": round(
-                max([t for t, _ in failed_reads + failed_writes], default=start) - start, 1
-            ),
-        }
-    figures |= {
+    by_phase = {name: load.figures(start, end) for name, (start, end) in phases.items()}
+    figures = by_phase | {
         "redis failover seconds (sentinels)": round(failover, 1),
         "approved requests": len(load.approved),
         "accounts created on Meta": created_on_meta,
@@ -339,7 +343,7 @@ async def test_a_node_then_the_redis_primary_fail_under_load(
     assert created_on_meta == len(load.approved), report
     assert len(load.approved) >= PHASE_SECONDS * 3 / WRITE_EVERY / 4, report  # the writes kept flowing
     # Reads through Envoy survive a node's death (retries, health checks) and a Redis failover.
-    assert all(figures[name]["failed reads"] == 0 for name in phases), report  # type: ignore[index]
+    assert [phase["failed reads"] for phase in by_phase.values()] == [0, 0, 0], report
 
 
 async def node_endpoints(topology: Topology, node: Node) -> int:
@@ -391,8 +395,7 @@ async def test_nodes_restarted_one_after_the_other_under_load(
     restarts: dict[str, tuple[float, float, float]] = {}
     async with grpc.aio.insecure_channel(f"127.0.0.1:{topology.envoy_port}") as channel:
         load = Load(channel, admin, workspace_id, manager_id)
-        tasks = [asyncio.create_task(load.read_loop()), asyncio.create_task(load.write_loop())]
-        try:
+        async with load.flowing():
             await asyncio.sleep(PHASE_SECONDS)
             # One node after the other, as a deploy does: SIGTERM (each process drains), exit, start again.
             for node in NODES:
@@ -406,14 +409,6 @@ async def test_nodes_restarted_one_after_the_other_under_load(
                 restarts[node.name] = (signalled, stopped, load.now())
                 await asyncio.sleep(PHASE_SECONDS)
             ended = load.now()
-        finally:
-            load.running = False
-            for task in tasks:
-                try:
-                    await asyncio.wait_for(task, CALL_TIMEOUT * 2)
-                except (TimeoutError, grpc.aio.AioRpcError, AssertionError) as error:
-                    figures["load error"] = repr(error)
-                    raise
         settle_seconds = await every_approval_completed(topology, load)
 
     created_on_meta = topology.control.counters().objects.ad_accounts - accounts_before
@@ -422,14 +417,7 @@ async def test_nodes_restarted_one_after_the_other_under_load(
     marks = [("before the restarts", 0.0), *((f"from {name}'s SIGTERM", r[0]) for name, r in restarts.items())]
     ends = [start for _, start in marks[1:]] + [ended]
     phases = {name: (start, end) for (name, start), end in zip(marks, ends, strict=True)}
-    for name, (start, end) in phases.items():
-        figures[name] = {
-            "seconds": round(end - start, 1),
-            "reads": load.reads.count_between(start, end),
-            "failed reads": len(load.reads.failed_between(start, end)),
-            "writes sent": load.writes.count_between(start, end),
-            "failed write attempts (sent again)": len(load.writes.failed_between(start, end)),
-        }
+    figures |= {name: load.figures(start, end) for name, (start, end) in phases.items()}
     figures["restarts"] = {
         name: {
             "seconds from SIGTERM until every process exited": round(stopped - signalled, 1),
@@ -439,12 +427,8 @@ async def test_nodes_restarted_one_after_the_other_under_load(
         }
         for name, (signalled, stopped, back) in restarts.items()
     }
-    failed_reads = load.reads.failed_between(0.0, ended)
-    figures |= {
-        "reads": load.reads.count_between(0.0, ended),
-        "failed reads": len(failed_reads),
-        "writes sent": load.writes.count_between(0.0, ended),
-        "failed write attempts (sent again)": len(load.writes.failed_between(0.0, ended)),
+    whole = load.figures(0.0, ended)
+    figures |= whole | {
         "approved requests": len(load.approved),
         "requests made": requests_made,
         "accounts created on Meta": created_on_meta,
@@ -460,4 +444,4 @@ async def test_nodes_restarted_one_after_the_other_under_load(
     assert created_on_meta == len(load.approved), report
     assert len(load.approved) >= PHASE_SECONDS * 3 / WRITE_EVERY / 4, report  # the writes kept flowing
     # Reads through Envoy never fail while a node drains, stops and starts again.
-    assert failed_reads == [], report
+    assert whole["failed reads"] == 0, report
