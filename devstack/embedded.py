@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -34,12 +35,23 @@ DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 START_TIMEOUT = 60.0
 
 
+# Ports for the servers started here are drawn below the kernel's ephemeral range (Linux: 32768 and
+# up), where outgoing connections take their source ports: a port the kernel hands out as free there
+# may be some connection's by the time a server binds it (seen as "Address already in use" in tests
+# that start many processes at once).
+PORT_RANGE = range(10000, 32768)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(PORT_RANGE)  # noqa: S311 - spreading picks, not a secret
+        if is_port_free(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: any free port
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def is_port_free(port: int, host: str = "127.0.0.1") -> bool:
